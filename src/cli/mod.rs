@@ -1,0 +1,68 @@
+//! The `orca` command line: one file per command group. Each command
+//! returns an exit code a script can rely on: 0 done, 1 the work failed
+//! (say, the seed did not answer), 2 bad input.
+
+pub mod crds;
+pub mod credentials;
+pub mod discover;
+pub mod local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orca",
+    version,
+    about = "Replication topology management for MySQL and MariaDB"
+)]
+pub struct Cli {
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `orca=debug`.
+    #[arg(long, global = true, env = "ORCA_LOG", default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl a replication topology from one instance and print it.
+    Discover(discover::DiscoverArgs),
+    /// Print (or write) the CustomResourceDefinitions.
+    Crds(crds::CrdsArgs),
+    /// Run a local replication topology of real mariadbd servers.
+    Local(local::LocalArgs),
+}
+
+/// Exit codes.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orca: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Discover(a) => discover::run(a).await,
+            Command::Crds(a) => crds::run(a),
+            Command::Local(a) => local::run(a).await,
+        }
+    });
+    ExitCode::from(code)
+}

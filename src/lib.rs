@@ -1,0 +1,16 @@
+//! orca: replication topology management for MySQL and MariaDB, as a
+//! Kubernetes operator and as a command-line tool.
+//!
+//! Layers (see `docs/architecture.md`):
+//! - pure core, no I/O: [`topology`], [`analysis`] (plans come next);
+//! - adapters: [`mysql`] (probes, discovery crawl), [`k8s`] (custom resources);
+//! - runtime: [`cli`] (engine, HA, store and API arrive with later work);
+//! - [`sandbox`]: local `mariadbd` servers (and later a local cluster) for
+//!   development, demos and tests.
+
+pub mod analysis;
+pub mod cli;
+pub mod k8s;
+pub mod mysql;
+pub mod sandbox;
+pub mod topology;

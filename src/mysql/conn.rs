@@ -1,0 +1,145 @@
+//! Connections to one instance, always over TCP and always bounded in time.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row};
+
+use super::MysqlError;
+use crate::topology::InstanceKey;
+
+/// A user name and password. The password never appears in `Debug` output,
+/// logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    password: String,
+}
+
+impl Credentials {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The password, for the places that must send it to a server.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Time limits for talking to instances.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub query: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            query: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Runs `fut` with a deadline, turning both a timeout and a driver error
+/// into a [`MysqlError`] that names the instance and what was being done.
+pub async fn bounded<T, F>(
+    key: &InstanceKey,
+    limit: Duration,
+    what: &'static str,
+    fut: F,
+) -> Result<T, MysqlError>
+where
+    F: Future<Output = Result<T, mysql_async::Error>>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(MysqlError::Server {
+            key: key.clone(),
+            what,
+            source,
+        }),
+        Err(_) => Err(MysqlError::Timeout {
+            key: key.clone(),
+            what,
+            millis: limit.as_millis(),
+        }),
+    }
+}
+
+/// Opens one TCP connection to `key` (never a Unix socket, even on
+/// loopback: orca must see the network path a remote operator would).
+pub async fn connect(
+    key: &InstanceKey,
+    creds: &Credentials,
+    timeouts: Timeouts,
+) -> Result<Conn, MysqlError> {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(key.host.clone())
+        .tcp_port(key.port)
+        .user(Some(creds.user.clone()))
+        .pass(Some(creds.password.clone()))
+        .prefer_socket(false)
+        .tcp_nodelay(true)
+        .stmt_cache_size(0);
+    bounded(key, timeouts.connect, "connecting", Conn::new(opts)).await
+}
+
+/// A text-protocol query whose rows come back as column name → value
+/// (NULL as `None`), the form [`super::parse`] reads.
+pub async fn query_rows(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    limit: Duration,
+    what: &'static str,
+    sql: &str,
+) -> Result<Vec<super::parse::TextRow>, MysqlError> {
+    let rows: Vec<Row> = bounded(key, limit, what, conn.query(sql)).await?;
+    Ok(rows.into_iter().map(text_row).collect())
+}
+
+/// Runs a statement that returns no rows, bounded in time.
+pub async fn exec(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    limit: Duration,
+    what: &'static str,
+    sql: &str,
+) -> Result<(), MysqlError> {
+    bounded(key, limit, what, conn.query_drop(sql)).await
+}
+
+fn text_row(row: Row) -> super::parse::TextRow {
+    let columns = row.columns();
+    let values = row.unwrap_raw();
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| {
+            let value = match v {
+                None | Some(mysql_async::Value::NULL) => None,
+                Some(mysql_async::Value::Bytes(b)) => {
+                    Some(String::from_utf8_lossy(&b).into_owned())
+                }
+                Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            };
+            (c.name_str().into_owned(), value)
+        })
+        .collect()
+}

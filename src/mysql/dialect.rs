@@ -1,0 +1,238 @@
+//! The SQL each flavor and version speaks. MySQL 8.0.22 renamed the replica
+//! statements (SHOW REPLICA STATUS, SHOW REPLICAS, CHANGE REPLICATION
+//! SOURCE) and 8.4 removed the old names; 8.2 added SHOW BINARY LOG STATUS
+//! and 8.4 removed SHOW MASTER STATUS. MariaDB keeps the old names.
+
+use crate::topology::{Flavor, InstanceKey, ParseError, Version};
+
+use super::Credentials;
+
+/// The dialect of one server, from its `@@version` and
+/// `@@version_comment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialect {
+    pub flavor: Flavor,
+    pub version: Version,
+}
+
+/// Global variables a probe reads, in one `SHOW GLOBAL VARIABLES` round
+/// trip (names a server lacks are simply absent from the answer).
+pub const PROBE_VARIABLES: &[&str] = &[
+    "version",
+    "version_comment",
+    "server_id",
+    "server_uuid",
+    "read_only",
+    "super_read_only",
+    "log_bin",
+    "log_slave_updates",
+    "log_replica_updates",
+    "binlog_format",
+    "binlog_row_image",
+    "gtid_mode",
+    "gtid_executed",
+    "gtid_purged",
+    "gtid_binlog_pos",
+    "gtid_binlog_state",
+    "gtid_slave_pos",
+    "gtid_current_pos",
+    "gtid_strict_mode",
+    "gtid_domain_id",
+    "report_host",
+    "rpl_semi_sync_master_enabled",
+    "rpl_semi_sync_source_enabled",
+    "rpl_semi_sync_slave_enabled",
+    "rpl_semi_sync_replica_enabled",
+    "rpl_semi_sync_master_wait_for_slave_count",
+    "rpl_semi_sync_source_wait_for_replica_count",
+    "rpl_semi_sync_master_timeout",
+    "rpl_semi_sync_source_timeout",
+];
+
+/// Global status counters a probe reads.
+pub const PROBE_STATUS: &[&str] = &[
+    "Rpl_semi_sync_master_status",
+    "Rpl_semi_sync_source_status",
+    "Rpl_semi_sync_slave_status",
+    "Rpl_semi_sync_replica_status",
+    "Rpl_semi_sync_master_clients",
+    "Rpl_semi_sync_source_clients",
+];
+
+fn in_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    quoted.join(",")
+}
+
+/// `SHOW GLOBAL VARIABLES` restricted to [`PROBE_VARIABLES`].
+pub fn variables_query() -> String {
+    format!(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
+        in_list(PROBE_VARIABLES)
+    )
+}
+
+/// `SHOW GLOBAL STATUS` restricted to [`PROBE_STATUS`].
+pub fn status_query() -> String {
+    format!(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
+        in_list(PROBE_STATUS)
+    )
+}
+
+/// Quotes a string literal for SQL (single quotes, backslash and quote
+/// escaped) — used only for values orca itself controls, such as host
+/// names and generated passwords.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+impl Dialect {
+    pub fn detect(version: &str, version_comment: Option<&str>) -> Result<Dialect, ParseError> {
+        let flavor = if version.to_ascii_lowercase().contains("mariadb")
+            || version_comment.is_some_and(|c| c.to_ascii_lowercase().contains("mariadb"))
+        {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        };
+        Ok(Dialect {
+            flavor,
+            version: Version::parse(version)?,
+        })
+    }
+
+    fn mysql_at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        self.flavor == Flavor::MySql && self.version.at_least(major, minor, patch)
+    }
+
+    /// MySQL 8.0.22+ speaks of sources and replicas.
+    pub fn new_terms(&self) -> bool {
+        self.mysql_at_least(8, 0, 22)
+    }
+
+    pub fn replica_status(&self) -> &'static str {
+        if self.new_terms() {
+            "SHOW REPLICA STATUS"
+        } else {
+            "SHOW SLAVE STATUS"
+        }
+    }
+
+    pub fn binlog_status(&self) -> &'static str {
+        if self.mysql_at_least(8, 2, 0) {
+            "SHOW BINARY LOG STATUS"
+        } else {
+            "SHOW MASTER STATUS"
+        }
+    }
+
+    pub fn replica_hosts(&self) -> &'static str {
+        if self.new_terms() {
+            "SHOW REPLICAS"
+        } else {
+            "SHOW SLAVE HOSTS"
+        }
+    }
+
+    pub fn start_replica(&self) -> &'static str {
+        if self.new_terms() {
+            "START REPLICA"
+        } else {
+            "START SLAVE"
+        }
+    }
+
+    pub fn stop_replica(&self) -> &'static str {
+        if self.new_terms() {
+            "STOP REPLICA"
+        } else {
+            "STOP SLAVE"
+        }
+    }
+
+    /// Points this instance at `source` with GTID positioning
+    /// (MariaDB `MASTER_USE_GTID=slave_pos`, MySQL auto-position), a
+    /// connect retry of 1 s and a heartbeat of 1 s so that a dead source is
+    /// noticed fast.
+    pub fn change_source_gtid(&self, source: &InstanceKey, creds: &Credentials) -> String {
+        let host = quote(&source.host);
+        let user = quote(&creds.user);
+        let pass = quote(creds.password());
+        let port = source.port;
+        match self.flavor {
+            Flavor::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                 MASTER_PASSWORD={pass}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                 MASTER_HEARTBEAT_PERIOD=1"
+            ),
+            Flavor::MySql if self.new_terms() => format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
+                 SOURCE_USER={user}, SOURCE_PASSWORD={pass}, SOURCE_AUTO_POSITION=1, \
+                 SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1, GET_SOURCE_PUBLIC_KEY=1"
+            ),
+            Flavor::MySql => format!(
+                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                 MASTER_PASSWORD={pass}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
+                 MASTER_HEARTBEAT_PERIOD=1"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(v: &str, c: &str) -> Dialect {
+        Dialect::detect(v, Some(c)).unwrap()
+    }
+
+    #[test]
+    fn statements_follow_flavor_and_version() {
+        let maria = d("10.11.6-MariaDB-0+deb12u1", "Debian 12");
+        assert_eq!(maria.flavor, Flavor::MariaDb);
+        assert_eq!(maria.replica_status(), "SHOW SLAVE STATUS");
+        assert_eq!(maria.binlog_status(), "SHOW MASTER STATUS");
+        assert_eq!(maria.replica_hosts(), "SHOW SLAVE HOSTS");
+
+        let old = d("8.0.21", "MySQL Community Server - GPL");
+        assert_eq!(old.flavor, Flavor::MySql);
+        assert_eq!(old.replica_status(), "SHOW SLAVE STATUS");
+        assert_eq!(old.replica_hosts(), "SHOW SLAVE HOSTS");
+
+        let m80 = d("8.0.36", "MySQL Community Server - GPL");
+        assert_eq!(m80.replica_status(), "SHOW REPLICA STATUS");
+        assert_eq!(m80.binlog_status(), "SHOW MASTER STATUS");
+        assert_eq!(m80.replica_hosts(), "SHOW REPLICAS");
+
+        let m84 = d("8.4.3", "MySQL Community Server - GPL");
+        assert_eq!(m84.binlog_status(), "SHOW BINARY LOG STATUS");
+        assert_eq!(m84.start_replica(), "START REPLICA");
+    }
+
+    #[test]
+    fn change_source_per_dialect() {
+        let creds = Credentials::new("repl", "p'w");
+        let src = InstanceKey::new("10.0.0.1", 3306);
+        let maria = d("10.11.6-MariaDB", "").change_source_gtid(&src, &creds);
+        assert!(maria.contains("MASTER_USE_GTID=slave_pos"));
+        assert!(maria.contains("MASTER_PASSWORD='p\\'w'"));
+        let m84 = d("8.4.3", "MySQL").change_source_gtid(&src, &creds);
+        assert!(m84.starts_with("CHANGE REPLICATION SOURCE TO"));
+        assert!(m84.contains("SOURCE_AUTO_POSITION=1"));
+        let m57 = d("5.7.44-log", "MySQL").change_source_gtid(&src, &creds);
+        assert!(m57.contains("MASTER_AUTO_POSITION=1"));
+    }
+}

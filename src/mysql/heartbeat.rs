@@ -1,0 +1,80 @@
+//! orca's heartbeat: a row orca writes on the primary with the primary's
+//! clock, replicated like any write. Each instance's heartbeat age (its own
+//! clock minus the row's time) is read by the probe; a replica's lag is its
+//! age minus its primary's age, so it resolves below a second and, unlike
+//! `Seconds_Behind_Master`, keeps counting while replication is stuck.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+
+use super::MysqlError;
+use super::conn::{exec, query_rows};
+use crate::topology::InstanceKey;
+
+pub const SCHEMA: &str = "orca_meta";
+
+const ER_BAD_DB: u16 = 1049;
+const ER_NO_SUCH_TABLE: u16 = 1146;
+
+/// Creates the heartbeat table on a primary if it is missing.
+pub async fn ensure_table(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    limit: Duration,
+) -> Result<(), MysqlError> {
+    exec(
+        conn,
+        key,
+        limit,
+        "creating the orca schema",
+        &format!("CREATE DATABASE IF NOT EXISTS {SCHEMA}"),
+    )
+    .await?;
+    exec(
+        conn,
+        key,
+        limit,
+        "creating the heartbeat table",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {SCHEMA}.heartbeat (\
+             id TINYINT UNSIGNED NOT NULL PRIMARY KEY, \
+             server_id INT UNSIGNED NOT NULL, \
+             ts DATETIME(6) NOT NULL) ENGINE=InnoDB"
+        ),
+    )
+    .await
+}
+
+/// Writes one heartbeat with the primary's current time.
+pub async fn write(conn: &mut Conn, key: &InstanceKey, limit: Duration) -> Result<(), MysqlError> {
+    exec(
+        conn,
+        key,
+        limit,
+        "writing the heartbeat",
+        &format!("REPLACE INTO {SCHEMA}.heartbeat (id, server_id, ts) VALUES (1, @@server_id, UTC_TIMESTAMP(6))"),
+    )
+    .await
+}
+
+/// The age of the newest heartbeat this instance holds, in milliseconds by
+/// its own clock; `None` when orca has never written one here.
+pub async fn read_age_ms(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    limit: Duration,
+) -> Result<Option<u64>, MysqlError> {
+    let sql = format!(
+        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS age_us FROM {SCHEMA}.heartbeat WHERE id = 1"
+    );
+    match query_rows(conn, key, limit, "reading the heartbeat", &sql).await {
+        Ok(rows) => Ok(rows
+            .first()
+            .and_then(|r| r.get("age_us").cloned().flatten())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|us| (us.max(0) / 1000) as u64)),
+        Err(e) if matches!(e.server_code(), Some(ER_BAD_DB | ER_NO_SUCH_TABLE)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

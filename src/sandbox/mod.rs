@@ -1,0 +1,10 @@
+//! Local infrastructure for development, demos, tests and benchmarks: real
+//! `mariadbd` servers on loopback addresses wired into replication
+//! topologies. The sandbox Kubernetes cluster joins it later.
+
+pub mod loopback;
+pub mod mysqld;
+pub mod replication;
+
+pub use mysqld::{Mysqld, MysqldError, MysqldOptions};
+pub use replication::{LocalCluster, Shape};
