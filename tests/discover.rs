@@ -235,3 +235,37 @@ async fn unreachable_seed_exits_one() {
     let (code, _out, err) = orca(&["discover", "--seed", "h:notaport"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn co_primaries() {
+    let c = LocalCluster::start(Shape::co_primaries(1)).await.unwrap();
+    let (a, b, r) = (
+        c.instances[0].key(),
+        c.instances[1].key(),
+        c.instances[2].key(),
+    );
+    let report = discover_json(&r);
+    assert_eq!(instance(&report, &a)["role"], "co-primary");
+    assert_eq!(instance(&report, &b)["role"], "co-primary");
+    assert_eq!(instance(&report, &a)["source"], b.to_string());
+    assert_eq!(instance(&report, &b)["source"], a.to_string());
+    let rep = instance(&report, &r);
+    assert_eq!(rep["role"], "replica");
+    assert_eq!(rep["source"], a.to_string());
+    for k in [&a, &b, &r] {
+        assert_eq!(problems(&report, k), Vec::<String>::new(), "{report:#}");
+    }
+    let tree = discover_tree(&a);
+    assert!(
+        line(&tree, &a).starts_with(&format!("{a} [co-primary]")),
+        "{tree}"
+    );
+    assert!(
+        line(&tree, &b).starts_with(&format!("{b} [co-primary]")),
+        "{tree}"
+    );
+    assert!(
+        line(&tree, &r).starts_with(&format!("  └─ {r} [replica]")),
+        "{tree}"
+    );
+}

@@ -290,3 +290,118 @@ fn depth_of(
     }
     depth.max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::testing::{key, mariadb, replica_of, with_gtid};
+
+    fn build(snaps: Vec<Snapshot>, down: &[&str]) -> Topology {
+        Topology::build(
+            snaps,
+            down.iter()
+                .map(|h| (key(h), "connection refused".to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn primary_with_replicas() {
+        let t = build(
+            vec![
+                mariadb("p", 1),
+                replica_of("r1", 2, "p"),
+                replica_of("r2", 3, "p"),
+            ],
+            &[],
+        );
+        assert_eq!(t.get(&key("p")).unwrap().role, Role::Primary);
+        assert_eq!(
+            t.get(&key("p")).unwrap().replicas,
+            vec![key("r1"), key("r2")]
+        );
+        for r in ["r1", "r2"] {
+            let n = t.get(&key(r)).unwrap();
+            assert_eq!((n.role, n.depth), (Role::Replica, 1));
+            assert_eq!(n.lag_ms, Some(0));
+        }
+        assert_eq!(t.roots().len(), 1);
+    }
+
+    #[test]
+    fn chains_cycles_orphans_and_unreachable() {
+        let t = build(
+            vec![
+                mariadb("p", 1),
+                replica_of("mid", 2, "p"),
+                replica_of("leaf", 3, "mid"),
+                replica_of("leaf2", 4, "leaf"),
+                replica_of("a", 5, "b"),
+                replica_of("b", 6, "a"),
+                replica_of("under-a", 7, "a"),
+                replica_of("lost", 8, "nowhere"),
+                replica_of("under-dead", 9, "dead"),
+            ],
+            &["dead"],
+        );
+        let role = |h| t.get(&key(h)).unwrap().role;
+        let depth = |h| t.get(&key(h)).unwrap().depth;
+        assert_eq!(role("mid"), Role::IntermediatePrimary);
+        assert_eq!(role("leaf"), Role::IntermediatePrimary);
+        assert_eq!((role("leaf2"), depth("leaf2")), (Role::Replica, 3));
+        assert_eq!((role("a"), depth("a")), (Role::CoPrimary, 0));
+        assert_eq!((role("b"), depth("b")), (Role::CoPrimary, 0));
+        assert_eq!((role("under-a"), depth("under-a")), (Role::Replica, 1));
+        assert_eq!((role("lost"), depth("lost")), (Role::Orphan, 0));
+        assert_eq!((role("dead"), depth("dead")), (Role::Unknown, 0));
+        assert_eq!(
+            (role("under-dead"), depth("under-dead")),
+            (Role::Replica, 1)
+        );
+        assert_eq!(
+            t.ancestors(&key("leaf2")),
+            vec![key("leaf"), key("mid"), key("p")]
+        );
+        assert_eq!(t.root_of(&key("leaf2")).unwrap().key, key("p"));
+        assert_eq!(t.ancestors(&key("a")), vec![key("b")]);
+    }
+
+    #[test]
+    fn heartbeat_lag_is_relative_to_the_top() {
+        let mut p = mariadb("p", 1);
+        p.heartbeat_age_ms = Some(300);
+        let mut r1 = replica_of("r1", 2, "p");
+        r1.heartbeat_age_ms = Some(1_550);
+        let mut r2 = replica_of("r2", 3, "p");
+        r2.heartbeat_age_ms = None;
+        r2.replica.as_mut().unwrap().seconds_behind = Some(7);
+        let mut r3 = replica_of("r3", 4, "p");
+        r3.replica.as_mut().unwrap().seconds_behind = None;
+        let t = build(vec![p, r1, r2, r3], &[]);
+        assert_eq!(t.get(&key("p")).unwrap().lag_ms, None);
+        assert_eq!(t.get(&key("r1")).unwrap().lag_ms, Some(1_250));
+        assert_eq!(t.get(&key("r2")).unwrap().lag_ms, Some(7_000));
+        assert_eq!(t.get(&key("r3")).unwrap().lag_ms, None);
+    }
+
+    #[test]
+    fn errant_per_replica() {
+        let t = build(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                with_gtid(replica_of("r1", 2, "p"), "0-1-10"),
+                with_gtid(replica_of("r2", 3, "p"), "0-1-10,0-3-11"),
+            ],
+            &[],
+        );
+        assert_eq!(t.get(&key("r1")).unwrap().errant, None);
+        assert_eq!(
+            t.get(&key("r2"))
+                .unwrap()
+                .errant
+                .as_ref()
+                .map(|g| g.to_string()),
+            Some("0-3-11".to_string())
+        );
+    }
+}

@@ -8,6 +8,8 @@ pub mod errant;
 pub mod graph;
 pub mod gtid;
 pub mod instance;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use coordinates::BinlogCoordinates;
 pub use graph::Topology;

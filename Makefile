@@ -1,0 +1,51 @@
+# orca — the two commands: `make sandbox` runs orca locally, `make test`
+# runs every check. Both install what a fresh Debian machine lacks.
+
+CARGO ?= cargo
+APT_PACKAGES := mariadb-server mariadb-client
+
+.PHONY: all build deps test fmt-check clippy unit sandbox crds bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Installs MariaDB (server and client) when missing. Root runs apt-get
+# directly; other users go through sudo.
+deps:
+	@missing=""; \
+	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
+	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  { echo "could not install$$missing"; exit 1; }; \
+	fi
+	@command -v mariadb-install-db >/dev/null 2>&1 || { echo "mariadb-install-db missing after install"; exit 1; }
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --all-targets
+
+test: deps fmt-check clippy unit
+
+# A local replication topology (a primary and two replicas of real
+# mariadbd on loopback), rediscovered and printed while it runs. Ctrl-C
+# stops it.
+sandbox: deps
+	$(CARGO) run --release -- local --dir .orca-sandbox
+
+# Regenerates crds/ from the Rust types.
+crds:
+	$(CARGO) run -- crds --write crds/
+
+clean:
+	$(CARGO) clean
