@@ -12,5 +12,6 @@ pub mod analysis;
 pub mod cli;
 pub mod k8s;
 pub mod mysql;
+pub mod plan;
 pub mod sandbox;
 pub mod topology;

@@ -106,7 +106,7 @@ mod tests {
         let t = Topology::build(
             snaps,
             down.iter()
-                .map(|h| (key(h), "refused".to_string()))
+                .map(|h| crate::topology::graph::Unreached::new(key(h), "refused"))
                 .collect(),
         );
         instance_problems(&t, Thresholds::default())

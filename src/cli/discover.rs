@@ -15,7 +15,7 @@ use crate::mysql::Credentials;
 use crate::mysql::conn::Timeouts;
 use crate::mysql::crawl::crawl;
 use crate::topology::InstanceKey;
-use crate::topology::graph::{Role, Topology};
+use crate::topology::graph::{Role, Topology, Unreached};
 use crate::topology::instance::{Flavor, IoThreadState};
 
 #[derive(Debug, Args)]
@@ -212,7 +212,7 @@ pub async fn discover(
         found
             .unreachable
             .into_iter()
-            .map(|u| (u.key, u.error))
+            .map(|u| Unreached::new(u.key, u.error))
             .collect(),
     );
     report(seed.clone(), &topo, t)

@@ -71,6 +71,26 @@ impl Node {
     }
 }
 
+/// An instance that did not answer the latest probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreached {
+    pub key: InstanceKey,
+    pub error: String,
+    /// Its source when it last answered, if it was a replica then: keeps a
+    /// dead intermediate primary in its place in the tree.
+    pub last_source: Option<InstanceKey>,
+}
+
+impl Unreached {
+    pub fn new(key: InstanceKey, error: impl Into<String>) -> Self {
+        Unreached {
+            key,
+            error: error.into(),
+            last_source: None,
+        }
+    }
+}
+
 /// A replication topology: every instance discovered, keyed by address.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Topology {
@@ -79,8 +99,8 @@ pub struct Topology {
 
 impl Topology {
     /// Builds the graph from the snapshots of reachable instances and the
-    /// addresses (with errors) of unreachable ones.
-    pub fn build(snapshots: Vec<Snapshot>, unreachable: Vec<(InstanceKey, String)>) -> Topology {
+    /// unreachable ones.
+    pub fn build(snapshots: Vec<Snapshot>, unreachable: Vec<Unreached>) -> Topology {
         let mut nodes: BTreeMap<InstanceKey, Node> = BTreeMap::new();
         for snap in snapshots {
             let source = snap.replica.as_ref().map(|r| r.source.clone());
@@ -99,12 +119,12 @@ impl Topology {
                 },
             );
         }
-        for (key, error) in unreachable {
-            nodes.entry(key.clone()).or_insert(Node {
-                key,
+        for u in unreachable {
+            nodes.entry(u.key.clone()).or_insert(Node {
+                key: u.key,
                 snapshot: None,
-                error: Some(error),
-                source: None,
+                error: Some(u.error),
+                source: u.last_source,
                 replicas: Vec::new(),
                 role: Role::Unknown,
                 depth: 0,
@@ -198,7 +218,11 @@ impl Topology {
                 if cycle.contains(key) {
                     (Role::CoPrimary, 0)
                 } else if node.snapshot.is_none() {
-                    (Role::Unknown, 0)
+                    let depth = match known_source {
+                        Some(_) => depth_of(&ancestors, &cycle, &self.nodes),
+                        None => 0,
+                    };
+                    (Role::Unknown, depth)
                 } else if node.source.is_none() {
                     (Role::Primary, 0)
                 } else if known_source.is_none() {
@@ -300,7 +324,7 @@ mod tests {
         Topology::build(
             snaps,
             down.iter()
-                .map(|h| (key(h), "connection refused".to_string()))
+                .map(|h| Unreached::new(key(h), "connection refused"))
                 .collect(),
         )
     }
@@ -364,6 +388,22 @@ mod tests {
         );
         assert_eq!(t.root_of(&key("leaf2")).unwrap().key, key("p"));
         assert_eq!(t.ancestors(&key("a")), vec![key("b")]);
+    }
+
+    #[test]
+    fn unreachable_intermediate_keeps_its_place() {
+        let t = Topology::build(
+            vec![mariadb("p", 1), replica_of("leaf", 3, "mid")],
+            vec![Unreached {
+                key: key("mid"),
+                error: "refused".into(),
+                last_source: Some(key("p")),
+            }],
+        );
+        let mid = t.get(&key("mid")).unwrap();
+        assert_eq!((mid.role, mid.depth), (Role::Unknown, 1));
+        assert_eq!(t.get(&key("leaf")).unwrap().depth, 2);
+        assert_eq!(t.get(&key("p")).unwrap().replicas, vec![key("mid")]);
     }
 
     #[test]

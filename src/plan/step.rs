@@ -1,0 +1,283 @@
+//! The vocabulary of plans.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::InstanceKey;
+
+/// Moments at which hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookEvent {
+    FailureDetected,
+    /// May veto: a failing hook stops the recovery.
+    PreFailover,
+    PostFailover,
+    FailedFailover,
+    /// May veto.
+    PreGracefulTakeover,
+    PostGracefulTakeover,
+}
+
+impl HookEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookEvent::FailureDetected => "failureDetected",
+            HookEvent::PreFailover => "preFailover",
+            HookEvent::PostFailover => "postFailover",
+            HookEvent::FailedFailover => "failedFailover",
+            HookEvent::PreGracefulTakeover => "preGracefulTakeover",
+            HookEvent::PostGracefulTakeover => "postGracefulTakeover",
+        }
+    }
+
+    /// Whether a failing hook of this event stops the operation.
+    pub fn may_veto(self) -> bool {
+        matches!(
+            self,
+            HookEvent::PreFailover | HookEvent::PreGracefulTakeover
+        )
+    }
+}
+
+/// Where a replica starts reading from its new source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// GTID auto-positioning (MariaDB `slave_pos`, MySQL auto-position).
+    Gtid,
+}
+
+/// One step of a plan. Steps name instances; values only known at run time
+/// (such as the final GTID set of a primary just made read only) are read
+/// by the executor when it reaches the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Run the hooks of an event; a veto event's failure aborts the plan.
+    RunHooks { event: HookEvent },
+    /// Stop only the IO thread: the replica stops receiving (a fence: a
+    /// lost primary can no longer collect semi-sync acknowledgements).
+    StopReplicaIo { on: InstanceKey },
+    /// Wait until the replica has applied everything it has received.
+    WaitRelayApplied {
+        on: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    /// Stop both replication threads.
+    StopReplica { on: InstanceKey },
+    /// Forget every replication setting (`RESET SLAVE ALL` /
+    /// `RESET REPLICA ALL`), so nothing stale is left on a new primary.
+    ResetReplicaAll { on: InstanceKey },
+    /// Set `read_only` (and `super_read_only` on MySQL) on or off.
+    SetReadOnly { on: InstanceKey, read_only: bool },
+    /// Kill every client connection except replication and orca's own.
+    KillClientConnections { on: InstanceKey },
+    /// Wait until `on` has executed everything `of` has executed (read
+    /// from `of` when the step starts).
+    WaitCaughtUp {
+        on: InstanceKey,
+        of: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    /// Point `on` at `source`.
+    ChangeSource {
+        on: InstanceKey,
+        source: InstanceKey,
+        position: SourcePosition,
+    },
+    /// Start both replication threads.
+    StartReplica { on: InstanceKey },
+    /// Wait until `on`'s replication threads both run (bounded).
+    WaitReplicating {
+        on: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+impl Step {
+    /// The instance the step acts on, if any.
+    pub fn target(&self) -> Option<&InstanceKey> {
+        match self {
+            Step::RunHooks { .. } => None,
+            Step::StopReplicaIo { on }
+            | Step::WaitRelayApplied { on, .. }
+            | Step::StopReplica { on }
+            | Step::ResetReplicaAll { on }
+            | Step::SetReadOnly { on, .. }
+            | Step::KillClientConnections { on }
+            | Step::WaitCaughtUp { on, .. }
+            | Step::ChangeSource { on, .. }
+            | Step::StartReplica { on }
+            | Step::WaitReplicating { on, .. } => Some(on),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::RunHooks { event } => write!(f, "run {} hooks", event.name()),
+            Step::StopReplicaIo { on } => write!(f, "{on}: stop the replica IO thread"),
+            Step::WaitRelayApplied { on, timeout } => {
+                write!(
+                    f,
+                    "{on}: wait until the relay log is applied (at most {timeout:?})"
+                )
+            }
+            Step::StopReplica { on } => write!(f, "{on}: stop replication"),
+            Step::ResetReplicaAll { on } => write!(f, "{on}: reset all replication settings"),
+            Step::SetReadOnly { on, read_only } => {
+                write!(
+                    f,
+                    "{on}: set read_only={}",
+                    if *read_only { "ON" } else { "OFF" }
+                )
+            }
+            Step::KillClientConnections { on } => write!(f, "{on}: kill client connections"),
+            Step::WaitCaughtUp { on, of, timeout } => {
+                write!(
+                    f,
+                    "{on}: wait until it has executed all of {of} (at most {timeout:?})"
+                )
+            }
+            Step::ChangeSource { on, source, .. } => {
+                write!(f, "{on}: replicate from {source} (GTID)")
+            }
+            Step::StartReplica { on } => write!(f, "{on}: start replication"),
+            Step::WaitReplicating { on, timeout } => {
+                write!(f, "{on}: wait until replicating (at most {timeout:?})")
+            }
+        }
+    }
+}
+
+/// What a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    RecoverDeadPrimary,
+    RecoverDeadIntermediatePrimary,
+    GracefulTakeover,
+    ForceFailover,
+    ForceTakeover,
+    Relocate,
+    MoveUp,
+    MoveBelow,
+    Repoint,
+    TakeSiblings,
+    RegroupReplicas,
+}
+
+impl PlanKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanKind::RecoverDeadPrimary => "recover-dead-primary",
+            PlanKind::RecoverDeadIntermediatePrimary => "recover-dead-intermediate-primary",
+            PlanKind::GracefulTakeover => "graceful-takeover",
+            PlanKind::ForceFailover => "force-failover",
+            PlanKind::ForceTakeover => "force-takeover",
+            PlanKind::Relocate => "relocate",
+            PlanKind::MoveUp => "move-up",
+            PlanKind::MoveBelow => "move-below",
+            PlanKind::Repoint => "repoint",
+            PlanKind::TakeSiblings => "take-siblings",
+            PlanKind::RegroupReplicas => "regroup-replicas",
+        }
+    }
+}
+
+/// A plan: steps in order, and what to do if a step fails before the point
+/// of no return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub kind: PlanKind,
+    /// The instance that failed or is being replaced, if any.
+    pub failed: Option<InstanceKey>,
+    /// The instance that ends up in the role (the new primary, the new
+    /// source), if any.
+    pub successor: Option<InstanceKey>,
+    pub steps: Vec<Step>,
+    /// If a step with an index below this fails, `rollback` runs; from here
+    /// on, failures are reported and the plan stops.
+    pub point_of_no_return: usize,
+    pub rollback: Vec<Step>,
+    /// Replicas that cannot follow the successor (ahead of it, or unable to
+    /// replicate from it), with the reason; they are left alone and
+    /// reported.
+    pub lost_replicas: Vec<(InstanceKey, String)>,
+    /// Why the plan is the way it is (candidate choice, exclusions).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn new(kind: PlanKind) -> Plan {
+        Plan {
+            kind,
+            failed: None,
+            successor: None,
+            steps: Vec::new(),
+            point_of_no_return: 0,
+            rollback: Vec::new(),
+            lost_replicas: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan: {}", self.kind.name())?;
+        if let Some(k) = &self.failed {
+            write!(f, ", replacing {k}")?;
+        }
+        if let Some(k) = &self.successor {
+            write!(f, ", successor {k}")?;
+        }
+        writeln!(f)?;
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            let mark = if i < self.point_of_no_return {
+                " (undone on failure)"
+            } else {
+                ""
+            };
+            writeln!(f, "  {:>2}. {s}{mark}", i + 1)?;
+        }
+        if !self.rollback.is_empty() {
+            writeln!(
+                f,
+                "  on failure before step {}:",
+                self.point_of_no_return + 1
+            )?;
+            for s in &self.rollback {
+                writeln!(f, "      - {s}")?;
+            }
+        }
+        for (k, why) in &self.lost_replicas {
+            writeln!(f, "  lost replica {k}: {why}")?;
+        }
+        Ok(())
+    }
+}
