@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod engine;
 pub mod k8s;
 pub mod mysql;
 pub mod plan;

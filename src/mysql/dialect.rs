@@ -122,6 +122,11 @@ impl Dialect {
         self.mysql_at_least(8, 0, 22)
     }
 
+    /// MySQL 8.0.26+ names the semi-sync variables source/replica.
+    pub fn mysql_semi_sync_new_names(&self) -> bool {
+        self.mysql_at_least(8, 0, 26)
+    }
+
     pub fn replica_status(&self) -> &'static str {
         if self.new_terms() {
             "SHOW REPLICA STATUS"

@@ -4,6 +4,7 @@
 //! heartbeat writer. Parsing of server answers lives in [`parse`] and is
 //! pure, so recorded outputs of servers we cannot run here are tested too.
 
+pub mod actions;
 pub mod conn;
 pub mod crawl;
 pub mod dialect;

@@ -1,0 +1,393 @@
+//! Executes a plan step by step against the instances, each step bounded in
+//! time, and records what each step did. A failure before the plan's point
+//! of no return runs its rollback; after it, the plan stops and reports.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use mysql_async::Conn;
+use serde::Serialize;
+
+use super::hooks::{HookPayload, Hooks};
+use crate::mysql::actions::Session;
+use crate::mysql::conn::{Timeouts, connect, query_rows};
+use crate::mysql::{Credentials, Dialect, MysqlError};
+use crate::plan::{HookEvent, Plan, PlanKind, Step};
+use crate::topology::InstanceKey;
+
+/// How the executor reaches instances.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// The account orca acts as.
+    pub admin: Credentials,
+    /// The account replicas use to connect to their source.
+    pub repl: Credentials,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "result", content = "detail")]
+pub enum StepOutcome {
+    Done,
+    Failed(String),
+}
+
+/// One executed step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub step: Step,
+    pub description: String,
+    /// Milliseconds from the start of the operation.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub outcome: StepOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "result", content = "detail")]
+pub enum Outcome {
+    Succeeded,
+    /// A veto hook said no; nothing was changed (or it was rolled back).
+    Vetoed(String),
+    /// A step failed before the point of no return; the rollback ran.
+    RolledBack(String),
+    /// A step failed after the point of no return.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+}
+
+/// The record of one operation: what was planned, each step, the outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationRecord {
+    pub id: String,
+    pub cluster: String,
+    pub kind: PlanKind,
+    pub trigger: String,
+    pub failed: Option<InstanceKey>,
+    pub successor: Option<InstanceKey>,
+    pub lost_replicas: Vec<(InstanceKey, String)>,
+    pub notes: Vec<String>,
+    /// Seconds since the Unix epoch when the operation started.
+    pub started_at: u64,
+    pub duration_ms: u64,
+    pub steps: Vec<StepRecord>,
+    pub rollback: Vec<StepRecord>,
+    pub hook_errors: Vec<String>,
+    pub outcome: Outcome,
+}
+
+/// Who and why, for records and hooks.
+#[derive(Debug, Clone)]
+pub struct OperationMeta {
+    pub id: String,
+    pub cluster: String,
+    /// The analysis code, or the manual operation's name.
+    pub trigger: String,
+}
+
+/// Makes an operation id: the cluster, the kind and the start time in
+/// milliseconds.
+pub fn operation_id(cluster: &str, kind: PlanKind) -> String {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{cluster}-{}-{ms}", kind.name())
+}
+
+/// What one execution is about.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    plan: &'a Plan,
+    meta: &'a OperationMeta,
+    t0: Instant,
+}
+
+pub struct Executor {
+    pub config: ExecutorConfig,
+    pub hooks: Hooks,
+}
+
+/// Open sessions of one operation, one per instance.
+struct Sessions<'a> {
+    config: &'a ExecutorConfig,
+    open: BTreeMap<InstanceKey, (Conn, Dialect)>,
+}
+
+impl Sessions<'_> {
+    async fn get(&mut self, key: &InstanceKey) -> Result<(&mut Conn, &Dialect), MysqlError> {
+        if !self.open.contains_key(key) {
+            let t = self.config.timeouts;
+            let mut conn = connect(key, &self.config.admin, t).await?;
+            let rows = query_rows(
+                &mut conn,
+                key,
+                t.query,
+                "reading the version",
+                "SELECT @@version AS v, @@version_comment AS c",
+            )
+            .await?;
+            let row = rows.into_iter().next().unwrap_or_default();
+            let v = row.get("v").cloned().flatten().unwrap_or_default();
+            let c = row.get("c").cloned().flatten();
+            let dialect =
+                Dialect::detect(&v, c.as_deref()).map_err(|source| MysqlError::Parse {
+                    key: key.clone(),
+                    source,
+                })?;
+            self.open.insert(key.clone(), (conn, dialect));
+        }
+        let (conn, dialect) = self.open.get_mut(key).ok_or_else(|| MysqlError::Answer {
+            key: key.clone(),
+            what: "opening a session",
+            detail: "no session".into(),
+        })?;
+        Ok((conn, dialect))
+    }
+
+    /// Drops a session after an error, so the next step reconnects.
+    fn forget(&mut self, key: &InstanceKey) {
+        self.open.remove(key);
+    }
+
+    async fn close(self) {
+        for (_, (conn, _)) in self.open {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.disconnect()).await;
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(config: ExecutorConfig, hooks: Hooks) -> Self {
+        Executor { config, hooks }
+    }
+
+    fn payload(
+        &self,
+        plan: &Plan,
+        meta: &OperationMeta,
+        event: HookEvent,
+        error: Option<String>,
+    ) -> HookPayload {
+        HookPayload {
+            event,
+            cluster: meta.cluster.clone(),
+            failure_type: meta.trigger.clone(),
+            failed: plan.failed.clone(),
+            successor: plan.successor.clone(),
+            lost_replicas: plan.lost_replicas.iter().map(|(k, _)| k.clone()).collect(),
+            recovery_id: meta.id.clone(),
+            error,
+        }
+    }
+
+    /// Runs the hooks of one event outside a plan (failure detected).
+    pub async fn run_hooks(
+        &self,
+        plan: &Plan,
+        meta: &OperationMeta,
+        event: HookEvent,
+    ) -> Vec<String> {
+        self.hooks
+            .run(&self.payload(plan, meta, event, None))
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    async fn run_step(
+        &self,
+        sessions: &mut Sessions<'_>,
+        plan: &Plan,
+        meta: &OperationMeta,
+        step: &Step,
+    ) -> Result<(), String> {
+        if let Step::RunHooks { event } = step {
+            let errors = self
+                .hooks
+                .run(&self.payload(plan, meta, *event, None))
+                .await;
+            return match errors.first() {
+                Some(e) if event.may_veto() => Err(format!("vetoed: {e}")),
+                _ => Ok(()),
+            };
+        }
+        let Some(on) = step.target().cloned() else {
+            return Ok(());
+        };
+        // A value read from another instance first.
+        let wait_for = match step {
+            Step::WaitCaughtUp { of, .. } => {
+                let limit = self.config.timeouts.query;
+                let (conn, dialect) = sessions.get(of).await.map_err(|e| e.to_string())?;
+                let mut s = Session {
+                    conn,
+                    key: of,
+                    dialect,
+                    limit,
+                };
+                Some(s.executed_gtids().await.map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let limit = self.config.timeouts.query;
+        let result = async {
+            let (conn, dialect) = sessions.get(&on).await?;
+            let mut s = Session {
+                conn,
+                key: &on,
+                dialect,
+                limit,
+            };
+            match step {
+                Step::RunHooks { .. } => Ok(()),
+                Step::StopReplicaIo { .. } => s.stop_replica_io().await,
+                Step::WaitRelayApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
+                Step::StopReplica { .. } => s.stop_replica().await,
+                Step::ResetReplicaAll { .. } => s.reset_replica_all().await,
+                Step::SetReadOnly { read_only, .. } => s.set_read_only(*read_only).await,
+                Step::KillClientConnections { .. } => s.kill_client_connections().await.map(|_| ()),
+                Step::WaitCaughtUp { timeout, .. } => match &wait_for {
+                    Some(g) => s.wait_for_gtids(g, *timeout).await,
+                    None => Ok(()),
+                },
+                Step::ChangeSource { source, .. } => {
+                    s.change_source_gtid(source, &self.config.repl).await
+                }
+                Step::StartReplica { .. } => s.start_replica().await,
+                Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,
+            }
+        }
+        .await;
+        if result.is_err() {
+            sessions.forget(&on);
+        }
+        result.map_err(|e| e.to_string())
+    }
+
+    async fn run_steps(
+        &self,
+        sessions: &mut Sessions<'_>,
+        run: &Run<'_>,
+        steps: &[Step],
+        records: &mut Vec<StepRecord>,
+        stop_on_error: bool,
+    ) -> Option<(usize, String)> {
+        let Run { plan, meta, t0 } = *run;
+        let mut first_error = None;
+        for (i, step) in steps.iter().enumerate() {
+            let started = t0.elapsed();
+            let r = self.run_step(sessions, plan, meta, step).await;
+            let duration = t0.elapsed() - started;
+            let outcome = match &r {
+                Ok(()) => StepOutcome::Done,
+                Err(e) => StepOutcome::Failed(e.clone()),
+            };
+            tracing::info!(
+                cluster = %meta.cluster,
+                operation = %meta.id,
+                instance = step.target().map(|k| k.to_string()).unwrap_or_default(),
+                step = i + 1,
+                ms = duration.as_millis() as u64,
+                result = ?outcome,
+                "{step}"
+            );
+            records.push(StepRecord {
+                index: i,
+                step: step.clone(),
+                description: step.to_string(),
+                started_ms: started.as_millis() as u64,
+                duration_ms: duration.as_millis() as u64,
+                outcome,
+            });
+            if let Err(e) = r {
+                first_error.get_or_insert((i, e));
+                if stop_on_error {
+                    break;
+                }
+            }
+        }
+        first_error
+    }
+
+    /// Executes `plan`; never panics, always returns the record.
+    pub async fn execute(&self, plan: &Plan, meta: &OperationMeta) -> OperationRecord {
+        let t0 = Instant::now();
+        let started_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut sessions = Sessions {
+            config: &self.config,
+            open: BTreeMap::new(),
+        };
+        let mut steps = Vec::new();
+        let mut rollback = Vec::new();
+        let mut hook_errors = Vec::new();
+        let run = Run { plan, meta, t0 };
+        let error = self
+            .run_steps(&mut sessions, &run, &plan.steps, &mut steps, true)
+            .await;
+        let outcome = match error {
+            None => Outcome::Succeeded,
+            Some((i, e)) => {
+                if i < plan.point_of_no_return {
+                    self.run_steps(&mut sessions, &run, &plan.rollback, &mut rollback, false)
+                        .await;
+                }
+                if matches!(plan.steps.get(i), Some(Step::RunHooks { event }) if event.may_veto()) {
+                    Outcome::Vetoed(e)
+                } else if i < plan.point_of_no_return {
+                    Outcome::RolledBack(format!("step {} failed: {e}", i + 1))
+                } else {
+                    Outcome::Failed(format!("step {} failed: {e}", i + 1))
+                }
+            }
+        };
+        sessions.close().await;
+        let failover = matches!(
+            plan.kind,
+            PlanKind::RecoverDeadPrimary
+                | PlanKind::RecoverDeadIntermediatePrimary
+                | PlanKind::ForceFailover
+                | PlanKind::ForceTakeover
+        );
+        if failover && matches!(outcome, Outcome::Failed(_) | Outcome::RolledBack(_)) {
+            let err = match &outcome {
+                Outcome::Failed(e) | Outcome::RolledBack(e) => Some(e.clone()),
+                _ => None,
+            };
+            let payload = self.payload(plan, meta, HookEvent::FailedFailover, err);
+            hook_errors.extend(
+                self.hooks
+                    .run(&payload)
+                    .await
+                    .into_iter()
+                    .map(|e| e.to_string()),
+            );
+        }
+        OperationRecord {
+            id: meta.id.clone(),
+            cluster: meta.cluster.clone(),
+            kind: plan.kind,
+            trigger: meta.trigger.clone(),
+            failed: plan.failed.clone(),
+            successor: plan.successor.clone(),
+            lost_replicas: plan.lost_replicas.clone(),
+            notes: plan.notes.clone(),
+            started_at,
+            duration_ms: t0.elapsed().as_millis() as u64,
+            steps,
+            rollback,
+            hook_errors,
+            outcome,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Actions on one instance, each bounded in time, in the instance's
+//! dialect: replication threads, change of source, reset, read-only,
+//! killing client connections, waiting for GTIDs and relay logs, semi-sync.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+
+use super::conn::{exec, query_rows};
+use super::dialect::quote;
+use super::parse;
+use super::{Credentials, Dialect, MysqlError};
+use crate::topology::{Flavor, GtidSet, InstanceKey};
+
+/// An open connection to one instance, with its dialect and time limit.
+pub struct Session<'a> {
+    pub conn: &'a mut Conn,
+    pub key: &'a InstanceKey,
+    pub dialect: &'a Dialect,
+    /// The limit of each statement.
+    pub limit: Duration,
+}
+
+impl Session<'_> {
+    async fn exec(&mut self, what: &'static str, sql: &str) -> Result<(), MysqlError> {
+        exec(self.conn, self.key, self.limit, what, sql).await
+    }
+
+    async fn rows(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Vec<parse::TextRow>, MysqlError> {
+        query_rows(self.conn, self.key, self.limit, what, sql).await
+    }
+
+    async fn scalar(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Option<String>, MysqlError> {
+        let rows = self.rows(what, sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_values().next())
+            .flatten())
+    }
+
+    fn answer(&self, what: &'static str, detail: impl Into<String>) -> MysqlError {
+        MysqlError::Answer {
+            key: self.key.clone(),
+            what,
+            detail: detail.into(),
+        }
+    }
+
+    pub async fn stop_replica(&mut self) -> Result<(), MysqlError> {
+        let sql = self.dialect.stop_replica();
+        self.exec("stopping replication", sql).await
+    }
+
+    pub async fn stop_replica_io(&mut self) -> Result<(), MysqlError> {
+        let sql = format!("{} IO_THREAD", self.dialect.stop_replica());
+        self.exec("stopping the IO thread", &sql).await
+    }
+
+    pub async fn start_replica(&mut self) -> Result<(), MysqlError> {
+        let sql = self.dialect.start_replica();
+        self.exec("starting replication", sql).await
+    }
+
+    /// Forgets every replication setting of the default channel.
+    pub async fn reset_replica_all(&mut self) -> Result<(), MysqlError> {
+        let sql = if self.dialect.new_terms() {
+            "RESET REPLICA ALL"
+        } else {
+            "RESET SLAVE ALL"
+        };
+        self.exec("resetting replication", sql).await
+    }
+
+    /// Points this instance at `source` with GTID positioning. Replication
+    /// must be stopped.
+    pub async fn change_source_gtid(
+        &mut self,
+        source: &InstanceKey,
+        repl: &Credentials,
+    ) -> Result<(), MysqlError> {
+        let sql = self.dialect.change_source_gtid(source, repl);
+        self.exec("changing the source", &sql).await
+    }
+
+    /// Read only on or off. On MySQL, on means `super_read_only` too (which
+    /// implies read_only), off clears both.
+    pub async fn set_read_only(&mut self, on: bool) -> Result<(), MysqlError> {
+        match (self.dialect.flavor, on) {
+            (Flavor::MySql, true) => {
+                self.exec("setting super_read_only", "SET GLOBAL super_read_only = ON")
+                    .await
+            }
+            (Flavor::MySql, false) => {
+                self.exec(
+                    "clearing super_read_only",
+                    "SET GLOBAL super_read_only = OFF",
+                )
+                .await?;
+                self.exec("clearing read_only", "SET GLOBAL read_only = OFF")
+                    .await
+            }
+            (Flavor::MariaDb, on) => {
+                let sql = format!("SET GLOBAL read_only = {}", if on { "ON" } else { "OFF" });
+                self.exec("setting read_only", &sql).await
+            }
+        }
+    }
+
+    /// Kills every client connection but this one and the server's own
+    /// threads (replication, event scheduler). Returns how many were killed.
+    pub async fn kill_client_connections(&mut self) -> Result<usize, MysqlError> {
+        let rows = self
+            .rows(
+                "listing connections",
+                "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID()",
+            )
+            .await?;
+        let mut killed = 0;
+        for r in rows {
+            let get = |c: &str| r.get(c).cloned().flatten().unwrap_or_default();
+            let (id, user, command) = (get("ID"), get("USER"), get("COMMAND"));
+            let server_thread = matches!(
+                command.as_str(),
+                "Binlog Dump"
+                    | "Binlog Dump GTID"
+                    | "Daemon"
+                    | "Slave_IO"
+                    | "Slave_SQL"
+                    | "Slave_worker"
+            ) || matches!(user.as_str(), "system user" | "event_scheduler");
+            if server_thread || id.parse::<u64>().is_err() {
+                continue;
+            }
+            match self
+                .exec("killing a connection", &format!("KILL CONNECTION {id}"))
+                .await
+            {
+                Ok(()) => killed += 1,
+                // Gone meanwhile (ER_NO_SUCH_THREAD): that is what we wanted.
+                Err(e) if e.server_code() == Some(1094) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(killed)
+    }
+
+    /// What this instance has executed, for another to wait on: MySQL
+    /// `gtid_executed`, MariaDB `gtid_binlog_pos` (what it logged itself,
+    /// which is what its replicas receive).
+    pub async fn executed_gtids(&mut self) -> Result<GtidSet, MysqlError> {
+        let sql = match self.dialect.flavor {
+            Flavor::MySql => "SELECT @@GLOBAL.gtid_executed",
+            Flavor::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
+        };
+        let text = self
+            .scalar("reading executed GTIDs", sql)
+            .await?
+            .unwrap_or_default();
+        GtidSet::parse(self.dialect.flavor, &text).map_err(|source| MysqlError::Parse {
+            key: self.key.clone(),
+            source,
+        })
+    }
+
+    /// Waits until this instance has executed `gtids`, at most `timeout`.
+    pub async fn wait_for_gtids(
+        &mut self,
+        gtids: &GtidSet,
+        timeout: Duration,
+    ) -> Result<(), MysqlError> {
+        let secs = timeout.as_secs_f64();
+        let sql = match self.dialect.flavor {
+            Flavor::MySql => format!(
+                "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {secs:.3})",
+                quote(&gtids.to_string())
+            ),
+            Flavor::MariaDb => format!(
+                "SELECT MASTER_GTID_WAIT({}, {secs:.3})",
+                quote(&gtids.to_string())
+            ),
+        };
+        let conn_limit = timeout + self.limit;
+        let rows = query_rows(self.conn, self.key, conn_limit, "waiting for GTIDs", &sql).await?;
+        let result = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_values().next())
+            .flatten()
+            .unwrap_or_default();
+        match result.trim() {
+            "0" => Ok(()),
+            other => Err(self.answer(
+                "waiting for GTIDs",
+                format!("{gtids} not executed within {timeout:?} (result {other})"),
+            )),
+        }
+    }
+
+    /// Waits until the SQL thread has applied everything the IO thread
+    /// received (the IO thread should be stopped first), at most `timeout`.
+    /// Fails at once if the SQL thread is not running.
+    pub async fn wait_relay_applied(&mut self, timeout: Duration) -> Result<(), MysqlError> {
+        let deadline = Instant::now() + timeout;
+        let status_sql = self.dialect.replica_status();
+        loop {
+            let rows = self.rows("reading replica status", status_sql).await?;
+            let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+                key: self.key.clone(),
+                source,
+            })?;
+            let Some(r) = status else {
+                return Ok(());
+            };
+            if r.read_source.is_some() && r.read_source == r.exec_source {
+                return Ok(());
+            }
+            if !r.sql_running {
+                return Err(self.answer(
+                    "waiting for the relay log",
+                    format!(
+                        "the SQL thread is stopped ({} {})",
+                        r.last_sql_errno, r.last_sql_error
+                    ),
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.answer(
+                    "waiting for the relay log",
+                    format!("not applied within {timeout:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until both replication threads run, at most `timeout`.
+    pub async fn wait_replicating(&mut self, timeout: Duration) -> Result<(), MysqlError> {
+        let deadline = Instant::now() + timeout;
+        let status_sql = self.dialect.replica_status();
+        loop {
+            let rows = self.rows("reading replica status", status_sql).await?;
+            let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+                key: self.key.clone(),
+                source,
+            })?;
+            match status {
+                Some(r) if r.is_replicating() => return Ok(()),
+                Some(r) if r.last_sql_errno != 0 => {
+                    return Err(self.answer(
+                        "waiting for replication",
+                        format!("SQL error {}: {}", r.last_sql_errno, r.last_sql_error),
+                    ));
+                }
+                other if Instant::now() >= deadline => {
+                    let detail = match other {
+                        Some(r) => format!(
+                            "IO thread {} ({}), SQL thread {} within {timeout:?}",
+                            r.io_running,
+                            r.last_io_error,
+                            if r.sql_running { "Yes" } else { "No" }
+                        ),
+                        None => "not a replica".into(),
+                    };
+                    return Err(self.answer("waiting for replication", detail));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Semi-sync on the primary side (MariaDB has it built in; MySQL needs
+    /// the plugin). `wait_count` is MySQL's; MariaDB always waits for one.
+    pub async fn set_semi_sync_primary(
+        &mut self,
+        on: bool,
+        wait_count: u32,
+    ) -> Result<(), MysqlError> {
+        let v = if on { "ON" } else { "OFF" };
+        match self.dialect.flavor {
+            Flavor::MariaDb => {
+                self.exec(
+                    "setting semi-sync",
+                    &format!("SET GLOBAL rpl_semi_sync_master_enabled = {v}"),
+                )
+                .await
+            }
+            Flavor::MySql => {
+                let (enabled, count) = if self.dialect.mysql_semi_sync_new_names() {
+                    (
+                        "rpl_semi_sync_source_enabled",
+                        "rpl_semi_sync_source_wait_for_replica_count",
+                    )
+                } else {
+                    (
+                        "rpl_semi_sync_master_enabled",
+                        "rpl_semi_sync_master_wait_for_slave_count",
+                    )
+                };
+                self.exec(
+                    "setting semi-sync wait count",
+                    &format!("SET GLOBAL {count} = {wait_count}"),
+                )
+                .await?;
+                self.exec("setting semi-sync", &format!("SET GLOBAL {enabled} = {v}"))
+                    .await
+            }
+        }
+    }
+
+    /// Semi-sync on the replica side; takes effect when the IO thread
+    /// reconnects.
+    pub async fn set_semi_sync_replica(&mut self, on: bool) -> Result<(), MysqlError> {
+        let v = if on { "ON" } else { "OFF" };
+        let name = match self.dialect.flavor {
+            Flavor::MySql if self.dialect.mysql_semi_sync_new_names() => {
+                "rpl_semi_sync_replica_enabled"
+            }
+            _ => "rpl_semi_sync_slave_enabled",
+        };
+        self.exec("setting semi-sync", &format!("SET GLOBAL {name} = {v}"))
+            .await
+    }
+}
