@@ -1,1 +1,4 @@
+//! Kubernetes adapter: custom resource types now; reconcilers, labels,
+//! events and status later.
+
 pub mod crd;
