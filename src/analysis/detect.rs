@@ -44,7 +44,11 @@ pub fn analyze(topo: &Topology, ctx: &AnalysisContext) -> Vec<Finding> {
         structure_checks(topo, root, &members, &mut out);
     }
     out.sort_by(|a, b| {
-        (!a.code.is_failure(), &a.instance, a.code).cmp(&(!b.code.is_failure(), &b.instance, b.code))
+        (!a.code.is_failure(), &a.instance, a.code).cmp(&(
+            !b.code.is_failure(),
+            &b.instance,
+            b.code,
+        ))
     });
     out
 }
@@ -247,7 +251,11 @@ fn describe_unreachable(
             let mut p = format!(
                 "{} {} connected to it",
                 list(&keys),
-                if keys.len() == 1 { "is still" } else { "are still" }
+                if keys.len() == 1 {
+                    "is still"
+                } else {
+                    "are still"
+                }
             );
             if vote.connected_all_lag(ctx.max_lag_ms) {
                 let worst = vote
@@ -257,7 +265,7 @@ fn describe_unreachable(
                     .max()
                     .unwrap_or(0);
                 p.push_str(&format!(
-                    " but lagging (up to {}, limit {}): it may be locked or overloaded",
+                    ", lagging up to {} (limit {}): it may be locked or overloaded",
                     secs(worst),
                     secs(ctx.max_lag_ms)
                 ));
@@ -316,12 +324,12 @@ fn primary_checks(topo: &Topology, node: &Node, snap: &Snapshot, out: &mut Vec<F
             instance: node.key.clone(),
             replicas: replicas.clone(),
             description: format!(
-                "{} has semi-sync active and waits for {} replica acknowledgement{} but only {} semi-sync replica{} connected: commits stall for up to {}",
+                "{} has semi-sync active and waits for {} replica acknowledgement{} but has {} semi-sync replica{} connected: commits stall for up to {}",
                 node.key,
                 ss.wait_count,
                 plural(ss.wait_count as usize),
                 ss.clients,
-                if ss.clients == 1 { " is" } else { "s are" },
+                plural(ss.clients as usize),
                 secs(ss.timeout_ms)
             ),
         });
@@ -425,12 +433,7 @@ fn primary_checks(topo: &Topology, node: &Node, snap: &Snapshot, out: &mut Vec<F
 }
 
 /// Per-replica findings: errant GTIDs and lag.
-fn replica_checks(
-    ctx: &AnalysisContext,
-    node: &Node,
-    snap: &Snapshot,
-    out: &mut Vec<Finding>,
-) {
+fn replica_checks(ctx: &AnalysisContext, node: &Node, snap: &Snapshot, out: &mut Vec<Finding>) {
     let source = node
         .source
         .as_ref()
@@ -561,7 +564,7 @@ fn structure_checks(topo: &Topology, root: &Node, members: &[&Node], out: &mut V
             instance: root.key.clone(),
             replicas: involved(&[&versions], &root.key),
             description: format!(
-                "the tree of {} mixes versions: {}",
+                "the tree of {} mixes major versions: {}",
                 root.key,
                 describe_groups(&versions)
             ),
@@ -671,9 +674,743 @@ fn is_are(n: usize) -> &'static str {
 
 /// Milliseconds as seconds: `12 s`, `1.5 s`.
 fn secs(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::cluster::ExternalSignal;
+    use crate::topology::graph::Unreached;
+    use crate::topology::instance::GtidChannelMode;
+    use crate::topology::testing::{
+        behind, down, io_stopped, key, mariadb, replica_of, source_down, sql_stopped, with_gtid,
+    };
+    use crate::topology::{Snapshot, Version};
+
+    fn run(snaps: Vec<Snapshot>, unreached: Vec<Unreached>, ctx: &AnalysisContext) -> Vec<Finding> {
+        analyze(&Topology::build(snaps, unreached), ctx)
+    }
+
+    fn codes(found: &[Finding]) -> Vec<(Code, String)> {
+        let mut v: Vec<(Code, String)> = found
+            .iter()
+            .map(|f| (f.code, f.instance.host.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn downtimed(hosts: &[&str]) -> AnalysisContext {
+        AnalysisContext {
+            downtimed: hosts.iter().map(|h| key(h)).collect(),
+            ..AnalysisContext::default()
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        snaps: Vec<Snapshot>,
+        down: Vec<Unreached>,
+        expect: Vec<(Code, &'static str)>,
+    }
+
+    fn case(
+        name: &'static str,
+        snaps: Vec<Snapshot>,
+        down: Vec<Unreached>,
+        expect: &[(Code, &'static str)],
+    ) -> Case {
+        Case {
+            name,
+            snaps,
+            down,
+            expect: expect.to_vec(),
+        }
+    }
+
+    fn table() -> Vec<Case> {
+        use Code::*;
+        let mut locked = mariadb("p", 1);
+        locked.semi_sync.primary_enabled = true;
+        locked.semi_sync.primary_active = true;
+        locked.semi_sync.wait_count = 1;
+        locked.semi_sync.clients = 0;
+        locked.semi_sync.timeout_ms = 10_000;
+        let mut read_only = mariadb("p", 1);
+        read_only.read_only = true;
+        let mut statement = replica_of("r2", 3, "p");
+        statement.binlog_format = "STATEMENT".into();
+        let mut newer = replica_of("r2", 3, "p");
+        newer.version = Version::parse("11.4.2-MariaDB").unwrap();
+        let mut quiet1 = replica_of("r1", 2, "p");
+        quiet1.log_replica_updates = false;
+        let mut quiet2 = replica_of("r2", 3, "p");
+        quiet2.log_bin = false;
+        let mut file_pos = replica_of("r2", 3, "p");
+        file_pos.replica.as_mut().unwrap().gtid_mode = GtidChannelMode::No;
+        vec![
+            case(
+                "dead primary",
+                vec![
+                    source_down(replica_of("r1", 2, "p")),
+                    source_down(replica_of("r2", 3, "p")),
+                ],
+                vec![down("p", None)],
+                &[(DeadPrimary, "p")],
+            ),
+            case(
+                "dead primary and some replicas",
+                vec![source_down(replica_of("r1", 2, "p"))],
+                vec![down("p", None), down("r2", Some("p"))],
+                &[(DeadPrimaryAndSomeReplicas, "p")],
+            ),
+            case(
+                "dead primary and replicas",
+                vec![],
+                vec![
+                    down("p", None),
+                    down("r1", Some("p")),
+                    down("r2", Some("p")),
+                ],
+                &[(DeadPrimaryAndReplicas, "p")],
+            ),
+            case(
+                "dead primary without replicas",
+                vec![],
+                vec![down("p", None)],
+                &[(DeadPrimaryWithoutReplicas, "p")],
+            ),
+            case(
+                "unreachable primary, one replica still connected",
+                vec![
+                    source_down(replica_of("r1", 2, "p")),
+                    replica_of("r2", 3, "p"),
+                ],
+                vec![down("p", None)],
+                &[(UnreachablePrimary, "p")],
+            ),
+            case(
+                "unreachable primary with lagging replicas",
+                vec![
+                    behind(replica_of("r1", 2, "p"), 60),
+                    source_down(replica_of("r2", 3, "p")),
+                ],
+                vec![down("p", None)],
+                &[
+                    (UnreachablePrimaryWithLaggingReplicas, "p"),
+                    (ReplicaLagging, "r1"),
+                ],
+            ),
+            case(
+                "locked semi-sync primary",
+                vec![locked, replica_of("r1", 2, "p")],
+                vec![],
+                &[(LockedSemiSyncPrimary, "p")],
+            ),
+            case(
+                "all replicas not replicating",
+                vec![
+                    mariadb("p", 1),
+                    sql_stopped(replica_of("r1", 2, "p")),
+                    io_stopped(replica_of("r2", 3, "p")),
+                ],
+                vec![],
+                &[(AllReplicasNotReplicating, "p")],
+            ),
+            case(
+                "primary single replica not replicating",
+                vec![mariadb("p", 1), sql_stopped(replica_of("r1", 2, "p"))],
+                vec![],
+                &[(PrimarySingleReplicaNotReplicating, "p")],
+            ),
+            case(
+                "dead intermediate primary",
+                vec![
+                    mariadb("p", 1),
+                    source_down(replica_of("l1", 3, "mid")),
+                    source_down(replica_of("l2", 4, "mid")),
+                ],
+                vec![down("mid", Some("p"))],
+                &[(DeadIntermediatePrimary, "mid")],
+            ),
+            case(
+                "dead intermediate primary and some replicas",
+                vec![mariadb("p", 1), source_down(replica_of("l1", 3, "mid"))],
+                vec![down("mid", Some("p")), down("l2", Some("mid"))],
+                &[(DeadIntermediatePrimaryAndSomeReplicas, "mid")],
+            ),
+            case(
+                "dead intermediate primary with single replica",
+                vec![mariadb("p", 1), source_down(replica_of("l1", 3, "mid"))],
+                vec![down("mid", Some("p"))],
+                &[(DeadIntermediatePrimaryWithSingleReplica, "mid")],
+            ),
+            case(
+                "dead intermediate primary and replicas",
+                vec![mariadb("p", 1)],
+                vec![
+                    down("mid", Some("p")),
+                    down("l1", Some("mid")),
+                    down("l2", Some("mid")),
+                ],
+                &[(DeadIntermediatePrimaryAndReplicas, "mid")],
+            ),
+            case(
+                "unreachable intermediate primary",
+                vec![
+                    mariadb("p", 1),
+                    source_down(replica_of("l1", 3, "mid")),
+                    replica_of("l2", 4, "mid"),
+                ],
+                vec![down("mid", Some("p"))],
+                &[(UnreachableIntermediatePrimary, "mid")],
+            ),
+            case(
+                "no writable primary",
+                vec![read_only, replica_of("r1", 2, "p")],
+                vec![],
+                &[(NoWritablePrimary, "p")],
+            ),
+            case(
+                "errant gtid",
+                vec![
+                    with_gtid(mariadb("p", 1), "0-1-10"),
+                    with_gtid(replica_of("r1", 2, "p"), "0-1-10"),
+                    with_gtid(replica_of("r2", 3, "p"), "0-1-10,0-3-11"),
+                ],
+                vec![],
+                &[(ErrantGtid, "r2")],
+            ),
+            case(
+                "replica lagging",
+                vec![
+                    mariadb("p", 1),
+                    behind(replica_of("r1", 2, "p"), 60),
+                    replica_of("r2", 3, "p"),
+                ],
+                vec![],
+                &[(ReplicaLagging, "r1")],
+            ),
+            case(
+                "different binlog formats",
+                vec![mariadb("p", 1), replica_of("r1", 2, "p"), statement],
+                vec![],
+                &[(DifferentBinlogFormats, "p")],
+            ),
+            case(
+                "different major versions",
+                vec![mariadb("p", 1), replica_of("r1", 2, "p"), newer],
+                vec![],
+                &[(DifferentMajorVersions, "p")],
+            ),
+            case(
+                "no logging replicas",
+                vec![mariadb("p", 1), quiet1, quiet2],
+                vec![],
+                &[(NoLoggingReplicas, "p")],
+            ),
+            case(
+                "different gtid modes",
+                vec![mariadb("p", 1), replica_of("r1", 2, "p"), file_pos],
+                vec![],
+                &[(DifferentGtidModes, "p")],
+            ),
+        ]
+    }
+
+    #[test]
+    fn one_case_per_code() {
+        let mut covered = BTreeSet::new();
+        for c in table() {
+            let got = codes(&run(c.snaps, c.down, &AnalysisContext::default()));
+            let mut want: Vec<(Code, String)> = c
+                .expect
+                .iter()
+                .map(|(code, h)| (*code, h.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "case {:?}", c.name);
+            covered.extend(c.expect.iter().map(|(code, _)| *code));
+        }
+        for code in Code::ALL {
+            assert!(covered.contains(&code), "no table case for {code}");
+        }
+    }
+
+    #[test]
+    fn healthy_topology_has_no_findings() {
+        let got = run(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                with_gtid(replica_of("mid", 2, "p"), "0-1-10"),
+                with_gtid(replica_of("r1", 3, "mid"), "0-1-10"),
+                with_gtid(replica_of("r2", 4, "p"), "0-1-10"),
+            ],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(got, vec![]);
+    }
+
+    #[test]
+    fn sql_stopped_under_a_healthy_primary_is_no_failure() {
+        let got = run(
+            vec![
+                mariadb("p", 1),
+                sql_stopped(replica_of("r1", 2, "p")),
+                replica_of("r2", 3, "p"),
+            ],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(got, vec![]);
+        let got = run(
+            vec![mariadb("p", 1), sql_stopped(replica_of("r1", 2, "p"))],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert!(got.iter().all(|f| !f.is_failure()), "{got:?}");
+        assert_eq!(
+            got[0].description,
+            "the only replica of p:3306 does not replicate: r1:3306 (IO Yes, SQL No)"
+        );
+    }
+
+    #[test]
+    fn dead_primary_description_names_the_evidence() {
+        let ctx = AnalysisContext {
+            signals: BTreeMap::from([(key("p"), vec![ExternalSignal::NodeNotReady])]),
+            ..AnalysisContext::default()
+        };
+        let got = run(
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                source_down(replica_of("r2", 3, "p")),
+            ],
+            vec![down("p", None)],
+            &ctx,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].code, Code::DeadPrimary);
+        assert_eq!(got[0].replicas, vec![key("r1"), key("r2")]);
+        assert_eq!(
+            got[0].description,
+            "p:3306 is unreachable (connection refused; its node is not ready) and its 2 replicas \
+             r1:3306, r2:3306 cannot connect to it"
+        );
+    }
+
+    #[test]
+    fn a_signal_never_replaces_the_replicas_agreement() {
+        for signal in [
+            ExternalSignal::Deleted,
+            ExternalSignal::ContainerRestarting,
+            ExternalSignal::NotReady,
+            ExternalSignal::NodeNotReady,
+        ] {
+            let ctx = AnalysisContext {
+                signals: BTreeMap::from([(key("p"), vec![signal])]),
+                ..AnalysisContext::default()
+            };
+            let got = run(
+                vec![
+                    source_down(replica_of("r1", 2, "p")),
+                    replica_of("r2", 3, "p"),
+                ],
+                vec![down("p", None)],
+                &ctx,
+            );
+            assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+            assert!(got[0].description.contains(signal.phrase()));
+            // A reachable primary stays healthy whatever Kubernetes says.
+            let got = run(
+                vec![mariadb("p", 1), replica_of("r1", 2, "p")],
+                vec![],
+                &ctx,
+            );
+            assert_eq!(got, vec![]);
+        }
+    }
+
+    #[test]
+    fn one_connected_replica_prevents_failover() {
+        let got = run(
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                source_down(replica_of("r2", 3, "p")),
+                replica_of("r3", 4, "p"),
+            ],
+            vec![down("p", None), down("r4", Some("p"))],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        assert!(!got[0].is_failure());
+        assert_eq!(
+            got[0].description,
+            "p:3306 is unreachable (connection refused) but r3:3306 is still connected to it; \
+             r1:3306, r2:3306 cannot connect to it; r4:3306 is unreachable too: not failing over"
+        );
+    }
+
+    #[test]
+    fn an_operator_stopped_io_thread_is_no_agreement() {
+        // One replica fails to connect, the other was stopped by hand.
+        let got = run(
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                io_stopped(replica_of("r2", 3, "p")),
+            ],
+            vec![down("p", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        assert!(
+            got[0]
+                .description
+                .contains("r2:3306 has its IO thread stopped without a connection error")
+        );
+        // All stopped by hand: no evidence at all.
+        let got = run(
+            vec![
+                io_stopped(replica_of("r1", 2, "p")),
+                io_stopped(replica_of("r2", 3, "p")),
+            ],
+            vec![down("p", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        // The same under an intermediate primary.
+        let got = run(
+            vec![
+                mariadb("p", 1),
+                source_down(replica_of("l1", 3, "mid")),
+                io_stopped(replica_of("l2", 4, "mid")),
+            ],
+            vec![down("mid", Some("p"))],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(
+            codes(&got),
+            vec![(Code::UnreachableIntermediatePrimary, "mid".into())]
+        );
+        // A stopped IO thread with a connection error does agree.
+        let mut r2 = io_stopped(replica_of("r2", 3, "p"));
+        r2.replica.as_mut().unwrap().last_io_errno = 2013;
+        let got = run(
+            vec![source_down(replica_of("r1", 2, "p")), r2],
+            vec![down("p", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::DeadPrimary, "p".into())]);
+    }
+
+    #[test]
+    fn downtimed_dead_primary_is_not_a_failure() {
+        let snaps = || {
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                source_down(replica_of("r2", 3, "p")),
+            ]
+        };
+        let got = run(snaps(), vec![down("p", None)], &downtimed(&["p"]));
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        assert!(
+            got[0]
+                .description
+                .ends_with("it is downtimed, so no recovery")
+        );
+        for down_set in [
+            vec![down("p", None)],
+            vec![down("p", None), down("r1", Some("p"))],
+        ] {
+            let snaps = vec![source_down(replica_of("r2", 3, "p"))];
+            let got = run(snaps, down_set, &downtimed(&["p"]));
+            assert!(got.iter().all(|f| !f.is_failure()), "{got:?}");
+        }
+        let got = run(vec![], vec![down("p", None)], &downtimed(&["p"]));
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        let got = run(
+            vec![mariadb("p", 1), source_down(replica_of("l1", 3, "mid"))],
+            vec![down("mid", Some("p"))],
+            &downtimed(&["mid"]),
+        );
+        assert_eq!(
+            codes(&got),
+            vec![(Code::UnreachableIntermediatePrimary, "mid".into())]
+        );
+    }
+
+    #[test]
+    fn downtimed_replicas_with_stopped_io_do_not_vote() {
+        let snaps = || {
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                io_stopped(replica_of("r2", 3, "p")),
+            ]
+        };
+        let got = run(snaps(), vec![down("p", None)], &downtimed(&["r2"]));
+        assert_eq!(codes(&got), vec![(Code::DeadPrimary, "p".into())]);
+        assert!(got[0].description.contains("downtimed r2:3306"));
+        // A connected replica proves the primary alive, downtimed or not.
+        let got = run(
+            vec![
+                source_down(replica_of("r1", 2, "p")),
+                replica_of("r2", 3, "p"),
+            ],
+            vec![down("p", None)],
+            &downtimed(&["r2"]),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+        // Nobody left to vote: no verdict of death.
+        let got = run(
+            vec![io_stopped(replica_of("r2", 3, "p"))],
+            vec![down("p", None)],
+            &downtimed(&["r2"]),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "p".into())]);
+    }
+
+    #[test]
+    fn connected_replicas_must_all_lag() {
+        let got = run(
+            vec![
+                behind(replica_of("r1", 2, "p"), 60),
+                source_down(replica_of("r2", 3, "p")),
+            ],
+            vec![down("p", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(
+            got[0].description,
+            "p:3306 is unreachable (connection refused) but r1:3306 is still connected to it, \
+             lagging up to 60 s (limit 10 s): it may be locked or overloaded; r2:3306 cannot \
+             connect to it: not failing over"
+        );
+        let got = run(
+            vec![
+                behind(replica_of("r1", 2, "p"), 60),
+                replica_of("r2", 3, "p"),
+            ],
+            vec![down("p", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(
+            codes(&got),
+            vec![
+                (Code::UnreachablePrimary, "p".into()),
+                (Code::ReplicaLagging, "r1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delayed_replica_lags_only_beyond_its_delay() {
+        let mut delayed = behind(replica_of("r1", 2, "p"), 3_600);
+        delayed.replica.as_mut().unwrap().sql_delay = 3_600;
+        let mut late = behind(replica_of("r2", 3, "p"), 3_700);
+        late.replica.as_mut().unwrap().sql_delay = 3_600;
+        let got = run(
+            vec![mariadb("p", 1), delayed, late],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::ReplicaLagging, "r2".into())]);
+        assert_eq!(
+            got[0].description,
+            "r2:3306 lags 100 s beyond its configured delay of 3600 s behind p:3306 (limit 10 s)"
+        );
+    }
+
+    #[test]
+    fn dead_co_primary() {
+        // The dead one kept its last source: the cycle stays whole.
+        let mut b = source_down(replica_of("b", 2, "a"));
+        b.read_only = false;
+        let got = run(
+            vec![b.clone(), source_down(replica_of("r", 3, "a"))],
+            vec![down("a", Some("b"))],
+            &AnalysisContext::default(),
+        );
+        let t = Topology::build(
+            vec![b.clone(), source_down(replica_of("r", 3, "a"))],
+            vec![down("a", Some("b"))],
+        );
+        assert_eq!(t.get(&key("a")).unwrap().role, Role::CoPrimary);
+        assert_eq!(codes(&got), vec![(Code::DeadPrimary, "a".into())]);
+        assert_eq!(got[0].replicas, vec![key("b"), key("r")]);
+        // It did not: its partner hangs below it, same verdict.
+        let got = run(
+            vec![b.clone(), source_down(replica_of("r", 3, "a"))],
+            vec![down("a", None)],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::DeadPrimary, "a".into())]);
+        // The partner still replicates from it: unreachable only.
+        let mut b = replica_of("b", 2, "a");
+        b.read_only = false;
+        let got = run(
+            vec![b, source_down(replica_of("r", 3, "a"))],
+            vec![down("a", Some("b"))],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::UnreachablePrimary, "a".into())]);
+    }
+
+    #[test]
+    fn co_primaries_need_one_writer() {
+        let mut a = replica_of("a", 1, "b");
+        a.read_only = false;
+        let b = replica_of("b", 2, "a");
+        let got = run(
+            vec![a.clone(), b.clone(), replica_of("r", 3, "a")],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(got, vec![]);
+        a.read_only = true;
+        let got = run(
+            vec![a, b, replica_of("r", 3, "a")],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(codes(&got), vec![(Code::NoWritablePrimary, "a".into())]);
+        assert_eq!(
+            got[0].description,
+            "co-primaries a:3306, b:3306 are all read only: nothing takes writes"
+        );
+    }
+
+    #[test]
+    fn structure_warnings_span_the_whole_tree() {
+        // The odd one out sits two levels down, below a dead intermediate.
+        let mut deep = source_down(replica_of("leaf", 4, "mid"));
+        deep.binlog_format = "MIXED".into();
+        deep.version = Version::parse("10.6.18-MariaDB").unwrap();
+        let got = run(
+            vec![mariadb("p", 1), replica_of("r", 2, "p"), deep],
+            vec![down("mid", Some("p"))],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(
+            codes(&got),
+            vec![
+                (Code::DeadIntermediatePrimaryWithSingleReplica, "mid".into()),
+                (Code::DifferentBinlogFormats, "p".into()),
+                (Code::DifferentMajorVersions, "p".into()),
+            ]
+        );
+        let formats = got
+            .iter()
+            .find(|f| f.code == Code::DifferentBinlogFormats)
+            .unwrap();
+        assert_eq!(
+            formats.description,
+            "the tree of p:3306 mixes binlog formats: MIXED on leaf:3306; ROW on p:3306, r:3306"
+        );
+        assert_eq!(formats.replicas, vec![key("leaf"), key("r")]);
+        // A co-primary ring is one tree: one warning, not one per member.
+        let mut odd = replica_of("r", 3, "a");
+        odd.binlog_format = "STATEMENT".into();
+        let mut a = replica_of("a", 1, "b");
+        a.read_only = false;
+        let got = run(
+            vec![a, replica_of("b", 2, "a"), odd],
+            vec![],
+            &AnalysisContext::default(),
+        );
+        assert_eq!(
+            codes(&got),
+            vec![(Code::DifferentBinlogFormats, "a".into())]
+        );
+    }
+
+    #[test]
+    fn mysql_gtid_modes_differ() {
+        let mut p = mariadb("p", 1);
+        p.flavor = crate::topology::Flavor::MySql;
+        p.version = Version::parse("8.0.36").unwrap();
+        p.gtid.mode = Some("ON".into());
+        let mut r = replica_of("r", 2, "p");
+        r.flavor = p.flavor;
+        r.version = p.version.clone();
+        r.gtid.mode = Some("ON_PERMISSIVE".into());
+        r.replica.as_mut().unwrap().gtid_mode = GtidChannelMode::AutoPosition;
+        let got = run(vec![p, r], vec![], &AnalysisContext::default());
+        assert_eq!(codes(&got), vec![(Code::DifferentGtidModes, "p".into())]);
+        assert_eq!(
+            got[0].description,
+            "in the tree of p:3306, gtid_mode differs: ON on p:3306; ON_PERMISSIVE on r:3306"
+        );
+    }
+
+    #[test]
+    fn failures_come_first() {
+        let got = run(
+            vec![
+                mariadb("a", 1),
+                behind(replica_of("b", 2, "a"), 60),
+                source_down(replica_of("l1", 4, "z")),
+                source_down(replica_of("l2", 5, "z")),
+            ],
+            vec![down("z", Some("a"))],
+            &AnalysisContext::default(),
+        );
+        let order: Vec<(Code, String)> = got
+            .iter()
+            .map(|f| (f.code, f.instance.host.clone()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (Code::DeadIntermediatePrimary, "z".into()),
+                (Code::ReplicaLagging, "b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn vocabulary() {
+        let failures: Vec<Code> = Code::ALL.into_iter().filter(|c| c.is_failure()).collect();
+        assert_eq!(
+            failures,
+            vec![
+                Code::DeadPrimary,
+                Code::DeadPrimaryAndSomeReplicas,
+                Code::DeadIntermediatePrimary,
+                Code::DeadIntermediatePrimaryAndSomeReplicas,
+                Code::DeadIntermediatePrimaryWithSingleReplica,
+            ]
+        );
+        for c in Code::ALL {
+            assert_eq!(c.name(), format!("{c:?}"));
+            assert_eq!(c.to_string(), c.name());
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.name())
+            );
+            if c.is_failure() {
+                assert_eq!(c.severity(), crate::analysis::Severity::Critical);
+            }
+        }
+        let f = Finding {
+            code: Code::DeadPrimary,
+            instance: key("p"),
+            replicas: vec![key("r")],
+            description: "d".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            serde_json::json!({
+                "code": "DeadPrimary",
+                "instance": "p:3306",
+                "replicas": ["r:3306"],
+                "description": "d",
+            })
+        );
     }
 }
