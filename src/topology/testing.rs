@@ -1,5 +1,6 @@
 //! Snapshot builders for the pure core's table tests.
 
+use super::graph::Unreached;
 use super::gtid::GtidSet;
 use super::instance::{
     Flavor, GtidChannelMode, GtidState, InstanceKey, IoThreadState, ReplicaStatus, SemiSync,
@@ -68,4 +69,56 @@ pub fn with_gtid(mut s: Snapshot, state: &str) -> Snapshot {
 
 pub fn key(host: &str) -> InstanceKey {
     InstanceKey::new(host, 3306)
+}
+
+/// The replica's IO thread cannot reach its source (`Connecting`, error
+/// 2003), as after its source died.
+pub fn source_down(mut s: Snapshot) -> Snapshot {
+    if let Some(r) = s.replica.as_mut() {
+        let host = r.source.host.clone();
+        r.io_running = IoThreadState::Connecting;
+        r.last_io_errno = 2003;
+        r.last_io_error = format!("error reconnecting to master '{host}:3306': Can't connect");
+        r.seconds_behind = None;
+    }
+    s
+}
+
+/// The replica's IO thread was stopped by an operator (`STOP SLAVE
+/// IO_THREAD`): `No`, no error.
+pub fn io_stopped(mut s: Snapshot) -> Snapshot {
+    if let Some(r) = s.replica.as_mut() {
+        r.io_running = IoThreadState::No;
+        r.last_io_errno = 0;
+        r.last_io_error.clear();
+        r.seconds_behind = None;
+    }
+    s
+}
+
+/// The replica's SQL thread is stopped; its IO thread still runs.
+pub fn sql_stopped(mut s: Snapshot) -> Snapshot {
+    if let Some(r) = s.replica.as_mut() {
+        r.sql_running = false;
+        r.seconds_behind = None;
+    }
+    s
+}
+
+/// The replica reports `Seconds_Behind_Master = secs`.
+pub fn behind(mut s: Snapshot, secs: u64) -> Snapshot {
+    if let Some(r) = s.replica.as_mut() {
+        r.seconds_behind = Some(secs);
+    }
+    s
+}
+
+/// An instance that did not answer ("connection refused"), with the source
+/// it had when it last answered.
+pub fn down(host: &str, last_source: Option<&str>) -> Unreached {
+    Unreached {
+        key: key(host),
+        error: "connection refused".into(),
+        last_source: last_source.map(key),
+    }
 }
