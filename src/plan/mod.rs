@@ -1,7 +1,29 @@
 //! Plans as data: what to do, step by step, for a recovery, a takeover or a
 //! refactoring, decided from a topology alone. Pure: no I/O. The engine
 //! executes plans; `--dry-run`, the API and the UI print them.
+//!
+//! - [`candidate`]: which replica replaces a failed or departing source;
+//! - [`legality`]: whether one instance may replicate from another;
+//! - [`recovery`]: dead primary, force failover, force takeover, dead
+//!   intermediate primary;
+//! - [`takeover`]: graceful takeover (switchover);
+//! - [`refactor`]: relocate, move up, move below, repoint, take siblings,
+//!   regroup replicas.
 
+pub mod candidate;
+pub mod error;
+pub mod legality;
+pub mod recovery;
+pub mod refactor;
 pub mod step;
+pub mod takeover;
 
+pub use candidate::{CandidateChoice, CandidateOptions, PromotionRule, choose_candidate};
+pub use error::PlanError;
+pub use legality::{LegalityOptions, Refusal, can_replicate_from};
+pub use recovery::{
+    RecoveryOptions, dead_intermediate_primary, dead_primary, force_failover, force_takeover,
+};
+pub use refactor::{move_below, move_up, regroup_replicas, relocate, repoint, take_siblings};
 pub use step::{HookEvent, Plan, PlanKind, SourcePosition, Step};
+pub use takeover::{TakeoverOptions, graceful_takeover};

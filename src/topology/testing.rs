@@ -1,6 +1,6 @@
 //! Snapshot builders for the pure core's table tests.
 
-use super::graph::Unreached;
+use super::graph::{Topology, Unreached};
 use super::gtid::GtidSet;
 use super::instance::{
     Flavor, GtidChannelMode, GtidState, InstanceKey, IoThreadState, ReplicaStatus, SemiSync,
@@ -121,4 +121,59 @@ pub fn down(host: &str, last_source: Option<&str>) -> Unreached {
         error: "connection refused".into(),
         last_source: last_source.map(key),
     }
+}
+
+pub fn mysql(host: &str, server_id: u32, uuid: &str) -> Snapshot {
+    let mut s = mariadb(host, server_id);
+    s.flavor = Flavor::MySql;
+    s.version = Version::parse("8.0.36").expect("version");
+    s.server_uuid = Some(uuid.into());
+    s.super_read_only = Some(false);
+    s.gtid.mode = Some("ON".into());
+    s
+}
+
+pub fn mysql_replica_of(
+    host: &str,
+    server_id: u32,
+    uuid: &str,
+    source: &str,
+    source_uuid: &str,
+) -> Snapshot {
+    let mut s = replica_of(host, server_id, source);
+    let m = mysql(host, server_id, uuid);
+    s.flavor = m.flavor;
+    s.version = m.version;
+    s.server_uuid = m.server_uuid;
+    s.super_read_only = Some(true);
+    s.gtid.mode = m.gtid.mode;
+    if let Some(r) = s.replica.as_mut() {
+        r.gtid_mode = GtidChannelMode::AutoPosition;
+        r.source_uuid = Some(source_uuid.into());
+    }
+    s
+}
+
+pub fn with_mysql_gtid(mut s: Snapshot, executed: &str) -> Snapshot {
+    s.gtid.executed = Some(GtidSet::parse(Flavor::MySql, executed).expect("gtid"));
+    s
+}
+
+pub fn with_version(mut s: Snapshot, raw: &str) -> Snapshot {
+    s.version = Version::parse(raw).expect("version");
+    s
+}
+
+pub fn source_gone(mut s: Snapshot) -> Snapshot {
+    if let Some(r) = s.replica.as_mut() {
+        r.io_running = IoThreadState::Connecting;
+        r.last_io_errno = 2003;
+        r.last_io_error = "Can't connect to server".into();
+        r.seconds_behind = None;
+    }
+    s
+}
+
+pub fn topology(snaps: Vec<Snapshot>, unreachable: Vec<Unreached>) -> Topology {
+    Topology::build(snaps, unreachable)
 }
