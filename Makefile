@@ -2,7 +2,7 @@
 # runs every check. Both install what a fresh Debian machine lacks.
 
 CARGO ?= cargo
-APT_PACKAGES := mariadb-server mariadb-client
+APT_PACKAGES := mariadb-server mariadb-client nftables
 
 .PHONY: all build deps test fmt-check clippy unit sandbox crds bench clean
 
@@ -11,12 +11,14 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Installs MariaDB (server and client) when missing. Root runs apt-get
+# Installs MariaDB (server and client) and nftables (the network-cut
+# test) when missing. Root runs apt-get
 # directly; other users go through sudo.
 deps:
 	@missing=""; \
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
+	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

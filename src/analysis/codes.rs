@@ -222,6 +222,18 @@ impl ClusterProblemCode {
         )
     }
 
+    /// The dead-intermediate-primary failures, recovered by moving the
+    /// replicas rather than promoting.
+    pub fn is_intermediate(self) -> bool {
+        use ClusterProblemCode::*;
+        matches!(
+            self,
+            DeadIntermediatePrimary
+                | DeadIntermediatePrimaryAndSomeReplicas
+                | DeadIntermediatePrimaryWithSingleReplica
+        )
+    }
+
     pub fn severity(self) -> Severity {
         use ClusterProblemCode::*;
         match self {

@@ -2,10 +2,13 @@
 //! returns an exit code a script can rely on: 0 done, 1 the work failed
 //! (say, the seed did not answer), 2 bad input.
 
+pub mod bench;
 pub mod crds;
 pub mod credentials;
 pub mod discover;
 pub mod local;
+pub mod ops;
+pub mod standalone;
 
 use std::process::ExitCode;
 
@@ -33,6 +36,12 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Run a local replication topology of real mariadbd servers.
     Local(local::LocalArgs),
+    /// Discover, analyse and recover one cluster continuously.
+    Standalone(standalone::StandaloneArgs),
+    #[command(flatten)]
+    Op(ops::Op),
+    /// Measure failover and switchover times on local servers.
+    Bench(bench::BenchArgs),
 }
 
 /// Exit codes.
@@ -62,6 +71,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Discover(a) => discover::run(a).await,
             Command::Crds(a) => crds::run(a),
             Command::Local(a) => local::run(a).await,
+            Command::Standalone(a) => standalone::run(a).await,
+            Command::Op(op) => ops::run(op).await,
+            Command::Bench(a) => bench::run(a).await,
         }
     });
     ExitCode::from(code)

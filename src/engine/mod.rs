@@ -3,5 +3,9 @@
 //! step by step with timeouts and a record of every step. It does not know
 //! Kubernetes: instances come from a topology source.
 
+pub mod cluster;
 pub mod executor;
 pub mod hooks;
+pub mod prober;
+
+pub use cluster::{ClusterEngine, EngineConfig, RoundReport};

@@ -278,6 +278,20 @@ impl Session<'_> {
         }
     }
 
+    /// Whether the server's semi-sync plugins use the source/replica names
+    /// (MySQL 8.0.26+ ships both plugin pairs: which one is installed
+    /// decides, not the version).
+    async fn semi_sync_new_names(&mut self) -> Result<bool, MysqlError> {
+        let rows = self
+            .rows(
+                "reading semi-sync variables",
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
+                 ('rpl_semi_sync_source_enabled', 'rpl_semi_sync_replica_enabled')",
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// Semi-sync on the primary side (MariaDB has it built in; MySQL needs
     /// the plugin). `wait_count` is MySQL's; MariaDB always waits for one.
     pub async fn set_semi_sync_primary(
@@ -295,7 +309,7 @@ impl Session<'_> {
                 .await
             }
             Flavor::MySql => {
-                let (enabled, count) = if self.dialect.mysql_semi_sync_new_names() {
+                let (enabled, count) = if self.semi_sync_new_names().await? {
                     (
                         "rpl_semi_sync_source_enabled",
                         "rpl_semi_sync_source_wait_for_replica_count",
@@ -321,11 +335,11 @@ impl Session<'_> {
     /// reconnects.
     pub async fn set_semi_sync_replica(&mut self, on: bool) -> Result<(), MysqlError> {
         let v = if on { "ON" } else { "OFF" };
-        let name = match self.dialect.flavor {
-            Flavor::MySql if self.dialect.mysql_semi_sync_new_names() => {
-                "rpl_semi_sync_replica_enabled"
-            }
-            _ => "rpl_semi_sync_slave_enabled",
+        let new_names = self.dialect.flavor == Flavor::MySql && self.semi_sync_new_names().await?;
+        let name = if new_names {
+            "rpl_semi_sync_replica_enabled"
+        } else {
+            "rpl_semi_sync_slave_enabled"
         };
         self.exec("setting semi-sync", &format!("SET GLOBAL {name} = {v}"))
             .await

@@ -122,11 +122,6 @@ impl Dialect {
         self.mysql_at_least(8, 0, 22)
     }
 
-    /// MySQL 8.0.26+ names the semi-sync variables source/replica.
-    pub fn mysql_semi_sync_new_names(&self) -> bool {
-        self.mysql_at_least(8, 0, 26)
-    }
-
     pub fn replica_status(&self) -> &'static str {
         if self.new_terms() {
             "SHOW REPLICA STATUS"
@@ -182,16 +177,25 @@ impl Dialect {
                  MASTER_PASSWORD={pass}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
                  MASTER_HEARTBEAT_PERIOD=1"
             ),
-            Flavor::MySql if self.new_terms() => format!(
+            Flavor::MySql if self.mysql_at_least(8, 0, 23) => format!(
                 "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
                  SOURCE_USER={user}, SOURCE_PASSWORD={pass}, SOURCE_AUTO_POSITION=1, \
                  SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1, GET_SOURCE_PUBLIC_KEY=1"
             ),
-            Flavor::MySql => format!(
-                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
-                 MASTER_PASSWORD={pass}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
-                 MASTER_HEARTBEAT_PERIOD=1"
-            ),
+            Flavor::MySql => {
+                // 8.0.4 made caching_sha2_password the default: without TLS
+                // the replica must ask for the source's public key.
+                let public_key = if self.mysql_at_least(8, 0, 4) {
+                    ", GET_MASTER_PUBLIC_KEY=1"
+                } else {
+                    ""
+                };
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                     MASTER_PASSWORD={pass}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
+                     MASTER_HEARTBEAT_PERIOD=1{public_key}"
+                )
+            }
         }
     }
 }

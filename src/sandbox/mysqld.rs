@@ -22,12 +22,21 @@ use crate::topology::InstanceKey;
 pub const ADMIN_USER: &str = "orca";
 /// The replication account every local server is created with.
 pub const REPL_USER: &str = "repl";
+/// An application account: all privileges on the `app` schema and none
+/// that bypass read_only, as an application would have.
+pub const APP_USER: &str = "app";
 const ADMIN_PASSWORD: &str = "orca-sandbox-admin";
 const REPL_PASSWORD: &str = "orca-sandbox-repl";
+const APP_PASSWORD: &str = "orca-sandbox-app";
 
 /// Credentials of the administrative account of local servers.
 pub fn admin_credentials() -> Credentials {
     Credentials::new(ADMIN_USER, ADMIN_PASSWORD)
+}
+
+/// Credentials of the application account of local servers.
+pub fn app_credentials() -> Credentials {
+    Credentials::new(APP_USER, APP_PASSWORD)
 }
 
 /// Credentials of the replication account of local servers.
@@ -102,7 +111,8 @@ const INNODB_ARGS: &[&str] = &["--innodb-log-file-size=8M", "--innodb-buffer-poo
 /// Builds (once per machine, under a lock) a data directory holding the
 /// system tables and orca's two accounts; servers start from a copy of it.
 fn template(root: &Path) -> Result<PathBuf, MysqldError> {
-    let dir = root.join("template");
+    // Bump the name when the template's content changes.
+    let dir = root.join("template-v2");
     let ready = dir.join(".ready");
     if ready.exists() {
         return Ok(dir.join("data"));
@@ -145,7 +155,9 @@ fn template(root: &Path) -> Result<PathBuf, MysqldError> {
          CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}';\n\
          GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;\n\
          CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}';\n\
-         GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%';\n"
+         GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%';\n\
+         CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';\n\
+         GRANT ALL PRIVILEGES ON app.* TO '{APP_USER}'@'%';\n"
     );
     let mut child = Command::new(find_binary("mariadbd")?)
         .arg("--no-defaults")
@@ -215,6 +227,22 @@ impl MysqldOptions {
             read_only: false,
             extra: Vec::new(),
         }
+    }
+
+    /// Semi-synchronous replication on both sides (any instance may become
+    /// the primary), acknowledged after sync, with no fall-back to
+    /// asynchronous replication: a write the client saw committed is on at
+    /// least one replica.
+    pub fn with_semi_sync(mut self) -> Self {
+        for (k, v) in [
+            ("rpl-semi-sync-master-enabled", "ON"),
+            ("rpl-semi-sync-slave-enabled", "ON"),
+            ("rpl-semi-sync-master-wait-point", "AFTER_SYNC"),
+            ("rpl-semi-sync-master-timeout", "3600000"),
+        ] {
+            self.extra.push((k.to_string(), v.to_string()));
+        }
+        self
     }
 }
 

@@ -273,7 +273,8 @@ impl ReplicaStatus {
     /// the holistic "is the primary dead" question.
     pub fn source_unreachable(&self) -> bool {
         match self.io_running {
-            IoThreadState::Connecting => true,
+            // A source that refuses the login is alive.
+            IoThreadState::Connecting => !is_auth_errno(self.last_io_errno),
             IoThreadState::No => is_connect_errno(self.last_io_errno),
             IoThreadState::Yes => false,
         }
@@ -284,7 +285,14 @@ impl ReplicaStatus {
 /// (CR_CONN_HOST_ERROR 2003, CR_SERVER_LOST 2013, CR_SERVER_GONE 2006,
 /// ER_SLAVE_... 1158/1159 net read/timeout).
 pub fn is_connect_errno(errno: u32) -> bool {
-    matches!(errno, 2003 | 2005 | 2006 | 2013 | 1158 | 1159 | 1129 | 1130)
+    matches!(errno, 2003 | 2005 | 2006 | 2013 | 1158 | 1159)
+}
+
+/// Errors of a source that answered but refused the replica: access denied
+/// (1045), host not allowed or blocked (1130, 1129), authentication needing
+/// a secure connection (2061).
+pub fn is_auth_errno(errno: u32) -> bool {
+    matches!(errno, 1045 | 1129 | 1130 | 2061)
 }
 
 /// Semi-synchronous replication, as far as the instance has the plugin.

@@ -80,3 +80,195 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Rows written by a [`Writer`] that the server acknowledged.
+pub type Acked = std::sync::Arc<std::sync::Mutex<Vec<u64>>>;
+
+/// Writes rows into `app.w` on one instance, one autocommit INSERT at a
+/// time, and remembers every id the server acknowledged; stops at the
+/// first error or when told.
+pub struct Writer {
+    pub acked: Acked,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<String>,
+}
+
+impl Writer {
+    /// Creates `app.w` on `primary` if needed and starts writing.
+    pub async fn start(primary: &orca::sandbox::Mysqld) -> Writer {
+        primary
+            .exec("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE IF NOT EXISTS app.w (id BIGINT PRIMARY KEY)")
+            .await
+            .expect("create app.w");
+        let key = primary.key();
+        let acked: Acked = Default::default();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let acked2 = acked.clone();
+        let task = tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let t = orca::mysql::conn::Timeouts::default();
+            let app = orca::sandbox::mysqld::app_credentials();
+            let mut conn = match orca::mysql::connect(&key, &app, t).await {
+                Ok(c) => c,
+                Err(e) => return e.to_string(),
+            };
+            let mut id = 0u64;
+            loop {
+                if *stopped.borrow() {
+                    return "stopped".into();
+                }
+                id += 1;
+                let insert = conn.query_drop(format!("INSERT INTO app.w (id) VALUES ({id})"));
+                tokio::select! {
+                    r = tokio::time::timeout(Duration::from_secs(30), insert) => match r {
+                        Ok(Ok(())) => acked2.lock().unwrap().push(id),
+                        Ok(Err(e)) => return e.to_string(),
+                        Err(_) => return "write timed out".into(),
+                    },
+                    _ = stopped.changed() => return "stopped".into(),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer { acked, stop, task }
+    }
+
+    /// Stops writing; returns why it ended and the acknowledged ids.
+    pub async fn finish(self) -> (String, Vec<u64>) {
+        let _ = self.stop.send(true);
+        let why = self.task.await.unwrap_or_else(|e| e.to_string());
+        let acked = self.acked.lock().unwrap().clone();
+        (why, acked)
+    }
+
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+}
+
+/// Ids present in `app.w` on an instance.
+pub async fn ids_on(key: &InstanceKey) -> std::collections::BTreeSet<u64> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = orca::mysql::connect(
+        key,
+        &admin_credentials(),
+        orca::mysql::conn::Timeouts::default(),
+    )
+    .await
+    .expect("connect");
+    let ids: Vec<u64> = conn.query("SELECT id FROM app.w").await.expect("select");
+    ids.into_iter().collect()
+}
+
+/// Asserts that every acknowledged id is on `key`.
+pub async fn assert_acked_on(key: &InstanceKey, acked: &[u64]) {
+    assert!(
+        !acked.is_empty(),
+        "the writer wrote nothing: the test proves nothing"
+    );
+    let have = ids_on(key).await;
+    let missing: Vec<&u64> = acked.iter().filter(|id| !have.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes missing on {key}: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+}
+
+/// An engine for a local cluster with the default settings, and hooks.
+pub fn engine_with(
+    c: &orca::sandbox::LocalCluster,
+    hooks: orca::engine::hooks::Hooks,
+    tune: impl FnOnce(&mut orca::engine::EngineConfig),
+) -> orca::engine::ClusterEngine {
+    use orca::engine::executor::{Executor, ExecutorConfig};
+    let mut config = orca::engine::EngineConfig::new("test");
+    tune(&mut config);
+    let executor = Executor::new(
+        ExecutorConfig {
+            admin: admin_credentials(),
+            repl: orca::sandbox::mysqld::repl_credentials(),
+            timeouts: orca::mysql::conn::Timeouts::default(),
+        },
+        hooks,
+    );
+    orca::engine::ClusterEngine::new(config, executor, c.instances.iter().map(|m| m.key()))
+}
+
+pub fn engine(c: &orca::sandbox::LocalCluster) -> orca::engine::ClusterEngine {
+    engine_with(c, Default::default(), |_| {})
+}
+
+/// Runs engine rounds (with the engine's own pacing) until `f` returns
+/// `Some`, at most `limit`.
+pub async fn rounds_until<T>(
+    engine: &mut orca::engine::ClusterEngine,
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut(&orca::engine::RoundReport) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let report = engine.round().await;
+        if let Some(v) = f(&report) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last findings: {:?}",
+            report
+                .findings
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(engine.next_delay()).await;
+    }
+}
+
+/// A probe of one instance.
+pub async fn snapshot(key: &InstanceKey) -> orca::topology::Snapshot {
+    orca::mysql::probe::probe(
+        key,
+        &admin_credentials(),
+        orca::mysql::conn::Timeouts::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("probe {key}: {e}"))
+}
+
+/// Waits until `replica` replicates from `source` with both threads running.
+pub async fn wait_replicating_from(replica: &InstanceKey, source: &InstanceKey) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{replica} replicating from {source}"),
+        || async {
+            let s = snapshot(replica).await;
+            s.replica
+                .as_ref()
+                .filter(|r| &r.source == source && r.is_replicating())
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
+/// Names and sizes of every file under a directory.
+pub fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path().display().to_string(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

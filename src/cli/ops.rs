@@ -1,0 +1,524 @@
+//! One-shot operations outside Kubernetes: graceful takeover, force
+//! failover, force takeover, recover, and the refactorings. Each discovers
+//! the topology from its seeds, plans, and — unless `--dry-run` — acts,
+//! then prints the record of every step and exits.
+//!
+//! Exit codes: 0 done, 1 the operation failed (or was rolled back),
+//! 2 bad input, 3 refused (illegal move, no candidate, nothing to do),
+//! 4 vetoed by a hook.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::credentials::CredentialArgs;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::engine::executor::{
+    Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, operation_id,
+};
+use crate::engine::hooks::{HookTarget, Hooks, parse_event_value};
+use crate::engine::prober::Inventory;
+use crate::engine::{ClusterEngine, EngineConfig};
+use crate::k8s::crd::parse_duration;
+use crate::mysql::Credentials;
+use crate::mysql::conn::Timeouts;
+use crate::plan::candidate::{CandidateOptions, PromotionRule};
+use crate::plan::recovery::{self, RecoveryOptions};
+use crate::plan::takeover::{self, TakeoverOptions};
+use crate::plan::{Plan, PlanError, refactor};
+use crate::topology::InstanceKey;
+use crate::topology::graph::Topology;
+
+pub const EXIT_REFUSED: u8 = 3;
+pub const EXIT_VETOED: u8 = 4;
+
+/// What every operation takes.
+#[derive(Debug, Clone, Args)]
+pub struct OpArgs {
+    /// An instance of the topology (repeat to name more; name every
+    /// instance when the primary is already dead, since its replicas are
+    /// found through it).
+    #[arg(long = "seed", required = true)]
+    pub seeds: Vec<String>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// The replication user replicas connect as (default: the same as
+    /// --user).
+    #[arg(long, env = "ORCA_REPL_USER")]
+    pub repl_user: Option<String>,
+    /// File holding the replication password; otherwise ORCA_REPL_PASSWORD,
+    /// otherwise the admin password.
+    #[arg(long, value_name = "FILE")]
+    pub repl_password_file: Option<PathBuf>,
+    /// Print the plan and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan or the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Promotion rule of an instance: HOST:PORT=prefer|neutral|prefer_not|must_not.
+    #[arg(long = "promotion-rule", value_name = "HOST:PORT=RULE")]
+    pub promotion_rules: Vec<String>,
+    /// Run a command at a hook event: EVENT=COMMAND (repeatable).
+    #[arg(long = "hook", value_name = "EVENT=COMMAND")]
+    pub hooks: Vec<String>,
+    /// POST to a URL at a hook event: EVENT=URL (repeatable).
+    #[arg(long = "webhook", value_name = "EVENT=URL")]
+    pub webhooks: Vec<String>,
+    /// Time limit of each hook.
+    #[arg(long, default_value = "10s")]
+    pub hook_timeout: String,
+    /// Lag above which a replica may not be promoted or moved.
+    #[arg(long, default_value = "10s")]
+    pub max_lag: String,
+    /// How long to wait for a candidate to apply its relay log.
+    #[arg(long, default_value = "30s")]
+    pub relay_apply_timeout: String,
+    /// How long a takeover target may take to catch up.
+    #[arg(long, default_value = "10s")]
+    pub catch_up_timeout: String,
+    /// Time limit of each connection and statement, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Op {
+    /// Hand the primary role to a replica with no write lost (switchover).
+    GracefulTakeover {
+        #[command(flatten)]
+        args: OpArgs,
+        /// The new primary (default: the best candidate).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Treat the primary as dead now and promote the best candidate.
+    ForceFailover {
+        #[command(flatten)]
+        args: OpArgs,
+    },
+    /// Promote the given direct replica, discarding the primary.
+    ForceTakeover {
+        #[command(flatten)]
+        args: OpArgs,
+        #[arg(long)]
+        to: String,
+    },
+    /// Recover the failure the analysis finds now (ignores anti-flapping).
+    Recover {
+        #[command(flatten)]
+        args: OpArgs,
+    },
+    /// Move a replica below any other instance.
+    Relocate {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+        #[arg(long)]
+        below: String,
+    },
+    /// Move a replica up one level, below its source's source.
+    MoveUp {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+    },
+    /// Move a replica below one of its siblings.
+    MoveBelow {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+        #[arg(long)]
+        sibling: String,
+    },
+    /// Point a replica at an instance (default: its current source) again.
+    Repoint {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Make every sibling of a replica its replica.
+    TakeSiblings {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+    },
+    /// Choose the best replica of an instance and move the others below it.
+    RegroupReplicas {
+        #[command(flatten)]
+        args: OpArgs,
+        instance: String,
+    },
+}
+
+impl Op {
+    fn args(&self) -> &OpArgs {
+        match self {
+            Op::GracefulTakeover { args, .. }
+            | Op::ForceFailover { args }
+            | Op::ForceTakeover { args, .. }
+            | Op::Recover { args }
+            | Op::Relocate { args, .. }
+            | Op::MoveUp { args, .. }
+            | Op::MoveBelow { args, .. }
+            | Op::Repoint { args, .. }
+            | Op::TakeSiblings { args, .. }
+            | Op::RegroupReplicas { args, .. } => args,
+        }
+    }
+}
+
+/// Everything an operation needs, read from the command line.
+pub struct Settings {
+    pub seeds: Vec<InstanceKey>,
+    pub admin: Credentials,
+    pub repl: Credentials,
+    pub timeouts: Timeouts,
+    pub hooks: Hooks,
+    pub recovery: RecoveryOptions,
+    pub takeover: TakeoverOptions,
+}
+
+fn duration(name: &str, s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| format!("--{name}: {e}"))
+}
+
+fn key(s: &str) -> Result<InstanceKey, String> {
+    s.parse()
+        .map_err(|e: crate::topology::ParseError| e.to_string())
+}
+
+impl OpArgs {
+    pub fn settings(&self) -> Result<Settings, String> {
+        let seeds = self
+            .seeds
+            .iter()
+            .map(|s| key(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin = self.credentials.resolve()?;
+        let repl_password = match &self.repl_password_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            None => {
+                std::env::var("ORCA_REPL_PASSWORD").unwrap_or_else(|_| admin.password().to_string())
+            }
+        };
+        let repl = Credentials::new(
+            self.repl_user.clone().unwrap_or_else(|| admin.user.clone()),
+            repl_password,
+        );
+        let hook_timeout = duration("hook-timeout", &self.hook_timeout)?;
+        let mut hooks = Hooks::default();
+        for h in &self.hooks {
+            let (event, command) = parse_event_value(h).map_err(|e| format!("--hook {e}"))?;
+            hooks.add(
+                event,
+                HookTarget::Command {
+                    command,
+                    timeout: hook_timeout,
+                },
+            );
+        }
+        for h in &self.webhooks {
+            let (event, url) = parse_event_value(h).map_err(|e| format!("--webhook {e}"))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--webhook {h}: the URL must start with http:// or https://"
+                ));
+            }
+            hooks.add(
+                event,
+                HookTarget::Webhook {
+                    url,
+                    timeout: hook_timeout,
+                },
+            );
+        }
+        let mut rules = BTreeMap::new();
+        for r in &self.promotion_rules {
+            let (k, rule) = r
+                .rsplit_once('=')
+                .ok_or_else(|| format!("--promotion-rule {r:?}: expected HOST:PORT=RULE"))?;
+            let rule: PromotionRule = rule
+                .parse()
+                .map_err(|_| format!("--promotion-rule {r:?}: the rule is one of prefer, neutral, prefer_not, must_not"))?;
+            rules.insert(key(k)?, rule);
+        }
+        let max_lag = duration("max-lag", &self.max_lag)?;
+        let candidate = CandidateOptions {
+            rules,
+            max_lag_ms: Some(max_lag.as_millis() as u64),
+            semi_sync: false,
+        };
+        if self.timeout_ms == 0 {
+            return Err("--timeout-ms must be above 0".into());
+        }
+        let ms = Duration::from_millis(self.timeout_ms);
+        let recovery = RecoveryOptions {
+            candidate: candidate.clone(),
+            relay_apply_timeout: duration("relay-apply-timeout", &self.relay_apply_timeout)?,
+            catch_up_timeout: duration("catch-up-timeout", &self.catch_up_timeout)?,
+        };
+        let takeover = TakeoverOptions {
+            candidate,
+            max_lag_ms: max_lag.as_millis() as u64,
+            catch_up_timeout: recovery.catch_up_timeout,
+        };
+        Ok(Settings {
+            seeds,
+            admin,
+            repl,
+            timeouts: Timeouts {
+                connect: ms,
+                query: ms,
+            },
+            hooks,
+            recovery,
+            takeover,
+        })
+    }
+}
+
+/// The cluster's name outside Kubernetes: its primary's address.
+fn cluster_name(topo: &Topology, seed: &InstanceKey) -> String {
+    topo.root_of(seed)
+        .map(|n| n.key.to_string())
+        .unwrap_or_else(|| seed.to_string())
+}
+
+fn primary_of(topo: &Topology, seed: &InstanceKey) -> Result<InstanceKey, String> {
+    topo.root_of(seed)
+        .map(|n| n.key.clone())
+        .ok_or_else(|| format!("no primary found above {seed}"))
+}
+
+fn print_plan(plan: &Plan, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("orca: {e}"),
+        }
+    } else {
+        print!("{plan}");
+    }
+}
+
+fn print_record(record: &OperationRecord, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(record) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("orca: {e}"),
+        }
+        return;
+    }
+    println!("operation {} ({}):", record.id, record.kind.name());
+    for s in record.steps.iter().chain(record.rollback.iter()) {
+        let result = match &s.outcome {
+            crate::engine::executor::StepOutcome::Done => "done".to_string(),
+            crate::engine::executor::StepOutcome::Failed(e) => format!("FAILED: {e}"),
+        };
+        println!(
+            "  {:>2}. [{:>5} ms] {} — {result}",
+            s.index + 1,
+            s.duration_ms,
+            s.description
+        );
+    }
+    for (k, why) in &record.lost_replicas {
+        println!("  lost replica {k}: {why}");
+    }
+    for e in &record.hook_errors {
+        println!("  hook: {e}");
+    }
+    match &record.outcome {
+        Outcome::Succeeded => println!(
+            "succeeded in {} ms{}",
+            record.duration_ms,
+            record
+                .successor
+                .as_ref()
+                .map(|k| format!("; {k} is the new source"))
+                .unwrap_or_default()
+        ),
+        Outcome::Vetoed(e) => println!("vetoed: {e}"),
+        Outcome::RolledBack(e) => println!("rolled back: {e}"),
+        Outcome::Failed(e) => println!("failed: {e}"),
+    }
+}
+
+fn exit_for(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Succeeded => EXIT_OK,
+        Outcome::Vetoed(_) => EXIT_VETOED,
+        Outcome::RolledBack(_) | Outcome::Failed(_) => EXIT_FAILED,
+    }
+}
+
+pub async fn run(op: Op) -> u8 {
+    let name = match &op {
+        Op::GracefulTakeover { .. } => "graceful-takeover",
+        Op::ForceFailover { .. } => "force-failover",
+        Op::ForceTakeover { .. } => "force-takeover",
+        Op::Recover { .. } => "recover",
+        Op::Relocate { .. } => "relocate",
+        Op::MoveUp { .. } => "move-up",
+        Op::MoveBelow { .. } => "move-below",
+        Op::Repoint { .. } => "repoint",
+        Op::TakeSiblings { .. } => "take-siblings",
+        Op::RegroupReplicas { .. } => "regroup-replicas",
+    };
+    let args = op.args().clone();
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca {name}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match run_op(op, &args, settings).await {
+        Ok(code) => code,
+        Err((code, e)) => {
+            eprintln!("orca {name}: {e}");
+            code
+        }
+    }
+}
+
+async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> {
+    let usage = |e: String| (EXIT_USAGE, e);
+    let refused = |e: PlanError| (EXIT_REFUSED, e.to_string());
+    let seed = s.seeds[0].clone();
+    let executor = Executor::new(
+        ExecutorConfig {
+            admin: s.admin.clone(),
+            repl: s.repl.clone(),
+            timeouts: s.timeouts,
+        },
+        s.hooks.clone(),
+    );
+    let mut inventory = Inventory::new(s.seeds.iter().cloned());
+    let topo = inventory.probe_round(&s.admin, s.timeouts).await.topology;
+    if !topo.nodes.values().any(|n| n.reachable()) {
+        return Err((EXIT_FAILED, "no seed answered".into()));
+    }
+    let cluster = cluster_name(&topo, &seed);
+    let plan = match &op {
+        Op::Recover { .. } => {
+            let mut config = EngineConfig::new(cluster.clone());
+            config.auto_recover = false;
+            config.heartbeat = false;
+            config.probe_timeouts = s.timeouts;
+            config.recovery = s.recovery.clone();
+            let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
+            let report = engine.round().await;
+            let Some(failure) = report
+                .findings
+                .iter()
+                .find(|f| f.code.is_failure())
+                .cloned()
+            else {
+                let found: Vec<String> = report
+                    .findings
+                    .iter()
+                    .map(|f| format!("{} ({})", f.code, f.instance))
+                    .collect();
+                return Err((
+                    EXIT_REFUSED,
+                    format!(
+                        "nothing to recover: no failure found{}",
+                        if found.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; found {}", found.join(", "))
+                        }
+                    ),
+                ));
+            };
+            eprintln!("{}", failure.description);
+            if args.dry_run {
+                let plan = match failure.code.is_intermediate() {
+                    true => recovery::dead_intermediate_primary(
+                        engine.topology(),
+                        &failure.instance,
+                        &s.recovery,
+                    ),
+                    false => {
+                        recovery::dead_primary(engine.topology(), &failure.instance, &s.recovery)
+                    }
+                }
+                .map_err(refused)?;
+                print_plan(&plan, args.json);
+                return Ok(EXIT_OK);
+            }
+            let record = engine.recover(&failure).await;
+            print_record(&record, args.json);
+            return Ok(exit_for(&record.outcome));
+        }
+        Op::GracefulTakeover { to, .. } => {
+            let primary = primary_of(&topo, &seed).map_err(usage)?;
+            let to = to.as_deref().map(key).transpose().map_err(usage)?;
+            takeover::graceful_takeover(&topo, &primary, to.as_ref(), &s.takeover)
+                .map_err(refused)?
+        }
+        Op::ForceFailover { .. } => {
+            let primary = primary_of(&topo, &seed).map_err(usage)?;
+            recovery::force_failover(&topo, &primary, &s.recovery).map_err(refused)?
+        }
+        Op::ForceTakeover { to, .. } => {
+            let primary = primary_of(&topo, &seed).map_err(usage)?;
+            let to = key(to).map_err(usage)?;
+            recovery::force_takeover(&topo, &primary, &to, &s.recovery).map_err(refused)?
+        }
+        Op::Relocate {
+            instance, below, ..
+        } => refactor::relocate(
+            &topo,
+            &key(instance).map_err(usage)?,
+            &key(below).map_err(usage)?,
+        )
+        .map_err(refused)?,
+        Op::MoveUp { instance, .. } => {
+            refactor::move_up(&topo, &key(instance).map_err(usage)?).map_err(refused)?
+        }
+        Op::MoveBelow {
+            instance, sibling, ..
+        } => refactor::move_below(
+            &topo,
+            &key(instance).map_err(usage)?,
+            &key(sibling).map_err(usage)?,
+        )
+        .map_err(refused)?,
+        Op::Repoint { instance, to, .. } => {
+            let to = to.as_deref().map(key).transpose().map_err(usage)?;
+            refactor::repoint(&topo, &key(instance).map_err(usage)?, to.as_ref())
+                .map_err(refused)?
+        }
+        Op::TakeSiblings { instance, .. } => {
+            refactor::take_siblings(&topo, &key(instance).map_err(usage)?).map_err(refused)?
+        }
+        Op::RegroupReplicas { instance, .. } => {
+            refactor::regroup_replicas(&topo, &key(instance).map_err(usage)?, &s.recovery.candidate)
+                .map_err(refused)?
+        }
+    };
+    if args.dry_run {
+        print_plan(&plan, args.json);
+        return Ok(EXIT_OK);
+    }
+    let meta = OperationMeta {
+        id: operation_id(&cluster, plan.kind),
+        cluster,
+        trigger: plan.kind.name().to_string(),
+    };
+    let record = executor.execute(&plan, &meta).await;
+    print_record(&record, args.json);
+    Ok(exit_for(&record.outcome))
+}

@@ -1,0 +1,113 @@
+//! `orca standalone`: discovery, analysis and automatic recovery of one
+//! cluster, continuously, outside Kubernetes. Each problem and each
+//! recovery step is logged. SIGUSR1 acknowledges the last recovery (so a
+//! new failure within the anti-flap period may be recovered); Ctrl-C or
+//! SIGTERM stops.
+
+use clap::Args;
+
+use super::ops::OpArgs;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::engine::executor::{Executor, ExecutorConfig};
+use crate::engine::{ClusterEngine, EngineConfig};
+use crate::k8s::crd::parse_duration;
+
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub op: OpArgs,
+    /// Only report problems; never recover.
+    #[arg(long)]
+    pub no_auto_recover: bool,
+    /// Time between probe rounds (at least 100ms).
+    #[arg(long, default_value = "1s")]
+    pub probe_interval: String,
+    /// No second automatic recovery within this period unless acknowledged.
+    #[arg(long, default_value = "1h")]
+    pub anti_flap: String,
+    /// The cluster's name in logs and hooks (default: the first seed).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Do not write orca's heartbeat row on the primary.
+    #[arg(long)]
+    pub no_heartbeat: bool,
+}
+
+pub async fn run(args: StandaloneArgs) -> u8 {
+    let s = match args.op.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca standalone: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let interval = match parse_duration(&args.probe_interval) {
+        Ok(d) if d.as_millis() >= 100 => d,
+        Ok(_) => {
+            eprintln!("orca standalone: --probe-interval must be at least 100ms");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("orca standalone: --probe-interval: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let anti_flap = match parse_duration(&args.anti_flap) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("orca standalone: --anti-flap: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| s.seeds[0].to_string());
+    let mut config = EngineConfig::new(cluster.clone());
+    config.probe_interval = interval;
+    config.anti_flap = anti_flap;
+    config.auto_recover = !(args.no_auto_recover || args.op.dry_run);
+    config.heartbeat = !args.no_heartbeat;
+    config.recovery = s.recovery.clone();
+    config.max_lag_ms = s.takeover.max_lag_ms;
+    let executor = Executor::new(
+        ExecutorConfig {
+            admin: s.admin.clone(),
+            repl: s.repl.clone(),
+            timeouts: s.timeouts,
+        },
+        s.hooks.clone(),
+    );
+    let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
+    let (mut usr1, mut term) = match (
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()),
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            eprintln!("orca standalone: cannot install signal handlers");
+            return EXIT_FAILED;
+        }
+    };
+    tracing::info!(cluster = %cluster, auto_recover = engine.config.auto_recover, "orca standalone started");
+    loop {
+        let report = engine.round().await;
+        if let Some(r) = &report.recovery {
+            match serde_json::to_string(r) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    tracing::error!(cluster = %cluster, error = %e, "cannot print the recovery record")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(engine.next_delay()) => {}
+            _ = usr1.recv() => {
+                engine.acknowledge();
+                tracing::info!(cluster = %cluster, "last recovery acknowledged");
+            }
+            _ = term.recv() => return EXIT_OK,
+            _ = tokio::signal::ctrl_c() => return EXIT_OK,
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The engine of one cluster: probe rounds on an interval, analysis on
+//! every round, automatic recovery of failures with anti-flapping, and a
+//! record of every operation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::executor::{Executor, OperationMeta, OperationRecord, Outcome, operation_id};
+use super::prober::{Inventory, Round};
+use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze};
+use crate::mysql::conn::{Timeouts, connect};
+use crate::mysql::heartbeat;
+use crate::plan::recovery::{RecoveryOptions, dead_intermediate_primary, dead_primary};
+use crate::plan::{HookEvent, Plan, PlanKind, Step};
+use crate::topology::InstanceKey;
+use crate::topology::graph::{Role, Topology};
+
+/// How one cluster's engine behaves.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The cluster's name, in logs, records and hooks.
+    pub cluster: String,
+    /// Time between probe rounds (at least 100 ms).
+    pub probe_interval: Duration,
+    /// Time between rounds while an instance that answered before does not
+    /// answer: the engine looks again at once rather than waiting a whole
+    /// interval.
+    pub recheck_interval: Duration,
+    pub probe_timeouts: Timeouts,
+    /// Recover failures automatically.
+    pub auto_recover: bool,
+    /// No second automatic recovery within this period unless the first
+    /// was acknowledged.
+    pub anti_flap: Duration,
+    pub recovery: RecoveryOptions,
+    pub max_lag_ms: u64,
+    /// Write orca's heartbeat on the primary every round.
+    pub heartbeat: bool,
+}
+
+impl EngineConfig {
+    pub fn new(cluster: impl Into<String>) -> Self {
+        EngineConfig {
+            cluster: cluster.into(),
+            probe_interval: Duration::from_secs(1),
+            recheck_interval: Duration::from_millis(100),
+            probe_timeouts: Timeouts {
+                connect: Duration::from_millis(1000),
+                query: Duration::from_millis(2000),
+            },
+            auto_recover: true,
+            anti_flap: Duration::from_secs(3600),
+            recovery: RecoveryOptions::default(),
+            max_lag_ms: 10_000,
+            heartbeat: true,
+        }
+    }
+}
+
+/// What happened in one round.
+#[derive(Debug, Clone, Default)]
+pub struct RoundReport {
+    pub findings: Vec<Finding>,
+    /// Findings that appeared this round.
+    pub new_findings: Vec<Finding>,
+    /// A recovery run this round, if any.
+    pub recovery: Option<OperationRecord>,
+    /// A failure the engine did not recover, and why.
+    pub blocked: Option<String>,
+    /// Former primaries that came back after a failover and were fenced
+    /// (made read only, their clients disconnected) this round.
+    pub fenced: Vec<InstanceKey>,
+}
+
+/// The last automatic recovery, for anti-flapping.
+#[derive(Debug, Clone)]
+struct LastRecovery {
+    at: Instant,
+    acknowledged: bool,
+}
+
+pub struct ClusterEngine {
+    pub config: EngineConfig,
+    pub executor: Executor,
+    pub inventory: Inventory,
+    pub context: AnalysisContext,
+    topology: Topology,
+    findings: Vec<Finding>,
+    last_recovery: Option<LastRecovery>,
+    /// Primaries replaced by a failover, to fence when they answer again.
+    pending_fence: BTreeSet<InstanceKey>,
+    pub records: Vec<OperationRecord>,
+}
+
+impl ClusterEngine {
+    pub fn new(
+        config: EngineConfig,
+        executor: Executor,
+        seeds: impl IntoIterator<Item = InstanceKey>,
+    ) -> Self {
+        let context = AnalysisContext {
+            max_lag_ms: config.max_lag_ms,
+            ..AnalysisContext::default()
+        };
+        ClusterEngine {
+            config,
+            executor,
+            inventory: Inventory::new(seeds),
+            context,
+            topology: Topology::default(),
+            findings: Vec::new(),
+            last_recovery: None,
+            pending_fence: BTreeSet::new(),
+            records: Vec::new(),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Acknowledges the last recovery: the next failure may be recovered
+    /// automatically even within the anti-flap period.
+    pub fn acknowledge(&mut self) {
+        if let Some(l) = self.last_recovery.as_mut() {
+            l.acknowledged = true;
+        }
+    }
+
+    /// Whether an automatic recovery is blocked now, and why.
+    pub fn blocked_by_anti_flap(&self) -> Option<String> {
+        let last = self.last_recovery.as_ref()?;
+        let age = last.at.elapsed();
+        (!last.acknowledged && age < self.config.anti_flap).then(|| {
+            format!(
+                "a recovery ran {:.1}s ago, within the anti-flap period of {:?}, and was not acknowledged",
+                age.as_secs_f64(),
+                self.config.anti_flap
+            )
+        })
+    }
+
+    async fn probe(&mut self) -> Round {
+        let round = self
+            .inventory
+            .probe_round(&self.executor.config.admin, self.config.probe_timeouts)
+            .await;
+        self.topology = round.topology.clone();
+        round
+    }
+
+    /// Writes the heartbeat on every writable primary (best effort).
+    async fn write_heartbeats(&self) {
+        let limit = self.config.probe_timeouts.query;
+        for n in self.topology.nodes.values() {
+            let writable = n.snapshot.as_ref().is_some_and(|s| !s.is_read_only());
+            if n.role != Role::Primary || !writable {
+                continue;
+            }
+            let Ok(mut conn) = connect(
+                &n.key,
+                &self.executor.config.admin,
+                self.config.probe_timeouts,
+            )
+            .await
+            else {
+                continue;
+            };
+            let r = match heartbeat::write(&mut conn, &n.key, limit).await {
+                Err(e) if matches!(e.server_code(), Some(1049 | 1146)) => {
+                    match heartbeat::ensure_table(&mut conn, &n.key, limit).await {
+                        Ok(()) => heartbeat::write(&mut conn, &n.key, limit).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                r => r,
+            };
+            if let Err(e) = r {
+                tracing::debug!(cluster = %self.config.cluster, instance = %n.key, error = %e, "heartbeat not written");
+            }
+            let _ = tokio::time::timeout(limit, conn.disconnect()).await;
+        }
+    }
+
+    /// One round: probe, analyse, and recover when a failure calls for it.
+    pub async fn round(&mut self) -> RoundReport {
+        let round = self.probe().await;
+        for k in &round.newly_failed {
+            tracing::info!(cluster = %self.config.cluster, instance = %k, "instance stopped answering");
+        }
+        let fenced = self.fence_returned().await;
+        if self.config.heartbeat {
+            self.write_heartbeats().await;
+        }
+        let findings = analyze(&self.topology, &self.context);
+        let new_findings: Vec<Finding> = findings
+            .iter()
+            .filter(|f| {
+                !self
+                    .findings
+                    .iter()
+                    .any(|o| o.code == f.code && o.instance == f.instance)
+            })
+            .cloned()
+            .collect();
+        for f in &new_findings {
+            tracing::warn!(cluster = %self.config.cluster, instance = %f.instance, problem = %f.code, "{}", f.description);
+        }
+        self.findings = findings.clone();
+        let mut report = RoundReport {
+            findings: findings.clone(),
+            new_findings,
+            fenced,
+            ..RoundReport::default()
+        };
+        let Some(failure) = findings.iter().find(|f| f.code.is_failure()).cloned() else {
+            return report;
+        };
+        if !self.config.auto_recover {
+            report.blocked = Some("automatic recovery is off".into());
+            return report;
+        }
+        if let Some(why) = self.blocked_by_anti_flap() {
+            if report.new_findings.iter().any(|f| f.code == failure.code) {
+                tracing::warn!(cluster = %self.config.cluster, instance = %failure.instance, problem = %failure.code, "not recovering: {why}");
+            }
+            report.blocked = Some(why);
+            return report;
+        }
+        let record = self.recover(&failure).await;
+        if record.outcome.succeeded()
+            && record.kind == PlanKind::RecoverDeadPrimary
+            && let Some(old) = &record.failed
+        {
+            self.pending_fence.insert(old.clone());
+        }
+        self.last_recovery = Some(LastRecovery {
+            at: Instant::now(),
+            acknowledged: false,
+        });
+        report.recovery = Some(record);
+        report
+    }
+
+    /// Fences former primaries that answer again: read only, clients
+    /// disconnected. They stay out of the topology's writes until an
+    /// operator repoints or re-provisions them.
+    async fn fence_returned(&mut self) -> Vec<InstanceKey> {
+        let mut fenced = Vec::new();
+        let pending: Vec<InstanceKey> = self.pending_fence.iter().cloned().collect();
+        for key in pending {
+            let Some(node) = self.topology.get(&key).filter(|n| n.reachable()) else {
+                continue;
+            };
+            let mut plan = Plan::new(PlanKind::ForceFailover);
+            plan.failed = Some(key.clone());
+            if node.snapshot.as_ref().is_some_and(|s| !s.is_read_only()) {
+                plan.steps.push(Step::SetReadOnly {
+                    on: key.clone(),
+                    read_only: true,
+                });
+            }
+            plan.steps
+                .push(Step::KillClientConnections { on: key.clone() });
+            let meta = OperationMeta {
+                id: operation_id(&self.config.cluster, PlanKind::ForceFailover),
+                cluster: self.config.cluster.clone(),
+                trigger: "FormerPrimaryReturned".into(),
+            };
+            let record = self.executor.execute(&plan, &meta).await;
+            if record.outcome.succeeded() {
+                tracing::warn!(
+                    cluster = %self.config.cluster,
+                    instance = %key,
+                    "the former primary answers again: fenced (read only, clients disconnected); repoint or re-provision it"
+                );
+                self.pending_fence.remove(&key);
+                fenced.push(key);
+            }
+        }
+        fenced
+    }
+
+    /// How long to wait before the next round.
+    pub fn next_delay(&self) -> Duration {
+        let suspicious = self.findings.iter().any(|f| {
+            matches!(
+                f.code,
+                ClusterProblemCode::UnreachablePrimary
+                    | ClusterProblemCode::UnreachableIntermediatePrimary
+                    | ClusterProblemCode::UnreachablePrimaryWithLaggingReplicas
+            )
+        }) || self
+            .topology
+            .nodes
+            .values()
+            .any(|n| !n.reachable() && n.role != Role::Unknown);
+        if suspicious {
+            self.config.recheck_interval
+        } else {
+            self.config.probe_interval
+        }
+    }
+
+    /// Recovers one failure (automatically, or by a manual request, which
+    /// ignores the anti-flap period). Always returns a record.
+    pub async fn recover(&mut self, failure: &Finding) -> OperationRecord {
+        let kind = match failure.code {
+            ClusterProblemCode::DeadIntermediatePrimary
+            | ClusterProblemCode::DeadIntermediatePrimaryAndSomeReplicas
+            | ClusterProblemCode::DeadIntermediatePrimaryWithSingleReplica => {
+                PlanKind::RecoverDeadIntermediatePrimary
+            }
+            _ => PlanKind::RecoverDeadPrimary,
+        };
+        let meta = OperationMeta {
+            id: operation_id(&self.config.cluster, kind),
+            cluster: self.config.cluster.clone(),
+            trigger: failure.code.to_string(),
+        };
+        let failed = failure.instance.clone();
+        let record = match kind {
+            PlanKind::RecoverDeadIntermediatePrimary => {
+                match dead_intermediate_primary(&self.topology, &failed, &self.config.recovery) {
+                    Ok(plan) => {
+                        self.executor
+                            .run_hooks(&plan, &meta, HookEvent::FailureDetected)
+                            .await;
+                        self.executor.execute(&plan, &meta).await
+                    }
+                    Err(e) => self.refused(kind, &failed, &meta, e.to_string()).await,
+                }
+            }
+            _ => self.recover_dead_primary(&failed, &meta).await,
+        };
+        tracing::info!(
+            cluster = %self.config.cluster,
+            operation = %record.id,
+            outcome = ?record.outcome,
+            successor = record.successor.as_ref().map(|k| k.to_string()).unwrap_or_default(),
+            ms = record.duration_ms,
+            "recovery finished"
+        );
+        self.records.push(record.clone());
+        record
+    }
+
+    async fn refused(
+        &self,
+        kind: PlanKind,
+        failed: &InstanceKey,
+        meta: &OperationMeta,
+        why: String,
+    ) -> OperationRecord {
+        let mut plan = Plan::new(kind);
+        plan.failed = Some(failed.clone());
+        plan.steps.push(Step::RunHooks {
+            event: HookEvent::FailureDetected,
+        });
+        let mut record = self.executor.execute(&plan, meta).await;
+        record.outcome = Outcome::Failed(format!("no plan: {why}"));
+        let mut failed_plan = plan.clone();
+        failed_plan.steps.clear();
+        record.hook_errors.extend(
+            self.executor
+                .run_hooks(&failed_plan, meta, HookEvent::FailedFailover)
+                .await,
+        );
+        record
+    }
+
+    /// Fence first (pre-failover hooks, IO threads stopped, relay logs
+    /// applied), then look again and choose the candidate from what the
+    /// replicas really hold, then promote.
+    async fn recover_dead_primary(
+        &mut self,
+        failed: &InstanceKey,
+        meta: &OperationMeta,
+    ) -> OperationRecord {
+        let kind = PlanKind::RecoverDeadPrimary;
+        let first = match dead_primary(&self.topology, failed, &self.config.recovery) {
+            Ok(p) => p,
+            Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,
+        };
+        self.executor
+            .run_hooks(&first, meta, HookEvent::FailureDetected)
+            .await;
+        let fence_end = first
+            .steps
+            .iter()
+            .position(|s| {
+                !matches!(
+                    s,
+                    Step::RunHooks { .. }
+                        | Step::StopReplicaIo { .. }
+                        | Step::WaitRelayApplied { .. }
+                )
+            })
+            .unwrap_or(first.steps.len());
+        let mut fence = first.clone();
+        fence.steps.truncate(fence_end);
+        fence.point_of_no_return = fence_end;
+        let mut record = self.executor.execute(&fence, meta).await;
+        if let Outcome::Vetoed(_) = record.outcome {
+            return record;
+        }
+        // A relay log that could not be applied in time is reported, and
+        // the candidate is chosen from what was applied.
+        record.outcome = Outcome::Succeeded;
+        self.probe().await;
+        let second = match dead_primary(&self.topology, failed, &self.config.recovery) {
+            Ok(p) => p,
+            Err(e) => {
+                let mut r = self.refused(kind, failed, meta, e.to_string()).await;
+                r.steps.splice(0..0, record.steps);
+                return r;
+            }
+        };
+        let mut promote = second.clone();
+        let skip = promote
+            .steps
+            .iter()
+            .position(|s| {
+                !matches!(
+                    s,
+                    Step::RunHooks { .. }
+                        | Step::StopReplicaIo { .. }
+                        | Step::WaitRelayApplied { .. }
+                )
+            })
+            .unwrap_or(promote.steps.len());
+        promote.steps.drain(..skip);
+        promote.point_of_no_return = 0;
+        promote.rollback.clear();
+        let rest = self.executor.execute(&promote, meta).await;
+        let offset = record.steps.len();
+        record.steps.extend(rest.steps.into_iter().map(|mut s| {
+            s.index += offset;
+            s.started_ms += record.duration_ms;
+            s
+        }));
+        record.successor = rest.successor;
+        record.lost_replicas = rest.lost_replicas;
+        record.notes = rest.notes;
+        record.duration_ms += rest.duration_ms;
+        record.hook_errors.extend(rest.hook_errors);
+        record.outcome = rest.outcome;
+        record
+    }
+
+    /// Runs rounds until `shutdown` resolves.
+    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.round().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(self.next_delay()) => {}
+            }
+        }
+    }
+
+    /// The last known snapshots of every instance, for reports.
+    pub fn known(&self) -> BTreeMap<InstanceKey, Option<String>> {
+        self.inventory
+            .known
+            .iter()
+            .map(|(k, v)| (k.clone(), v.last_error.clone()))
+            .collect()
+    }
+}
