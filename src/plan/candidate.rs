@@ -1001,6 +1001,43 @@ mod tests {
     }
 
     #[test]
+    fn mysql_errant_replica_of_a_dead_primary() {
+        use crate::topology::testing::{mysql_replica_of, with_mysql_gtid};
+        const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U2: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U3: &str = "5e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U4: &str = "6e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let m = |host: &str, id: u32, uuid: &str, set: &str| {
+            source_gone(with_mysql_gtid(
+                mysql_replica_of(host, id, uuid, "p", U1),
+                set,
+            ))
+        };
+        let t = dead(vec![
+            m("r1", 11, U2, &format!("{U1}:1-10")),
+            m("r2", 12, U3, &format!("{U1}:1-12")),
+            m("r3", 13, U4, &format!("{U1}:1-10,{U4}:1")),
+        ]);
+        let c = choose(&t, &CandidateOptions::default());
+        assert_eq!(c.chosen, key("r2"));
+        assert_eq!(c.ranking, vec![key("r2"), key("r1")]);
+        assert_eq!(
+            c.excluded,
+            vec![(key("r3"), format!("errant GTIDs {U4}:1"))]
+        );
+        assert_eq!(c.lost, vec![(key("r3"), AHEAD.to_string())]);
+        // Without the dead source's UUID nothing is called errant: r3 and
+        // r2 are then incomparable, and the ranking decides.
+        let mut r3 = m("r3", 13, U4, &format!("{U1}:1-10,{U4}:1"));
+        if let Some(c) = r3.replica.as_mut() {
+            c.source_uuid = None;
+        }
+        let t = dead(vec![m("r2", 12, U3, &format!("{U1}:1-12")), r3]);
+        let c = choose(&t, &CandidateOptions::default());
+        assert!(c.excluded.is_empty(), "{:?}", c.excluded);
+    }
+
+    #[test]
     fn most_common_format_prefers_the_safer_one_on_a_tie() {
         let mut a = mariadb("a", 1);
         a.binlog_format = "ROW".into();

@@ -71,3 +71,49 @@ impl fmt::Display for Reasons<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::testing::key;
+
+    #[test]
+    fn messages_and_serialization() {
+        let cases = [
+            (
+                PlanError::NoCandidate {
+                    failed: key("p"),
+                    reasons: vec![(key("r1"), "unreachable".into())],
+                },
+                "no candidate to replace p:3306: r1:3306: unreachable",
+            ),
+            (
+                PlanError::refused(&key("r1"), Refusal::NoLogBin(key("r2"))),
+                "refused for r1:3306: r2:3306 has no binary log (log_bin is off)",
+            ),
+            (
+                PlanError::NotFound(key("x")),
+                "x:3306 is not in the topology",
+            ),
+            (
+                PlanError::NotAReplicaOf {
+                    instance: key("r1"),
+                    primary: key("p"),
+                },
+                "r1:3306 is not a direct replica of p:3306",
+            ),
+            (PlanError::invalid("nothing to do"), "nothing to do"),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+            let json = serde_json::to_string(&err).unwrap();
+            let back: PlanError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, err, "{json}");
+        }
+        let json = serde_json::to_value(PlanError::NotFound(key("x"))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "not_found", "detail": "x:3306"})
+        );
+    }
+}
