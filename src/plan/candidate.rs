@@ -332,7 +332,7 @@ pub fn choose_candidate(
             .filter(|o| progress_of(&o.key).compare(&mine) == Some(Ordering::Greater))
             .count()
     };
-    let mut ranked: Vec<(usize, bool, (u32, u32, u32), PromotionRule, &Snapshot)> = eligible
+    let mut ranked: Vec<Ranked> = eligible
         .iter()
         .map(|s| {
             (
@@ -442,6 +442,10 @@ pub fn choose_candidate(
         notes,
     })
 }
+
+/// A candidate with its sort key: candidates strictly further, no
+/// log_replica_updates, version, promotion rule.
+type Ranked<'a> = (usize, bool, (u32, u32, u32), PromotionRule, &'a Snapshot);
 
 /// Why `s` may not be promoted, if it may not.
 fn exclusion(

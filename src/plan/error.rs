@@ -19,11 +19,12 @@ pub enum PlanError {
         failed: InstanceKey,
         reasons: Vec<(InstanceKey, String)>,
     },
-    /// A legality rule refused the operation for `instance`.
+    /// A legality rule refused the operation for `instance`. (Boxed: a
+    /// refusal names two instances and keeps the error small.)
     #[error("refused for {instance}: {refusal}")]
     Refused {
         instance: InstanceKey,
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     #[error("{0} is not in the topology")]
     NotFound(InstanceKey),
@@ -49,7 +50,7 @@ impl PlanError {
     pub fn refused(instance: &InstanceKey, refusal: Refusal) -> PlanError {
         PlanError::Refused {
             instance: instance.clone(),
-            refusal,
+            refusal: Box::new(refusal),
         }
     }
 }

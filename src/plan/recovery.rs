@@ -368,7 +368,7 @@ pub fn dead_intermediate_primary(
             "{failed} has no known source: it is not an intermediate primary"
         )));
     };
-    let (replicas, _) = direct_replicas(topo, failed);
+    let (replicas, unreachable) = direct_replicas(topo, failed);
     if replicas.is_empty() {
         return Err(PlanError::Invalid(format!(
             "{failed} has no reachable replica to move"
@@ -428,6 +428,12 @@ pub fn dead_intermediate_primary(
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PostFailover,
     });
+    if !unreachable.is_empty() {
+        plan.notes.push(format!(
+            "unreachable, not moved (move them when they return): {}",
+            join(&unreachable)
+        ));
+    }
     destinations.sort();
     destinations.dedup();
     if destinations.len() == 1 {
