@@ -2,7 +2,7 @@
 //! Kubernetes operator and as a command-line tool.
 //!
 //! Layers (see `docs/architecture.md`):
-//! - pure core, no I/O: [`topology`], [`analysis`] (plans come next);
+//! - pure core, no I/O: [`topology`], [`analysis`], [`plan`];
 //! - adapters: [`mysql`] (probes, discovery crawl), [`k8s`] (custom resources);
 //! - runtime: [`cli`] (engine, HA, store and API arrive with later work);
 //! - [`sandbox`]: local `mariadbd` servers (and later a local cluster) for

@@ -332,7 +332,7 @@ pub fn choose_candidate(
             .filter(|o| progress_of(&o.key).compare(&mine) == Some(Ordering::Greater))
             .count()
     };
-    let mut ranked: Vec<(usize, bool, (u32, u32, u32), PromotionRule, &Snapshot)> = eligible
+    let mut ranked: Vec<Ranked> = eligible
         .iter()
         .map(|s| {
             (
@@ -442,6 +442,10 @@ pub fn choose_candidate(
         notes,
     })
 }
+
+/// A candidate with its sort key: candidates strictly further, no
+/// log_replica_updates, version, promotion rule.
+type Ranked<'a> = (usize, bool, (u32, u32, u32), PromotionRule, &'a Snapshot);
 
 /// Why `s` may not be promoted, if it may not.
 fn exclusion(
@@ -998,6 +1002,43 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("pn:3306 has the promotion rule prefer_not but no other"))
         );
+    }
+
+    #[test]
+    fn mysql_errant_replica_of_a_dead_primary() {
+        use crate::topology::testing::{mysql_replica_of, with_mysql_gtid};
+        const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U2: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U3: &str = "5e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U4: &str = "6e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let m = |host: &str, id: u32, uuid: &str, set: &str| {
+            source_gone(with_mysql_gtid(
+                mysql_replica_of(host, id, uuid, "p", U1),
+                set,
+            ))
+        };
+        let t = dead(vec![
+            m("r1", 11, U2, &format!("{U1}:1-10")),
+            m("r2", 12, U3, &format!("{U1}:1-12")),
+            m("r3", 13, U4, &format!("{U1}:1-10,{U4}:1")),
+        ]);
+        let c = choose(&t, &CandidateOptions::default());
+        assert_eq!(c.chosen, key("r2"));
+        assert_eq!(c.ranking, vec![key("r2"), key("r1")]);
+        assert_eq!(
+            c.excluded,
+            vec![(key("r3"), format!("errant GTIDs {U4}:1"))]
+        );
+        assert_eq!(c.lost, vec![(key("r3"), AHEAD.to_string())]);
+        // Without the dead source's UUID nothing is called errant: r3 and
+        // r2 are then incomparable, and the ranking decides.
+        let mut r3 = m("r3", 13, U4, &format!("{U1}:1-10,{U4}:1"));
+        if let Some(c) = r3.replica.as_mut() {
+            c.source_uuid = None;
+        }
+        let t = dead(vec![m("r2", 12, U3, &format!("{U1}:1-12")), r3]);
+        let c = choose(&t, &CandidateOptions::default());
+        assert!(c.excluded.is_empty(), "{:?}", c.excluded);
     }
 
     #[test]

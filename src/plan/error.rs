@@ -19,11 +19,12 @@ pub enum PlanError {
         failed: InstanceKey,
         reasons: Vec<(InstanceKey, String)>,
     },
-    /// A legality rule refused the operation for `instance`.
+    /// A legality rule refused the operation for `instance`. (Boxed: a
+    /// refusal names two instances and keeps the error small.)
     #[error("refused for {instance}: {refusal}")]
     Refused {
         instance: InstanceKey,
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     #[error("{0} is not in the topology")]
     NotFound(InstanceKey),
@@ -49,7 +50,7 @@ impl PlanError {
     pub fn refused(instance: &InstanceKey, refusal: Refusal) -> PlanError {
         PlanError::Refused {
             instance: instance.clone(),
-            refusal,
+            refusal: Box::new(refusal),
         }
     }
 }
@@ -69,5 +70,51 @@ impl fmt::Display for Reasons<'_> {
             write!(f, "{k}: {why}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::testing::key;
+
+    #[test]
+    fn messages_and_serialization() {
+        let cases = [
+            (
+                PlanError::NoCandidate {
+                    failed: key("p"),
+                    reasons: vec![(key("r1"), "unreachable".into())],
+                },
+                "no candidate to replace p:3306: r1:3306: unreachable",
+            ),
+            (
+                PlanError::refused(&key("r1"), Refusal::NoLogBin(key("r2"))),
+                "refused for r1:3306: r2:3306 has no binary log (log_bin is off)",
+            ),
+            (
+                PlanError::NotFound(key("x")),
+                "x:3306 is not in the topology",
+            ),
+            (
+                PlanError::NotAReplicaOf {
+                    instance: key("r1"),
+                    primary: key("p"),
+                },
+                "r1:3306 is not a direct replica of p:3306",
+            ),
+            (PlanError::invalid("nothing to do"), "nothing to do"),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+            let json = serde_json::to_string(&err).unwrap();
+            let back: PlanError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, err, "{json}");
+        }
+        let json = serde_json::to_value(PlanError::NotFound(key("x"))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "not_found", "detail": "x:3306"})
+        );
     }
 }

@@ -295,3 +295,444 @@ fn major_minor(s: &Snapshot) -> String {
     let (major, minor) = s.version.major_minor();
     format!("{major}.{minor}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::graph::Unreached;
+    use crate::topology::testing::{
+        down, key, mariadb, mysql, mysql_replica_of, replica_of, topology, with_version,
+    };
+
+    const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const U2: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const U3: &str = "5e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    /// p with replicas r1, r2; mid under p with leaf under it.
+    fn star(change: impl FnOnce(&mut Vec<Snapshot>), unreachable: Vec<Unreached>) -> Topology {
+        let mut snaps = vec![
+            mariadb("p", 1),
+            replica_of("r1", 2, "p"),
+            replica_of("r2", 3, "p"),
+            replica_of("mid", 4, "p"),
+            replica_of("leaf", 5, "mid"),
+        ];
+        change(&mut snaps);
+        topology(snaps, unreachable)
+    }
+
+    fn edit(host: &'static str, f: impl Fn(&mut Snapshot)) -> impl FnOnce(&mut Vec<Snapshot>) {
+        move |snaps: &mut Vec<Snapshot>| {
+            for s in snaps.iter_mut().filter(|s| s.key == key(host)) {
+                f(s);
+            }
+        }
+    }
+
+    fn check(
+        t: &Topology,
+        replica: &str,
+        source: &str,
+        opts: &LegalityOptions,
+    ) -> Result<(), Refusal> {
+        can_replicate_from(t, &key(replica), &key(source), opts)
+    }
+
+    #[test]
+    fn legal_moves() {
+        let t = star(|_| {}, vec![]);
+        let d = LegalityOptions::default();
+        for (replica, source) in [
+            ("r1", "r2"),
+            ("r1", "p"),
+            ("leaf", "p"),
+            ("r1", "mid"),
+            ("leaf", "r2"),
+        ] {
+            assert_eq!(
+                check(&t, replica, source, &d),
+                Ok(()),
+                "{replica} under {source}"
+            );
+        }
+        // A replica not logging its updates takes any format.
+        let t = star(
+            edit("r1", |s| {
+                s.binlog_format = "STATEMENT".into();
+                s.log_replica_updates = false;
+            }),
+            vec![],
+        );
+        assert_eq!(check(&t, "r1", "r2", &d), Ok(()));
+        // An older source is fine.
+        let t = star(
+            edit("r2", |s| *s = with_version(s.clone(), "10.6.16-MariaDB")),
+            vec![],
+        );
+        assert_eq!(check(&t, "r1", "r2", &d), Ok(()));
+    }
+
+    #[test]
+    fn every_refusal() {
+        let d = LegalityOptions::default();
+        let no_gtid_channel = LegalityOptions {
+            require_gtid: true,
+            ..LegalityOptions::default()
+        };
+        let mysql_star = |f: &dyn Fn(&mut Vec<Snapshot>)| {
+            let mut snaps = vec![
+                mysql("p", 1, U1),
+                mysql_replica_of("r1", 2, U2, "p", U1),
+                mysql_replica_of("r2", 3, U3, "p", U1),
+            ];
+            f(&mut snaps);
+            topology(snaps, vec![])
+        };
+        let cases: Vec<(&str, Topology, &str, &str, LegalityOptions, Refusal, &str)> = vec![
+            (
+                "same instance",
+                star(|_| {}, vec![]),
+                "r1",
+                "r1",
+                d.clone(),
+                Refusal::SameInstance(key("r1")),
+                "r1:3306 cannot replicate from itself",
+            ),
+            (
+                "unknown",
+                star(|_| {}, vec![]),
+                "r1",
+                "nowhere",
+                d.clone(),
+                Refusal::UnknownInstance(key("nowhere")),
+                "nowhere:3306 is not in the topology",
+            ),
+            (
+                "unreachable",
+                star(|_| {}, vec![down("gone", Some("p"))]),
+                "r1",
+                "gone",
+                d.clone(),
+                Refusal::Unreachable(key("gone")),
+                "gone:3306 did not answer the latest probe",
+            ),
+            (
+                "cycle",
+                star(|_| {}, vec![]),
+                "mid",
+                "leaf",
+                d.clone(),
+                Refusal::WouldCycle {
+                    replica: key("mid"),
+                    from: key("leaf"),
+                },
+                "leaf:3306 replicates, directly or not, from mid:3306: that would make a cycle",
+            ),
+            (
+                "cycle through the primary",
+                star(|_| {}, vec![]),
+                "p",
+                "leaf",
+                d.clone(),
+                Refusal::WouldCycle {
+                    replica: key("p"),
+                    from: key("leaf"),
+                },
+                "that would make a cycle",
+            ),
+            (
+                "no log_bin",
+                star(edit("r2", |s| s.log_bin = false), vec![]),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NoLogBin(key("r2")),
+                "r2:3306 has no binary log (log_bin is off)",
+            ),
+            (
+                "no log_replica_updates on a replica source",
+                star(edit("r2", |s| s.log_replica_updates = false), vec![]),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NoLogReplicaUpdates(key("r2")),
+                "r2:3306 is a replica without log_replica_updates",
+            ),
+            (
+                "newer source",
+                star(
+                    edit("r2", |s| *s = with_version(s.clone(), "11.4.2-MariaDB")),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NewerVersion {
+                    replica: key("r1"),
+                    replica_version: "10.11".into(),
+                    from: key("r2"),
+                    source_version: "11.4".into(),
+                },
+                "r2:3306 runs 11.4, newer than r1:3306 (10.11): a replica must never be older than its source",
+            ),
+            (
+                "ROW into a STATEMENT replica that logs",
+                star(edit("r1", |s| s.binlog_format = "STATEMENT".into()), vec![]),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::BinlogFormat {
+                    replica: key("r1"),
+                    replica_format: "STATEMENT".into(),
+                    from: key("r2"),
+                    source_format: "ROW".into(),
+                },
+                "r1:3306 logs binlog_format STATEMENT and cannot log what r2:3306 sends as ROW",
+            ),
+            (
+                "MIXED into a STATEMENT replica that logs",
+                star(
+                    |snaps: &mut Vec<Snapshot>| {
+                        edit("r1", |s| s.binlog_format = "statement".into())(snaps);
+                        edit("r2", |s| s.binlog_format = "mixed".into())(snaps);
+                    },
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::BinlogFormat {
+                    replica: key("r1"),
+                    replica_format: "STATEMENT".into(),
+                    from: key("r2"),
+                    source_format: "MIXED".into(),
+                },
+                "sends as MIXED",
+            ),
+            (
+                "same server_id",
+                star(edit("r2", |s| s.server_id = 2), vec![]),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::SameServerId {
+                    replica: key("r1"),
+                    from: key("r2"),
+                    server_id: 2,
+                },
+                "r1:3306 and r2:3306 have the same server_id 2",
+            ),
+            (
+                "same server_uuid",
+                mysql_star(&|snaps| edit("r2", |s| s.server_uuid = Some(U2.to_uppercase()))(snaps)),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::SameServerUuid {
+                    replica: key("r1"),
+                    from: key("r2"),
+                    uuid: U2.to_uppercase(),
+                },
+                "have the same server_uuid",
+            ),
+            (
+                "source not replicating",
+                star(
+                    edit("r2", |s| {
+                        if let Some(c) = s.replica.as_mut() {
+                            c.sql_running = false;
+                        }
+                    }),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NotReplicating(key("r2")),
+                "r2:3306 is not replicating (an IO or SQL thread is not running)",
+            ),
+            (
+                "replica not replicating",
+                star(
+                    edit("r1", |s| {
+                        if let Some(c) = s.replica.as_mut() {
+                            c.io_running = crate::topology::instance::IoThreadState::No;
+                        }
+                    }),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NotReplicating(key("r1")),
+                "r1:3306 is not replicating",
+            ),
+            (
+                "lagging source",
+                star(
+                    edit("r2", |s| {
+                        if let Some(c) = s.replica.as_mut() {
+                            c.seconds_behind = Some(30);
+                        }
+                    }),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::Lagging {
+                    instance: key("r2"),
+                    lag_ms: 30_000,
+                    max_lag_ms: 10_000,
+                },
+                "r2:3306 lags 30000 ms, above the limit of 10000 ms",
+            ),
+            (
+                "lagging replica",
+                star(
+                    edit("r1", |s| {
+                        if let Some(c) = s.replica.as_mut() {
+                            c.seconds_behind = Some(11);
+                        }
+                    }),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::Lagging {
+                    instance: key("r1"),
+                    lag_ms: 11_000,
+                    max_lag_ms: 10_000,
+                },
+                "r1:3306 lags 11000 ms",
+            ),
+            (
+                "MySQL without gtid_mode",
+                mysql_star(&|snaps| {
+                    edit("r2", |s| s.gtid.mode = Some("OFF_PERMISSIVE".into()))(snaps)
+                }),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NoGtid {
+                    instance: key("r2"),
+                    reason: "gtid_mode is OFF_PERMISSIVE".into(),
+                },
+                "r2:3306 cannot use GTID positioning: gtid_mode is OFF_PERMISSIVE",
+            ),
+            (
+                "MySQL with gtid_mode unknown",
+                mysql_star(&|snaps| edit("r1", |s| s.gtid.mode = None)(snaps)),
+                "r1",
+                "r2",
+                d.clone(),
+                Refusal::NoGtid {
+                    instance: key("r1"),
+                    reason: "gtid_mode is unknown".into(),
+                },
+                "gtid_mode is unknown",
+            ),
+            (
+                "channel by file and position when GTID is required",
+                star(
+                    edit("r1", |s| {
+                        if let Some(c) = s.replica.as_mut() {
+                            c.gtid_mode = crate::topology::instance::GtidChannelMode::No;
+                        }
+                    }),
+                    vec![],
+                ),
+                "r1",
+                "r2",
+                no_gtid_channel,
+                Refusal::NoGtid {
+                    instance: key("r1"),
+                    reason: "its replication channel positions by binlog file and position".into(),
+                },
+                "r1:3306 cannot use GTID positioning",
+            ),
+            (
+                "flavors",
+                {
+                    let mut snaps = vec![
+                        mariadb("p", 1),
+                        replica_of("r1", 2, "p"),
+                        mysql("other", 9, U3),
+                    ];
+                    snaps.push(mysql("x", 10, U1));
+                    topology(snaps, vec![])
+                },
+                "r1",
+                "other",
+                d.clone(),
+                Refusal::FlavorMismatch {
+                    replica: key("r1"),
+                    replica_flavor: Flavor::MariaDb,
+                    from: key("other"),
+                    source_flavor: Flavor::MySql,
+                },
+                "r1:3306 is mariadb and other:3306 is mysql: orca does not replicate across flavors",
+            ),
+        ];
+        for (name, t, replica, source, opts, want, message) in cases {
+            let got = check(&t, replica, source, &opts);
+            assert_eq!(got, Err(want.clone()), "{name}");
+            assert!(want.to_string().contains(message), "{name}: {want}");
+        }
+    }
+
+    #[test]
+    fn structural_options_ignore_state() {
+        let t = star(
+            edit("r2", |s| {
+                if let Some(c) = s.replica.as_mut() {
+                    c.sql_running = false;
+                    c.seconds_behind = Some(3600);
+                }
+            }),
+            vec![],
+        );
+        assert!(check(&t, "r1", "r2", &LegalityOptions::default()).is_err());
+        assert_eq!(
+            check(&t, "r1", "r2", &LegalityOptions::structural()),
+            Ok(())
+        );
+        let lax = LegalityOptions {
+            require_replicating: false,
+            ..LegalityOptions::default()
+        };
+        assert!(matches!(
+            check(&t, "r1", "r2", &lax),
+            Err(Refusal::Lagging {
+                lag_ms: 3_600_000,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refusals_serialize_with_their_reason() {
+        let r = Refusal::Lagging {
+            instance: key("r1"),
+            lag_ms: 5,
+            max_lag_ms: 1,
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "refusal": "lagging",
+                "detail": {"instance": "r1:3306", "lag_ms": 5, "max_lag_ms": 1}
+            })
+        );
+        let r = Refusal::NoLogBin(key("r2"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"refusal": "no_log_bin", "detail": "r2:3306"})
+        );
+        let back: Refusal = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+}

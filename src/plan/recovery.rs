@@ -368,7 +368,7 @@ pub fn dead_intermediate_primary(
             "{failed} has no known source: it is not an intermediate primary"
         )));
     };
-    let (replicas, _) = direct_replicas(topo, failed);
+    let (replicas, unreachable) = direct_replicas(topo, failed);
     if replicas.is_empty() {
         return Err(PlanError::Invalid(format!(
             "{failed} has no reachable replica to move"
@@ -428,6 +428,12 @@ pub fn dead_intermediate_primary(
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PostFailover,
     });
+    if !unreachable.is_empty() {
+        plan.notes.push(format!(
+            "unreachable, not moved (move them when they return): {}",
+            join(&unreachable)
+        ));
+    }
     destinations.sort();
     destinations.dedup();
     if destinations.len() == 1 {
@@ -466,5 +472,524 @@ fn new_source_for(
         Some(true) => Ok(()),
         Some(false) => Err(format!("it lacks transactions {} has", r.key)),
         None => Err("cannot compare GTID sets".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::candidate::AHEAD;
+    use crate::topology::testing::{
+        down, key, mariadb, replica_of, source_gone, topology, with_gtid,
+    };
+
+    fn r(host: &str, id: u32, source: &str, pos: &str) -> Snapshot {
+        with_gtid(replica_of(host, id, source), pos)
+    }
+
+    /// p (dead or alive) with replicas r1 (0-1-10), r2 (0-1-12), r3
+    /// (0-1-11).
+    fn star(primary_alive: bool) -> Topology {
+        let mut snaps = vec![
+            r("r1", 11, "p", "0-1-10"),
+            r("r2", 12, "p", "0-1-12"),
+            r("r3", 13, "p", "0-1-11"),
+        ];
+        if primary_alive {
+            snaps.push(with_gtid(mariadb("p", 1), "0-1-12"));
+            topology(snaps, vec![])
+        } else {
+            let snaps = snaps.into_iter().map(source_gone).collect();
+            topology(snaps, vec![down("p", None)])
+        }
+    }
+
+    /// p → a → b → c.
+    fn chain(down_hosts: &[&str]) -> Topology {
+        let all = [
+            with_gtid(mariadb("p", 1), "0-1-10"),
+            r("a", 2, "p", "0-1-10"),
+            r("b", 3, "a", "0-1-10"),
+            r("c", 4, "b", "0-1-10"),
+        ];
+        let sources = [None, Some("p"), Some("a"), Some("b")];
+        let mut snaps = Vec::new();
+        let mut unreachable = Vec::new();
+        for (s, src) in all.into_iter().zip(sources) {
+            if down_hosts.contains(&s.key.host.as_str()) {
+                unreachable.push(down(&s.key.host, src));
+            } else if src.is_some_and(|h| down_hosts.contains(&h)) {
+                snaps.push(source_gone(s));
+            } else {
+                snaps.push(s);
+            }
+        }
+        topology(snaps, unreachable)
+    }
+
+    fn steps(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn rollback(plan: &Plan) -> Vec<String> {
+        plan.rollback.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn has_line(plan: &Plan, line: &str) {
+        let text = plan.to_string();
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+
+    #[test]
+    fn dead_primary_with_three_replicas() {
+        let plan = dead_primary(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.kind, PlanKind::RecoverDeadPrimary);
+        assert_eq!(plan.failed, Some(key("p")));
+        assert_eq!(plan.successor, Some(key("r2")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preFailover hooks",
+                "r1:3306: stop the replica IO thread",
+                "r2:3306: stop the replica IO thread",
+                "r3:3306: stop the replica IO thread",
+                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r2:3306: wait until the relay log is applied (at most 30s)",
+                "r3:3306: wait until the relay log is applied (at most 30s)",
+                "r2:3306: stop replication",
+                "r2:3306: reset all replication settings",
+                "r2:3306: set read_only=OFF",
+                "r1:3306: stop replication",
+                "r1:3306: replicate from r2:3306 (GTID)",
+                "r1:3306: start replication",
+                "r3:3306: stop replication",
+                "r3:3306: replicate from r2:3306 (GTID)",
+                "r3:3306: start replication",
+                "run postFailover hooks",
+            ]
+        );
+        assert_eq!(plan.point_of_no_return, 8);
+        assert_eq!(
+            rollback(&plan),
+            vec![
+                "r1:3306: start replication",
+                "r2:3306: start replication",
+                "r3:3306: start replication",
+            ]
+        );
+        assert!(plan.lost_replicas.is_empty());
+        has_line(
+            &plan,
+            "plan: recover-dead-primary, replacing p:3306, successor r2:3306",
+        );
+        has_line(
+            &plan,
+            "  note: candidate r2:3306 chosen among 3 (ranking: r2:3306, r3:3306, r1:3306)",
+        );
+        has_line(&plan, "   8. r2:3306: stop replication (undone on failure)");
+        has_line(&plan, "   9. r2:3306: reset all replication settings");
+        has_line(&plan, "  12. r1:3306: replicate from r2:3306 (GTID)");
+        has_line(&plan, "  on failure before step 9:");
+        has_line(&plan, "      - r3:3306: start replication");
+    }
+
+    #[test]
+    fn dead_primary_leaves_lost_replicas_detached() {
+        let opts = RecoveryOptions {
+            candidate: CandidateOptions {
+                rules: [(key("r2"), PromotionRule::MustNot)].into(),
+                ..CandidateOptions::default()
+            },
+            relay_apply_timeout: Duration::from_secs(5),
+            ..RecoveryOptions::default()
+        };
+        let plan = dead_primary(&star(false), &key("p"), &opts).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        assert_eq!(plan.lost_replicas, vec![(key("r2"), AHEAD.to_string())]);
+        assert_eq!(
+            steps(&plan)[7..].to_vec(),
+            vec![
+                "r3:3306: stop replication",
+                "r3:3306: reset all replication settings",
+                "r3:3306: set read_only=OFF",
+                "r1:3306: stop replication",
+                "r1:3306: replicate from r3:3306 (GTID)",
+                "r1:3306: start replication",
+                "r2:3306: stop replication",
+                "run postFailover hooks",
+            ]
+        );
+        assert!(steps(&plan)[4].ends_with("(at most 5s)"));
+        has_line(
+            &plan,
+            "  lost replica r2:3306: ahead of the candidate: would diverge",
+        );
+        has_line(&plan, "  note: r2:3306 set aside: promotion rule must_not");
+    }
+
+    #[test]
+    fn dead_primary_at_the_top_of_a_chain() {
+        let plan = dead_primary(&chain(&["p"]), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("a")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preFailover hooks",
+                "a:3306: stop the replica IO thread",
+                "a:3306: wait until the relay log is applied (at most 30s)",
+                "a:3306: stop replication",
+                "a:3306: reset all replication settings",
+                "a:3306: set read_only=OFF",
+                "run postFailover hooks",
+            ]
+        );
+        assert_eq!(plan.point_of_no_return, 4);
+        // Not for an intermediate primary.
+        let err = dead_primary(&chain(&["a"]), &key("a"), &RecoveryOptions::default()).unwrap_err();
+        assert!(matches!(err, PlanError::Invalid(_)), "{err}");
+        assert!(
+            err.to_string().contains("a:3306 replicates from p:3306"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dead_primary_reports_unreachable_replicas_and_no_candidate() {
+        let t = topology(
+            vec![source_gone(r("r1", 11, "p", "0-1-10"))],
+            vec![down("p", None), down("r2", Some("p"))],
+        );
+        let plan = dead_primary(&t, &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("r1")));
+        has_line(
+            &plan,
+            "  note: unreachable, not repointed (repoint when they return): r2:3306",
+        );
+        let t = topology(vec![], vec![down("p", None), down("r2", Some("p"))]);
+        let err = dead_primary(&t, &key("p"), &RecoveryOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no candidate to replace p:3306: r2:3306: unreachable"
+        );
+    }
+
+    #[test]
+    fn force_failover_fences_a_reachable_primary() {
+        let plan = force_failover(&star(true), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.kind, PlanKind::ForceFailover);
+        assert_eq!(plan.successor, Some(key("r2")));
+        assert_eq!(
+            steps(&plan)[..4].to_vec(),
+            vec![
+                "run preFailover hooks",
+                "p:3306: set read_only=ON",
+                "p:3306: kill client connections",
+                "r1:3306: stop the replica IO thread",
+            ]
+        );
+        assert_eq!(
+            plan.steps[plan.point_of_no_return],
+            Step::ResetReplicaAll { on: key("r2") }
+        );
+        assert_eq!(plan.point_of_no_return, 10);
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::ChangeSource { on, .. } if on == &key("p")))
+        );
+        assert_eq!(
+            rollback(&plan),
+            vec![
+                "r1:3306: start replication",
+                "r2:3306: start replication",
+                "r3:3306: start replication",
+                "p:3306: set read_only=OFF",
+            ]
+        );
+        has_line(
+            &plan,
+            "plan: force-failover, replacing p:3306, successor r2:3306",
+        );
+        has_line(
+            &plan,
+            "  note: p:3306 is fenced (read only, client connections killed) and left detached",
+        );
+        // Unreachable: the same as a dead primary, with a warning.
+        let plan = force_failover(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
+        let dead = dead_primary(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.steps, dead.steps);
+        assert!(plan.notes.iter().any(|n| n.contains("cannot be fenced")));
+    }
+
+    #[test]
+    fn force_takeover_promotes_the_named_replica() {
+        let plan = force_takeover(
+            &star(true),
+            &key("p"),
+            &key("r1"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.kind, PlanKind::ForceTakeover);
+        assert_eq!(plan.successor, Some(key("r1")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preFailover hooks",
+                "p:3306: set read_only=ON",
+                "p:3306: kill client connections",
+                "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
+                "r1:3306: stop the replica IO thread",
+                "r2:3306: stop the replica IO thread",
+                "r3:3306: stop the replica IO thread",
+                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r1:3306: stop replication",
+                "r1:3306: reset all replication settings",
+                "r1:3306: set read_only=OFF",
+                "r2:3306: stop replication",
+                "r2:3306: replicate from r1:3306 (GTID)",
+                "r2:3306: start replication",
+                "r3:3306: stop replication",
+                "r3:3306: replicate from r1:3306 (GTID)",
+                "r3:3306: start replication",
+                "run postFailover hooks",
+            ]
+        );
+        // r2 is ahead of r1 now, but r1 catches up with p first.
+        assert!(plan.lost_replicas.is_empty());
+        assert_eq!(plan.point_of_no_return, 9);
+        has_line(
+            &plan,
+            "plan: force-takeover, replacing p:3306, successor r1:3306",
+        );
+
+        // Dead primary: no fence, no catch-up; replicas ahead are lost.
+        let plan = force_takeover(
+            &star(false),
+            &key("p"),
+            &key("r1"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            steps(&plan)[..6].to_vec(),
+            vec![
+                "run preFailover hooks",
+                "r1:3306: stop the replica IO thread",
+                "r2:3306: stop the replica IO thread",
+                "r3:3306: stop the replica IO thread",
+                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r1:3306: stop replication",
+            ]
+        );
+        assert_eq!(
+            plan.lost_replicas,
+            vec![
+                (key("r2"), AHEAD.to_string()),
+                (key("r3"), AHEAD.to_string())
+            ]
+        );
+        assert_eq!(
+            steps(&plan)[8..].to_vec(),
+            vec![
+                "r2:3306: stop replication",
+                "r3:3306: stop replication",
+                "run postFailover hooks",
+            ]
+        );
+    }
+
+    #[test]
+    fn force_takeover_refusals() {
+        let opts = |rule: PromotionRule| RecoveryOptions {
+            candidate: CandidateOptions {
+                rules: [(key("r1"), rule)].into(),
+                ..CandidateOptions::default()
+            },
+            ..RecoveryOptions::default()
+        };
+        let d = RecoveryOptions::default();
+        let t = star(true);
+        let err =
+            force_takeover(&t, &key("p"), &key("r1"), &opts(PromotionRule::MustNot)).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("r1"), Refusal::MustNotPromote(key("r1")))
+        );
+        assert_eq!(
+            err.to_string(),
+            "refused for r1:3306: r1:3306 has the promotion rule must_not"
+        );
+        // prefer_not is honoured on request.
+        assert!(force_takeover(&t, &key("p"), &key("r1"), &opts(PromotionRule::PreferNot)).is_ok());
+        let err = force_takeover(&t, &key("p"), &key("nope"), &d).unwrap_err();
+        assert_eq!(err, PlanError::NotFound(key("nope")));
+        let err = force_takeover(&chain(&[]), &key("p"), &key("b"), &d).unwrap_err();
+        assert_eq!(err.to_string(), "b:3306 is not a direct replica of p:3306");
+        let t = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                r("r1", 11, "p", "0-1-10"),
+            ],
+            vec![down("r2", Some("p"))],
+        );
+        let err = force_takeover(&t, &key("p"), &key("r2"), &d).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("r2"), Refusal::Unreachable(key("r2")))
+        );
+        let t = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                r("r1", 11, "p", "0-1-10,0-11-12"),
+            ],
+            vec![],
+        );
+        let err = force_takeover(&t, &key("p"), &key("r1"), &d).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refused for r1:3306: r1:3306 has errant GTIDs 0-11-12"
+        );
+        let mut nolog = r("r1", 11, "p", "0-1-10");
+        nolog.log_bin = false;
+        let t = topology(vec![with_gtid(mariadb("p", 1), "0-1-10"), nolog], vec![]);
+        let err = force_takeover(&t, &key("p"), &key("r1"), &d).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("r1"), Refusal::NoLogBin(key("r1")))
+        );
+    }
+
+    /// p with replicas s (a sibling of a) and a; a is dead, b replicated
+    /// from it.
+    fn dead_intermediate(s_pos: &str, b_pos: &str) -> Topology {
+        topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-12"),
+                r("s", 2, "p", s_pos),
+                source_gone(r("b", 4, "a", b_pos)),
+                source_gone(r("c", 5, "a", b_pos)),
+            ],
+            vec![down("a", Some("p"))],
+        )
+    }
+
+    #[test]
+    fn dead_intermediate_primary_moves_replicas_under_a_sibling() {
+        let plan = dead_intermediate_primary(
+            &dead_intermediate("0-1-12", "0-1-11"),
+            &key("a"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.kind, PlanKind::RecoverDeadIntermediatePrimary);
+        assert_eq!(plan.failed, Some(key("a")));
+        assert_eq!(plan.successor, Some(key("s")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preFailover hooks",
+                "b:3306: stop replication",
+                "b:3306: replicate from s:3306 (GTID)",
+                "b:3306: start replication",
+                "c:3306: stop replication",
+                "c:3306: replicate from s:3306 (GTID)",
+                "c:3306: start replication",
+                "run postFailover hooks",
+            ]
+        );
+        assert_eq!(plan.point_of_no_return, 2);
+        assert_eq!(rollback(&plan), vec!["b:3306: start replication"]);
+        has_line(&plan, "  note: b:3306 moves under s:3306");
+        has_line(
+            &plan,
+            "plan: recover-dead-intermediate-primary, replacing a:3306, successor s:3306",
+        );
+    }
+
+    #[test]
+    fn dead_intermediate_primary_falls_back_to_its_source() {
+        // The sibling is behind the moving replicas: they go under p.
+        let plan = dead_intermediate_primary(
+            &dead_intermediate("0-1-10", "0-1-11"),
+            &key("a"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.successor, Some(key("p")));
+        assert_eq!(
+            plan.steps[2].to_string(),
+            "b:3306: replicate from p:3306 (GTID)"
+        );
+        // A must_not sibling is not used as a source.
+        let opts = RecoveryOptions {
+            candidate: CandidateOptions {
+                rules: [(key("s"), PromotionRule::MustNot)].into(),
+                ..CandidateOptions::default()
+            },
+            ..RecoveryOptions::default()
+        };
+        let plan =
+            dead_intermediate_primary(&dead_intermediate("0-1-12", "0-1-11"), &key("a"), &opts)
+                .unwrap();
+        assert_eq!(plan.successor, Some(key("p")));
+    }
+
+    #[test]
+    fn dead_intermediate_primary_loses_what_cannot_move() {
+        // b has a transaction nobody else has (errant, or ahead of p).
+        let plan = dead_intermediate_primary(
+            &dead_intermediate("0-1-12", "0-1-13"),
+            &key("a"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.successor, None);
+        assert_eq!(plan.lost_replicas.len(), 2);
+        assert_eq!(
+            plan.lost_replicas[0].1,
+            "no legal new source: s:3306: it lacks transactions b:3306 has; p:3306: it lacks transactions b:3306 has"
+        );
+        assert_eq!(
+            steps(&plan),
+            vec!["run preFailover hooks", "run postFailover hooks"]
+        );
+        // Not an intermediate primary.
+        let err = dead_intermediate_primary(&chain(&["p"]), &key("p"), &RecoveryOptions::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not an intermediate primary"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dead_intermediate_primary_in_a_chain() {
+        // p → a → b(dead) → c: c moves up under a (b has no sibling).
+        let plan =
+            dead_intermediate_primary(&chain(&["b"]), &key("b"), &RecoveryOptions::default())
+                .unwrap();
+        assert_eq!(plan.successor, Some(key("a")));
+        assert_eq!(
+            steps(&plan)[1..4].to_vec(),
+            vec![
+                "c:3306: stop replication",
+                "c:3306: replicate from a:3306 (GTID)",
+                "c:3306: start replication",
+            ]
+        );
+    }
+
+    #[test]
+    fn options_serialize_in_milliseconds() {
+        let json = serde_json::to_value(RecoveryOptions::default()).unwrap();
+        assert_eq!(json["relay_apply_timeout"], 30_000);
+        assert_eq!(json["catch_up_timeout"], 10_000);
+        let back: RecoveryOptions = serde_json::from_value(json).unwrap();
+        assert_eq!(back, RecoveryOptions::default());
     }
 }

@@ -267,3 +267,307 @@ fn moves_plan(
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::candidate::PromotionRule;
+    use crate::topology::testing::{down, key, mariadb, replica_of, topology, with_gtid};
+
+    fn r(host: &str, id: u32, source: &str, pos: &str) -> Snapshot {
+        with_gtid(replica_of(host, id, source), pos)
+    }
+
+    /// p with replicas r1, r2, r3.
+    fn star() -> Topology {
+        topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-12"),
+                r("r1", 11, "p", "0-1-10"),
+                r("r2", 12, "p", "0-1-12"),
+                r("r3", 13, "p", "0-1-11"),
+            ],
+            vec![],
+        )
+    }
+
+    /// p → a → b → c.
+    fn chain() -> Topology {
+        topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                r("a", 2, "p", "0-1-10"),
+                r("b", 3, "a", "0-1-10"),
+                r("c", 4, "b", "0-1-10"),
+            ],
+            vec![],
+        )
+    }
+
+    fn steps(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn one_move(on: &str, to: &str) -> Vec<String> {
+        vec![
+            format!("{on}:3306: stop replication"),
+            format!("{on}:3306: replicate from {to}:3306 (GTID)"),
+            format!("{on}:3306: start replication"),
+            format!("{on}:3306: wait until replicating (at most 10s)"),
+        ]
+    }
+
+    fn has_line(plan: &Plan, line: &str) {
+        let text = plan.to_string();
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+
+    #[test]
+    fn single_moves() {
+        type Case<'a> = (&'a str, Result<Plan, PlanError>, PlanKind, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                "relocate",
+                relocate(&chain(), &key("c"), &key("p")),
+                PlanKind::Relocate,
+                "c",
+                "p",
+            ),
+            (
+                "move up",
+                move_up(&chain(), &key("c")),
+                PlanKind::MoveUp,
+                "c",
+                "a",
+            ),
+            (
+                "move below",
+                move_below(&star(), &key("r1"), &key("r2")),
+                PlanKind::MoveBelow,
+                "r1",
+                "r2",
+            ),
+            (
+                "repoint to its source",
+                repoint(&star(), &key("r1"), None),
+                PlanKind::Repoint,
+                "r1",
+                "p",
+            ),
+            (
+                "repoint elsewhere",
+                repoint(&chain(), &key("c"), Some(&key("a"))),
+                PlanKind::Repoint,
+                "c",
+                "a",
+            ),
+        ];
+        for (name, plan, kind, on, to) in cases {
+            let plan = plan.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(plan.kind, kind, "{name}");
+            assert_eq!(steps(&plan), one_move(on, to), "{name}");
+            assert_eq!(plan.successor, Some(key(to)), "{name}");
+            assert_eq!(plan.failed, None, "{name}");
+            assert_eq!(plan.point_of_no_return, 1, "{name}");
+            assert_eq!(
+                plan.rollback,
+                vec![Step::StartReplica { on: key(on) }],
+                "{name}"
+            );
+            has_line(
+                &plan,
+                &format!("   2. {on}:3306: replicate from {to}:3306 (GTID)"),
+            );
+            has_line(
+                &plan,
+                &format!("   1. {on}:3306: stop replication (undone on failure)"),
+            );
+        }
+        let plan = move_up(&chain(), &key("c")).unwrap();
+        has_line(&plan, "plan: move-up, successor a:3306");
+        has_line(&plan, "  note: c:3306 moves from b:3306 to a:3306");
+    }
+
+    #[test]
+    fn refusals_and_invalid_requests() {
+        let cases: Vec<(&str, Result<Plan, PlanError>, &str)> = vec![
+            (
+                "relocate below its own replica",
+                relocate(&chain(), &key("a"), &key("c")),
+                "refused for a:3306: c:3306 replicates, directly or not, from a:3306: that would make a cycle",
+            ),
+            (
+                "relocate below itself",
+                relocate(&chain(), &key("b"), &key("b")),
+                "refused for b:3306: b:3306 cannot replicate from itself",
+            ),
+            (
+                "relocate where it already is",
+                relocate(&chain(), &key("b"), &key("a")),
+                "b:3306 already replicates from a:3306",
+            ),
+            (
+                "relocate below nothing",
+                relocate(&chain(), &key("b"), &key("zz")),
+                "zz:3306 is not in the topology",
+            ),
+            (
+                "relocate the primary",
+                relocate(&chain(), &key("p"), &key("c")),
+                "p:3306 is not a replica: only replicas are moved",
+            ),
+            (
+                "move up at depth 1",
+                move_up(&chain(), &key("a")),
+                "a:3306 replicates from p:3306, the top of its tree: there is no level above to move to",
+            ),
+            (
+                "move below a non-sibling",
+                move_below(&chain(), &key("c"), &key("a")),
+                "c:3306 and a:3306 do not replicate from the same source",
+            ),
+            (
+                "move below itself",
+                move_below(&star(), &key("r1"), &key("r1")),
+                "refused for r1:3306: r1:3306 cannot replicate from itself",
+            ),
+            (
+                "repoint a primary",
+                repoint(&star(), &key("p"), None),
+                "p:3306 is not a replica: only replicas are moved",
+            ),
+            (
+                "take siblings of an only child",
+                take_siblings(&chain(), &key("b")),
+                "b:3306 has no siblings to take",
+            ),
+            (
+                "regroup one replica",
+                regroup_replicas(&chain(), &key("a"), &CandidateOptions::default()),
+                "a:3306 has fewer than two reachable replicas: nothing to regroup",
+            ),
+            (
+                "missing",
+                move_up(&chain(), &key("zz")),
+                "zz:3306 is not in the topology",
+            ),
+        ];
+        for (name, got, message) in cases {
+            let err = got.expect_err(name);
+            assert_eq!(err.to_string(), message, "{name}");
+        }
+    }
+
+    #[test]
+    fn repoint_repairs_a_broken_replica_but_relocate_does_not() {
+        let mut broken = r("r1", 11, "p", "0-1-10");
+        if let Some(c) = broken.replica.as_mut() {
+            c.io_running = IoThreadState::No;
+            c.sql_running = false;
+            c.seconds_behind = None;
+        }
+        let t = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-12"),
+                broken,
+                r("r2", 12, "p", "0-1-12"),
+            ],
+            vec![],
+        );
+        let err = relocate(&t, &key("r1"), &key("r2")).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("r1"), Refusal::NotReplicating(key("r1")))
+        );
+        let plan = repoint(&t, &key("r1"), Some(&key("r2"))).unwrap();
+        assert_eq!(steps(&plan), one_move("r1", "r2"));
+        // Its replication was stopped: nothing to start again on failure.
+        assert!(plan.rollback.is_empty());
+        // Structural rules still hold for repoint.
+        let t = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-12"),
+                r("r1", 11, "p", "0-1-10"),
+            ],
+            vec![down("gone", Some("p"))],
+        );
+        let err = repoint(&t, &key("r1"), Some(&key("gone"))).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("r1"), Refusal::Unreachable(key("gone")))
+        );
+    }
+
+    #[test]
+    fn take_siblings_moves_every_sibling() {
+        let plan = take_siblings(&star(), &key("r2")).unwrap();
+        assert_eq!(plan.kind, PlanKind::TakeSiblings);
+        assert_eq!(plan.successor, Some(key("r2")));
+        let mut want = one_move("r1", "r2");
+        want.extend(one_move("r3", "r2"));
+        assert_eq!(steps(&plan), want);
+        assert_eq!(plan.point_of_no_return, 1);
+        has_line(&plan, "plan: take-siblings, successor r2:3306");
+        // One illegal sibling refuses the whole plan.
+        let mut snaps = vec![
+            with_gtid(mariadb("p", 1), "0-1-12"),
+            r("r1", 11, "p", "0-1-10"),
+            r("r2", 12, "p", "0-1-12"),
+        ];
+        let mut r3 = r("r3", 13, "p", "0-1-11");
+        r3.binlog_format = "STATEMENT".into();
+        snaps.push(r3);
+        let err = take_siblings(&topology(snaps, vec![]), &key("r2")).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::Refused { instance, refusal } if *instance == key("r3") && matches!(**refusal, Refusal::BinlogFormat { .. })),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn regroup_replicas_under_the_best() {
+        let plan = regroup_replicas(&star(), &key("p"), &CandidateOptions::default()).unwrap();
+        assert_eq!(plan.kind, PlanKind::RegroupReplicas);
+        assert_eq!(plan.successor, Some(key("r2")));
+        let mut want = one_move("r1", "r2");
+        want.extend(one_move("r3", "r2"));
+        assert_eq!(steps(&plan), want);
+        has_line(
+            &plan,
+            "  note: r2:3306 chosen to take the other replicas of p:3306 (ranking: r2:3306, r3:3306, r1:3306)",
+        );
+        // Promotion rules take part.
+        let opts = CandidateOptions {
+            rules: [(key("r2"), PromotionRule::MustNot)].into(),
+            ..CandidateOptions::default()
+        };
+        let plan = regroup_replicas(&star(), &key("p"), &opts).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        // A replica that may not move stays, with a note.
+        let mut snaps = vec![
+            with_gtid(mariadb("p", 1), "0-1-12"),
+            r("r1", 11, "p", "0-1-10"),
+            r("r2", 12, "p", "0-1-12"),
+            r("r3", 13, "p", "0-1-12"),
+        ];
+        snaps[3].server_id = 12;
+        let plan = regroup_replicas(
+            &topology(snaps, vec![]),
+            &key("p"),
+            &CandidateOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.successor, Some(key("r2")));
+        assert_eq!(steps(&plan), one_move("r1", "r2"));
+        assert!(
+            plan.notes.iter().any(|n| n.starts_with(
+                "r3:3306 stays under p:3306: r3:3306 and r2:3306 have the same server_id 12"
+            )),
+            "{:?}",
+            plan.notes
+        );
+    }
+}

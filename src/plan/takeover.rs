@@ -215,3 +215,350 @@ fn auto_target<'a>(
         reasons,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::candidate::PromotionRule;
+    use crate::topology::testing::{
+        down, key, mariadb, replica_of, topology, with_gtid, with_version,
+    };
+
+    fn r(host: &str, id: u32, source: &str, pos: &str) -> Snapshot {
+        with_gtid(replica_of(host, id, source), pos)
+    }
+
+    fn star_with(change: impl Fn(&mut Snapshot)) -> Topology {
+        let mut snaps = vec![
+            with_gtid(mariadb("p", 1), "0-1-12"),
+            r("r1", 11, "p", "0-1-10"),
+            r("r2", 12, "p", "0-1-12"),
+            r("r3", 13, "p", "0-1-11"),
+        ];
+        snaps.iter_mut().for_each(change);
+        topology(snaps, vec![])
+    }
+
+    fn star() -> Topology {
+        star_with(|_| {})
+    }
+
+    fn steps(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn has_line(plan: &Plan, line: &str) {
+        let text = plan.to_string();
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+
+    fn rules(list: &[(&str, PromotionRule)]) -> TakeoverOptions {
+        TakeoverOptions {
+            candidate: CandidateOptions {
+                rules: list.iter().map(|(h, r)| (key(h), *r)).collect(),
+                ..CandidateOptions::default()
+            },
+            ..TakeoverOptions::default()
+        }
+    }
+
+    #[test]
+    fn graceful_takeover_to_a_named_replica() {
+        let plan = graceful_takeover(
+            &star(),
+            &key("p"),
+            Some(&key("r1")),
+            &TakeoverOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.kind, PlanKind::GracefulTakeover);
+        assert_eq!(plan.failed, Some(key("p")));
+        assert_eq!(plan.successor, Some(key("r1")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preGracefulTakeover hooks",
+                "p:3306: set read_only=ON",
+                "p:3306: kill client connections",
+                "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
+                "r1:3306: stop replication",
+                "r1:3306: reset all replication settings",
+                "r1:3306: set read_only=OFF",
+                "r2:3306: stop replication",
+                "r2:3306: replicate from r1:3306 (GTID)",
+                "r2:3306: start replication",
+                "r3:3306: stop replication",
+                "r3:3306: replicate from r1:3306 (GTID)",
+                "r3:3306: start replication",
+                "p:3306: replicate from r1:3306 (GTID)",
+                "p:3306: start replication",
+                "run postGracefulTakeover hooks",
+            ]
+        );
+        assert_eq!(plan.point_of_no_return, 5);
+        assert_eq!(
+            plan.rollback,
+            vec![
+                Step::SetReadOnly {
+                    on: key("p"),
+                    read_only: false
+                },
+                Step::StartReplica { on: key("r1") },
+            ]
+        );
+        assert!(plan.lost_replicas.is_empty());
+        has_line(
+            &plan,
+            "plan: graceful-takeover, replacing p:3306, successor r1:3306",
+        );
+        has_line(&plan, "   5. r1:3306: stop replication (undone on failure)");
+        has_line(&plan, "   6. r1:3306: reset all replication settings");
+        has_line(&plan, "  on failure before step 6:");
+        has_line(&plan, "      - p:3306: set read_only=OFF");
+        has_line(&plan, "      - r1:3306: start replication");
+        has_line(
+            &plan,
+            "  note: p:3306 becomes a read-only replica of r1:3306",
+        );
+    }
+
+    #[test]
+    fn graceful_takeover_in_a_chain() {
+        // p → a → b → c: a is p's only replica; b and c follow a.
+        let t = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                r("a", 2, "p", "0-1-10"),
+                r("b", 3, "a", "0-1-10"),
+                r("c", 4, "b", "0-1-10"),
+            ],
+            vec![],
+        );
+        let plan = graceful_takeover(&t, &key("p"), None, &TakeoverOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("a")));
+        assert_eq!(
+            steps(&plan),
+            vec![
+                "run preGracefulTakeover hooks",
+                "p:3306: set read_only=ON",
+                "p:3306: kill client connections",
+                "a:3306: wait until it has executed all of p:3306 (at most 10s)",
+                "a:3306: stop replication",
+                "a:3306: reset all replication settings",
+                "a:3306: set read_only=OFF",
+                "p:3306: replicate from a:3306 (GTID)",
+                "p:3306: start replication",
+                "run postGracefulTakeover hooks",
+            ]
+        );
+        let err = graceful_takeover(&t, &key("a"), None, &TakeoverOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("a:3306 replicates from p:3306"),
+            "{err}"
+        );
+        let err = graceful_takeover(&t, &key("p"), Some(&key("b")), &TakeoverOptions::default())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "b:3306 is not a direct replica of p:3306");
+    }
+
+    #[test]
+    fn auto_target_follows_rules_then_ranking() {
+        let d = TakeoverOptions::default();
+        // Ranking: r2 (most advanced), r3, r1.
+        let plan = graceful_takeover(&star(), &key("p"), None, &d).unwrap();
+        assert_eq!(plan.successor, Some(key("r2")));
+        assert!(plan.notes[0].starts_with("r2:3306 chosen as the best replica able to take over"));
+        // A prefer rule wins over progress: every replica catches up.
+        let plan = graceful_takeover(
+            &star(),
+            &key("p"),
+            None,
+            &rules(&[("r1", PromotionRule::Prefer)]),
+        )
+        .unwrap();
+        assert_eq!(plan.successor, Some(key("r1")));
+        // prefer_not goes last; must_not never.
+        let plan = graceful_takeover(
+            &star(),
+            &key("p"),
+            None,
+            &rules(&[
+                ("r2", PromotionRule::PreferNot),
+                ("r3", PromotionRule::MustNot),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(plan.successor, Some(key("r1")));
+        // A replica that is not replicating is skipped.
+        let t = star_with(|s| {
+            if s.key == key("r2")
+                && let Some(c) = s.replica.as_mut()
+            {
+                c.sql_running = false;
+            }
+        });
+        let plan = graceful_takeover(&t, &key("p"), None, &d).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        assert!(
+            plan.notes.iter().any(|n| n
+                .contains("r2:3306 set aside: refused for r2:3306: r2:3306 is not replicating")),
+            "{:?}",
+            plan.notes
+        );
+        // Nobody fits.
+        let err = graceful_takeover(
+            &star(),
+            &key("p"),
+            None,
+            &rules(&[
+                ("r1", PromotionRule::MustNot),
+                ("r2", PromotionRule::MustNot),
+                ("r3", PromotionRule::MustNot),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, PlanError::NoCandidate { ref reasons, .. } if reasons.len() == 3),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn named_target_refusals() {
+        let d = TakeoverOptions::default();
+        let lagging = star_with(|s| {
+            if s.key == key("r1")
+                && let Some(c) = s.replica.as_mut()
+            {
+                c.seconds_behind = Some(25);
+            }
+        });
+        let stopped = star_with(|s| {
+            if s.key == key("r1")
+                && let Some(c) = s.replica.as_mut()
+            {
+                c.io_running = crate::topology::instance::IoThreadState::Connecting;
+            }
+        });
+        let newer = star_with(|s| {
+            if s.key == key("r1") {
+                *s = with_version(s.clone(), "11.4.2-MariaDB");
+            }
+        });
+        let sibling_older = star_with(|s| {
+            if s.key == key("r3") {
+                *s = with_version(s.clone(), "10.6.16-MariaDB");
+            }
+        });
+        let errant = star_with(|s| {
+            if s.key == key("r1") {
+                *s = with_gtid(s.clone(), "0-1-10,0-11-11");
+            }
+        });
+        let cases: Vec<(&str, Topology, TakeoverOptions, PlanError)> = vec![
+            (
+                "lagging",
+                lagging.clone(),
+                d.clone(),
+                PlanError::refused(
+                    &key("r1"),
+                    Refusal::Lagging {
+                        instance: key("r1"),
+                        lag_ms: 25_000,
+                        max_lag_ms: 10_000,
+                    },
+                ),
+            ),
+            (
+                "not replicating",
+                stopped,
+                d.clone(),
+                PlanError::refused(&key("r1"), Refusal::NotReplicating(key("r1"))),
+            ),
+            (
+                "must_not",
+                star(),
+                rules(&[("r1", PromotionRule::MustNot)]),
+                PlanError::refused(&key("r1"), Refusal::MustNotPromote(key("r1"))),
+            ),
+            (
+                "errant",
+                errant,
+                d.clone(),
+                PlanError::refused(
+                    &key("r1"),
+                    Refusal::ErrantGtids {
+                        instance: key("r1"),
+                        errant: "0-11-11".into(),
+                    },
+                ),
+            ),
+            (
+                "the old primary could not replicate from a newer target",
+                newer,
+                d.clone(),
+                PlanError::refused(
+                    &key("p"),
+                    Refusal::NewerVersion {
+                        replica: key("p"),
+                        replica_version: "10.11".into(),
+                        from: key("r1"),
+                        source_version: "11.4".into(),
+                    },
+                ),
+            ),
+            (
+                "a sibling could not replicate from the target",
+                sibling_older,
+                d.clone(),
+                PlanError::refused(
+                    &key("r3"),
+                    Refusal::NewerVersion {
+                        replica: key("r3"),
+                        replica_version: "10.6".into(),
+                        from: key("r1"),
+                        source_version: "10.11".into(),
+                    },
+                ),
+            ),
+            ("unknown", star(), d.clone(), PlanError::NotFound(key("zz"))),
+        ];
+        for (name, t, opts, want) in cases {
+            let target = if name == "unknown" {
+                key("zz")
+            } else {
+                key("r1")
+            };
+            let got = graceful_takeover(&t, &key("p"), Some(&target), &opts);
+            assert_eq!(got, Err(want), "{name}");
+        }
+        // A looser lag limit accepts the lagging replica.
+        let loose = TakeoverOptions {
+            max_lag_ms: 30_000,
+            ..TakeoverOptions::default()
+        };
+        assert!(graceful_takeover(&lagging, &key("p"), Some(&key("r1")), &loose).is_ok());
+        // An unreachable primary is no graceful takeover.
+        let t = topology(vec![r("r1", 11, "p", "0-1-10")], vec![down("p", None)]);
+        let err = graceful_takeover(&t, &key("p"), Some(&key("r1")), &d).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::refused(&key("p"), Refusal::Unreachable(key("p")))
+        );
+    }
+
+    #[test]
+    fn read_only_primary_is_not_made_writable_on_rollback() {
+        let t = star_with(|s| {
+            if s.key == key("p") {
+                s.read_only = true;
+            }
+        });
+        let plan = graceful_takeover(&t, &key("p"), Some(&key("r2")), &TakeoverOptions::default())
+            .unwrap();
+        assert_eq!(plan.rollback, vec![Step::StartReplica { on: key("r2") }]);
+    }
+}
