@@ -208,7 +208,10 @@ async fn anti_flapping_blocks_a_second_recovery_until_acknowledged() {
     .await;
     assert_eq!(second.outcome, Outcome::Succeeded, "{second:#?}");
     let (_, acked2) = w2.finish().await;
-    let newest = second.successor.clone().unwrap();
+    let newest = second
+        .successor
+        .clone()
+        .unwrap_or_else(|| panic!("{second:#?}"));
     assert_acked_on(&newest, &acked).await;
     assert_acked_on(&newest, &acked2).await;
 }

@@ -253,34 +253,46 @@ impl ClusterEngine {
         let mut fenced = Vec::new();
         let pending: Vec<InstanceKey> = self.pending_fence.iter().cloned().collect();
         for key in pending {
-            let Some(node) = self.topology.get(&key).filter(|n| n.reachable()) else {
-                continue;
-            };
-            let mut plan = Plan::new(PlanKind::ForceFailover);
-            plan.failed = Some(key.clone());
-            if node.snapshot.as_ref().is_some_and(|s| !s.is_read_only()) {
-                plan.steps.push(Step::SetReadOnly {
-                    on: key.clone(),
-                    read_only: true,
-                });
+            let node = self.topology.get(&key);
+            let already = node
+                .and_then(|n| n.snapshot.as_ref())
+                .is_some_and(|s| s.is_read_only());
+            if !already {
+                // Clients first: a commit still waiting for a semi-sync
+                // acknowledgement holds locks that read_only would wait
+                // on, and its client must get an error, not an ack. The
+                // probe may not get through such a server, so this is
+                // tried whether or not the probe answered.
+                let mut plan = Plan::new(PlanKind::ForceFailover);
+                plan.failed = Some(key.clone());
+                plan.steps = vec![
+                    Step::KillClientConnections { on: key.clone() },
+                    Step::SetReadOnly {
+                        on: key.clone(),
+                        read_only: true,
+                    },
+                    Step::KillClientConnections { on: key.clone() },
+                ];
+                let meta = OperationMeta {
+                    id: operation_id(&self.config.cluster, PlanKind::ForceFailover),
+                    cluster: self.config.cluster.clone(),
+                    trigger: "FormerPrimaryReturned".into(),
+                };
+                let mut config = self.executor.config.clone();
+                config.timeouts.connect = Duration::from_millis(500);
+                let fencer = Executor::new(config, Default::default());
+                let record = fencer.execute(&plan, &meta).await;
+                if !record.outcome.succeeded() {
+                    continue;
+                }
             }
-            plan.steps
-                .push(Step::KillClientConnections { on: key.clone() });
-            let meta = OperationMeta {
-                id: operation_id(&self.config.cluster, PlanKind::ForceFailover),
-                cluster: self.config.cluster.clone(),
-                trigger: "FormerPrimaryReturned".into(),
-            };
-            let record = self.executor.execute(&plan, &meta).await;
-            if record.outcome.succeeded() {
-                tracing::warn!(
-                    cluster = %self.config.cluster,
-                    instance = %key,
-                    "the former primary answers again: fenced (read only, clients disconnected); repoint or re-provision it"
-                );
-                self.pending_fence.remove(&key);
-                fenced.push(key);
-            }
+            tracing::warn!(
+                cluster = %self.config.cluster,
+                instance = %key,
+                "the former primary answers again: fenced (read only, clients disconnected); repoint or re-provision it"
+            );
+            self.pending_fence.remove(&key);
+            fenced.push(key);
         }
         fenced
     }
@@ -337,6 +349,18 @@ impl ClusterEngine {
             }
             _ => self.recover_dead_primary(&failed, &meta).await,
         };
+        let mut record = record;
+        let moved = record.steps.iter().any(|s| {
+            matches!(
+                s.step,
+                Step::ChangeSource { .. } | Step::ResetReplicaAll { .. }
+            )
+        });
+        if record.outcome.succeeded() && !moved {
+            record.outcome = Outcome::Failed("no replica could be moved or promoted".into());
+        }
+        // What the recovery changed is the topology from now on.
+        self.probe().await;
         tracing::info!(
             cluster = %self.config.cluster,
             operation = %record.id,

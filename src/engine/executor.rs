@@ -253,6 +253,9 @@ impl Executor {
                 Step::StopReplica { .. } => s.stop_replica().await,
                 Step::ResetReplicaAll { .. } => s.reset_replica_all().await,
                 Step::SetReadOnly { read_only, .. } => s.set_read_only(*read_only).await,
+                Step::SetSemiSyncPrimary { enabled, .. } => {
+                    s.set_semi_sync_primary(*enabled, 1).await
+                }
                 Step::KillClientConnections { .. } => s.kill_client_connections().await.map(|_| ()),
                 Step::WaitCaughtUp { timeout, .. } => match &wait_for {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,

@@ -221,7 +221,7 @@ impl Session<'_> {
             let Some(r) = status else {
                 return Ok(());
             };
-            if r.read_source.is_some() && r.read_source == r.exec_source {
+            if r.relay_applied() {
                 return Ok(());
             }
             if !r.sql_running {

@@ -123,6 +123,7 @@ pub fn replica_status(rows: &[TextRow]) -> Result<Option<ReplicaStatus>, ParseEr
         source_server_id: number(column(row, "Master_Server_Id")),
         source_uuid: non_empty(column(row, "Master_UUID")).map(String::from),
         connect_retry: number(column(row, "Connect_Retry")),
+        sql_state: non_empty(column(row, "Slave_SQL_Running_State")).map(String::from),
     }))
 }
 

@@ -198,6 +198,17 @@ fn promote_and_repoint(
         on: chosen.clone(),
         read_only: false,
     });
+    let semi_sync = replicas.iter().any(|r| r.semi_sync.replica_enabled)
+        || topo
+            .get(failed)
+            .and_then(|n| n.snapshot.as_ref())
+            .is_some_and(|s| s.semi_sync.primary_enabled);
+    if semi_sync {
+        plan.steps.push(Step::SetSemiSyncPrimary {
+            on: chosen.clone(),
+            enabled: true,
+        });
+    }
     let is_lost = |k: &InstanceKey| lost.iter().any(|(l, _)| l == k);
     for r in replicas
         .iter()

@@ -74,6 +74,9 @@ pub enum Step {
     ResetReplicaAll { on: InstanceKey },
     /// Set `read_only` (and `super_read_only` on MySQL) on or off.
     SetReadOnly { on: InstanceKey, read_only: bool },
+    /// Turn the primary side of semi-sync on or off (a new primary of a
+    /// semi-sync cluster must wait for acknowledgements as the old one did).
+    SetSemiSyncPrimary { on: InstanceKey, enabled: bool },
     /// Kill every client connection except replication and orca's own.
     KillClientConnections { on: InstanceKey },
     /// Wait until `on` has executed everything `of` has executed (read
@@ -124,6 +127,7 @@ impl Step {
             | Step::StopReplica { on }
             | Step::ResetReplicaAll { on }
             | Step::SetReadOnly { on, .. }
+            | Step::SetSemiSyncPrimary { on, .. }
             | Step::KillClientConnections { on }
             | Step::WaitCaughtUp { on, .. }
             | Step::ChangeSource { on, .. }
@@ -153,6 +157,11 @@ impl fmt::Display for Step {
                     if *read_only { "ON" } else { "OFF" }
                 )
             }
+            Step::SetSemiSyncPrimary { on, enabled } => write!(
+                f,
+                "{on}: semi-sync primary side {}",
+                if *enabled { "ON" } else { "OFF" }
+            ),
             Step::KillClientConnections { on } => write!(f, "{on}: kill client connections"),
             Step::WaitCaughtUp { on, of, timeout } => {
                 write!(

@@ -98,6 +98,13 @@ pub fn graceful_takeover(
         on: t.clone(),
         read_only: false,
     });
+    let semi_sync = old.semi_sync.primary_enabled;
+    if semi_sync {
+        plan.steps.push(Step::SetSemiSyncPrimary {
+            on: t.clone(),
+            enabled: true,
+        });
+    }
     for s in replicas.iter().filter(|s| &s.key != t) {
         plan.steps.push(Step::StopReplica { on: s.key.clone() });
         plan.steps.push(Step::ChangeSource {
@@ -106,6 +113,12 @@ pub fn graceful_takeover(
             position: SourcePosition::Gtid,
         });
         plan.steps.push(Step::StartReplica { on: s.key.clone() });
+    }
+    if semi_sync {
+        plan.steps.push(Step::SetSemiSyncPrimary {
+            on: primary.clone(),
+            enabled: false,
+        });
     }
     plan.steps.push(Step::ChangeSource {
         on: primary.clone(),

@@ -229,13 +229,16 @@ impl MysqldOptions {
         }
     }
 
-    /// Semi-synchronous replication on both sides (any instance may become
-    /// the primary), acknowledged after sync, with no fall-back to
-    /// asynchronous replication: a write the client saw committed is on at
-    /// least one replica.
+    /// Semi-synchronous replication: the replica side everywhere, the
+    /// primary side on a writable (primary) instance only — a replica with
+    /// the primary side on would wait for acknowledgements of what it
+    /// applies. Acknowledged after sync, with no fall-back to asynchronous
+    /// replication: a write the client saw committed is on at least one
+    /// replica. orca turns the primary side on when it promotes.
     pub fn with_semi_sync(mut self) -> Self {
+        let primary_side = if self.read_only { "OFF" } else { "ON" };
         for (k, v) in [
-            ("rpl-semi-sync-master-enabled", "ON"),
+            ("rpl-semi-sync-master-enabled", primary_side),
             ("rpl-semi-sync-slave-enabled", "ON"),
             ("rpl-semi-sync-master-wait-point", "AFTER_SYNC"),
             ("rpl-semi-sync-master-timeout", "3600000"),

@@ -174,6 +174,7 @@ mod tests {
             source_server_id: None,
             source_uuid: source_uuid.map(str::to_string),
             connect_retry: None,
+            sql_state: None,
         }
     }
 

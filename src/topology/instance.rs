@@ -260,9 +260,23 @@ pub struct ReplicaStatus {
     pub source_uuid: Option<String>,
     /// `Connect_Retry`, seconds.
     pub connect_retry: Option<u64>,
+    /// `Slave_SQL_Running_State` / `Replica_SQL_Running_State`.
+    #[serde(default)]
+    pub sql_state: Option<String>,
 }
 
 impl ReplicaStatus {
+    /// The SQL thread has applied every complete transaction it received
+    /// (its state says it has read all of the relay log, or it stands at
+    /// the read position).
+    pub fn relay_applied(&self) -> bool {
+        let idle = self
+            .sql_state
+            .as_deref()
+            .is_some_and(|s| s.to_ascii_lowercase().contains("read all relay log"));
+        idle || (self.read_source.is_some() && self.read_source == self.exec_source)
+    }
+
     /// Both threads running and connected.
     pub fn is_replicating(&self) -> bool {
         self.io_running == IoThreadState::Yes && self.sql_running

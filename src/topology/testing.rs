@@ -55,6 +55,7 @@ pub fn replica_of(host: &str, server_id: u32, source: &str) -> Snapshot {
         source_server_id: None,
         source_uuid: None,
         connect_retry: Some(1),
+        sql_state: None,
     });
     s
 }

@@ -112,7 +112,15 @@ impl Writer {
                 Ok(c) => c,
                 Err(e) => return e.to_string(),
             };
-            let mut id = 0u64;
+            // Continue after whatever an earlier writer left.
+            let mut id: u64 = match conn
+                .query_first("SELECT COALESCE(MAX(id), 0) FROM app.w")
+                .await
+            {
+                Ok(Some(max)) => max,
+                Ok(None) => 0,
+                Err(e) => return e.to_string(),
+            };
             loop {
                 if *stopped.borrow() {
                     return "stopped".into();
@@ -156,7 +164,8 @@ pub async fn ids_on(key: &InstanceKey) -> std::collections::BTreeSet<u64> {
     )
     .await
     .expect("connect");
-    let ids: Vec<u64> = conn.query("SELECT id FROM app.w").await.expect("select");
+    // Not there yet (not replicated so far) reads as empty.
+    let ids: Vec<u64> = conn.query("SELECT id FROM app.w").await.unwrap_or_default();
     ids.into_iter().collect()
 }
 
