@@ -254,7 +254,8 @@ async fn refactorings_on_four_instances() {
     // Refusals, each with its reason and exit code 3.
     let refusals: Vec<(Vec<String>, &str)> = vec![
         (vec![s(1), "--below".into(), s(1)], "itself"),
-        (vec![s(0), "--below".into(), s(1)], "cycle"),
+        (vec![s(0), "--below".into(), s(1)], "not a replica"),
+        (vec![s(1), "--below".into(), s(2)], "cycle"),
         (
             vec![s(1), "--below".into(), "127.9.9.9:3306".into()],
             "127.9.9.9:3306",
