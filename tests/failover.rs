@@ -93,14 +93,13 @@ async fn sigstop_of_the_primary() {
     assert_acked_on(&new, &acked).await;
     // The hung primary comes back: orca fences it (read only) and says so.
     c.instances[0].resume().unwrap();
-    let fenced = rounds_until(
+    rounds_until(
         &mut e,
         Duration::from_secs(20),
         "the old primary fenced",
         |r| r.fenced.contains(&keys[0]).then_some(()),
     )
     .await;
-    let _ = fenced;
     let old = snapshot(&keys[0]).await;
     assert!(
         old.is_read_only(),

@@ -56,7 +56,7 @@ async fn graceful_takeover_to_a_named_replica_and_back_to_auto() {
         out.contains(&format!("{}: set read_only=ON", keys[0])),
         "{out}"
     );
-    assert_eq!(snapshot(&keys[0]).await.is_read_only(), false);
+    assert!(!snapshot(&keys[0]).await.is_read_only());
 
     let (code, out, err) = run(
         "graceful-takeover",
@@ -244,9 +244,9 @@ async fn refactorings_on_four_instances() {
         .exec("INSERT INTO app.w VALUES (7)")
         .await
         .unwrap();
-    for i in 1..4 {
+    for replica in &k[1..4] {
         eventually(Duration::from_secs(10), "write replicated", || async {
-            ids_on(&k[i]).await.contains(&7).then_some(())
+            ids_on(replica).await.contains(&7).then_some(())
         })
         .await;
     }

@@ -91,6 +91,15 @@ pub struct AnalysisContext {
     pub downtimed: BTreeSet<InstanceKey>,
     /// Kubernetes' view of the instances' pods.
     pub signals: BTreeMap<InstanceKey, Vec<ExternalSignal>>,
+    /// For each replica, how long its replication stream has brought
+    /// nothing — no event, no heartbeat — in milliseconds (the engine
+    /// measures it across probes).
+    pub stalled_ms: BTreeMap<InstanceKey, u64>,
+    /// A replica whose stream has been stalled this long counts as not
+    /// reaching its source even while its IO thread still says connected:
+    /// a hung source keeps the TCP connection open but sends nothing, not
+    /// even the heartbeat it owes every period.
+    pub stall_threshold_ms: u64,
 }
 
 impl Default for AnalysisContext {
@@ -99,11 +108,20 @@ impl Default for AnalysisContext {
             max_lag_ms: 10_000,
             downtimed: BTreeSet::new(),
             signals: BTreeMap::new(),
+            stalled_ms: BTreeMap::new(),
+            stall_threshold_ms: 1_500,
         }
     }
 }
 
 impl AnalysisContext {
+    /// Whether `key`'s replication stream has stalled past the threshold.
+    pub fn is_stalled(&self, key: &InstanceKey) -> bool {
+        self.stalled_ms
+            .get(key)
+            .is_some_and(|ms| *ms >= self.stall_threshold_ms)
+    }
+
     pub fn is_downtimed(&self, key: &InstanceKey) -> bool {
         self.downtimed.contains(key)
     }

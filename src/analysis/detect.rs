@@ -88,7 +88,7 @@ impl Vote {
                 continue;
             };
             match snap.replica.as_ref() {
-                Some(st) if st.source_unreachable() => v.agree.push(k),
+                Some(st) if st.source_unreachable() || ctx.is_stalled(&k) => v.agree.push(k),
                 Some(st) if st.io_running == IoThreadState::Yes => {
                     v.connected.push((k, excess_lag(r, snap)));
                 }

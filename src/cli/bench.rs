@@ -274,11 +274,11 @@ pub async fn run(args: BenchArgs) -> u8 {
         ));
     }
     println!("{table}");
-    if let Some(path) = args.write {
-        if let Err(e) = std::fs::write(&path, &table) {
-            eprintln!("orca bench: cannot write {}: {e}", path.display());
-            return EXIT_FAILED;
-        }
+    if let Some(path) = args.write
+        && let Err(e) = std::fs::write(&path, &table)
+    {
+        eprintln!("orca bench: cannot write {}: {e}", path.display());
+        return EXIT_FAILED;
     }
     EXIT_OK
 }

@@ -45,7 +45,7 @@ impl EngineConfig {
             probe_interval: Duration::from_secs(1),
             recheck_interval: Duration::from_millis(100),
             probe_timeouts: Timeouts {
-                connect: Duration::from_millis(1000),
+                connect: Duration::from_millis(500),
                 query: Duration::from_millis(2000),
             },
             auto_recover: true,
@@ -145,11 +145,20 @@ impl ClusterEngine {
     }
 
     async fn probe(&mut self) -> Round {
+        self.probe_except(&BTreeSet::new()).await
+    }
+
+    async fn probe_except(&mut self, skip: &BTreeSet<InstanceKey>) -> Round {
         let round = self
             .inventory
-            .probe_round(&self.executor.config.admin, self.config.probe_timeouts)
+            .probe_round_except(
+                &self.executor.config.admin,
+                self.config.probe_timeouts,
+                skip,
+            )
             .await;
         self.topology = round.topology.clone();
+        self.context.stalled_ms = round.stalled_ms.clone();
         round
     }
 
@@ -360,7 +369,7 @@ impl ClusterEngine {
             record.outcome = Outcome::Failed("no replica could be moved or promoted".into());
         }
         // What the recovery changed is the topology from now on.
-        self.probe().await;
+        self.probe_except(&BTreeSet::from([failed.clone()])).await;
         tracing::info!(
             cluster = %self.config.cluster,
             operation = %record.id,
@@ -435,7 +444,7 @@ impl ClusterEngine {
         // A relay log that could not be applied in time is reported, and
         // the candidate is chosen from what was applied.
         record.outcome = Outcome::Succeeded;
-        self.probe().await;
+        self.probe_except(&BTreeSet::from([failed.clone()])).await;
         let second = match dead_primary(&self.topology, failed, &self.config.recovery) {
             Ok(p) => p,
             Err(e) => {

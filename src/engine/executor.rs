@@ -101,6 +101,27 @@ pub fn operation_id(cluster: &str, kind: PlanKind) -> String {
     format!("{cluster}-{}-{ms}", kind.name())
 }
 
+/// How many steps from the start of `steps` may run side by side: a run of
+/// IO-thread stops, or of relay-log waits, each on another instance.
+fn parallel_group(steps: &[Step]) -> usize {
+    let kind = |s: &Step| match s {
+        Step::StopReplicaIo { .. } => Some(0),
+        Step::WaitRelayApplied { .. } => Some(1),
+        _ => None,
+    };
+    let Some(first) = steps.first().and_then(kind) else {
+        return 1;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    steps
+        .iter()
+        .take_while(|s| {
+            kind(s) == Some(first) && s.target().is_some_and(|t| seen.insert(t.clone()))
+        })
+        .count()
+        .max(1)
+}
+
 /// What one execution is about.
 #[derive(Clone, Copy)]
 struct Run<'a> {
@@ -285,37 +306,65 @@ impl Executor {
     ) -> Option<(usize, String)> {
         let Run { plan, meta, t0 } = *run;
         let mut first_error = None;
-        for (i, step) in steps.iter().enumerate() {
+        let mut i = 0;
+        while i < steps.len() {
+            // Fencing steps on different replicas run side by side: a hung
+            // source makes each of them slow, and they do not depend on
+            // each other.
+            let group = parallel_group(&steps[i..]);
             let started = t0.elapsed();
-            let r = self.run_step(sessions, plan, meta, step).await;
-            let duration = t0.elapsed() - started;
-            let outcome = match &r {
-                Ok(()) => StepOutcome::Done,
-                Err(e) => StepOutcome::Failed(e.clone()),
+            let results: Vec<Result<(), String>> = if group > 1 {
+                futures::future::join_all(steps[i..i + group].iter().map(|step| async move {
+                    let mut own = Sessions {
+                        config: &self.config,
+                        open: BTreeMap::new(),
+                    };
+                    let r = self.run_step(&mut own, plan, meta, step).await;
+                    own.close().await;
+                    (r, t0.elapsed())
+                }))
+                .await
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect()
+            } else {
+                vec![self.run_step(sessions, plan, meta, &steps[i]).await]
             };
-            tracing::info!(
-                cluster = %meta.cluster,
-                operation = %meta.id,
-                instance = step.target().map(|k| k.to_string()).unwrap_or_default(),
-                step = i + 1,
-                ms = duration.as_millis() as u64,
-                result = ?outcome,
-                "{step}"
-            );
-            records.push(StepRecord {
-                index: i,
-                step: step.clone(),
-                description: step.to_string(),
-                started_ms: started.as_millis() as u64,
-                duration_ms: duration.as_millis() as u64,
-                outcome,
-            });
-            if let Err(e) = r {
-                first_error.get_or_insert((i, e));
-                if stop_on_error {
-                    break;
+            let duration = t0.elapsed() - started;
+            let mut stop = false;
+            for (j, r) in results.into_iter().enumerate() {
+                let index = i + j;
+                let step = &steps[index];
+                let outcome = match &r {
+                    Ok(()) => StepOutcome::Done,
+                    Err(e) => StepOutcome::Failed(e.clone()),
+                };
+                tracing::info!(
+                    cluster = %meta.cluster,
+                    operation = %meta.id,
+                    instance = step.target().map(|k| k.to_string()).unwrap_or_default(),
+                    step = index + 1,
+                    ms = duration.as_millis() as u64,
+                    result = ?outcome,
+                    "{step}"
+                );
+                records.push(StepRecord {
+                    index,
+                    step: step.clone(),
+                    description: step.to_string(),
+                    started_ms: started.as_millis() as u64,
+                    duration_ms: duration.as_millis() as u64,
+                    outcome,
+                });
+                if let Err(e) = r {
+                    first_error.get_or_insert((index, e));
+                    stop = stop_on_error;
                 }
             }
+            if stop {
+                break;
+            }
+            i += group;
         }
         first_error
     }

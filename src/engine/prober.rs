@@ -22,6 +22,9 @@ pub struct Known {
     /// Failures in a row.
     pub failures: u32,
     pub last_error: Option<String>,
+    /// What the replication stream had brought at the last probe that saw
+    /// it move (heartbeats received, read position), and when.
+    progress: Option<(Option<u64>, Option<String>, Instant)>,
 }
 
 /// The instances of one cluster, as far as orca knows them.
@@ -50,6 +53,7 @@ impl Inventory {
                 last_seen: None,
                 failures: 0,
                 last_error: None,
+                progress: None,
             },
         );
         true
@@ -64,15 +68,47 @@ impl Inventory {
     /// topology of this round and the instances that answered last round
     /// but not this one.
     pub async fn probe_round(&mut self, creds: &Credentials, timeouts: Timeouts) -> Round {
-        let mut todo: Vec<InstanceKey> = self.known.keys().cloned().collect();
+        self.probe_round_except(creds, timeouts, &BTreeSet::new())
+            .await
+    }
+
+    /// Like [`Inventory::probe_round`], but the instances in `skip` are not
+    /// probed and count as unreachable (an instance being failed over,
+    /// which a hung server would make every probe wait for).
+    pub async fn probe_round_except(
+        &mut self,
+        creds: &Credentials,
+        timeouts: Timeouts,
+        skip: &BTreeSet<InstanceKey>,
+    ) -> Round {
+        let mut todo: Vec<InstanceKey> = self
+            .known
+            .keys()
+            .filter(|k| !skip.contains(*k))
+            .cloned()
+            .collect();
         let mut done: BTreeSet<InstanceKey> = BTreeSet::new();
         let mut snapshots = Vec::new();
         let mut unreached = Vec::new();
         let mut newly_failed = Vec::new();
+        let mut stalled_ms = BTreeMap::new();
+        for key in skip {
+            if let Some(k) = self.known.get(key) {
+                unreached.push(Unreached {
+                    key: key.clone(),
+                    error: "not probed while being replaced".into(),
+                    last_source: k
+                        .last_snapshot
+                        .as_ref()
+                        .and_then(|s| s.replica.as_ref())
+                        .map(|r| r.source.clone()),
+                });
+            }
+        }
         while !todo.is_empty() {
             let wave: Vec<InstanceKey> = std::mem::take(&mut todo)
                 .into_iter()
-                .filter(|k| done.insert(k.clone()))
+                .filter(|k| !skip.contains(k) && done.insert(k.clone()))
                 .collect();
             let results = join_all(wave.iter().map(|k| probe(k, creds, timeouts))).await;
             for (key, result) in wave.into_iter().zip(results) {
@@ -90,6 +126,30 @@ impl Inventory {
                             }
                         }
                         if let Some(k) = self.known.get_mut(&key) {
+                            if let Some(r) = snap.replica.as_ref() {
+                                let now_mark = (
+                                    r.received_heartbeats,
+                                    r.read_source.as_ref().map(|c| c.to_string()),
+                                );
+                                let since = match &k.progress {
+                                    Some((h, pos, at))
+                                        if (h, pos) == (&now_mark.0, &now_mark.1) =>
+                                    {
+                                        *at
+                                    }
+                                    _ => Instant::now(),
+                                };
+                                // Only a stream that should be flowing can stall.
+                                if r.io_running == crate::topology::instance::IoThreadState::Yes
+                                    && r.received_heartbeats.is_some()
+                                {
+                                    stalled_ms
+                                        .insert(key.clone(), since.elapsed().as_millis() as u64);
+                                }
+                                k.progress = Some((now_mark.0, now_mark.1, since));
+                            } else {
+                                k.progress = None;
+                            }
                             k.last_snapshot = Some(snap.clone());
                             k.last_seen = Some(Instant::now());
                             k.failures = 0;
@@ -122,6 +182,7 @@ impl Inventory {
         Round {
             topology: Topology::build(snapshots, unreached),
             newly_failed,
+            stalled_ms,
         }
     }
 }
@@ -132,4 +193,7 @@ pub struct Round {
     pub topology: Topology,
     /// Instances that answered before and did not answer now.
     pub newly_failed: Vec<InstanceKey>,
+    /// Replicas whose stream brought nothing since their last probe that
+    /// saw it move, with how long, in milliseconds.
+    pub stalled_ms: BTreeMap<InstanceKey, u64>,
 }

@@ -57,6 +57,7 @@ pub const PROBE_STATUS: &[&str] = &[
     "Rpl_semi_sync_replica_status",
     "Rpl_semi_sync_master_clients",
     "Rpl_semi_sync_source_clients",
+    "Slave_received_heartbeats",
 ];
 
 fn in_list(names: &[&str]) -> String {
@@ -175,12 +176,12 @@ impl Dialect {
             Flavor::MariaDb => format!(
                 "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
                  MASTER_PASSWORD={pass}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
-                 MASTER_HEARTBEAT_PERIOD=1"
+                 MASTER_HEARTBEAT_PERIOD=0.5"
             ),
             Flavor::MySql if self.mysql_at_least(8, 0, 23) => format!(
                 "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
                  SOURCE_USER={user}, SOURCE_PASSWORD={pass}, SOURCE_AUTO_POSITION=1, \
-                 SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1, GET_SOURCE_PUBLIC_KEY=1"
+                 SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=0.5, GET_SOURCE_PUBLIC_KEY=1"
             ),
             Flavor::MySql => {
                 // 8.0.4 made caching_sha2_password the default: without TLS
@@ -193,7 +194,7 @@ impl Dialect {
                 format!(
                     "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
                      MASTER_PASSWORD={pass}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
-                     MASTER_HEARTBEAT_PERIOD=1{public_key}"
+                     MASTER_HEARTBEAT_PERIOD=0.5{public_key}"
                 )
             }
         }

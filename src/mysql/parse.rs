@@ -124,6 +124,7 @@ pub fn replica_status(rows: &[TextRow]) -> Result<Option<ReplicaStatus>, ParseEr
         source_uuid: non_empty(column(row, "Master_UUID")).map(String::from),
         connect_retry: number(column(row, "Connect_Retry")),
         sql_state: non_empty(column(row, "Slave_SQL_Running_State")).map(String::from),
+        received_heartbeats: None,
     }))
 }
 
@@ -258,7 +259,10 @@ pub fn snapshot(key: &InstanceKey, answers: &ProbeAnswers) -> Result<Snapshot, P
         binlog: binlog_status(&answers.binlog_status),
         gtid: gtid_state,
         semi_sync,
-        replica: replica_status(&answers.replica_status)?,
+        replica: replica_status(&answers.replica_status)?.map(|mut r| {
+            r.received_heartbeats = number(s("Slave_received_heartbeats"));
+            r
+        }),
         registered_replicas: replica_hosts(&answers.replica_hosts),
         heartbeat_age_ms: answers.heartbeat_age_ms,
         report_host: non_empty(v("report_host")).map(String::from),

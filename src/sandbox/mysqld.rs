@@ -242,6 +242,10 @@ impl MysqldOptions {
             ("rpl-semi-sync-slave-enabled", "ON"),
             ("rpl-semi-sync-master-wait-point", "AFTER_SYNC"),
             ("rpl-semi-sync-master-timeout", "3600000"),
+            // Stopping the IO thread of a semi-sync replica connects to the
+            // source to end its dump thread; against a hung source that
+            // waits this long (seconds).
+            ("rpl-semi-sync-slave-kill-conn-timeout", "1"),
         ] {
             self.extra.push((k.to_string(), v.to_string()));
         }

@@ -175,6 +175,7 @@ mod tests {
             source_uuid: source_uuid.map(str::to_string),
             connect_retry: None,
             sql_state: None,
+            received_heartbeats: None,
         }
     }
 

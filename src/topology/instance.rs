@@ -263,6 +263,11 @@ pub struct ReplicaStatus {
     /// `Slave_SQL_Running_State` / `Replica_SQL_Running_State`.
     #[serde(default)]
     pub sql_state: Option<String>,
+    /// Heartbeats received from the source so far (MariaDB's
+    /// `Slave_received_heartbeats`); with the read position, it tells
+    /// whether the stream still brings anything.
+    #[serde(default)]
+    pub received_heartbeats: Option<u64>,
 }
 
 impl ReplicaStatus {

@@ -56,6 +56,7 @@ pub fn replica_of(host: &str, server_id: u32, source: &str) -> Snapshot {
         source_uuid: None,
         connect_retry: Some(1),
         sql_state: None,
+        received_heartbeats: None,
     });
     s
 }
