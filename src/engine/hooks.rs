@@ -135,6 +135,9 @@ async fn run_one(target: &HookTarget, payload: &HookPayload) -> Result<(), Strin
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
     match target {
         HookTarget::Webhook { url, timeout } => {
+            // One crypto provider for the whole process (TLS to https
+            // webhooks); installing it again is a no-op.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let client = reqwest::Client::builder()
                 .timeout(*timeout)
                 .build()
@@ -267,6 +270,92 @@ mod tests {
         );
         let errs = slow.run(&payload(HookEvent::PreFailover)).await;
         assert!(errs[0].reason.contains("no exit"), "{errs:?}");
+    }
+
+    /// A one-request HTTP server on loopback answering `status`; returns
+    /// its URL and the request body it received.
+    async fn one_shot_server(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        sock.write_all(reply.as_bytes()).await.unwrap();
+                        return body.to_string();
+                    }
+                }
+                if n == 0 {
+                    return String::new();
+                }
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn webhooks_get_the_payload_and_can_veto() {
+        let (url, body) = one_shot_server(200).await;
+        let mut hooks = Hooks::default();
+        hooks.add(
+            HookEvent::PostFailover,
+            HookTarget::Webhook {
+                url,
+                timeout: Duration::from_secs(5),
+            },
+        );
+        assert!(
+            hooks
+                .run(&payload(HookEvent::PostFailover))
+                .await
+                .is_empty()
+        );
+        let json: serde_json::Value = serde_json::from_str(&body.await.unwrap()).unwrap();
+        assert_eq!(json["event"], "postFailover");
+        assert_eq!(json["successor"], "10.0.0.2:3306");
+        assert_eq!(json["recoveryId"], "r-1");
+
+        let (url, _body) = one_shot_server(503).await;
+        let mut veto = Hooks::default();
+        veto.add(
+            HookEvent::PreFailover,
+            HookTarget::Webhook {
+                url,
+                timeout: Duration::from_secs(5),
+            },
+        );
+        let errs = veto.run(&payload(HookEvent::PreFailover)).await;
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].reason.contains("503"), "{errs:?}");
+
+        // Nothing listens: the hook fails within its timeout.
+        let mut dead = Hooks::default();
+        dead.add(
+            HookEvent::PreFailover,
+            HookTarget::Webhook {
+                url: "http://127.0.0.1:9/x".into(),
+                timeout: Duration::from_secs(2),
+            },
+        );
+        assert_eq!(dead.run(&payload(HookEvent::PreFailover)).await.len(), 1);
     }
 
     #[test]
