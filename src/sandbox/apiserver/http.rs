@@ -449,7 +449,7 @@ fn openapi_v2(headers: &HeaderMap) -> Response {
         let mut r = Response::new(Body::empty());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
         );
         return r;
     }

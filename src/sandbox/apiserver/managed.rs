@@ -588,7 +588,12 @@ pub fn apply(
             if !new_set.is_leaf(p) {
                 continue;
             }
-            if get_at(live, p) != get_at(config, p) {
+            // maps, structs and list items own their children, not a value
+            let mine = get_at(config, p);
+            if mine.is_some_and(Value::is_object) {
+                continue;
+            }
+            if get_at(live, p) != mine {
                 if force {
                     taken.push((i, p.clone()));
                 } else {

@@ -529,8 +529,10 @@ impl State {
                     .map(|u| format!("unknown field \"{u}\""))
                     .collect();
                 return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    list.join(", "),
+                    kind = rt.kind,
+                    version = rt.version,
                 )));
             }
             "Ignore" => {}
