@@ -260,7 +260,7 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 "volumeMode defines what type of volume is required by the claim.",
             ),
         ],
-        ("", "events") => {
+        ("", "events") | ("events.k8s.io", "events") => {
             return vec![
                 col(
                     "Last Seen",
@@ -315,26 +315,6 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                     "string",
                     1,
                     "The number of times this event has occurred.",
-                ),
-                name_col_p1(),
-            ];
-        }
-        ("events.k8s.io", "events") => {
-            return vec![
-                col(
-                    "Last Seen",
-                    "string",
-                    0,
-                    "The time at which the most recent occurrence of this event was recorded.",
-                ),
-                col("Type", "string", 0, "Type of this event."),
-                col("Reason", "string", 0, "Why the action was taken."),
-                col("Object", "string", 0, "The object this Event is about."),
-                col(
-                    "Note",
-                    "string",
-                    0,
-                    "A human-readable description of the status of this operation.",
                 ),
                 name_col_p1(),
             ];
@@ -931,18 +911,7 @@ pub fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             ]
         }
         ("", "events") => event_cells(o),
-        ("events.k8s.io", "events") => {
-            let core = super::builtin::event_from_v1(o);
-            let c = event_cells(&core);
-            vec![
-                c[0].clone(),
-                c[1].clone(),
-                c[2].clone(),
-                c[3].clone(),
-                c[6].clone(),
-                c[9].clone(),
-            ]
-        }
+        ("events.k8s.io", "events") => event_cells(&super::builtin::event_from_v1(o)),
         ("coordination.k8s.io", "leases") => {
             vec![name, json!(s(o, "/spec/holderIdentity")), age(o)]
         }
