@@ -830,3 +830,127 @@ spec:
     assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "127.0.0.9");
     assert!(ep["subsets"][0].get("addresses").is_none());
 }
+
+#[test]
+fn kubectl_create_commands_and_auth() {
+    // these kubectl commands send protobuf bodies
+    let sb = sandbox_api::start();
+    for args in [
+        &["create", "namespace", "demo"][..],
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "demo",
+            "--from-literal=mode=async",
+        ],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "demo",
+            "--from-literal=user=orca",
+            "--from-literal=password=s3cret",
+        ],
+        &["create", "serviceaccount", "robot", "-n", "demo"],
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "-n",
+            "demo",
+            "--tcp=80:8080",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "-n",
+            "demo",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "-n",
+            "demo",
+            "--role=reader",
+            "--serviceaccount=demo:robot",
+        ],
+        &[
+            "create",
+            "clusterrole",
+            "node-reader",
+            "--verb=get",
+            "--resource=nodes",
+        ],
+        &[
+            "create",
+            "clusterrolebinding",
+            "node-reader",
+            "--clusterrole=node-reader",
+            "--user=alice",
+        ],
+        &[
+            "create",
+            "poddisruptionbudget",
+            "db",
+            "-n",
+            "demo",
+            "--selector=app=db",
+            "--min-available=1",
+        ],
+    ] {
+        ok(&sb, args);
+    }
+    let ns = json(&sb, &["get", "ns", "demo"]);
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "demo"
+    );
+    assert_eq!(
+        ok(
+            &sb,
+            &[
+                "get",
+                "cm",
+                "settings",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.data.mode}"
+            ]
+        ),
+        "async"
+    );
+    let s = json(&sb, &["get", "secret", "creds", "-n", "demo"]);
+    assert_eq!(s["type"], "Opaque");
+    assert_eq!(
+        s["data"],
+        serde_json::json!({"user": "b3JjYQ==", "password": "czNjcmV0"})
+    );
+    let svc = json(&sb, &["get", "svc", "web", "-n", "demo"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let rb = json(&sb, &["get", "rolebinding", "reader", "-n", "demo"]);
+    assert_eq!(rb["subjects"][0]["name"], "robot");
+    assert_eq!(rb["roleRef"]["kind"], "Role");
+    let pdb = json(&sb, &["get", "pdb", "db", "-n", "demo"]);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"]["app"], "db");
+    let sa = ok(&sb, &["get", "sa", "-n", "demo"]);
+    assert!(sa.contains("default") && sa.contains("robot"), "{sa}");
+    assert_eq!(ok(&sb, &["auth", "can-i", "create", "pods"]), "yes\n");
+    // deleting the namespace takes its contents along
+    ok(&sb, &["delete", "namespace", "demo", "--timeout=20s"]);
+    let o = run(&sb, &["get", "cm", "settings", "-n", "demo"], None);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+}

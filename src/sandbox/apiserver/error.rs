@@ -205,6 +205,12 @@ impl ApiError {
         )
     }
 
+    /// The same error with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     pub fn not_acceptable(accepted: &[&str]) -> Self {
         Self::new(
             406,

@@ -200,6 +200,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body),
         _ => Err(ApiError::unsupported_media_type(&[
             "application/json",
             "application/yaml",

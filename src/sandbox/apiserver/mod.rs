@@ -22,6 +22,7 @@ pub mod jsonpath;
 mod managed;
 mod ops;
 mod patch;
+mod protobuf;
 pub mod schema;
 pub mod selector;
 mod store;
