@@ -926,3 +926,35 @@ fn resource_kinds_match_k8s_openapi() {
     assert_eq!(StatefulSet::plural(&()), "statefulsets");
     assert_eq!(Lease::group(&()), "coordination.k8s.io");
 }
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let sb = sandbox_api::start();
+    let c = client(&sb).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let mut m = cm("meta", json!({"big": "payload"}));
+    m.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+    cms.create(&PostParams::default(), &m).await.unwrap();
+    let pom = cms.get_metadata("meta").await.unwrap();
+    assert_eq!(pom.metadata.name.as_deref(), Some("meta"));
+    assert_eq!(pom.metadata.labels.unwrap()["a"], "b");
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let mut stream =
+        kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let names = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut v = Vec::new();
+        while let Some(ev) = stream.try_next().await.unwrap() {
+            match ev {
+                watcher::Event::InitApply(o) => v.push(o.name_any()),
+                watcher::Event::InitDone => break,
+                _ => {}
+            }
+        }
+        v
+    })
+    .await
+    .expect("metadata watcher");
+    assert_eq!(names, ["meta"]);
+    sb.server.shutdown().unwrap();
+}
