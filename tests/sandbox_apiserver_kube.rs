@@ -940,8 +940,9 @@ async fn metadata_only_reads_and_watches() {
     assert_eq!(pom.metadata.labels.unwrap()["a"], "b");
     let list = cms.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
-    let mut stream =
-        kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::default_namespaced(c.clone());
+    let mut stream = watcher(meta_api, watcher::Config::default()).boxed();
     let names = tokio::time::timeout(Duration::from_secs(10), async {
         let mut v = Vec::new();
         while let Some(ev) = stream.try_next().await.unwrap() {
