@@ -380,7 +380,7 @@ impl State {
             rv = trv;
             start_after = Some(start.trim_end_matches('\u{0}').to_string());
         }
-        let key = |o: &Value| format!("{}/{}", meta_str(o, "namespace"), meta_str(o, "name"));
+        let key = |o: &Value| format!("{}\u{0}{}", meta_str(o, "namespace"), meta_str(o, "name"));
         let matching: Vec<&Value> = self
             .store
             .list(&rt.storage, ns)
@@ -1759,6 +1759,40 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(s.list(&cm, None, &q).unwrap().0.len(), 0);
+        // pages across namespaces whose names sort unlike "ns/name" strings
+        for ns in ["a", "a-b"] {
+            s.create_internal(
+                STORAGE_NAMESPACES,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns}, "spec": {}, "status": {"phase": "Active"}}),
+            );
+            for n in ["x", "z"] {
+                s.create(&cm, ns, json!({"metadata": {"name": n}}), &opts())
+                    .unwrap();
+            }
+        }
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let q = ListQuery {
+                limit: Some(1),
+                continue_token: token.clone(),
+                ..ListQuery::default()
+            };
+            let (items, meta) = s.list(&cm, None, &q).unwrap();
+            seen.extend(
+                items
+                    .iter()
+                    .map(|i| format!("{}/{}", meta_str(i, "namespace"), meta_str(i, "name"))),
+            );
+            token = meta["continue"].as_str().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 9, "{seen:?}");
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), 9);
     }
 
     #[test]
