@@ -414,10 +414,22 @@ async fn dispatch(
             )
         }
         Route::NotFound => error(&ApiError::no_route()),
-        Route::Resource(t) => match resource(shared, method, &t, q, headers, body) {
-            Ok(r) => r,
-            Err(e) => error(&e),
-        },
+        Route::Resource(t) => {
+            let mut r = match resource(shared, method, &t, q, headers, body) {
+                Ok(r) => r,
+                Err(e) => error(&e),
+            };
+            if t.rt.group.is_empty() && t.rt.plural == "endpoints" {
+                // what a 1.33 server says of every Endpoints request
+                r.headers_mut().append(
+                    header::WARNING,
+                    HeaderValue::from_static(
+                        "299 - \"v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice\"",
+                    ),
+                );
+            }
+            r
+        }
     }
 }
 
