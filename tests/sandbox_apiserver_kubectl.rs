@@ -298,7 +298,28 @@ fn kubectl_applies_a_crd_and_custom_objects() {
 #[test]
 fn kubectl_prints_the_real_invalid_message() {
     let sb = sandbox_api::start();
-    install_widgets(&sb);
+    // the CRD itself, server-side this time; a second apply changes the schema
+    assert_eq!(
+        apply(&sb, WIDGET_CRD, &["--server-side"]),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.test.orca.dev serverside-applied\n"
+    );
+    apply(
+        &sb,
+        &WIDGET_CRD.replace("maximum: 9", "maximum: 8"),
+        &["--server-side"],
+    );
+    apply(&sb, WIDGET_CRD, &["--server-side"]);
+    let crd = json(&sb, &["get", "crd", "widgets.test.orca.dev"]);
+    assert_eq!(crd["metadata"]["generation"], 3);
+    ok(
+        &sb,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.test.orca.dev",
+            "--timeout=10s",
+        ],
+    );
     let want = "The Widget \"x\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1\n";
     for extra in [&[][..], &["--server-side"][..]] {
         let mut args = vec!["apply", "-f", "-"];
