@@ -682,8 +682,9 @@ async fn too_old_resource_version_is_gone_and_watcher_relists() {
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
 
-    // the watcher lists again after a 410: its watch (1 s) ends, it resumes
-    // from a resourceVersion that has meanwhile been compacted away
+    // the watcher lists again after a 410: the resourceVersion it watches
+    // from (its list's, or its last event's once a 1 s watch ends) has
+    // meanwhile been compacted away
     let cfg = watcher::Config::default()
         .labels("t=relist")
         .timeout(1)
