@@ -1,7 +1,8 @@
 //! Decoding of the Kubernetes protobuf request bodies some `kubectl`
 //! commands send (`kubectl create namespace|configmap|secret|
 //! serviceaccount|service|role|rolebinding|clusterrole|
-//! clusterrolebinding|poddisruptionbudget`, `kubectl auth can-i`): the
+//! clusterrolebinding|poddisruptionbudget`, `kubectl auth can-i`, the
+//! evictions of `kubectl drain`, bindings of typed clients): the
 //! `k8s\0` envelope, a `runtime.Unknown` holding the object, decoded with
 //! the field tables of the kinds listed here into the JSON the rest of
 //! the server works on. Zero values are left out, as the JSON encoding
@@ -207,6 +208,23 @@ static SSAR: &[F] = &[
     F(3, "status", K::Msg(NOTHING)),
 ];
 
+static PRECONDITIONS: &[F] = &[F(1, "uid", K::Str), F(2, "resourceVersion", K::Str)];
+static DELETE_OPTIONS: &[F] = &[
+    F(1, "gracePeriodSeconds", K::I64),
+    F(2, "preconditions", K::Msg(PRECONDITIONS)),
+    F(3, "orphanDependents", K::Bool),
+    F(4, "propagationPolicy", K::Str),
+    F(5, "dryRun", K::RepStr),
+];
+static EVICTION: &[F] = &[
+    F(1, "metadata", K::Msg(OBJECT_META)),
+    F(2, "deleteOptions", K::Msg(DELETE_OPTIONS)),
+];
+static BINDING: &[F] = &[
+    F(1, "metadata", K::Msg(OBJECT_META)),
+    F(2, "target", K::Msg(OBJECT_REF)),
+];
+
 fn table(api_version: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (api_version, kind) {
         ("v1", "Namespace") => NAMESPACE,
@@ -220,6 +238,9 @@ fn table(api_version: &str, kind: &str) -> Option<&'static [F]> {
         | ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => ROLE_BINDING,
         ("policy/v1", "PodDisruptionBudget") => PDB,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SSAR,
+        ("policy/v1", "Eviction") => EVICTION,
+        ("v1", "Binding") => BINDING,
+        (_, "DeleteOptions") => DELETE_OPTIONS,
         _ => return None,
     })
 }

@@ -81,7 +81,8 @@ pub struct ResourceType {
     /// Only these verbs (e.g. `create` for reviews); empty = all.
     pub only_verbs: Vec<&'static str>,
     /// Extra subresources listed in discovery: (name, kind, verbs).
-    pub extra_subresources: Vec<(&'static str, &'static str, Vec<&'static str>)>,
+    /// (name, group/version of its kind ("" for the resource's own), kind, verbs)
+    pub extra_subresources: Vec<(&'static str, &'static str, &'static str, Vec<&'static str>)>,
 }
 
 /// What a CustomResourceDefinition says of one of its versions.
@@ -177,14 +178,19 @@ impl ResourceType {
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        for (name, kind, verbs) in &self.extra_subresources {
-            v.push(json!({
+        for (name, gv, kind, verbs) in &self.extra_subresources {
+            let mut e = json!({
                 "name": format!("{}/{}", self.plural, name),
                 "singularName": "",
                 "namespaced": self.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if let Some((g, ver)) = gv.split_once('/') {
+                e["group"] = json!(g);
+                e["version"] = json!(ver);
+            }
+            v.push(e);
         }
         v
     }
@@ -206,10 +212,13 @@ impl ResourceType {
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        for (name, kind, verbs) in &self.extra_subresources {
+        for (name, gv, kind, verbs) in &self.extra_subresources {
+            let (g, ver) = gv
+                .split_once('/')
+                .unwrap_or((self.group.as_str(), self.version.as_str()));
             subs.push(json!({
                 "subresource": name,
-                "responseKind": {"group": self.group, "version": self.version, "kind": kind},
+                "responseKind": {"group": g, "version": ver, "kind": kind},
                 "verbs": verbs,
             }));
         }
@@ -297,7 +306,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
     });
     ns.name_rule = NameRule::Label;
     ns.field_selectors = vec!["status.phase".into()];
-    ns.extra_subresources = vec![("finalize", "Namespace", vec!["update"])];
+    ns.extra_subresources = vec![("finalize", "", "Namespace", vec!["update"])];
     v.push(ns);
     v.push(builtin(B {
         group: "",
@@ -387,8 +396,8 @@ pub fn builtin_types() -> Vec<ResourceType> {
     .map(|s| s.to_string())
     .collect();
     pod.extra_subresources = vec![
-        ("binding", "Binding", vec!["create"]),
-        ("eviction", "Eviction", vec!["create"]),
+        ("binding", "", "Binding", vec!["create"]),
+        ("eviction", "policy/v1", "Eviction", vec!["create"]),
     ];
     v.push(pod);
     let mut secret = builtin(B {
