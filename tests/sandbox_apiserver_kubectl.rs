@@ -975,3 +975,23 @@ fn kubectl_create_commands_and_auth() {
     let o = run(&sb, &["get", "cm", "settings", "-n", "demo"], None);
     assert_eq!(o.code, 1, "{}", o.stdout);
 }
+
+#[test]
+fn kubectl_drain_evicts_through_the_eviction_subresource() {
+    let sb = sandbox_api::start();
+    apply(
+        &sb,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: n1\n  terminationGracePeriodSeconds: 0\n  containers: [{name: c, image: busybox:1}]\n",
+        &[],
+    );
+    let out = ok(&sb, &["drain", "n1", "--force", "--timeout=20s"]);
+    assert!(
+        out.contains("pod/p1 evicted") && out.contains("node/n1 drained"),
+        "{out}"
+    );
+    let node = json(&sb, &["get", "node", "n1"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+    let o = run(&sb, &["get", "pod", "p1"], None);
+    assert_eq!(o.code, 1);
+    assert_eq!(ok(&sb, &["uncordon", "n1"]), "node/n1 uncordoned\n");
+}
