@@ -27,6 +27,7 @@ deps:
 	  { echo "could not install$$missing"; exit 1; }; \
 	fi
 	@command -v mariadb-install-db >/dev/null 2>&1 || { echo "mariadb-install-db missing after install"; exit 1; }
+	@command -v kubectl >/dev/null 2>&1 || echo "kubectl not found: tests/sandbox_apiserver_kubectl.rs needs it on PATH"
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

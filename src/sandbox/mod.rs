@@ -1,7 +1,9 @@
 //! Local infrastructure for development, demos, tests and benchmarks: real
 //! `mariadbd` servers on loopback addresses wired into replication
-//! topologies. The sandbox Kubernetes cluster joins it later.
+//! topologies, and the sandbox cluster's Kubernetes API server
+//! ([`apiserver`]).
 
+pub mod apiserver;
 pub mod loopback;
 pub mod mysqld;
 pub mod replication;
