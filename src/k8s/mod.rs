@@ -2,3 +2,4 @@
 //! events and status later.
 
 pub mod crd;
+pub mod objects;

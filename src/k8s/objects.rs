@@ -1,0 +1,482 @@
+//! The Kubernetes objects of one `MySQLCluster`, built from its spec: the
+//! configuration, the StatefulSet, the Services and the
+//! PodDisruptionBudget. Pure: applying them is the reconciler's job.
+//!
+//! The pods run the official image's conventions: datadir
+//! `/var/lib/mysql`, configuration from `/etc/mysql/conf.d`, the root
+//! password from `MARIADB_ROOT_PASSWORD` / `MYSQL_ROOT_PASSWORD`. Each pod
+//! gets a distinct `server_id` from its StatefulSet ordinal, and always
+//! starts read only: only orca makes an instance writable.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::crd::cluster::{FlavorHint, MySQLCluster};
+use super::crd::names::label;
+use crate::topology::Flavor;
+
+/// Keys of the credentials Secret.
+pub mod secret_keys {
+    /// The root password (the account orca acts as).
+    pub const ROOT_PASSWORD: &str = "root-password";
+    /// The replication account's password.
+    pub const REPL_PASSWORD: &str = "replication-password";
+}
+
+/// The replication account orca creates on the primary.
+pub const REPL_USER: &str = "orca_repl";
+/// The container that runs the server.
+pub const CONTAINER: &str = "mysqld";
+/// The label Kubernetes puts on StatefulSet pods with their ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// The label Kubernetes puts on StatefulSet pods with their name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("the cluster has no namespace")]
+    NoNamespace,
+    #[error("building {what}: {source}")]
+    Build {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn build<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    v: serde_json::Value,
+) -> Result<T, ObjectError> {
+    serde_json::from_value(v).map_err(|source| ObjectError::Build { what, source })
+}
+
+/// The server family of a cluster: the spec's hint, else the image name.
+pub fn flavor(c: &MySQLCluster) -> Flavor {
+    match c.spec.flavor {
+        Some(FlavorHint::MySql) => Flavor::MySql,
+        Some(FlavorHint::MariaDb) => Flavor::MariaDb,
+        None => {
+            let image = c.spec.image.to_ascii_lowercase();
+            if image.contains("mysql") && !image.contains("mariadb") {
+                Flavor::MySql
+            } else {
+                Flavor::MariaDb
+            }
+        }
+    }
+}
+
+/// Labels every object and pod of the cluster carries.
+pub fn cluster_labels(c: &MySQLCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (label::CLUSTER.to_string(), c.name_any()),
+        ("app.kubernetes.io/name".to_string(), "mysql".to_string()),
+        ("app.kubernetes.io/instance".to_string(), c.name_any()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "orca".to_string(),
+        ),
+    ])
+}
+
+/// The selector of the cluster's pods.
+pub fn pod_selector(c: &MySQLCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([(label::CLUSTER.to_string(), c.name_any())])
+}
+
+pub fn owner_reference(c: &MySQLCluster) -> Option<OwnerReference> {
+    c.controller_owner_ref(&())
+}
+
+fn metadata(c: &MySQLCluster, name: String) -> Result<serde_json::Value, ObjectError> {
+    let ns = c.namespace().ok_or(ObjectError::NoNamespace)?;
+    Ok(json!({
+        "name": name,
+        "namespace": ns,
+        "labels": cluster_labels(c),
+        "ownerReferences": owner_reference(c).into_iter().collect::<Vec<_>>(),
+    }))
+}
+
+pub fn config_map_name(c: &MySQLCluster) -> String {
+    format!("{}-config", c.name_any())
+}
+
+pub fn headless_service_name(c: &MySQLCluster) -> String {
+    c.name_any()
+}
+
+pub fn primary_service_name(c: &MySQLCluster) -> String {
+    format!("{}-primary", c.name_any())
+}
+
+pub fn replicas_service_name(c: &MySQLCluster) -> String {
+    format!("{}-replicas", c.name_any())
+}
+
+/// The server configuration orca needs, then the user's settings (which
+/// win where they repeat a name, except `read_only`: every instance
+/// starts read only).
+pub fn my_cnf(c: &MySQLCluster) -> String {
+    let mut settings: Vec<(String, String)> = vec![
+        ("log-bin".into(), "mysql-bin".into()),
+        ("relay-log".into(), "relay-bin".into()),
+        ("log-slave-updates".into(), "ON".into()),
+        ("binlog-format".into(), "ROW".into()),
+        ("skip-name-resolve".into(), "ON".into()),
+        ("slave-net-timeout".into(), "4".into()),
+    ];
+    match flavor(c) {
+        Flavor::MariaDb => settings.push(("gtid-strict-mode".into(), "ON".into())),
+        Flavor::MySql => {
+            settings.push(("gtid-mode".into(), "ON".into()));
+            settings.push(("enforce-gtid-consistency".into(), "ON".into()));
+            settings.push(("super-read-only".into(), "ON".into()));
+        }
+    }
+    if c.spec.semi_sync.as_ref().is_some_and(|s| s.enabled) {
+        let wait = c.spec.semi_sync.as_ref().map(|s| s.wait_count).unwrap_or(1);
+        match flavor(c) {
+            Flavor::MariaDb => {
+                settings.push(("rpl-semi-sync-slave-enabled".into(), "ON".into()));
+                settings.push(("rpl-semi-sync-master-enabled".into(), "OFF".into()));
+                settings.push((
+                    "rpl-semi-sync-master-wait-point".into(),
+                    "AFTER_SYNC".into(),
+                ));
+                settings.push(("rpl-semi-sync-master-timeout".into(), "3600000".into()));
+                settings.push(("rpl-semi-sync-slave-kill-conn-timeout".into(), "1".into()));
+            }
+            Flavor::MySql => {
+                settings.push((
+                    "plugin-load-add".into(),
+                    "semisync_source.so;semisync_replica.so".into(),
+                ));
+                settings.push(("rpl-semi-sync-replica-enabled".into(), "ON".into()));
+                settings.push(("rpl-semi-sync-source-enabled".into(), "OFF".into()));
+                settings.push((
+                    "rpl-semi-sync-source-wait-for-replica-count".into(),
+                    wait.to_string(),
+                ));
+                settings.push(("rpl-semi-sync-source-timeout".into(), "3600000".into()));
+            }
+        }
+    }
+    for (k, v) in &c.spec.mysqld_config {
+        let norm = k.replace('_', "-");
+        if norm == "read-only" || norm == "super-read-only" {
+            continue;
+        }
+        settings.retain(|(name, _)| name != &norm);
+        settings.push((norm, v.clone()));
+    }
+    settings.push(("read-only".into(), "ON".into()));
+    let mut out = String::from("# Written by orca from the MySQLCluster spec.\n[mysqld]\n");
+    for (k, v) in settings {
+        out.push_str(&format!("{k} = {v}\n"));
+    }
+    out
+}
+
+pub fn config_map(c: &MySQLCluster) -> Result<ConfigMap, ObjectError> {
+    build(
+        "the ConfigMap",
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(c, config_map_name(c))?,
+            "data": { "orca.cnf": my_cnf(c) },
+        }),
+    )
+}
+
+/// A credentials Secret with fresh random passwords, for a cluster that
+/// names none that exists.
+pub fn credentials_secret(c: &MySQLCluster, root: &str, repl: &str) -> Result<Secret, ObjectError> {
+    build(
+        "the credentials Secret",
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(c, c.credentials_secret_name())?,
+            "type": "Opaque",
+            "stringData": {
+                secret_keys::ROOT_PASSWORD: root,
+                secret_keys::REPL_PASSWORD: repl,
+            },
+        }),
+    )
+}
+
+/// A random password of 24 letters and digits, from the operating
+/// system's randomness.
+pub fn random_password() -> std::io::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// A shell loop for the preStop hook: a pod that is the primary waits
+/// (bounded) until orca has handed the role over and made it read only,
+/// so that deleting or draining the primary's pod is a graceful takeover,
+/// not a failover.
+pub const PRE_STOP: &str = "for i in $(seq 1 100); do \
+    ro=$(mariadb -uroot -p\"$MARIADB_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null || \
+         mysql -uroot -p\"$MYSQL_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null); \
+    [ \"$ro\" = 1 ] && exit 0; sleep 0.2; done; exit 0";
+
+pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
+    let name = c.name_any();
+    let secret = c.credentials_secret_name();
+    let root_pw = json!({ "secretKeyRef": { "name": secret, "key": secret_keys::ROOT_PASSWORD } });
+    let mut labels = cluster_labels(c);
+    labels.insert(label::ROLE.to_string(), label::ROLE_REPLICA.to_string());
+    let mut container = json!({
+        "name": CONTAINER,
+        "image": c.spec.image,
+        "args": ["--server-id=1$(POD_INDEX)", "--report-host=$(POD_IP)"],
+        "env": [
+            { "name": "POD_INDEX", "valueFrom": { "fieldRef": { "fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']") } } },
+            { "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } },
+            { "name": "MARIADB_ROOT_PASSWORD", "valueFrom": root_pw.clone() },
+            { "name": "MYSQL_ROOT_PASSWORD", "valueFrom": root_pw },
+        ],
+        "ports": [{ "name": "mysql", "containerPort": 3306 }],
+        "readinessProbe": {
+            "tcpSocket": { "port": 3306 },
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "lifecycle": {
+            "preStop": { "exec": { "command": ["sh", "-c", PRE_STOP] } },
+        },
+        "volumeMounts": [
+            { "name": "config", "mountPath": "/etc/mysql/conf.d" },
+            { "name": "data", "mountPath": "/var/lib/mysql" },
+        ],
+    });
+    if let Some(r) = &c.spec.resources {
+        container["resources"] = serde_json::to_value(r).map_err(|source| ObjectError::Build {
+            what: "the container resources",
+            source,
+        })?;
+    }
+    let mut pvc_spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": { "requests": { "storage": c.spec.storage.size.0 } },
+    });
+    if let Some(class) = &c.spec.storage.storage_class_name {
+        pvc_spec["storageClassName"] = json!(class);
+    }
+    build(
+        "the StatefulSet",
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata(c, name.clone())?,
+            "spec": {
+                "serviceName": headless_service_name(c),
+                "replicas": c.spec.replicas,
+                "podManagementPolicy": "Parallel",
+                "selector": { "matchLabels": pod_selector(c) },
+                "template": {
+                    "metadata": { "labels": labels },
+                    "spec": {
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [container],
+                        "volumes": [
+                            { "name": "config", "configMap": { "name": config_map_name(c) } },
+                        ],
+                    },
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": { "name": "data" },
+                    "spec": pvc_spec,
+                }],
+            },
+        }),
+    )
+}
+
+fn service(
+    c: &MySQLCluster,
+    name: String,
+    selector: BTreeMap<String, String>,
+    headless: bool,
+) -> Result<Service, ObjectError> {
+    let mut spec = json!({
+        "selector": selector,
+        "ports": [{ "name": "mysql", "port": 3306, "targetPort": 3306 }],
+    });
+    if headless {
+        spec["clusterIP"] = json!("None");
+        spec["publishNotReadyAddresses"] = json!(true);
+    }
+    build(
+        "a Service",
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(c, name)?,
+            "spec": spec,
+        }),
+    )
+}
+
+pub fn headless_service(c: &MySQLCluster) -> Result<Service, ObjectError> {
+    service(c, headless_service_name(c), pod_selector(c), true)
+}
+
+/// The Service for writes: the pod labelled primary, pinned by pod name
+/// to the primary orca chose, so that two pods can never both receive
+/// writes through it.
+pub fn primary_service(
+    c: &MySQLCluster,
+    primary_pod: Option<&str>,
+) -> Result<Service, ObjectError> {
+    let mut selector = pod_selector(c);
+    selector.insert(label::ROLE.to_string(), label::ROLE_PRIMARY.to_string());
+    // Before orca has chosen a primary, the pin matches no pod.
+    selector.insert(
+        POD_NAME_LABEL.to_string(),
+        primary_pod.unwrap_or("none").to_string(),
+    );
+    service(c, primary_service_name(c), selector, false)
+}
+
+pub fn replicas_service(c: &MySQLCluster) -> Result<Service, ObjectError> {
+    let mut selector = pod_selector(c);
+    selector.insert(label::ROLE.to_string(), label::ROLE_REPLICA.to_string());
+    service(c, replicas_service_name(c), selector, false)
+}
+
+pub fn pod_disruption_budget(c: &MySQLCluster) -> Result<PodDisruptionBudget, ObjectError> {
+    build(
+        "the PodDisruptionBudget",
+        json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata(c, c.name_any())?,
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": { "matchLabels": pod_selector(c) },
+            },
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::crd::cluster::MySQLClusterSpec;
+
+    fn cluster(yaml: &str) -> MySQLCluster {
+        let spec: MySQLClusterSpec = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut c = MySQLCluster::new("db", spec);
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    #[test]
+    fn config_starts_read_only_and_keeps_user_settings() {
+        let c = cluster(
+            "image: mariadb:10.11\nmysqldConfig:\n  max_connections: '500'\n  read_only: 'OFF'\n  binlog_format: MIXED\n",
+        );
+        let cnf = my_cnf(&c);
+        assert!(cnf.contains("max-connections = 500"), "{cnf}");
+        assert!(
+            cnf.contains("binlog-format = MIXED") && !cnf.contains("binlog-format = ROW"),
+            "{cnf}"
+        );
+        assert!(cnf.trim_end().ends_with("read-only = ON"), "{cnf}");
+        assert!(!cnf.contains("read-only = OFF"), "{cnf}");
+        assert!(cnf.contains("gtid-strict-mode = ON"));
+        let m = cluster("image: mysql:8.4\nsemiSync:\n  enabled: true\n  waitCount: 1\n");
+        let cnf = my_cnf(&m);
+        assert!(
+            cnf.contains("gtid-mode = ON") && cnf.contains("super-read-only = ON"),
+            "{cnf}"
+        );
+        assert!(cnf.contains("rpl-semi-sync-replica-enabled = ON"), "{cnf}");
+    }
+
+    #[test]
+    fn stateful_set_has_the_conventions_pods_rely_on() {
+        let c = cluster("image: mariadb:10.11\nreplicas: 3\nstorage:\n  size: 2Gi\n");
+        let sts = stateful_set(&c).unwrap();
+        let v = serde_json::to_value(&sts).unwrap();
+        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "MySQLCluster");
+        assert_eq!(v["spec"]["replicas"], 3);
+        assert_eq!(v["spec"]["serviceName"], "db");
+        let ctr = &v["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(ctr["image"], "mariadb:10.11");
+        assert_eq!(ctr["args"][0], "--server-id=1$(POD_INDEX)");
+        assert_eq!(
+            ctr["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+        assert_eq!(
+            ctr["env"][2]["valueFrom"]["secretKeyRef"]["name"],
+            "db-credentials"
+        );
+        assert_eq!(
+            v["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+            "2Gi"
+        );
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"]["orca.dev/role"],
+            "replica"
+        );
+    }
+
+    #[test]
+    fn services_select_by_role_and_pin_the_primary() {
+        let c = cluster("image: mariadb:10.11\n");
+        let p = primary_service(&c, Some("db-1")).unwrap();
+        let sel = p.spec.unwrap().selector.unwrap();
+        assert_eq!(
+            sel.get("orca.dev/role").map(String::as_str),
+            Some("primary")
+        );
+        assert_eq!(sel.get(POD_NAME_LABEL).map(String::as_str), Some("db-1"));
+        let none = primary_service(&c, None).unwrap();
+        assert_eq!(
+            none.spec
+                .unwrap()
+                .selector
+                .unwrap()
+                .get(POD_NAME_LABEL)
+                .map(String::as_str),
+            Some("none")
+        );
+        let h = headless_service(&c).unwrap().spec.unwrap();
+        assert_eq!(h.cluster_ip.as_deref(), Some("None"));
+        let r = replicas_service(&c)
+            .unwrap()
+            .spec
+            .unwrap()
+            .selector
+            .unwrap();
+        assert_eq!(r.get("orca.dev/role").map(String::as_str), Some("replica"));
+        assert!(pod_disruption_budget(&c).is_ok());
+        assert!(config_map(&c).unwrap().data.unwrap()["orca.cnf"].contains("[mysqld]"));
+        let s = credentials_secret(&c, "a", "b").unwrap();
+        assert_eq!(s.string_data.unwrap()["root-password"], "a");
+        let pw = random_password().unwrap();
+        assert_eq!(pw.len(), 24);
+        assert_ne!(pw, random_password().unwrap());
+    }
+}
