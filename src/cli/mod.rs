@@ -7,6 +7,7 @@ pub mod crds;
 pub mod credentials;
 pub mod discover;
 pub mod local;
+pub mod operator;
 pub mod ops;
 pub mod standalone;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Op(ops::Op),
     /// Measure failover and switchover times on local servers.
     Bench(bench::BenchArgs),
+    /// Run the Kubernetes operator.
+    Operator(operator::OperatorArgs),
 }
 
 /// Exit codes.
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Standalone(a) => standalone::run(a).await,
             Command::Op(op) => ops::run(op).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Operator(a) => operator::run(a).await,
         }
     });
     ExitCode::from(code)

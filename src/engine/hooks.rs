@@ -6,7 +6,10 @@
 //! non-2xx answer, timeout — stops the operation.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,13 +18,25 @@ use tokio::io::AsyncWriteExt;
 use crate::plan::HookEvent;
 use crate::topology::InstanceKey;
 
+/// A hook run by another layer (the Kubernetes adapter runs Jobs): the
+/// engine only knows it succeeds or fails.
+pub trait ExternalHook: Send + Sync + std::fmt::Debug {
+    fn describe(&self) -> String;
+    fn run<'a>(
+        &'a self,
+        payload: &'a HookPayload,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// Where a hook goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum HookTarget {
     /// POST the payload to this URL.
     Webhook { url: String, timeout: Duration },
     /// Run this through `sh -c`.
     Command { command: String, timeout: Duration },
+    /// Run by another layer.
+    External(Arc<dyn ExternalHook>),
 }
 
 impl HookTarget {
@@ -29,6 +44,7 @@ impl HookTarget {
         match self {
             HookTarget::Webhook { url, .. } => format!("webhook {url}"),
             HookTarget::Command { command, .. } => format!("command {command:?}"),
+            HookTarget::External(h) => h.describe(),
         }
     }
 }
@@ -134,6 +150,7 @@ pub fn parse_event_value(s: &str) -> Result<(HookEvent, String), String> {
 async fn run_one(target: &HookTarget, payload: &HookPayload) -> Result<(), String> {
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
     match target {
+        HookTarget::External(h) => h.run(payload).await,
         HookTarget::Webhook { url, timeout } => {
             // One crypto provider for the whole process (TLS to https
             // webhooks); installing it again is a no-op.

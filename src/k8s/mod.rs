@@ -1,5 +1,9 @@
 //! Kubernetes adapter: custom resource types now; reconcilers, labels,
 //! events and status later.
 
+pub mod annotations;
 pub mod crd;
 pub mod objects;
+pub mod operator;
+pub mod policy;
+pub mod worker;

@@ -1,0 +1,218 @@
+//! Operations asked for with annotations on a `MySQLCluster`, and the
+//! per-pod annotations orca reads. Pure: parsing and validation only.
+
+use std::collections::BTreeMap;
+
+use super::crd::names::annotation;
+use crate::plan::candidate::PromotionRule;
+
+/// One operation asked for on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Hand the primary role to this pod, or to the best one (`None`).
+    GracefulTakeover { to: Option<String> },
+    /// Treat the primary as dead now.
+    ForceFailover,
+    /// Promote this pod, discarding the primary.
+    ForceTakeover { to: String },
+    /// Recover the failure found now, even with automatic failover off or
+    /// within the anti-flap period.
+    Recover,
+    /// Acknowledge the last recovery.
+    Acknowledge,
+}
+
+impl Request {
+    /// The annotation that asked for it.
+    pub fn annotation(&self) -> &'static str {
+        match self {
+            Request::GracefulTakeover { .. } => annotation::GRACEFUL_TAKEOVER,
+            Request::ForceFailover => annotation::FORCE_FAILOVER,
+            Request::ForceTakeover { .. } => annotation::FORCE_TAKEOVER,
+            Request::Recover => annotation::RECOVER,
+            Request::Acknowledge => annotation::ACKNOWLEDGE,
+        }
+    }
+}
+
+/// An annotation orca cannot act on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub annotation: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "annotation {}={:?} rejected: {}",
+            self.annotation, self.value, self.reason
+        )
+    }
+}
+
+fn is_pod_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.'])
+}
+
+fn truthy(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("true")
+}
+
+/// The operations the annotations ask for, in the order orca takes them
+/// (acknowledge first, then at most one operation), and the malformed
+/// ones.
+pub fn requests(annotations: &BTreeMap<String, String>) -> (Vec<Request>, Vec<Malformed>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    let mut reject = |a: &str, v: &str, reason: &str| {
+        bad.push(Malformed {
+            annotation: a.to_string(),
+            value: v.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if annotations.contains_key(annotation::ACKNOWLEDGE) {
+        ok.push(Request::Acknowledge);
+    }
+    if let Some(v) = annotations.get(annotation::GRACEFUL_TAKEOVER) {
+        match v.trim() {
+            "auto" => ok.push(Request::GracefulTakeover { to: None }),
+            pod if is_pod_name(pod) => ok.push(Request::GracefulTakeover {
+                to: Some(pod.to_string()),
+            }),
+            _ => reject(
+                annotation::GRACEFUL_TAKEOVER,
+                v,
+                "expected a pod name or \"auto\"",
+            ),
+        }
+    }
+    if let Some(v) = annotations.get(annotation::FORCE_FAILOVER) {
+        if truthy(v) {
+            ok.push(Request::ForceFailover);
+        } else {
+            reject(annotation::FORCE_FAILOVER, v, "expected \"true\"");
+        }
+    }
+    if let Some(v) = annotations.get(annotation::FORCE_TAKEOVER) {
+        if is_pod_name(v.trim()) {
+            ok.push(Request::ForceTakeover {
+                to: v.trim().to_string(),
+            });
+        } else {
+            reject(annotation::FORCE_TAKEOVER, v, "expected a pod name");
+        }
+    }
+    if let Some(v) = annotations.get(annotation::RECOVER) {
+        if truthy(v) {
+            ok.push(Request::Recover);
+        } else {
+            reject(annotation::RECOVER, v, "expected \"true\"");
+        }
+    }
+    (ok, bad)
+}
+
+/// A pod's promotion rule annotation.
+pub fn promotion_rule(
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<PromotionRule>, Malformed> {
+    match annotations.get(annotation::PROMOTION_RULE) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| Malformed {
+            annotation: annotation::PROMOTION_RULE.into(),
+            value: v.clone(),
+            reason: "expected prefer, neutral, prefer_not or must_not".into(),
+        }),
+    }
+}
+
+/// A pod's downtime annotation: whether it is in maintenance at `now`
+/// (seconds since the Unix epoch).
+pub fn downtimed(annotations: &BTreeMap<String, String>, now_unix: i64) -> Result<bool, Malformed> {
+    match annotations.get(annotation::DOWNTIME) {
+        None => Ok(false),
+        Some(v) => {
+            let until: jiff::Timestamp = v.trim().parse().map_err(|_| Malformed {
+                annotation: annotation::DOWNTIME.into(),
+                value: v.clone(),
+                reason: "expected an RFC 3339 time, such as 2026-01-02T15:04:05Z".into(),
+            })?;
+            Ok(until.as_second() > now_unix)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn operations_and_malformed_ones() {
+        let (ok, bad) = requests(&ann(&[(annotation::GRACEFUL_TAKEOVER, "auto")]));
+        assert_eq!(ok, vec![Request::GracefulTakeover { to: None }]);
+        assert!(bad.is_empty());
+        let (ok, _) = requests(&ann(&[
+            (annotation::GRACEFUL_TAKEOVER, "db-2"),
+            (annotation::ACKNOWLEDGE, "x"),
+        ]));
+        assert_eq!(
+            ok,
+            vec![
+                Request::Acknowledge,
+                Request::GracefulTakeover {
+                    to: Some("db-2".into())
+                }
+            ]
+        );
+        let (ok, bad) = requests(&ann(&[
+            (annotation::GRACEFUL_TAKEOVER, "Not A Pod!"),
+            (annotation::FORCE_FAILOVER, "yes"),
+            (annotation::FORCE_TAKEOVER, ""),
+            (annotation::RECOVER, "true"),
+        ]));
+        assert_eq!(ok, vec![Request::Recover]);
+        assert_eq!(bad.len(), 3);
+        assert!(bad[0].to_string().contains("rejected"));
+        let (ok, _) = requests(&ann(&[
+            (annotation::FORCE_FAILOVER, "TRUE"),
+            (annotation::FORCE_TAKEOVER, "db-1"),
+        ]));
+        assert_eq!(
+            ok,
+            vec![
+                Request::ForceFailover,
+                Request::ForceTakeover { to: "db-1".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_annotations() {
+        assert_eq!(promotion_rule(&ann(&[])).unwrap(), None);
+        assert_eq!(
+            promotion_rule(&ann(&[(annotation::PROMOTION_RULE, "must_not")])).unwrap(),
+            Some(PromotionRule::MustNot)
+        );
+        assert!(promotion_rule(&ann(&[(annotation::PROMOTION_RULE, "never")])).is_err());
+        let t = 1_800_000_000;
+        assert!(downtimed(&ann(&[(annotation::DOWNTIME, "2030-01-01T00:00:00Z")]), t).unwrap());
+        assert!(!downtimed(&ann(&[(annotation::DOWNTIME, "2020-01-01T00:00:00Z")]), t).unwrap());
+        assert!(downtimed(&ann(&[(annotation::DOWNTIME, "tomorrow")]), t).is_err());
+    }
+}
