@@ -44,10 +44,11 @@ pub async fn run(args: OperatorArgs) -> u8 {
     let ctx = Context::new(client, &args.identity, None);
     tracing::info!(identity = %args.identity, "orca operator started");
     run_controller(ctx, async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

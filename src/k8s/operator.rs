@@ -78,7 +78,12 @@ async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), OperatorError
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?;
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
     Ok(())
 }
 
@@ -89,7 +94,13 @@ async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<()
     }
     let root = objects::random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
     let repl = objects::random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
-    match api.create(&PostParams::default(), &objects::credentials_secret(c, &root, &repl)?).await {
+    match api
+        .create(
+            &PostParams::default(),
+            &objects::credentials_secret(c, &root, &repl)?,
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         // Someone else created it meanwhile: theirs stands.
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -107,12 +118,32 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     ensure_secret(c, client, &ns).await?;
-    apply(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &objects::config_map_name(c), &objects::config_map(c)?).await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+        &objects::config_map_name(c),
+        &objects::config_map(c)?,
+    )
+    .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    apply(&services, &objects::headless_service_name(c), &objects::headless_service(c)?).await?;
-    apply(&services, &objects::replicas_service_name(c), &objects::replicas_service(c)?).await?;
+    apply(
+        &services,
+        &objects::headless_service_name(c),
+        &objects::headless_service(c)?,
+    )
+    .await?;
+    apply(
+        &services,
+        &objects::replicas_service_name(c),
+        &objects::replicas_service(c)?,
+    )
+    .await?;
     let primary = c.status.as_ref().and_then(|s| s.primary.clone());
-    apply(&services, &objects::primary_service_name(c), &objects::primary_service(c, primary.as_deref())?).await?;
+    apply(
+        &services,
+        &objects::primary_service_name(c),
+        &objects::primary_service(c, primary.as_deref())?,
+    )
+    .await?;
     let mut sts = objects::stateful_set(c)?;
     // Never scale the primary away: keep its pod until the worker has
     // handed the role over.
@@ -125,7 +156,12 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     {
         spec.replicas = Some(o + 1);
     }
-    apply(&Api::<StatefulSet>::namespaced(client.clone(), &ns), &c.name_any(), &sts).await?;
+    apply(
+        &Api::<StatefulSet>::namespaced(client.clone(), &ns),
+        &c.name_any(),
+        &sts,
+    )
+    .await?;
     apply(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
         &c.name_any(),
@@ -189,11 +225,17 @@ fn error_policy(c: Arc<MySQLCluster>, e: &OperatorError, _ctx: Arc<Context>) -> 
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let clusters: Api<MySQLCluster> = Api::all(client.clone());
     Controller::new(clusters, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<StatefulSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {

@@ -55,7 +55,12 @@ fn event_of(e: crd_policy::HookEvent) -> HookEvent {
 
 /// Resolves the policy of `cluster` (`found` is the referenced policy, or
 /// the namespace's `default`, if it exists).
-pub fn resolve(cluster: &MySQLCluster, found: Option<&FailoverPolicy>, client: Client, namespace: &str) -> ResolvedPolicy {
+pub fn resolve(
+    cluster: &MySQLCluster,
+    found: Option<&FailoverPolicy>,
+    client: Client,
+    namespace: &str,
+) -> ResolvedPolicy {
     let spec = found.map(|p| p.spec.clone()).unwrap_or_default();
     let mut hooks = Hooks::default();
     for e in crd_policy::HookEvent::ALL {
@@ -152,7 +157,9 @@ impl std::fmt::Debug for JobHook {
 impl JobHook {
     async fn run_job(&self, payload: &HookPayload) -> Result<(), String> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        let opt = |k: &Option<crate::topology::InstanceKey>| k.as_ref().map(|k| k.to_string()).unwrap_or_default();
+        let opt = |k: &Option<crate::topology::InstanceKey>| {
+            k.as_ref().map(|k| k.to_string()).unwrap_or_default()
+        };
         let env = json!([
             { "name": "ORCA_EVENT", "value": payload.event.name() },
             { "name": "ORCA_CLUSTER", "value": payload.cluster },
@@ -163,10 +170,21 @@ impl JobHook {
             { "name": "ORCA_RECOVERY_ID", "value": payload.recovery_id },
             { "name": "ORCA_PAYLOAD", "value": serde_json::to_string(payload).unwrap_or_default() },
         ]);
-        let mut spec = self.template.get("spec").cloned().unwrap_or_else(|| json!({}));
-        if let Some(containers) = spec.pointer_mut("/template/spec/containers").and_then(|c| c.as_array_mut()) {
+        let mut spec = self
+            .template
+            .get("spec")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let Some(containers) = spec
+            .pointer_mut("/template/spec/containers")
+            .and_then(|c| c.as_array_mut())
+        {
             for c in containers {
-                let mut all = c.get("env").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+                let mut all = c
+                    .get("env")
+                    .and_then(|e| e.as_array())
+                    .cloned()
+                    .unwrap_or_default();
                 all.extend(env.as_array().cloned().unwrap_or_default());
                 c["env"] = json!(all);
             }
@@ -176,7 +194,11 @@ impl JobHook {
         {
             t["restartPolicy"] = json!("Never");
         }
-        let mut labels = self.template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let mut labels = self
+            .template
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         labels["orca.dev/cluster"] = json!(self.cluster);
         labels["orca.dev/hook"] = json!(payload.event.name());
         let job: Job = serde_json::from_value(json!({
@@ -190,16 +212,29 @@ impl JobHook {
             "spec": spec,
         }))
         .map_err(|e| format!("the Job template: {e}"))?;
-        let created = api.create(&PostParams::default(), &job).await.map_err(|e| e.to_string())?;
+        let created = api
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| e.to_string())?;
         let name = created.name_any();
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let j = api.get(&name).await.map_err(|e| e.to_string())?;
-            let conds = j.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-            if conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") {
+            let conds = j
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            if conds
+                .iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+            {
                 return Ok(());
             }
-            if conds.iter().any(|c| c.type_ == "Failed" && c.status == "True") {
+            if conds
+                .iter()
+                .any(|c| c.type_ == "Failed" && c.status == "True")
+            {
                 return Err(format!("Job {name} failed"));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -207,7 +242,10 @@ impl JobHook {
                 let _ = api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "annotations": { "orca.dev/hook-timed-out": "true" } } })))
                     .await;
-                return Err(format!("Job {name} did not finish within {:?}", self.timeout));
+                return Err(format!(
+                    "Job {name} did not finish within {:?}",
+                    self.timeout
+                ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -219,7 +257,10 @@ impl ExternalHook for JobHook {
         format!("job in {}", self.namespace)
     }
 
-    fn run<'a>(&'a self, payload: &'a HookPayload) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn run<'a>(
+        &'a self,
+        payload: &'a HookPayload,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(self.run_job(payload))
     }
 }

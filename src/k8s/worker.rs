@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::annotations::{self, Request};
 use super::crd::cluster::{
-    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase, OperationStatus,
-    ThreadState,
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase,
+    OperationStatus, ThreadState,
 };
 use super::crd::names::{condition, label};
 use super::crd::policy::FailoverPolicy;
@@ -28,8 +28,8 @@ use crate::engine::executor::{
     Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, StepOutcome, operation_id,
 };
 use crate::engine::{ClusterEngine, EngineConfig};
-use crate::mysql::conn::{Timeouts, connect, exec};
 use crate::mysql::Credentials;
+use crate::mysql::conn::{Timeouts, connect, exec};
 use crate::plan::{Plan, PlanKind, SourcePosition, Step, recovery, takeover};
 use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
@@ -118,11 +118,15 @@ fn now_rfc3339() -> String {
 
 fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError> {
     let get = |k: &str| -> Result<String, WorkerError> {
-        let data = secret.data.as_ref().and_then(|d| d.get(k)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
         let string = secret.string_data.as_ref().and_then(|d| d.get(k)).cloned();
-        data.or(string)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| WorkerError::Credentials(format!("the Secret {} has no key {k}", secret.name_any())))
+        data.or(string).filter(|s| !s.is_empty()).ok_or_else(|| {
+            WorkerError::Credentials(format!("the Secret {} has no key {k}", secret.name_any()))
+        })
     };
     Ok((
         Credentials::new("root", get(secret_keys::ROOT_PASSWORD)?),
@@ -153,10 +157,21 @@ impl Worker {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    async fn event(&self, cluster: &MySQLCluster, warning: bool, reason: &str, action: &str, note: String) {
+    async fn event(
+        &self,
+        cluster: &MySQLCluster,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         tracing::info!(cluster = %self.name, namespace = %self.namespace, reason, "{note}");
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
             action: action.into(),
@@ -169,7 +184,11 @@ impl Worker {
 
     async fn patch_status(&self, status: serde_json::Value) -> Result<(), WorkerError> {
         self.clusters()
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
             .await?;
         Ok(())
     }
@@ -187,9 +206,18 @@ impl Worker {
 
     async fn policy(&self, cluster: &MySQLCluster) -> ResolvedPolicy {
         let api: Api<FailoverPolicy> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = cluster.spec.failover_policy_ref.clone().unwrap_or_else(|| "default".into());
+        let name = cluster
+            .spec
+            .failover_policy_ref
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let found = api.get_opt(&name).await.ok().flatten();
-        policy::resolve(cluster, found.as_ref(), self.client.clone(), &self.namespace)
+        policy::resolve(
+            cluster,
+            found.as_ref(),
+            self.client.clone(),
+            &self.namespace,
+        )
     }
 
     /// One round; returns how long to wait before the next.
@@ -234,7 +262,15 @@ impl Worker {
                 },
                 Default::default(),
             );
-            ClusterEngine::new(EngineConfig::new(format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())), executor, Vec::new())
+            ClusterEngine::new(
+                EngineConfig::new(format!(
+                    "{}/{}",
+                    cluster.namespace().unwrap_or_default(),
+                    cluster.name_any()
+                )),
+                executor,
+                Vec::new(),
+            )
         });
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
@@ -279,20 +315,36 @@ impl Worker {
         }
         let mut primary = status.primary.clone();
         if let Some(record) = &report.recovery {
-            primary = self.after_operation(&cluster, &pods, record, OperationKind::Failover, primary).await?;
+            primary = self
+                .after_operation(&cluster, &pods, record, OperationKind::Failover, primary)
+                .await?;
         }
         if let Some(why) = &report.blocked
             && report.new_findings.iter().any(|f| f.code.is_failure())
         {
-            self.event(&cluster, true, "RecoveryBlocked", "Recover", why.clone()).await;
+            self.event(&cluster, true, "RecoveryBlocked", "Recover", why.clone())
+                .await;
         }
         for k in &report.fenced {
-            self.event(&cluster, true, "FormerPrimaryFenced", "Fence", format!("the former primary {} answers again: made read only", pod_of(&pods, k))).await;
+            self.event(
+                &cluster,
+                true,
+                "FormerPrimaryFenced",
+                "Fence",
+                format!(
+                    "the former primary {} answers again: made read only",
+                    pod_of(&pods, k)
+                ),
+            )
+            .await;
         }
         primary = self.operations(&cluster, &pods, primary).await?;
-        self.join_replicas(&cluster, &pods, primary.as_deref()).await;
-        self.apply_roles(&cluster, &pods, primary.as_deref()).await?;
-        self.write_status(&cluster, &pods, primary.as_deref()).await?;
+        self.join_replicas(&cluster, &pods, primary.as_deref())
+            .await;
+        self.apply_roles(&cluster, &pods, primary.as_deref())
+            .await?;
+        self.write_status(&cluster, &pods, primary.as_deref())
+            .await?;
         Ok(Some(self.engine_mut().next_delay()))
     }
 
@@ -317,8 +369,16 @@ impl Worker {
     async fn announce(&mut self, cluster: &MySQLCluster, f: &Finding) {
         let id = (f.code.to_string(), f.instance.clone());
         if self.announced.insert(id) {
-            let warning = f.is_failure() || !matches!(f.severity(), crate::analysis::Severity::Info);
-            self.event(cluster, warning, f.code.name(), "Analyze", f.description.clone()).await;
+            let warning =
+                f.is_failure() || !matches!(f.severity(), crate::analysis::Severity::Info);
+            self.event(
+                cluster,
+                warning,
+                f.code.name(),
+                "Analyze",
+                f.description.clone(),
+            )
+            .await;
         }
     }
 
@@ -333,7 +393,10 @@ impl Worker {
         repl: &Credentials,
     ) -> Result<Option<Duration>, WorkerError> {
         let wanted = cluster.spec.replicas.max(1) as usize;
-        let ready: Vec<&PodView> = pods.iter().filter(|p| p.ready && p.key.is_some() && !p.deleting).collect();
+        let ready: Vec<&PodView> = pods
+            .iter()
+            .filter(|p| p.ready && p.key.is_some() && !p.deleting)
+            .collect();
         if ready.len() < wanted {
             self.patch_status(json!({
                 "observedGeneration": cluster.metadata.generation,
@@ -362,15 +425,19 @@ impl Worker {
                 first.name.clone()
             }
         };
-        let Some(pkey) = pods.iter().find(|p| p.name == primary_pod).and_then(|p| p.key.clone()) else {
+        let Some(pkey) = pods
+            .iter()
+            .find(|p| p.name == primary_pod)
+            .and_then(|p| p.key.clone())
+        else {
             return Ok(Some(Duration::from_secs(1)));
         };
         if existing.is_none() {
             let semi = cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled);
             let t = Timeouts::default();
-            let mut conn = connect(&pkey, root, t)
-                .await
-                .map_err(|e| WorkerError::Credentials(format!("connecting to {primary_pod}: {e}")))?;
+            let mut conn = connect(&pkey, root, t).await.map_err(|e| {
+                WorkerError::Credentials(format!("connecting to {primary_pod}: {e}"))
+            })?;
             let user = format!("'{REPL_USER}'@'%'");
             let pw = crate::mysql::dialect::quote(repl.password());
             let mut statements = vec![
@@ -380,23 +447,39 @@ impl Worker {
             ];
             if semi {
                 statements.push(match objects::flavor(cluster) {
-                    crate::topology::Flavor::MariaDb => "SET GLOBAL rpl_semi_sync_master_enabled = ON".into(),
-                    crate::topology::Flavor::MySql => "SET GLOBAL rpl_semi_sync_source_enabled = ON".into(),
+                    crate::topology::Flavor::MariaDb => {
+                        "SET GLOBAL rpl_semi_sync_master_enabled = ON".into()
+                    }
+                    crate::topology::Flavor::MySql => {
+                        "SET GLOBAL rpl_semi_sync_source_enabled = ON".into()
+                    }
                 });
             }
             statements.push(match objects::flavor(cluster) {
                 crate::topology::Flavor::MariaDb => "SET GLOBAL read_only = OFF".into(),
-                crate::topology::Flavor::MySql => "SET GLOBAL super_read_only = OFF, GLOBAL read_only = OFF".into(),
+                crate::topology::Flavor::MySql => {
+                    "SET GLOBAL super_read_only = OFF, GLOBAL read_only = OFF".into()
+                }
             });
             for sql in statements {
                 exec(&mut conn, &pkey, t.query, "bootstrapping the primary", &sql)
                     .await
-                    .map_err(|e| WorkerError::Credentials(format!("bootstrapping {primary_pod}: {e}")))?;
+                    .map_err(|e| {
+                        WorkerError::Credentials(format!("bootstrapping {primary_pod}: {e}"))
+                    })?;
             }
             let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
         }
-        self.event(cluster, false, "PrimaryElected", "Bootstrap", format!("{primary_pod} is the primary")).await;
-        self.patch_status(json!({ "primary": primary_pod, "epoch": self.epoch })).await?;
+        self.event(
+            cluster,
+            false,
+            "PrimaryElected",
+            "Bootstrap",
+            format!("{primary_pod} is the primary"),
+        )
+        .await;
+        self.patch_status(json!({ "primary": primary_pod, "epoch": self.epoch }))
+            .await?;
         self.join_replicas(cluster, pods, Some(&primary_pod)).await;
         self.apply_roles(cluster, pods, Some(&primary_pod)).await?;
         self.write_status(cluster, pods, Some(&primary_pod)).await?;
@@ -406,9 +489,18 @@ impl Worker {
     /// Points pods that replicate from nothing (new pods, a returning
     /// former primary) or from an address no pod has any more at the
     /// primary, when they can follow it; reports those that cannot.
-    async fn join_replicas(&mut self, cluster: &MySQLCluster, pods: &[PodView], primary: Option<&str>) {
+    async fn join_replicas(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) {
         let Some(primary) = primary else { return };
-        let Some(pkey) = pods.iter().find(|p| p.name == primary).and_then(|p| p.key.clone()) else {
+        let Some(pkey) = pods
+            .iter()
+            .find(|p| p.name == primary)
+            .and_then(|p| p.key.clone())
+        else {
             return;
         };
         let topo = self.engine_mut().topology().clone();
@@ -478,32 +570,59 @@ impl Worker {
         };
         let record = self.engine_mut().executor.execute(&plan, &meta).await;
         if record.outcome.succeeded() {
-            self.event(cluster, false, "ReplicaJoined", "Join", format!("{} replicate from {primary}", joined.join(", "))).await;
+            self.event(
+                cluster,
+                false,
+                "ReplicaJoined",
+                "Join",
+                format!("{} replicate from {primary}", joined.join(", ")),
+            )
+            .await;
         } else {
-            self.event(cluster, true, "JoinFailed", "Join", format!("joining {}: {:?}", joined.join(", "), record.outcome)).await;
+            self.event(
+                cluster,
+                true,
+                "JoinFailed",
+                "Join",
+                format!("joining {}: {:?}", joined.join(", "), record.outcome),
+            )
+            .await;
         }
     }
 
     /// Labels: the old primary loses its role label first, then the new
     /// primary gets it, then the primary Service is pinned to it by pod
     /// name — two pods can never both receive writes through it.
-    async fn apply_roles(&self, cluster: &MySQLCluster, pods: &[PodView], primary: Option<&str>) -> Result<(), WorkerError> {
+    async fn apply_roles(
+        &self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) -> Result<(), WorkerError> {
         let api = self.pods();
-        let set = |role: &'static str| Patch::Merge(json!({ "metadata": { "labels": { label::ROLE: role } } }));
+        let set = |role: &'static str| {
+            Patch::Merge(json!({ "metadata": { "labels": { label::ROLE: role } } }))
+        };
         for p in pods.iter().filter(|p| Some(p.name.as_str()) != primary) {
             if p.role_label.as_deref() != Some(label::ROLE_REPLICA) {
-                api.patch(&p.name, &PatchParams::default(), &set(label::ROLE_REPLICA)).await?;
+                api.patch(&p.name, &PatchParams::default(), &set(label::ROLE_REPLICA))
+                    .await?;
             }
         }
         if let Some(pp) = primary.and_then(|n| pods.iter().find(|p| p.name == n))
             && pp.role_label.as_deref() != Some(label::ROLE_PRIMARY)
         {
-            api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY)).await?;
+            api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY))
+                .await?;
         }
         let svc = objects::primary_service(cluster, primary)?;
         let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         services
-            .patch(&objects::primary_service_name(cluster), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&svc))
+            .patch(
+                &objects::primary_service_name(cluster),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&svc),
+            )
             .await?;
         Ok(())
     }
@@ -521,7 +640,10 @@ impl Worker {
         let ok = record.outcome.succeeded();
         let promoted = matches!(
             record.kind,
-            PlanKind::RecoverDeadPrimary | PlanKind::GracefulTakeover | PlanKind::ForceFailover | PlanKind::ForceTakeover
+            PlanKind::RecoverDeadPrimary
+                | PlanKind::GracefulTakeover
+                | PlanKind::ForceFailover
+                | PlanKind::ForceTakeover
         );
         let new_primary = match (&record.successor, ok && promoted) {
             (Some(k), true) => Some(pod_of(pods, k)),
@@ -533,16 +655,28 @@ impl Worker {
                 "{} succeeded in {} ms{}",
                 record.kind.name(),
                 record.duration_ms,
-                target.as_ref().map(|t| format!("; {t} is the new source")).unwrap_or_default()
+                target
+                    .as_ref()
+                    .map(|t| format!("; {t} is the new source"))
+                    .unwrap_or_default()
             ),
             Outcome::Vetoed(e) => format!("{} vetoed: {e}", record.kind.name()),
             Outcome::RolledBack(e) => format!("{} rolled back: {e}", record.kind.name()),
             Outcome::Failed(e) => format!("{} failed: {e}", record.kind.name()),
         };
-        let lost: Vec<String> = record.lost_replicas.iter().map(|(k, why)| format!("{} ({why})", pod_of(pods, k))).collect();
-        let message = if lost.is_empty() { message } else { format!("{message}; lost replicas: {}", lost.join(", ")) };
+        let lost: Vec<String> = record
+            .lost_replicas
+            .iter()
+            .map(|(k, why)| format!("{} ({why})", pod_of(pods, k)))
+            .collect();
+        let message = if lost.is_empty() {
+            message
+        } else {
+            format!("{message}; lost replicas: {}", lost.join(", "))
+        };
         if ok && promoted {
-            self.apply_roles(cluster, pods, new_primary.as_deref()).await?;
+            self.apply_roles(cluster, pods, new_primary.as_deref())
+                .await?;
         }
         self.patch_status(json!({
             "primary": new_primary,
@@ -564,7 +698,11 @@ impl Worker {
             (_, true) => "Failover",
             (_, false) => "FailoverFailed",
         };
-        for s in record.steps.iter().filter(|s| matches!(s.outcome, StepOutcome::Failed(_))) {
+        for s in record
+            .steps
+            .iter()
+            .filter(|s| matches!(s.outcome, StepOutcome::Failed(_)))
+        {
             tracing::warn!(cluster = %self.name, step = %s.description, "step failed");
         }
         self.event(cluster, !ok, reason, "Recover", message).await;
@@ -582,14 +720,23 @@ impl Worker {
     ) -> Result<Option<String>, WorkerError> {
         let (requests, malformed) = annotations::requests(cluster.annotations());
         for m in malformed {
-            self.event(cluster, true, "InvalidAnnotation", "Validate", m.to_string()).await;
+            self.event(
+                cluster,
+                true,
+                "InvalidAnnotation",
+                "Validate",
+                m.to_string(),
+            )
+            .await;
             self.patch_status(json!({
                 "conditions": conditions(cluster, &[(condition::DEGRADED, true, "InvalidAnnotation", m.to_string())]),
             }))
             .await?;
             self.remove_annotation(&m.annotation).await?;
         }
-        let primary_pod = primary.as_ref().and_then(|n| pods.iter().find(|p| &p.name == n));
+        let primary_pod = primary
+            .as_ref()
+            .and_then(|n| pods.iter().find(|p| &p.name == n));
         // The primary's pod is going away: hand the role over first.
         let leaving = primary_pod.is_some_and(|p| {
             p.deleting || p.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
@@ -598,25 +745,50 @@ impl Worker {
             && let Some(p) = primary_pod
             && self.handed_over.insert(p.name.clone())
         {
-            let why = if p.deleting { "is being deleted" } else { "is scaled away" };
-            self.event(cluster, false, "PrimaryLeaving", "GracefulTakeover", format!("the primary {} {why}: graceful takeover", p.name)).await;
+            let why = if p.deleting {
+                "is being deleted"
+            } else {
+                "is scaled away"
+            };
+            self.event(
+                cluster,
+                false,
+                "PrimaryLeaving",
+                "GracefulTakeover",
+                format!("the primary {} {why}: graceful takeover", p.name),
+            )
+            .await;
             let exclude: Vec<String> = pods
                 .iter()
-                .filter(|q| q.deleting || q.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas))
+                .filter(|q| {
+                    q.deleting || q.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
+                })
                 .map(|q| q.name.clone())
                 .collect();
-            return self.takeover(cluster, pods, primary.clone(), None, &exclude).await;
+            return self
+                .takeover(cluster, pods, primary.clone(), None, &exclude)
+                .await;
         }
         for r in requests {
             let key = r.annotation();
             let new_primary = match &r {
                 Request::Acknowledge => {
                     self.engine_mut().acknowledge();
-                    self.event(cluster, false, "Acknowledged", "Acknowledge", "the last recovery is acknowledged".into()).await;
+                    self.event(
+                        cluster,
+                        false,
+                        "Acknowledged",
+                        "Acknowledge",
+                        "the last recovery is acknowledged".into(),
+                    )
+                    .await;
                     self.remove_annotation(key).await?;
                     continue;
                 }
-                Request::GracefulTakeover { to } => self.takeover(cluster, pods, primary.clone(), to.as_deref(), &[]).await?,
+                Request::GracefulTakeover { to } => {
+                    self.takeover(cluster, pods, primary.clone(), to.as_deref(), &[])
+                        .await?
+                }
                 Request::ForceFailover | Request::ForceTakeover { .. } | Request::Recover => {
                     self.force(cluster, pods, primary.clone(), &r).await?
                 }
@@ -627,7 +799,11 @@ impl Worker {
         Ok(primary)
     }
 
-    async fn set_running(&self, kind: OperationKind, target: Option<String>) -> Result<(), WorkerError> {
+    async fn set_running(
+        &self,
+        kind: OperationKind,
+        target: Option<String>,
+    ) -> Result<(), WorkerError> {
         self.patch_status(json!({
             "lastOperation": OperationStatus {
                 kind,
@@ -642,8 +818,15 @@ impl Worker {
         .await
     }
 
-    async fn refuse(&self, cluster: &MySQLCluster, kind: OperationKind, target: Option<String>, why: String) -> Result<(), WorkerError> {
-        self.event(cluster, true, "OperationRefused", "Operate", why.clone()).await;
+    async fn refuse(
+        &self,
+        cluster: &MySQLCluster,
+        kind: OperationKind,
+        target: Option<String>,
+        why: String,
+    ) -> Result<(), WorkerError> {
+        self.event(cluster, true, "OperationRefused", "Operate", why.clone())
+            .await;
         self.patch_status(json!({
             "lastOperation": OperationStatus {
                 kind,
@@ -668,14 +851,26 @@ impl Worker {
     ) -> Result<Option<String>, WorkerError> {
         let kind = OperationKind::GracefulTakeover;
         let Some(pkey) = primary.as_ref().and_then(|n| key_of(pods, n)) else {
-            self.refuse(cluster, kind, to.map(String::from), "no primary to take over from".into()).await?;
+            self.refuse(
+                cluster,
+                kind,
+                to.map(String::from),
+                "no primary to take over from".into(),
+            )
+            .await?;
             return Ok(primary);
         };
         let target = match to {
             Some(t) => match key_of(pods, t) {
                 Some(k) => Some(k),
                 None => {
-                    self.refuse(cluster, kind, Some(t.into()), format!("{t} is not a pod of this cluster with an address")).await?;
+                    self.refuse(
+                        cluster,
+                        kind,
+                        Some(t.into()),
+                        format!("{t} is not a pod of this cluster with an address"),
+                    )
+                    .await?;
                     return Ok(primary);
                 }
             },
@@ -689,14 +884,17 @@ impl Worker {
         };
         for name in exclude {
             if let Some(k) = key_of(pods, name) {
-                opts.candidate.rules.insert(k, crate::plan::candidate::PromotionRule::MustNot);
+                opts.candidate
+                    .rules
+                    .insert(k, crate::plan::candidate::PromotionRule::MustNot);
             }
         }
         let topo = self.engine_mut().topology().clone();
         let plan = match takeover::graceful_takeover(&topo, &pkey, target.as_ref(), &opts) {
             Ok(p) => p,
             Err(e) => {
-                self.refuse(cluster, kind, to.map(String::from), e.to_string()).await?;
+                self.refuse(cluster, kind, to.map(String::from), e.to_string())
+                    .await?;
                 return Ok(primary);
             }
         };
@@ -706,7 +904,8 @@ impl Worker {
             trigger: plan.kind.name().into(),
         };
         let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary).await
+        self.after_operation(cluster, pods, &record, kind, primary)
+            .await
     }
 
     async fn force(
@@ -727,23 +926,43 @@ impl Worker {
         let opts = self.engine_mut().config.recovery.clone();
         let pkey = primary.as_ref().and_then(|n| key_of(pods, n));
         if let Request::Recover = r {
-            let failure = self.engine_mut().findings().iter().find(|f| f.code.is_failure()).cloned();
+            let failure = self
+                .engine_mut()
+                .findings()
+                .iter()
+                .find(|f| f.code.is_failure())
+                .cloned();
             let Some(f) = failure else {
-                self.refuse(cluster, kind, None, "nothing to recover: no failure found".into()).await?;
+                self.refuse(
+                    cluster,
+                    kind,
+                    None,
+                    "nothing to recover: no failure found".into(),
+                )
+                .await?;
                 return Ok(primary);
             };
             let record = self.engine_mut().recover(&f).await;
-            return self.after_operation(cluster, pods, &record, kind, primary).await;
+            return self
+                .after_operation(cluster, pods, &record, kind, primary)
+                .await;
         }
         let Some(pkey) = pkey else {
-            self.refuse(cluster, kind, target, "no primary".into()).await?;
+            self.refuse(cluster, kind, target, "no primary".into())
+                .await?;
             return Ok(primary);
         };
         let plan = match r {
             Request::ForceTakeover { to } => match key_of(pods, to) {
                 Some(t) => recovery::force_takeover(&topo, &pkey, &t, &opts),
                 None => {
-                    self.refuse(cluster, kind, target, format!("{to} is not a pod of this cluster with an address")).await?;
+                    self.refuse(
+                        cluster,
+                        kind,
+                        target,
+                        format!("{to} is not a pod of this cluster with an address"),
+                    )
+                    .await?;
                     return Ok(primary);
                 }
             },
@@ -762,10 +981,16 @@ impl Worker {
             trigger: plan.kind.name().into(),
         };
         let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary).await
+        self.after_operation(cluster, pods, &record, kind, primary)
+            .await
     }
 
-    async fn write_status(&mut self, cluster: &MySQLCluster, pods: &[PodView], primary: Option<&str>) -> Result<(), WorkerError> {
+    async fn write_status(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) -> Result<(), WorkerError> {
         let engine = self.engine_mut();
         let topo = engine.topology().clone();
         let findings = engine.findings().to_vec();
@@ -791,7 +1016,10 @@ impl Worker {
             if healthy && p.ready {
                 ready += 1;
             }
-            let mut probs: Vec<String> = problems.get(k).map(|v| v.iter().map(|p| p.to_string()).collect()).unwrap_or_default();
+            let mut probs: Vec<String> = problems
+                .get(k)
+                .map(|v| v.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
             for f in findings.iter().filter(|f| &f.instance == k) {
                 probs.push(f.code.to_string());
             }
@@ -807,9 +1035,17 @@ impl Worker {
                     IoThreadState::Connecting => ThreadState::Connecting,
                     IoThreadState::No => ThreadState::Stopped,
                 }),
-                sql_thread: r.map(|r| if r.sql_running { ThreadState::Running } else { ThreadState::Stopped }),
+                sql_thread: r.map(|r| {
+                    if r.sql_running {
+                        ThreadState::Running
+                    } else {
+                        ThreadState::Stopped
+                    }
+                }),
                 lag_seconds: node.and_then(|n| n.lag_ms).map(|ms| ms as f64 / 1000.0),
-                gtid_position: snap.and_then(|s| s.gtid.executed.as_ref()).map(|g| g.to_string()),
+                gtid_position: snap
+                    .and_then(|s| s.gtid.executed.as_ref())
+                    .map(|g| g.to_string()),
                 errant_gtids: node.and_then(|n| n.errant.as_ref()).map(|g| g.to_string()),
                 problems: probs,
             });
@@ -819,25 +1055,96 @@ impl Worker {
             .and_then(|k| topo.get(&k).and_then(|n| n.snapshot.clone()))
             .is_some_and(|s| !s.is_read_only());
         let failure = findings.iter().find(|f| f.is_failure());
-        let degraded: Vec<String> = findings.iter().map(|f| format!("{} ({})", f.code, pod_of(pods, &f.instance))).collect();
-        let healthy = findings.is_empty() && ready == pods.len() && pods.len() as i32 == cluster.spec.replicas;
-        let conds = conditions(cluster, &[
-            (condition::AVAILABLE, available, if available { "PrimaryWritable" } else { "NoWritablePrimary" }, primary.map(|p| format!("{p} takes writes")).unwrap_or_else(|| "no primary".into())),
-            (condition::HEALTHY, healthy, if healthy { "AllReplicating" } else { "Problems" }, if healthy { "every instance replicates as it should".into() } else { format!("{ready} of {} instances ready{}", cluster.spec.replicas, if degraded.is_empty() { String::new() } else { format!("; {}", degraded.join(", ")) }) }),
-            (condition::DEGRADED, !degraded.is_empty(), if degraded.is_empty() { "NoProblems" } else { "Problems" }, degraded.join(", ")),
-            (condition::FAILED, failure.is_some() && blocked.is_some(), if failure.is_some() { "RecoveryBlocked" } else { "NoFailure" }, failure.map(|f| format!("{}; {}", f.description, blocked.clone().unwrap_or_default())).unwrap_or_default()),
-            (condition::RECONCILING, pods.len() as i32 != cluster.spec.replicas, "Scaling", format!("{} pods, {} wanted", pods.len(), cluster.spec.replicas)),
-        ]);
+        let degraded: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{} ({})", f.code, pod_of(pods, &f.instance)))
+            .collect();
+        let healthy = findings.is_empty()
+            && ready == pods.len()
+            && pods.len() as i32 == cluster.spec.replicas;
+        let conds = conditions(
+            cluster,
+            &[
+                (
+                    condition::AVAILABLE,
+                    available,
+                    if available {
+                        "PrimaryWritable"
+                    } else {
+                        "NoWritablePrimary"
+                    },
+                    primary
+                        .map(|p| format!("{p} takes writes"))
+                        .unwrap_or_else(|| "no primary".into()),
+                ),
+                (
+                    condition::HEALTHY,
+                    healthy,
+                    if healthy {
+                        "AllReplicating"
+                    } else {
+                        "Problems"
+                    },
+                    if healthy {
+                        "every instance replicates as it should".into()
+                    } else {
+                        format!(
+                            "{ready} of {} instances ready{}",
+                            cluster.spec.replicas,
+                            if degraded.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {}", degraded.join(", "))
+                            }
+                        )
+                    },
+                ),
+                (
+                    condition::DEGRADED,
+                    !degraded.is_empty(),
+                    if degraded.is_empty() {
+                        "NoProblems"
+                    } else {
+                        "Problems"
+                    },
+                    degraded.join(", "),
+                ),
+                (
+                    condition::FAILED,
+                    failure.is_some() && blocked.is_some(),
+                    if failure.is_some() {
+                        "RecoveryBlocked"
+                    } else {
+                        "NoFailure"
+                    },
+                    failure
+                        .map(|f| {
+                            format!("{}; {}", f.description, blocked.clone().unwrap_or_default())
+                        })
+                        .unwrap_or_default(),
+                ),
+                (
+                    condition::RECONCILING,
+                    pods.len() as i32 != cluster.spec.replicas,
+                    "Scaling",
+                    format!("{} pods, {} wanted", pods.len(), cluster.spec.replicas),
+                ),
+            ],
+        );
         let status = MySQLClusterStatus {
             conditions: conds,
             primary: primary.map(String::from),
             ready_replicas: ready as i32,
             epoch: self.epoch,
             topology,
-            last_operation: cluster.status.as_ref().and_then(|s| s.last_operation.clone()),
+            last_operation: cluster
+                .status
+                .as_ref()
+                .and_then(|s| s.last_operation.clone()),
             observed_generation: cluster.metadata.generation,
         };
-        let mut v = serde_json::to_value(&status).map_err(|e| WorkerError::Credentials(e.to_string()))?;
+        let mut v =
+            serde_json::to_value(&status).map_err(|e| WorkerError::Credentials(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.remove("lastOperation");
         }
@@ -848,14 +1155,26 @@ impl Worker {
 /// Transactions `replica` has that `primary` lacks (its own writes, not
 /// received from any source), as text; `None` when it holds nothing more.
 fn extra_transactions(replica: &Snapshot, primary: &Snapshot) -> Option<String> {
-    let mine = replica.gtid.binlog_state.as_ref().or(replica.gtid.executed.as_ref())?;
-    let theirs = primary.gtid.binlog_state.as_ref().or(primary.gtid.executed.as_ref())?;
+    let mine = replica
+        .gtid
+        .binlog_state
+        .as_ref()
+        .or(replica.gtid.executed.as_ref())?;
+    let theirs = primary
+        .gtid
+        .binlog_state
+        .as_ref()
+        .or(primary.gtid.executed.as_ref())?;
     if mine.is_empty() {
         return None;
     }
     match theirs.contains(mine) {
         Some(true) => None,
-        _ => mine.subtract(theirs).map(|g| g.to_string()).filter(|s| !s.is_empty()).or(Some(mine.to_string())),
+        _ => mine
+            .subtract(theirs)
+            .map(|g| g.to_string())
+            .filter(|s| !s.is_empty())
+            .or(Some(mine.to_string())),
     }
 }
 
@@ -867,13 +1186,19 @@ fn pod_of(pods: &[PodView], key: &InstanceKey) -> String {
 }
 
 fn key_of(pods: &[PodView], name: &str) -> Option<InstanceKey> {
-    pods.iter().find(|p| p.name == name).and_then(|p| p.key.clone())
+    pods.iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.key.clone())
 }
 
 /// Conditions for status, keeping the transition time of those whose
 /// status did not change.
 fn conditions(cluster: &MySQLCluster, wanted: &[(&str, bool, &str, String)]) -> Vec<Condition> {
-    let old = cluster.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let old = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let mut out: Vec<Condition> = old.clone();
     for (type_, on, reason, message) in wanted {
         let status = if *on { "True" } else { "False" };

@@ -61,6 +61,32 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, ApiError> {
 }
 
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, ApiError> {
+    // The API server's JSON patch library lets `test` of a missing path
+    // against `null` pass (clients such as kube-rs' finalizer helper rely
+    // on it to mean "absent"); the crate here would fail it, so such tests
+    // are checked here and dropped.
+    let mut patch = patch.clone();
+    if let Some(ops) = patch.as_array_mut() {
+        let mut kept = Vec::with_capacity(ops.len());
+        for op in ops.drain(..) {
+            let is_null_test = op.get("op").and_then(Value::as_str) == Some("test")
+                && op.get("value").is_some_and(Value::is_null);
+            if is_null_test {
+                let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
+                match doc.pointer(path) {
+                    None | Some(Value::Null) => continue,
+                    Some(_) => {
+                        return Err(ApiError::unprocessable(format!(
+                            "testing value {path} failed: the value is not null"
+                        )));
+                    }
+                }
+            }
+            kept.push(op);
+        }
+        *ops = kept;
+    }
+    let patch = &patch;
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut out = doc.clone();
@@ -339,6 +365,15 @@ mod tests {
             .unwrap(),
             json!({"a": {"b": 5, "c": 2}})
         );
+        // A test of a missing path against null passes, as in the real
+        // API server (kube-rs' finalizer helper relies on it).
+        let added = json_patch(
+            &json!({"metadata": {"name": "x"}}),
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]),
+        )
+        .unwrap();
+        assert_eq!(added.pointer("/metadata/finalizers/0"), Some(&json!("x")));
         let e = json_patch(&doc, &json!([{"op": "test", "path": "/a/b", "value": 9}])).unwrap_err();
         assert_eq!(e.code, 422);
         assert_eq!(json_patch(&doc, &json!({"op": 1})).unwrap_err().code, 400);

@@ -1,0 +1,210 @@
+//! The operator against the sandbox API server, before any pod runs: a
+//! MySQLCluster is turned into its objects, invalid specs are refused, and
+//! deleting the cluster takes everything with it.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use orca::k8s::crd::cluster::MySQLCluster;
+use orca::k8s::operator::{Context, run};
+use support::eventually;
+#[path = "support/sandbox_api.rs"]
+mod sandbox_api;
+
+async fn client(sb: &sandbox_api::Sandbox) -> Client {
+    orca::cli::operator::client(Some(&sb.kubeconfig))
+        .await
+        .expect("client")
+}
+
+async fn install_crds(c: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(c.clone());
+    for crd in orca::k8s::crd::all_crds() {
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+    }
+}
+
+fn kubectl(sb: &sandbox_api::Sandbox, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&sb.kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is required (it ships with the machine; make deps checks)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_becomes_its_objects_and_goes_with_them() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("orca=debug")
+        .with_test_writer()
+        .try_init();
+    let sb = sandbox_api::start();
+    let c = client(&sb).await;
+    install_crds(&c).await;
+    let ctx = Context::new(c.clone(), "test-operator", None);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    let (ok, out) = kubectl(&sb, &["create", "namespace", "databases"], "");
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &sb,
+        &["apply", "-f", "-"],
+        &std::fs::read_to_string("examples/mysqlcluster.yaml").unwrap(),
+    );
+    assert!(ok, "{out}");
+    let cluster_name = {
+        let api: Api<MySQLCluster> = Api::namespaced(c.clone(), "databases");
+        let list = api.list(&Default::default()).await.unwrap();
+        list.items[0].name_any()
+    };
+    let ns = "databases";
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let s = eventually(Duration::from_secs(20), "the StatefulSet", || async {
+        sts.get_opt(&cluster_name).await.unwrap()
+    })
+    .await;
+    assert_eq!(s.owner_references()[0].kind, "MySQLCluster");
+    let spec = s.spec.unwrap();
+    let ctr = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(ctr.name, "mysqld");
+    let svc: Api<Service> = Api::namespaced(c.clone(), ns);
+    for name in [
+        cluster_name.clone(),
+        format!("{cluster_name}-primary"),
+        format!("{cluster_name}-replicas"),
+    ] {
+        let s = eventually(Duration::from_secs(10), "a Service", || async {
+            svc.get_opt(&name).await.unwrap()
+        })
+        .await;
+        assert_eq!(s.owner_references().len(), 1, "{name}");
+    }
+    let primary = svc.get(&format!("{cluster_name}-primary")).await.unwrap();
+    assert_eq!(
+        primary
+            .spec
+            .unwrap()
+            .selector
+            .unwrap()
+            .get("orca.dev/role")
+            .map(String::as_str),
+        Some("primary")
+    );
+    let cm: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
+    let cnf = cm
+        .get(&format!("{cluster_name}-config"))
+        .await
+        .unwrap()
+        .data
+        .unwrap()["orca.cnf"]
+        .clone();
+    assert!(cnf.contains("read-only = ON"), "{cnf}");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), ns);
+    let cluster: MySQLCluster = Api::namespaced(c.clone(), ns)
+        .get(&cluster_name)
+        .await
+        .unwrap();
+    let secret = secrets
+        .get(&cluster.credentials_secret_name())
+        .await
+        .unwrap();
+    assert!(secret.data.unwrap().contains_key("root-password"));
+    assert!(
+        cluster
+            .finalizers()
+            .contains(&"orca.dev/cleanup".to_string())
+    );
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), ns);
+    assert!(pdb.get_opt(&cluster_name).await.unwrap().is_some());
+    // No pods run here: the cluster waits for them and says so.
+    let api: Api<MySQLCluster> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(10),
+        "a Reconciling condition",
+        || async {
+            let c = api.get(&cluster_name).await.unwrap();
+            c.status?
+                .conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == "Reconciling" && c.status == "True" && c.reason == "WaitingForPods"
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    // Deleting the cluster takes its objects with it.
+    api.delete(&cluster_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the cluster and its objects gone",
+        || async {
+            (api.get_opt(&cluster_name).await.unwrap().is_none()
+                && sts.get_opt(&cluster_name).await.unwrap().is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    let _ = stop.send(());
+    let _ = op.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_specs_are_refused_with_the_reason() {
+    let sb = sandbox_api::start();
+    let c = client(&sb).await;
+    install_crds(&c).await;
+    let (ok, out) = kubectl(
+        &sb,
+        &["apply", "-f", "-"],
+        "apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: bad\nspec:\n  image: mariadb:10.11\n  replicas: 0\n",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("The MySQLCluster \"bad\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
+        "{out}"
+    );
+    let (ok, out) = kubectl(
+        &sb,
+        &["apply", "-f", "-"],
+        "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: p\nspec:\n  promotionRules:\n  - pod: db-0\n    rule: sometimes\n",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("spec.promotionRules[0].rule: Unsupported value: \"sometimes\""),
+        "{out}"
+    );
+}
