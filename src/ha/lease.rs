@@ -625,7 +625,9 @@ impl LeaderElector {
     }
 }
 
-/// A running elector task.
+/// A running elector task. Dropping it stops the election without
+/// releasing the Lease, as [`abort`](Self::abort) does; use
+/// [`shutdown`](Self::shutdown) to hand over at once.
 pub struct ElectorHandle {
     rx: watch::Receiver<Leadership>,
     stop: Option<oneshot::Sender<()>>,
