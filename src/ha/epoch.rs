@@ -20,6 +20,7 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use mysql_async::Conn;
@@ -30,9 +31,9 @@ use tokio::sync::watch;
 
 use super::lease::Leadership;
 use super::{Epoch, HaError, api_code, bounded};
-use crate::mysql::MysqlError;
-use crate::mysql::conn::{exec, query_rows};
+use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::heartbeat::SCHEMA;
+use crate::mysql::{Credentials, MysqlError};
 use crate::topology::InstanceKey;
 
 /// Why this replica may not act now.
@@ -187,7 +188,7 @@ pub async fn epoch_guarded_status_patch<K>(
     limit: Duration,
 ) -> Result<K, HaError>
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
 {
     let read = serde_json::to_value(current).map_err(|e| HaError::Answer {
         place: current.name_any(),
@@ -329,6 +330,20 @@ pub async fn record_epoch(
     }
     let stored = read_epoch(conn, key, limit).await?;
     check_recorded(stored, epoch, &format!("instance {key}"))
+}
+
+/// [`record_epoch`] on its own connection to `key`, opened and closed
+/// within `timeouts`.
+pub async fn record_epoch_at(
+    key: &InstanceKey,
+    creds: &Credentials,
+    timeouts: Timeouts,
+    epoch: Epoch,
+) -> Result<(), HaError> {
+    let mut conn = connect(key, creds, timeouts).await?;
+    let r = record_epoch(&mut conn, key, timeouts.query, epoch).await;
+    let _ = tokio::time::timeout(timeouts.query, conn.disconnect()).await;
+    r
 }
 
 #[cfg(test)]

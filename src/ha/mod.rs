@@ -26,7 +26,7 @@ use std::fmt;
 
 pub use epoch::{
     Fence, NotLeader, epoch_guarded_status_patch, fence_rule, read_epoch, record_epoch,
-    record_epoch_sql,
+    record_epoch_at, record_epoch_sql,
 };
 pub use lease::{ElectorHandle, LeaderElector, Leadership, LeaseConfig};
 
