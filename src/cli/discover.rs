@@ -20,7 +20,7 @@ use crate::topology::instance::{Flavor, IoThreadState};
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
-    /// Any instance of the topology, as host[:port] (port 3306 if absent).
+    /// Any instance of the topology, as `host[:port]` (port 3306 if absent).
     #[arg(long)]
     pub seed: String,
     #[command(flatten)]

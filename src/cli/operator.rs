@@ -1,16 +1,20 @@
 //! `orca operator`: runs the MySQLCluster controller against a cluster
-//! (in-cluster configuration, `KUBECONFIG`, or `--kubeconfig`).
+//! (in-cluster configuration, `KUBECONFIG`, or `--kubeconfig`). Several
+//! replicas may run: one leads, by a Lease whose transitions count the
+//! fencing epoch, and only the leader of the current epoch acts.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use tokio::sync::watch;
 
 use super::{EXIT_FAILED, EXIT_OK};
+use crate::ha::{LeaderElector, Leadership, LeaseConfig};
 use crate::k8s::operator::{Context, run as run_controller};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct OperatorArgs {
     /// A kubeconfig file (default: in-cluster, or KUBECONFIG).
     #[arg(long)]
@@ -18,6 +22,15 @@ pub struct OperatorArgs {
     /// This replica's name in Events and leader election.
     #[arg(long, env = "POD_NAME", default_value = "orca-operator")]
     pub identity: String,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "orca-operator")]
+    pub lease_name: String,
+    /// Act without leader election (a single replica only).
+    #[arg(long)]
+    pub no_leader_election: bool,
 }
 
 pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, String> {
@@ -33,6 +46,77 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
+/// Resolves when Ctrl-C or SIGTERM arrives.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the operator until `stop` turns true.
+pub async fn serve(
+    client: Client,
+    args: &OperatorArgs,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    if args.no_leader_election {
+        let ctx = Context::new(client, &args.identity, None);
+        run_controller(ctx, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        return Ok(());
+    }
+    let elector = LeaderElector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &args.identity,
+        LeaseConfig::default(),
+    )
+    .map_err(|e| e.to_string())?
+    .spawn();
+    let mut leadership = elector.subscribe();
+    loop {
+        let epoch = tokio::select! {
+            r = leadership.wait_for(|l| matches!(l, Leadership::Leader { .. })) => match r {
+                Ok(l) => match &*l {
+                    Leadership::Leader { epoch, .. } => *epoch,
+                    Leadership::Follower { .. } => continue,
+                },
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        tracing::info!(identity = %args.identity, epoch, "leading");
+        let ctx = Context::with_fence(
+            client.clone(),
+            &args.identity,
+            Some(epoch),
+            Some(elector.fence()),
+        );
+        let mut lost = elector.subscribe();
+        let mut stop2 = stop.clone();
+        run_controller(ctx, async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !matches!(l, Leadership::Leader { .. })) => {}
+                _ = stop2.wait_for(|s| *s) => {}
+            }
+        })
+        .await;
+        if *stop.borrow() {
+            break;
+        }
+        tracing::warn!(identity = %args.identity, epoch, "leadership lost: stopped acting");
+    }
+    elector.shutdown().await.map_err(|e| e.to_string())
+}
+
 pub async fn run(args: OperatorArgs) -> u8 {
     let client = match client(args.kubeconfig.as_ref()).await {
         Ok(c) => c,
@@ -41,19 +125,17 @@ pub async fn run(args: OperatorArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let ctx = Context::new(client, &args.identity, None);
     tracing::info!(identity = %args.identity, "orca operator started");
-    run_controller(ctx, async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        terminated().await;
+        let _ = tx.send(true);
+    });
+    match serve(client, &args, rx).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("orca operator: {e}");
+            EXIT_FAILED
         }
-    })
-    .await;
-    EXIT_OK
+    }
 }

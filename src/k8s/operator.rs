@@ -47,10 +47,21 @@ pub struct Context {
     /// The fencing epoch this operator acts in, when it runs with leader
     /// election.
     pub epoch: Option<i64>,
+    /// The fence every worker checks before each round.
+    pub fence: Option<crate::ha::Fence>,
 }
 
 impl Context {
     pub fn new(client: Client, identity: &str, epoch: Option<i64>) -> Arc<Context> {
+        Self::with_fence(client, identity, epoch, None)
+    }
+
+    pub fn with_fence(
+        client: Client,
+        identity: &str,
+        epoch: Option<i64>,
+        fence: Option<crate::ha::Fence>,
+    ) -> Arc<Context> {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -63,6 +74,7 @@ impl Context {
             recorder,
             workers: Mutex::new(HashMap::new()),
             epoch,
+            fence,
         })
     }
 
@@ -181,6 +193,7 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context) {
     }
     let mut worker = Worker::new(ctx.client.clone(), ns, c.name_any(), ctx.recorder.clone());
     worker.epoch = ctx.epoch;
+    worker.fence = ctx.fence.clone();
     let name = c.name_any();
     let handle = tokio::spawn(async move {
         loop {

@@ -35,6 +35,10 @@ use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
 use crate::topology::{InstanceKey, Snapshot};
 
+/// The lease time a round may need: a worker acts only while its lease is
+/// valid at least this much longer.
+const ROUND_BUDGET: Duration = Duration::from_secs(3);
+
 /// The field manager of everything the operator writes.
 pub const MANAGER: &str = "orca-operator";
 
@@ -104,6 +108,9 @@ pub struct Worker {
     engine: Option<ClusterEngine>,
     /// The epoch this operator acts in (the leader's lease transitions).
     pub epoch: Option<i64>,
+    /// Only the holder of the current epoch acts: checked before each
+    /// round, which must fit in what is left of the lease.
+    pub fence: Option<crate::ha::Fence>,
     /// Instances reported as unable to rejoin, so the Event is sent once.
     reported_unjoinable: BTreeSet<InstanceKey>,
     /// Findings already turned into Events.
@@ -143,6 +150,7 @@ impl Worker {
             recorder,
             engine: None,
             epoch: None,
+            fence: None,
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
@@ -222,6 +230,12 @@ impl Worker {
 
     /// One round; returns how long to wait before the next.
     pub async fn tick(&mut self) -> Result<Option<Duration>, WorkerError> {
+        if let Some(fence) = &self.fence
+            && let Err(e) = fence.check(ROUND_BUDGET)
+        {
+            tracing::warn!(cluster = %self.name, reason = ?e, "not the leader of the current epoch: this worker stops");
+            return Ok(None);
+        }
         let Some(cluster) = self.clusters().get_opt(&self.name).await? else {
             return Ok(None);
         };
