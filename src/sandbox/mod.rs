@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod loopback;
 pub mod mysqld;
 pub mod replication;
+pub mod statefulset;
 
 pub use mysqld::{Mysqld, MysqldError, MysqldOptions};
 pub use replication::{LocalCluster, Shape};
