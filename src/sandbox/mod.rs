@@ -4,6 +4,7 @@
 //! ([`apiserver`]).
 
 pub mod apiserver;
+pub mod kubelet;
 pub mod loopback;
 pub mod mysqld;
 pub mod replication;
