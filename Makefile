@@ -1,4 +1,4 @@
-# orca — the two commands: `make sandbox` runs orca locally, `make test`
+# orca — the two commands: `make sandbox` runs the sandbox cluster, `make test`
 # runs every check. Both install what a fresh Debian machine lacks.
 
 CARGO ?= cargo
@@ -40,11 +40,12 @@ unit:
 
 test: deps fmt-check clippy unit
 
-# A local replication topology (a primary and two replicas of real
-# mariadbd on loopback), rediscovered and printed while it runs. Ctrl-C
-# stops it.
+# The sandbox cluster: a Kubernetes API server, the StatefulSet controller
+# and a kubelet running real mariadbd, with a kubeconfig in
+# .orca-sandbox/kubeconfig for kubectl. Ctrl-C stops it and every mariadbd
+# it started. (`cargo run -- local` runs a bare replication topology.)
 sandbox: deps
-	$(CARGO) run --release -- local --dir .orca-sandbox
+	$(CARGO) run --release -- sandbox --dir .orca-sandbox
 
 # Regenerates crds/ from the Rust types.
 crds:

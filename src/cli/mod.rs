@@ -9,6 +9,7 @@ pub mod discover;
 pub mod local;
 pub mod operator;
 pub mod ops;
+pub mod sandbox;
 pub mod standalone;
 
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Run a local replication topology of real mariadbd servers.
     Local(local::LocalArgs),
+    /// Run the sandbox cluster (API server, StatefulSets, pods of real
+    /// mariadbd) in the foreground, or inject a fault into it.
+    Sandbox(sandbox::SandboxArgs),
     /// Discover, analyse and recover one cluster continuously.
     Standalone(standalone::StandaloneArgs),
     #[command(flatten)]
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Discover(a) => discover::run(a).await,
             Command::Crds(a) => crds::run(a),
             Command::Local(a) => local::run(a).await,
+            Command::Sandbox(a) => sandbox::run(a).await,
             Command::Standalone(a) => standalone::run(a).await,
             Command::Op(op) => ops::run(op).await,
             Command::Bench(a) => bench::run(a).await,

@@ -4,9 +4,11 @@
 //! ([`apiserver`]).
 
 pub mod apiserver;
+pub mod kubelet;
 pub mod loopback;
 pub mod mysqld;
 pub mod replication;
+pub mod statefulset;
 
 pub use mysqld::{Mysqld, MysqldError, MysqldOptions};
 pub use replication::{LocalCluster, Shape};

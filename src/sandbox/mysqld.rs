@@ -93,7 +93,8 @@ pub fn local_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp/orca-local"))
 }
 
-fn find_binary(name: &'static str) -> Result<PathBuf, MysqldError> {
+/// Finds a MariaDB program on PATH or in the usual system directories.
+pub fn find_binary(name: &'static str) -> Result<PathBuf, MysqldError> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -111,8 +112,49 @@ const INNODB_ARGS: &[&str] = &["--innodb-log-file-size=8M", "--innodb-buffer-poo
 /// Builds (once per machine, under a lock) a data directory holding the
 /// system tables and orca's two accounts; servers start from a copy of it.
 fn template(root: &Path) -> Result<PathBuf, MysqldError> {
+    let sql = format!(
+        "FLUSH PRIVILEGES;\n\
+         CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}';\n\
+         GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;\n\
+         CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}';\n\
+         GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%';\n\
+         CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';\n\
+         GRANT ALL PRIVILEGES ON app.* TO '{APP_USER}'@'%';\n"
+    );
     // Bump the name when the template's content changes.
-    let dir = root.join("template-v2");
+    build_template(root, "template-v2", "template.lock", &sql)
+}
+
+/// Builds (once per machine, under a lock) the data directory the official
+/// `mariadb` image's entrypoint would leave before it sets passwords: the
+/// system tables with `root@localhost` and `mariadb.sys@localhost` only,
+/// no test database, no anonymous or host-named accounts. The sandbox's
+/// pod runner starts from a copy of it; the InnoDB files match
+/// [`IMAGE_INNODB_SETTINGS`].
+pub fn image_template(root: &Path) -> Result<PathBuf, MysqldError> {
+    let sql = "DELETE FROM mysql.global_priv WHERE NOT ((User = 'root' AND Host = 'localhost') OR User = 'mariadb.sys');\n\
+               DELETE FROM mysql.proxies_priv WHERE NOT (User = 'root' AND Host = 'localhost');\n\
+               DELETE FROM mysql.db WHERE User <> 'mariadb.sys';\n\
+               DELETE FROM mysql.tables_priv WHERE User <> 'mariadb.sys';\n\
+               DELETE FROM mysql.columns_priv;\n\
+               DELETE FROM mysql.roles_mapping;\n";
+    build_template(root, "image-template-v1", "image-template.lock", sql)
+}
+
+/// The InnoDB settings the image template's files were made with (a server
+/// started from a copy must use the same redo log size).
+pub const IMAGE_INNODB_SETTINGS: &[(&str, &str)] = &[
+    ("innodb-log-file-size", "8M"),
+    ("innodb-buffer-pool-size", "16M"),
+];
+
+fn build_template(
+    root: &Path,
+    name: &str,
+    lock_name: &str,
+    sql: &str,
+) -> Result<PathBuf, MysqldError> {
+    let dir = root.join(name);
     let ready = dir.join(".ready");
     if ready.exists() {
         return Ok(dir.join("data"));
@@ -122,7 +164,7 @@ fn template(root: &Path) -> Result<PathBuf, MysqldError> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(root.join("template.lock"))
+        .open(root.join(lock_name))
         .map_err(io("opening the template lock"))?;
     lock.lock().map_err(io("locking the template"))?;
     if ready.exists() {
@@ -150,15 +192,6 @@ fn template(root: &Path) -> Result<PathBuf, MysqldError> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    let sql = format!(
-        "FLUSH PRIVILEGES;\n\
-         CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}';\n\
-         GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;\n\
-         CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}';\n\
-         GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%';\n\
-         CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';\n\
-         GRANT ALL PRIVILEGES ON app.* TO '{APP_USER}'@'%';\n"
-    );
     let mut child = Command::new(find_binary("mariadbd")?)
         .arg("--no-defaults")
         .arg("--bootstrap")
@@ -193,7 +226,8 @@ fn template(root: &Path) -> Result<PathBuf, MysqldError> {
     Ok(data)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies a directory tree (regular files and directories).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;

@@ -92,6 +92,16 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 "If specified, all readiness gates will be evaluated for pod readiness.",
             ),
         ],
+        ("apps", "controllerrevisions") => vec![
+            col(
+                "Controller",
+                "string",
+                0,
+                "The controller that owns this revision.",
+            ),
+            col("Revision", "integer", 0, "The revision number."),
+            age_col(),
+        ],
         ("apps", "statefulsets") => vec![
             col("Ready", "string", 0, "Number of the pod with ready state"),
             age_col(),
@@ -771,6 +781,33 @@ pub fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                 json!(or_none(s(o, "/spec/nodeName").to_string())),
                 json!(or_none(s(o, "/status/nominatedNodeName").to_string())),
                 json!(gates),
+            ]
+        }
+        ("apps", "controllerrevisions") => {
+            let controller = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
+                .map(|r| {
+                    let group = r["apiVersion"]
+                        .as_str()
+                        .and_then(|v| v.split_once('/'))
+                        .map(|(g, _)| g)
+                        .unwrap_or("");
+                    let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
+                    let n = r["name"].as_str().unwrap_or("");
+                    if group.is_empty() {
+                        format!("{kind}/{n}")
+                    } else {
+                        format!("{kind}.{group}/{n}")
+                    }
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(controller),
+                json!(o["revision"].as_i64().unwrap_or(0)),
+                age(o),
             ]
         }
         ("apps", "statefulsets") => {

@@ -456,6 +456,18 @@ pub fn builtin_types() -> Vec<ResourceType> {
     });
     v.push(sts);
 
+    v.push(builtin(B {
+        group: "apps",
+        version: "v1",
+        plural: "controllerrevisions",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short: &[],
+        categories: &[],
+        status: false,
+        generation: G0,
+    }));
+
     let mut ev2 = builtin(B {
         group: "events.k8s.io",
         version: "v1",

@@ -1,0 +1,227 @@
+//! `orca sandbox`: the sandbox cluster in the foreground — the API server,
+//! the StatefulSet controller and the kubelet that runs real `mariadbd` —
+//! with a kubeconfig for `kubectl`, until Ctrl-C or SIGTERM, which stop
+//! every process it started. `orca sandbox fault` injects faults through
+//! the API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::sandbox::apiserver::{ApiServer, write_kubeconfig};
+use crate::sandbox::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
+use crate::sandbox::statefulset::StatefulSetController;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SandboxArgs {
+    #[command(subcommand)]
+    pub command: Option<SandboxCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address of the API server.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub addr: SocketAddr,
+    /// Directory of the kubeconfig, the saved cluster state and the
+    /// kubelet's files (pods, volumes).
+    #[arg(long, default_value = ".orca-sandbox")]
+    pub dir: PathBuf,
+    /// Start from an empty cluster: forget the saved state and volumes.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Inject a fault: `crash`, `hang` or `resume` a pod's containers, or
+    /// make the node `not-ready` or `ready` again.
+    Fault(FaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// The pod (or the node, for not-ready and ready).
+    pub target: String,
+    /// crash | hang | resume | not-ready | ready
+    pub action: String,
+    /// The pod's namespace.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// The sandbox's directory (its kubeconfig is used).
+    #[arg(long, default_value = ".orca-sandbox")]
+    pub dir: PathBuf,
+    /// A kubeconfig to use instead of the sandbox's.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+pub async fn run(args: SandboxArgs) -> u8 {
+    match args.command {
+        Some(SandboxCommand::Fault(f)) => fault(f).await,
+        None => serve(args.run).await,
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<Client, String> {
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+async fn fault(args: FaultArgs) -> u8 {
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.dir.join("kubeconfig"));
+    let client = match client_for(&kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca sandbox fault: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let patch = Patch::Merge(json!({"metadata": {"annotations": {FAULT_ANNOTATION: args.action}}}));
+    let pp = PatchParams::default();
+    let result = match args.action.as_str() {
+        "crash" | "hang" | "resume" => {
+            let pods: Api<Pod> = Api::namespaced(client, &args.namespace);
+            pods.patch(&args.target, &pp, &patch)
+                .await
+                .map(|_| format!("pod {}/{}", args.namespace, args.target))
+        }
+        "not-ready" | "ready" => {
+            let nodes: Api<Node> = Api::all(client);
+            nodes
+                .patch(&args.target, &pp, &patch)
+                .await
+                .map(|_| format!("node {}", args.target))
+        }
+        other => {
+            eprintln!(
+                "orca sandbox fault: unknown fault {other:?} (crash, hang, resume for a pod; not-ready, ready for the node)"
+            );
+            return EXIT_USAGE;
+        }
+    };
+    match result {
+        Ok(what) => {
+            println!(
+                "{what}: {FAULT_ANNOTATION}={} (the kubelet acts on it and records an Event)",
+                args.action
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("orca sandbox fault: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn serve(args: RunArgs) -> u8 {
+    if let Err(e) = std::fs::create_dir_all(&args.dir) {
+        eprintln!("orca sandbox: creating {}: {e}", args.dir.display());
+        return EXIT_FAILED;
+    }
+    let dir = match std::fs::canonicalize(&args.dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("orca sandbox: {}: {e}", args.dir.display());
+            return EXIT_FAILED;
+        }
+    };
+    let state = dir.join("state.json");
+    let kubelet_root = dir.join("kubelet");
+    if args.fresh {
+        let _ = std::fs::remove_file(&state);
+        let _ = std::fs::remove_dir_all(&kubelet_root);
+    }
+    let server = match ApiServer::start(args.addr, Some(state.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca sandbox: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let kubeconfig = dir.join("kubeconfig");
+    if let Err(e) = write_kubeconfig(&kubeconfig, &server.url()) {
+        eprintln!("orca sandbox: writing {}: {e}", kubeconfig.display());
+        return EXIT_FAILED;
+    }
+    let client = match client_for(&kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca sandbox: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let opts = KubeletOptions {
+        root: kubelet_root,
+        ..KubeletOptions::default()
+    };
+    let kubelet = match Kubelet::start(client.clone(), opts).await {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("orca sandbox: starting the kubelet: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let sts = StatefulSetController::start(client.clone());
+    println!(
+        "orca sandbox is up: API server {}, node {}",
+        server.url(),
+        kubelet.node_name()
+    );
+    println!(
+        "state in {} (start with --fresh to forget it)",
+        dir.display()
+    );
+    println!();
+    println!("from another shell:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get pods -A -o wide");
+    println!(
+        "  orca sandbox fault POD crash|hang|resume [-n NAMESPACE] --dir {}",
+        dir.display()
+    );
+    println!(
+        "  orca sandbox fault {} not-ready|ready --dir {}",
+        kubelet.node_name(),
+        dir.display()
+    );
+    println!();
+    println!("Ctrl-C stops the sandbox and every mariadbd it started.");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca sandbox: cannot handle SIGTERM: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("stopping the sandbox");
+    sts.shutdown().await;
+    kubelet.shutdown().await;
+    if let Err(e) = server.shutdown() {
+        eprintln!("orca sandbox: {e}");
+        return EXIT_FAILED;
+    }
+    EXIT_OK
+}

@@ -1,0 +1,1538 @@
+//! One pod on the sandbox node: its address, directory, volumes and
+//! containers, probes, restarts, faults, status and graceful deletion. A
+//! worker is a task fed the latest version of its pod.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::env::{Lookup, PodFacts, container_env, expand_all};
+use super::image::{self, Layout};
+use super::probe::{self, Outcome, Target};
+use super::spawn::Spec;
+use super::volumes::{self, Mounts};
+use super::{FAULT_ANNOTATION, Shared, now_string};
+use crate::sandbox::loopback::{self, Lease};
+use crate::sandbox::mysqld;
+
+#[derive(Debug, Clone)]
+struct Term {
+    exit_code: i32,
+    signal: Option<i32>,
+    reason: String,
+    message: Option<String>,
+    started: String,
+    finished: String,
+    id: String,
+}
+
+impl Term {
+    fn to_json(&self) -> Value {
+        let mut t = json!({
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "startedAt": self.started,
+            "finishedAt": self.finished,
+        });
+        if !self.id.is_empty() {
+            t["containerID"] = json!(self.id);
+        }
+        if let Some(s) = self.signal {
+            t["signal"] = json!(s);
+        }
+        if let Some(m) = &self.message {
+            t["message"] = json!(m);
+        }
+        json!({ "terminated": t })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        since: String,
+    },
+    Terminated(Term),
+}
+
+#[derive(Debug, Clone)]
+struct ProbeState {
+    spec: Option<Probe>,
+    next: Instant,
+    successes: i32,
+    failures: i32,
+}
+
+impl ProbeState {
+    fn new(spec: Option<Probe>) -> ProbeState {
+        ProbeState {
+            spec,
+            next: Instant::now(),
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    fn reset(&mut self, now: Instant) {
+        let delay = self
+            .spec
+            .as_ref()
+            .and_then(|p| p.initial_delay_seconds)
+            .unwrap_or(0)
+            .max(0) as u64;
+        self.next = now + Duration::from_secs(delay);
+        self.successes = 0;
+        self.failures = 0;
+    }
+
+    fn period(&self) -> Duration {
+        let s = self
+            .spec
+            .as_ref()
+            .and_then(|p| p.period_seconds)
+            .unwrap_or(10)
+            .max(1);
+        Duration::from_secs(s as u64)
+    }
+
+    fn failure_threshold(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|p| p.failure_threshold)
+            .unwrap_or(3)
+            .max(1)
+    }
+
+    fn success_threshold(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|p| p.success_threshold)
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+struct Ctr {
+    spec: Container,
+    db: bool,
+    child: Option<tokio::process::Child>,
+    pid: Option<u32>,
+    id: String,
+    state: State,
+    last: Option<Term>,
+    restarts: i32,
+    ever_started: bool,
+    ready: bool,
+    started: bool,
+    readiness: ProbeState,
+    liveness: ProbeState,
+    startup: ProbeState,
+    next_start: Instant,
+    backoff: Option<Duration>,
+    running_since: Option<Instant>,
+    kill_at: Option<Instant>,
+    done: bool,
+    hung: bool,
+    init_pending: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    /// A placeholder (not a database image) that counts as running.
+    placeholder_running: bool,
+}
+
+impl Ctr {
+    fn running(&self) -> bool {
+        self.child.is_some() || self.placeholder_running
+    }
+}
+
+/// Go's formatting of whole and sub-second durations (`10s`, `1m20s`,
+/// `200ms`).
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    if s < 60 {
+        if ms.is_multiple_of(1000) {
+            format!("{s}s")
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        }
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+fn container_id() -> String {
+    format!(
+        "containerd://{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub(crate) struct Worker {
+    k: Arc<Shared>,
+    rx: watch::Receiver<Option<Arc<Pod>>>,
+    stop: watch::Receiver<bool>,
+    node_ready: watch::Receiver<bool>,
+    pod: Arc<Pod>,
+    uid: String,
+    ns: String,
+    name: String,
+    dir: PathBuf,
+    lease: Option<Lease>,
+    ip: String,
+    start_time: String,
+    containers: Vec<Ctr>,
+    volumes: Option<HashMap<String, PathBuf>>,
+    mount_error: Option<String>,
+    next_volume_refresh: Instant,
+    last_status: Option<Value>,
+    transitions: HashMap<String, (String, String)>,
+    terminating: bool,
+    handled_fault: Option<String>,
+}
+
+async fn wait_any(cs: &mut [Ctr]) -> (usize, std::io::Result<ExitStatus>) {
+    let futs: Vec<_> = cs
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            c.child
+                .as_mut()
+                .map(|ch| Box::pin(async move { (i, ch.wait().await) }))
+        })
+        .collect();
+    if futs.is_empty() {
+        std::future::pending().await
+    } else {
+        futures::future::select_all(futs).await.0
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        k: Arc<Shared>,
+        pod: Arc<Pod>,
+        rx: watch::Receiver<Option<Arc<Pod>>>,
+    ) -> Worker {
+        let uid = pod.uid().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let previous: HashMap<String, i32> = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|s| (s.name.clone(), s.restart_count))
+            .collect();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                let restarts = previous.get(&c.name).copied();
+                Ctr {
+                    db: c.image.as_deref().is_some_and(image::is_database_image),
+                    readiness: ProbeState::new(c.readiness_probe.clone()),
+                    liveness: ProbeState::new(c.liveness_probe.clone()),
+                    startup: ProbeState::new(c.startup_probe.clone()),
+                    spec: c,
+                    child: None,
+                    pid: None,
+                    id: String::new(),
+                    state: State::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
+                    last: None,
+                    restarts: restarts.unwrap_or(0),
+                    ever_started: restarts.is_some(),
+                    ready: false,
+                    started: false,
+                    next_start: Instant::now(),
+                    backoff: None,
+                    running_since: None,
+                    kill_at: None,
+                    done: false,
+                    hung: false,
+                    init_pending: None,
+                    env: Vec::new(),
+                    placeholder_running: false,
+                }
+            })
+            .collect();
+        let mut transitions = HashMap::new();
+        for c in status.conditions.iter().flatten() {
+            if let Some(t) = &c.last_transition_time {
+                transitions.insert(
+                    c.type_.clone(),
+                    (
+                        c.status.clone(),
+                        t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string(),
+                    ),
+                );
+            }
+        }
+        Worker {
+            stop: k.stop.subscribe(),
+            node_ready: k.node_ready.subscribe(),
+            dir: k.opts.root.join("pods").join(&uid),
+            ns: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
+            start_time: status
+                .start_time
+                .map(|t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string())
+                .unwrap_or_else(now_string),
+            uid,
+            k,
+            rx,
+            pod,
+            lease: None,
+            ip: String::new(),
+            containers,
+            volumes: None,
+            mount_error: None,
+            next_volume_refresh: Instant::now(),
+            last_status: None,
+            transitions,
+            terminating: false,
+            handled_fault: None,
+        }
+    }
+
+    fn restart_policy(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always")
+    }
+
+    fn grace_period(&self) -> Duration {
+        let s = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0);
+        Duration::from_secs(s as u64)
+    }
+
+    fn event(&self, kind: &str, reason: &str, message: String, field: Option<&str>) {
+        let mut involved = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.name,
+            "namespace": self.ns,
+            "uid": self.uid,
+        });
+        if let Some(f) = field {
+            involved["fieldPath"] = json!(f);
+        }
+        super::record_event(&self.k, &self.ns, involved, kind, reason, message);
+    }
+
+    fn take_address(&mut self) -> std::io::Result<()> {
+        let net = self.k.opts.ip_net;
+        // a pod that had an address (the kubelet restarted) tries it first
+        let start = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+            .filter(|ip| ip.octets()[1] == net)
+            .map(|ip| {
+                let o = ip.octets();
+                (u16::from(o[2]) * 254 + u16::from(o[3]).saturating_sub(1)) % (256 * 254 - 1)
+            })
+            .unwrap_or_else(|| {
+                let h = self
+                    .uid
+                    .bytes()
+                    .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+                (h % (256 * 254)) as u16
+            });
+        let lease = loopback::take(&mysqld::local_root(), net, start)?;
+        self.ip = lease.ip.to_string();
+        self.lease = Some(lease);
+        Ok(())
+    }
+
+    pub(crate) async fn run(mut self) {
+        if self.pod.metadata.deletion_timestamp.is_none() {
+            if let Err(e) = self.take_address() {
+                tracing::error!("pod {}/{}: no address: {e}", self.ns, self.name);
+            }
+            if let Err(e) = std::fs::create_dir_all(&self.dir) {
+                tracing::error!("pod {}/{}: {e}", self.ns, self.name);
+            }
+        }
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.terminate().await;
+                return;
+            }
+            self.handle_fault().await;
+            self.sync().await;
+            let wake = self.next_wake();
+            tokio::select! {
+                r = self.rx.changed() => {
+                    if r.is_err() {
+                        self.shutdown().await;
+                        return;
+                    }
+                    let latest = self.rx.borrow_and_update().clone();
+                    match latest {
+                        None => {
+                            self.gone().await;
+                            return;
+                        }
+                        Some(p) => self.pod = p,
+                    }
+                }
+                (i, st) = wait_any(&mut self.containers) => self.on_exit(i, st),
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.node_ready.changed() => {}
+                _ = self.stop.changed() => {
+                    self.shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + Duration::from_secs(1);
+        if self.volumes.is_none() {
+            return now + Duration::from_millis(500);
+        }
+        for c in &self.containers {
+            if !c.running() && !c.done && c.next_start > now {
+                wake = wake.min(c.next_start);
+            }
+            if let Some(k) = c.kill_at {
+                wake = wake.min(k);
+            }
+            if c.child.is_some() {
+                for p in [&c.readiness, &c.liveness, &c.startup] {
+                    if p.spec.is_some() {
+                        wake = wake.min(p.next);
+                    }
+                }
+            }
+        }
+        wake.max(now + Duration::from_millis(20))
+    }
+
+    async fn refresh_volumes(&mut self) {
+        let mut lookup = Lookup::new(self.k.client.clone(), &self.ns);
+        let facts = PodFacts {
+            pod: &self.pod,
+            node: &self.k.opts.node_name,
+            pod_ip: &self.ip,
+            host_ip: &self.k.host_ip,
+        };
+        match volumes::prepare(&mut lookup, &facts, &self.dir, &self.k.opts.root).await {
+            Ok(v) => {
+                self.volumes = Some(v);
+                self.mount_error = None;
+                self.next_volume_refresh = Instant::now() + self.k.opts.volume_refresh;
+            }
+            Err(e) => {
+                if self.mount_error.as_ref() != Some(&e.0) {
+                    self.event("Warning", "FailedMount", e.0.clone(), None);
+                }
+                self.mount_error = Some(e.0);
+                self.next_volume_refresh = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    async fn sync(&mut self) {
+        if self.lease.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self.volumes.is_none() || now >= self.next_volume_refresh {
+            self.refresh_volumes().await;
+        }
+        if self.volumes.is_some() {
+            for i in 0..self.containers.len() {
+                let c = &self.containers[i];
+                if !c.running() && !c.done && Instant::now() >= c.next_start {
+                    self.start_container(i).await;
+                }
+            }
+        }
+        let now = Instant::now();
+        for c in &mut self.containers {
+            if let Some(at) = c.kill_at
+                && now >= at
+                && let Some(child) = c.child.as_mut()
+            {
+                let _ = child.start_kill();
+                c.kill_at = None;
+            }
+        }
+        self.run_probes().await;
+        self.write_status().await;
+    }
+
+    fn container_log(&self, c: &Container) -> PathBuf {
+        self.dir.join(format!("{}.log", c.name))
+    }
+
+    fn append_log(&self, c: &Container, lines: &[String]) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.container_log(c))
+        {
+            for l in lines {
+                let _ = writeln!(f, "{l}");
+            }
+        }
+    }
+
+    fn layout(&self, c: &Container, datadir: PathBuf) -> Layout {
+        let mut socket = self.dir.join(format!("{}.sock", c.name));
+        if socket.as_os_str().len() > 100 {
+            socket = std::env::temp_dir().join(format!(
+                "orca-{}-{}.sock",
+                &self.uid[..self.uid.len().min(13)],
+                c.name
+            ));
+        }
+        Layout {
+            datadir,
+            socket,
+            pid_file: self.dir.join(format!("{}.pid", c.name)),
+            error_log: self.dir.join(format!("{}-error.log", c.name)),
+            defaults_file: self.dir.join(format!("{}.cnf", c.name)),
+        }
+    }
+
+    /// Records a container that could not start, or exited at once, as the
+    /// runtime would (then restart policy and back-off apply).
+    fn fail_start(&mut self, i: usize, code: i32, reason: &str, message: Option<String>) {
+        let now = now_string();
+        let id = container_id();
+        let c = &mut self.containers[i];
+        c.id = id.clone();
+        if c.ever_started {
+            c.restarts += 1;
+        }
+        c.ever_started = true;
+        let term = Term {
+            exit_code: code,
+            signal: None,
+            reason: reason.to_string(),
+            message,
+            started: now.clone(),
+            finished: now,
+            id,
+        };
+        c.running_since = Some(Instant::now());
+        self.record_exit(i, term);
+    }
+
+    async fn start_container(&mut self, i: usize) {
+        let spec = self.containers[i].spec.clone();
+        let mut lookup = Lookup::new(self.k.client.clone(), &self.ns);
+        let facts = PodFacts {
+            pod: &self.pod,
+            node: &self.k.opts.node_name,
+            pod_ip: &self.ip,
+            host_ip: &self.k.host_ip,
+        };
+        let env = match container_env(&mut lookup, &facts, &spec).await {
+            Ok(e) => e,
+            Err(e) => {
+                let c = &mut self.containers[i];
+                let changed = !matches!(&c.state, State::Waiting { reason, message }
+                    if reason == "CreateContainerConfigError" && message.as_deref() == Some(e.0.as_str()));
+                c.state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(e.0.clone()),
+                };
+                c.next_start = Instant::now() + Duration::from_secs(1);
+                if changed {
+                    self.event(
+                        "Warning",
+                        "Failed",
+                        format!("Error: {}", e.0),
+                        Some(&format!("spec.containers{{{}}}", spec.name)),
+                    );
+                }
+                return;
+            }
+        };
+        let image_name = spec.image.clone().unwrap_or_default();
+        let field = format!("spec.containers{{{}}}", spec.name);
+        if !self.containers[i].ever_started {
+            self.event(
+                "Normal",
+                "Pulled",
+                format!("Container image \"{image_name}\" already present on machine"),
+                Some(&field),
+            );
+        }
+        if !self.containers[i].db {
+            let c = &mut self.containers[i];
+            if c.ever_started {
+                c.restarts += 1;
+            }
+            c.ever_started = true;
+            c.id = container_id();
+            c.placeholder_running = true;
+            c.state = State::Running {
+                since: now_string(),
+            };
+            c.running_since = Some(Instant::now());
+            c.started = true;
+            c.ready = true;
+            c.env = env;
+            self.event(
+                "Normal",
+                "Started",
+                format!("Started container {}", spec.name),
+                Some(&field),
+            );
+            return;
+        }
+        let vols = self.volumes.clone().unwrap_or_default();
+        let mut mounts = Mounts::of(&spec, &vols);
+        if mounts.host_path(image::DATADIR).is_none() {
+            // the image declares /var/lib/mysql a volume: it lives with the pod
+            let anon = self.dir.join("image-volumes").join("var-lib-mysql");
+            mounts.add(image::DATADIR, anon);
+        }
+        let Some(datadir) = mounts.host_path(image::DATADIR) else {
+            return;
+        };
+        if let Err(e) = std::fs::create_dir_all(&datadir) {
+            self.fail_start(
+                i,
+                128,
+                "StartError",
+                Some(format!("creating the datadir: {e}")),
+            );
+            return;
+        }
+        let command = expand_all(spec.command.as_deref().unwrap_or_default(), &env);
+        let args = expand_all(spec.args.as_deref().unwrap_or_default(), &env);
+        let user_args = match image::mariadbd_args(&command, &args) {
+            Ok(a) => image::translate_args(&a, &mounts),
+            Err(m) => {
+                self.fail_start(i, 128, "StartError", Some(m));
+                return;
+            }
+        };
+        let init_file = datadir.join(image::INIT_FILE);
+        if image::needs_init(&datadir) {
+            match image::init_plan(&env, &mounts) {
+                Err(msg) => {
+                    self.append_log(&spec, &[msg]);
+                    self.fail_start(i, 1, "Error", None);
+                    return;
+                }
+                Ok(plan) => {
+                    let prepared = tokio::task::spawn_blocking({
+                        let datadir = datadir.clone();
+                        let init_file = init_file.clone();
+                        move || -> Result<(), String> {
+                            let template = mysqld::image_template(&mysqld::local_root())
+                                .map_err(|e| e.to_string())?;
+                            mysqld::copy_dir(&template, &datadir).map_err(|e| e.to_string())?;
+                            write_private(&init_file, &plan.sql).map_err(|e| e.to_string())
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                    if let Err(e) = prepared {
+                        self.fail_start(
+                            i,
+                            128,
+                            "StartError",
+                            Some(format!("initialising the data directory: {e}")),
+                        );
+                        return;
+                    }
+                    let mut lines = vec![format!(
+                        "[Note] [Entrypoint]: Initializing database files (from the sandbox's template)"
+                    )];
+                    lines.extend(plan.log);
+                    self.append_log(&spec, &lines);
+                }
+            }
+        }
+        let init = init_file.exists().then(|| init_file.clone());
+        let layout = self.layout(&spec, datadir);
+        let cnf = image::defaults_file(&layout, &self.ip, &mounts);
+        if let Err(e) = std::fs::write(&layout.defaults_file, cnf) {
+            self.fail_start(
+                i,
+                128,
+                "StartError",
+                Some(format!("writing the config: {e}")),
+            );
+            return;
+        }
+        let program = match mysqld::find_binary("mariadbd") {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail_start(i, 128, "StartError", Some(e.to_string()));
+                return;
+            }
+        };
+        let mut proc_env = vec![
+            (
+                "PATH".to_string(),
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            ),
+            ("HOSTNAME".to_string(), self.name.clone()),
+        ];
+        proc_env.extend(env.iter().cloned());
+        let run = Spec {
+            program,
+            args: image::command_line(&layout, &self.ip, &user_args, init.as_deref()),
+            env: proc_env,
+            cwd: Some(self.dir.clone()),
+            log: Some(self.container_log(&spec)),
+        };
+        let child = match self.k.spawner.spawn(run).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail_start(i, 128, "StartError", Some(e.to_string()));
+                return;
+            }
+        };
+        let pid = child.id();
+        if let Some(p) = pid {
+            self.k
+                .pids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p);
+        }
+        let now = Instant::now();
+        let c = &mut self.containers[i];
+        if c.ever_started {
+            c.restarts += 1;
+        }
+        c.ever_started = true;
+        c.child = Some(child);
+        c.pid = pid;
+        c.id = container_id();
+        c.state = State::Running {
+            since: now_string(),
+        };
+        c.running_since = Some(now);
+        c.started = c.startup.spec.is_none();
+        c.ready = false;
+        c.readiness.reset(now);
+        c.liveness.reset(now);
+        c.startup.reset(now);
+        c.kill_at = None;
+        c.hung = false;
+        c.init_pending = init;
+        c.env = env;
+        tracing::info!(
+            "pod {}/{}: started {} (pid {:?}) on {}",
+            self.ns,
+            self.name,
+            spec.name,
+            pid,
+            self.ip
+        );
+        self.event(
+            "Normal",
+            "Created",
+            format!("Created container: {}", spec.name),
+            Some(&field),
+        );
+        self.event(
+            "Normal",
+            "Started",
+            format!("Started container {}", spec.name),
+            Some(&field),
+        );
+    }
+
+    fn on_exit(&mut self, i: usize, st: std::io::Result<ExitStatus>) {
+        let c = &mut self.containers[i];
+        c.child = None;
+        if let Some(p) = c.pid.take() {
+            self.k
+                .pids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&p);
+        }
+        let (code, signal) = match st {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => (code, None),
+                (None, Some(sig)) => (128 + sig, Some(sig)),
+                (None, None) => (-1, None),
+            },
+            Err(_) => (-1, None),
+        };
+        let started = match &c.state {
+            State::Running { since } => since.clone(),
+            _ => now_string(),
+        };
+        let term = Term {
+            exit_code: code,
+            signal,
+            reason: if code == 0 { "Completed" } else { "Error" }.to_string(),
+            message: None,
+            started,
+            finished: now_string(),
+            id: c.id.clone(),
+        };
+        tracing::info!(
+            "pod {}/{}: container {} exited with {code}",
+            self.ns,
+            self.name,
+            c.spec.name
+        );
+        self.record_exit(i, term);
+    }
+
+    fn record_exit(&mut self, i: usize, term: Term) {
+        let policy = self.restart_policy().to_string();
+        let opts_initial = self.k.opts.restart_backoff_initial;
+        let opts_max = self.k.opts.restart_backoff_max;
+        let terminating = self.terminating;
+        let pod_label = format!("{}_{}({})", self.name, self.ns, self.uid);
+        let c = &mut self.containers[i];
+        c.ready = false;
+        c.started = false;
+        c.kill_at = None;
+        c.hung = false;
+        c.placeholder_running = false;
+        let restart = !terminating
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => term.exit_code != 0,
+                _ => true,
+            };
+        c.state = State::Terminated(term.clone());
+        if !restart {
+            c.done = true;
+            return;
+        }
+        c.last = Some(term);
+        let now = Instant::now();
+        // a container that ran long enough starts over without back-off
+        if c.running_since
+            .is_some_and(|s| now.duration_since(s) >= opts_max * 2)
+        {
+            c.backoff = None;
+        }
+        let delay = c.backoff.unwrap_or(Duration::ZERO);
+        c.backoff = Some(match c.backoff {
+            None => opts_initial,
+            Some(d) => (d * 2).min(opts_max),
+        });
+        c.next_start = now + delay;
+        if !delay.is_zero() {
+            let name = c.spec.name.clone();
+            c.state = State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {} restarting failed container={name} pod={pod_label}",
+                    go_duration(delay)
+                )),
+            };
+            self.event(
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container".to_string()
+                    + &format!(" {name} in pod {pod_label}"),
+                Some(&format!("spec.containers{{{name}}}")),
+            );
+        }
+    }
+
+    /// Starts stopping a container for a failed probe: SIGTERM now, SIGKILL
+    /// after the grace period.
+    fn begin_kill(&mut self, i: usize, probe_grace: Option<i64>) {
+        let grace = probe_grace
+            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .unwrap_or_else(|| self.grace_period());
+        let c = &mut self.containers[i];
+        if let Some(pid) = c.pid {
+            let _ = super::signal(pid, Signal::SIGTERM);
+        }
+        c.kill_at = Some(Instant::now() + grace);
+        c.ready = false;
+    }
+
+    async fn run_probes(&mut self) {
+        for i in 0..self.containers.len() {
+            let c = &self.containers[i];
+            if c.child.is_none() || c.kill_at.is_some() {
+                continue;
+            }
+            let now = Instant::now();
+            // the server has run its initialisation once it greets
+            if let Some(f) = c.init_pending.clone()
+                && probe::mysql_alive(&self.ip, 3306, Duration::from_millis(200)).await
+                    == Outcome::Success
+            {
+                let _ = std::fs::remove_file(&f);
+                self.containers[i].init_pending = None;
+            }
+            let c = &self.containers[i];
+            let field = format!("spec.containers{{{}}}", c.spec.name);
+            if !c.started {
+                if c.startup.spec.is_none() {
+                    self.containers[i].started = true;
+                } else if now >= c.startup.next {
+                    let outcome = self.probe(i, 0).await;
+                    let c = &mut self.containers[i];
+                    c.startup.next = Instant::now() + c.startup.period();
+                    match outcome {
+                        Outcome::Success => {
+                            c.started = true;
+                            c.readiness.reset(Instant::now());
+                            c.liveness.reset(Instant::now());
+                        }
+                        Outcome::Failure(m) => {
+                            c.startup.failures += 1;
+                            let over = c.startup.failures >= c.startup.failure_threshold();
+                            let grace = c
+                                .startup
+                                .spec
+                                .as_ref()
+                                .and_then(|p| p.termination_grace_period_seconds);
+                            self.event(
+                                "Warning",
+                                "Unhealthy",
+                                format!("Startup probe failed: {m}"),
+                                Some(&field),
+                            );
+                            if over {
+                                self.event(
+                                    "Normal",
+                                    "Killing",
+                                    format!(
+                                        "Container {} failed startup probe, will be restarted",
+                                        self.containers[i].spec.name
+                                    ),
+                                    Some(&field),
+                                );
+                                self.begin_kill(i, grace);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            if c.liveness.spec.is_some() && now >= c.liveness.next {
+                let outcome = self.probe(i, 1).await;
+                let c = &mut self.containers[i];
+                c.liveness.next = Instant::now() + c.liveness.period();
+                match outcome {
+                    Outcome::Success => c.liveness.failures = 0,
+                    Outcome::Failure(m) => {
+                        c.liveness.failures += 1;
+                        let over = c.liveness.failures >= c.liveness.failure_threshold();
+                        let grace = c
+                            .liveness
+                            .spec
+                            .as_ref()
+                            .and_then(|p| p.termination_grace_period_seconds);
+                        self.event(
+                            "Warning",
+                            "Unhealthy",
+                            format!("Liveness probe failed: {m}"),
+                            Some(&field),
+                        );
+                        if over {
+                            self.event(
+                                "Normal",
+                                "Killing",
+                                format!(
+                                    "Container {} failed liveness probe, will be restarted",
+                                    self.containers[i].spec.name
+                                ),
+                                Some(&field),
+                            );
+                            self.begin_kill(i, grace);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let c = &self.containers[i];
+            if c.readiness.spec.is_none() {
+                self.containers[i].ready = true;
+            } else if now >= c.readiness.next {
+                let outcome = self.probe(i, 2).await;
+                let c = &mut self.containers[i];
+                c.readiness.next = Instant::now() + c.readiness.period();
+                match outcome {
+                    Outcome::Success => {
+                        c.readiness.failures = 0;
+                        c.readiness.successes += 1;
+                        if c.readiness.successes >= c.readiness.success_threshold() {
+                            c.ready = true;
+                        }
+                    }
+                    Outcome::Failure(m) => {
+                        c.readiness.successes = 0;
+                        c.readiness.failures += 1;
+                        let was_ready = c.ready;
+                        if c.readiness.failures >= c.readiness.failure_threshold() {
+                            c.ready = false;
+                        }
+                        if was_ready || c.readiness.failures == 1 {
+                            self.event(
+                                "Warning",
+                                "Unhealthy",
+                                format!("Readiness probe failed: {m}"),
+                                Some(&field),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs probe `which` (0 startup, 1 liveness, 2 readiness) of container `i`.
+    async fn probe(&self, i: usize, which: u8) -> Outcome {
+        let c = &self.containers[i];
+        let spec = match which {
+            0 => c.startup.spec.as_ref(),
+            1 => c.liveness.spec.as_ref(),
+            _ => c.readiness.spec.as_ref(),
+        };
+        let Some(spec) = spec else {
+            return Outcome::Success;
+        };
+        let target = Target {
+            pod_ip: &self.ip,
+            container: &c.spec,
+            env: &c.env,
+            spawner: &self.k.spawner,
+            cwd: self.dir.clone(),
+        };
+        probe::run(&target, spec).await
+    }
+
+    async fn handle_fault(&mut self) {
+        let Some(fault) = self.pod.annotations().get(FAULT_ANNOTATION).cloned() else {
+            return;
+        };
+        let rv = self.pod.resource_version().unwrap_or_default();
+        if self.handled_fault.as_deref() == Some(rv.as_str()) {
+            return;
+        }
+        self.handled_fault = Some(rv);
+        let mut done = Vec::new();
+        for i in 0..self.containers.len() {
+            let c = &mut self.containers[i];
+            let name = c.spec.name.clone();
+            match fault.as_str() {
+                "crash" => {
+                    if let Some(child) = c.child.as_mut() {
+                        let _ = child.start_kill();
+                        done.push(format!("killed container {name} (SIGKILL)"));
+                    } else if c.placeholder_running {
+                        let started = match &c.state {
+                            State::Running { since } => since.clone(),
+                            _ => now_string(),
+                        };
+                        let term = Term {
+                            exit_code: 137,
+                            signal: Some(9),
+                            reason: "Error".into(),
+                            message: None,
+                            started,
+                            finished: now_string(),
+                            id: c.id.clone(),
+                        };
+                        self.record_exit(i, term);
+                        done.push(format!("killed container {name} (SIGKILL)"));
+                    }
+                }
+                "hang" => {
+                    if let Some(pid) = c.pid {
+                        let _ = super::signal(pid, Signal::SIGSTOP);
+                        c.hung = true;
+                        done.push(format!("stopped container {name} (SIGSTOP)"));
+                    }
+                }
+                "resume" => {
+                    if let Some(pid) = c.pid {
+                        let _ = super::signal(pid, Signal::SIGCONT);
+                        c.hung = false;
+                        done.push(format!("resumed container {name} (SIGCONT)"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let message = match (fault.as_str(), done.is_empty()) {
+            ("crash" | "hang" | "resume", false) => {
+                format!("Sandbox fault {fault:?}: {}", done.join(", "))
+            }
+            ("crash" | "hang" | "resume", true) => {
+                format!("Sandbox fault {fault:?}: no running container")
+            }
+            _ => format!("Sandbox fault {fault:?} is unknown (use crash, hang or resume)"),
+        };
+        tracing::info!("pod {}/{}: {message}", self.ns, self.name);
+        self.event("Warning", "SandboxFault", message, None);
+        let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &self.ns);
+        let patch = json!({"metadata": {"annotations": {FAULT_ANNOTATION: null}}});
+        if let Err(e) = pods
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::warn!(
+                "pod {}/{}: removing the fault annotation: {e}",
+                self.ns,
+                self.name
+            );
+        }
+    }
+
+    fn condition(
+        &mut self,
+        kind: &str,
+        ok: bool,
+        reason: Option<&str>,
+        message: Option<String>,
+    ) -> Value {
+        let status = if ok { "True" } else { "False" };
+        let entry = self
+            .transitions
+            .entry(kind.to_string())
+            .or_insert_with(|| (status.to_string(), now_string()));
+        if entry.0 != status {
+            *entry = (status.to_string(), now_string());
+        }
+        let mut c = json!({
+            "type": kind,
+            "status": status,
+            "lastProbeTime": null,
+            "lastTransitionTime": entry.1,
+        });
+        if !ok {
+            if let Some(r) = reason {
+                c["reason"] = json!(r);
+            }
+            if let Some(m) = message {
+                c["message"] = json!(m);
+            }
+        }
+        c
+    }
+
+    fn status_json(&mut self) -> Value {
+        let image_of = |c: &Ctr| c.spec.image.clone().unwrap_or_default();
+        let mut statuses = Vec::new();
+        for c in &self.containers {
+            let state = match &c.state {
+                State::Waiting { reason, message } => {
+                    let reason = match (&self.mount_error, reason.as_str()) {
+                        (Some(_), "ContainerCreating") => "ContainerCreating",
+                        (_, r) => r,
+                    };
+                    let mut w = json!({"reason": reason});
+                    if let Some(m) = message {
+                        w["message"] = json!(m);
+                    }
+                    json!({"waiting": w})
+                }
+                State::Running { since } => json!({"running": {"startedAt": since}}),
+                State::Terminated(t) => t.to_json(),
+            };
+            let mut s = json!({
+                "name": c.spec.name,
+                "state": state,
+                "lastState": c.last.as_ref().map(Term::to_json).unwrap_or_else(|| json!({})),
+                "ready": c.ready && c.running(),
+                "restartCount": c.restarts,
+                "image": image::normalize_image(&image_of(c)),
+                "imageID": if c.ever_started { image::image_id(&image_of(c)) } else { String::new() },
+                "started": c.running() && c.started,
+            });
+            if !c.id.is_empty() {
+                s["containerID"] = json!(c.id);
+            }
+            statuses.push(s);
+        }
+        let all_done = !self.containers.is_empty() && self.containers.iter().all(|c| c.done);
+        let phase = if all_done {
+            let ok = self
+                .containers
+                .iter()
+                .all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0));
+            if ok { "Succeeded" } else { "Failed" }
+        } else if self.containers.iter().any(|c| !c.ever_started) {
+            "Pending"
+        } else {
+            "Running"
+        };
+        let unready: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|c| !(c.ready && c.running()))
+            .map(|c| c.spec.name.clone())
+            .collect();
+        let containers_ready = unready.is_empty();
+        let node_ready = *self.node_ready.borrow();
+        let (reason, message) = if all_done {
+            ("PodCompleted", None)
+        } else {
+            (
+                "ContainersNotReady",
+                Some(format!(
+                    "containers with unready status: [{}]",
+                    unready.join(" ")
+                )),
+            )
+        };
+        let scheduled_at = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string());
+        let mut conditions = vec![
+            self.condition(
+                "PodReadyToStartContainers",
+                !all_done && self.lease.is_some(),
+                None,
+                None,
+            ),
+            self.condition("Initialized", true, None, None),
+        ];
+        let ready = if !node_ready && containers_ready {
+            self.condition(
+                "Ready",
+                false,
+                Some("NodeNotReady"),
+                Some("the sandbox node is not ready".into()),
+            )
+        } else {
+            self.condition("Ready", containers_ready, Some(reason), message.clone())
+        };
+        conditions.push(ready);
+        conditions.push(self.condition("ContainersReady", containers_ready, Some(reason), message));
+        let mut scheduled = self.condition("PodScheduled", true, None, None);
+        if let Some(t) = scheduled_at {
+            scheduled["lastTransitionTime"] = json!(t);
+        }
+        conditions.push(scheduled);
+        let mut status = json!({
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.k.host_ip,
+            "hostIPs": [{"ip": self.k.host_ip}],
+            "startTime": self.start_time,
+            "containerStatuses": statuses,
+        });
+        if !self.ip.is_empty() {
+            status["podIP"] = json!(self.ip);
+            status["podIPs"] = json!([{"ip": self.ip}]);
+        }
+        let inits: Vec<Value> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                        "startedAt": self.start_time, "finishedAt": self.start_time}},
+                    "lastState": {},
+                    "ready": true,
+                    "restartCount": 0,
+                    "image": image::normalize_image(c.image.as_deref().unwrap_or_default()),
+                    "imageID": image::image_id(c.image.as_deref().unwrap_or_default()),
+                    "started": false,
+                })
+            })
+            .collect();
+        if !inits.is_empty() {
+            status["initContainerStatuses"] = json!(inits);
+        }
+        status
+    }
+
+    async fn write_status(&mut self) {
+        let status = self.status_json();
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &self.ns);
+        let patch = json!({ "status": status });
+        match pods
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(p) => {
+                // a recreated pod of the same name is another worker's
+                if p.uid().as_deref() == Some(self.uid.as_str()) {
+                    self.last_status = Some(status);
+                }
+            }
+            Err(e) => tracing::debug!("pod {}/{}: status: {e}", self.ns, self.name),
+        }
+    }
+
+    /// Deletion: preStop hooks, SIGTERM, the grace period, SIGKILL, a last
+    /// status, then the zero-grace delete that removes the pod.
+    async fn terminate(&mut self) {
+        self.terminating = true;
+        let grace_secs = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .map(|g| g.max(0) as u64)
+            .unwrap_or_else(|| self.grace_period().as_secs());
+        let mut deadline = Instant::now() + Duration::from_secs(grace_secs);
+        for c in &self.containers {
+            if c.running() {
+                self.event(
+                    "Normal",
+                    "Killing",
+                    format!("Stopping container {}", c.spec.name),
+                    Some(&format!("spec.containers{{{}}}", c.spec.name)),
+                );
+            }
+        }
+        // preStop hooks, concurrently, within the grace period
+        {
+            let limit = deadline.saturating_duration_since(Instant::now());
+            let mut hooks = Vec::new();
+            for c in &self.containers {
+                if c.child.is_none() {
+                    continue;
+                }
+                if let Some(h) = c.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+                    let target = Target {
+                        pod_ip: &self.ip,
+                        container: &c.spec,
+                        env: &c.env,
+                        spawner: &self.k.spawner,
+                        cwd: self.dir.clone(),
+                    };
+                    hooks.push(async move {
+                        let outcome = probe::run_hook(&target, h, limit).await;
+                        (c.spec.name.clone(), outcome)
+                    });
+                }
+            }
+            let results = futures::future::join_all(hooks).await;
+            for (name, outcome) in results {
+                if let Outcome::Failure(m) = outcome {
+                    self.event(
+                        "Warning",
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed: {m}"),
+                        Some(&format!("spec.containers{{{name}}}")),
+                    );
+                }
+            }
+        }
+        for i in 0..self.containers.len() {
+            let c = &mut self.containers[i];
+            if let Some(pid) = c.pid {
+                let _ = super::signal(pid, Signal::SIGTERM);
+            } else if c.placeholder_running {
+                let started = match &c.state {
+                    State::Running { since } => since.clone(),
+                    _ => now_string(),
+                };
+                let term = Term {
+                    exit_code: 0,
+                    signal: None,
+                    reason: "Completed".into(),
+                    message: None,
+                    started,
+                    finished: now_string(),
+                    id: c.id.clone(),
+                };
+                self.record_exit(i, term);
+            }
+        }
+        let mut force = false;
+        while self.containers.iter().any(|c| c.child.is_some()) {
+            tokio::select! {
+                (i, st) = wait_any(&mut self.containers) => self.on_exit(i, st),
+                _ = tokio::time::sleep_until(deadline), if !force => {
+                    force = true;
+                    self.kill_all();
+                }
+                r = self.rx.changed() => {
+                    let latest = if r.is_ok() { self.rx.borrow_and_update().clone() } else { None };
+                    match latest {
+                        None => {
+                            force = true;
+                            self.kill_all();
+                        }
+                        Some(p) => {
+                            if let Some(g) = p.metadata.deletion_grace_period_seconds {
+                                let d = Instant::now() + Duration::from_secs(g.max(0) as u64);
+                                if d < deadline {
+                                    deadline = d;
+                                }
+                            }
+                            self.pod = p;
+                        }
+                    }
+                }
+                _ = self.stop.changed() => {
+                    force = true;
+                    self.kill_all();
+                }
+            }
+        }
+        for c in &mut self.containers {
+            c.done = true;
+            if !matches!(c.state, State::Terminated(_)) {
+                c.state = State::Terminated(Term {
+                    exit_code: 0,
+                    signal: None,
+                    reason: "Completed".into(),
+                    message: None,
+                    started: now_string(),
+                    finished: now_string(),
+                    id: c.id.clone(),
+                });
+            }
+        }
+        if !*self.stop.borrow() {
+            self.write_status().await;
+            let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &self.ns);
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match pods.delete(&self.name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => tracing::warn!("pod {}/{}: confirming deletion: {e}", self.ns, self.name),
+            }
+            self.cleanup();
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for c in &mut self.containers {
+            if let Some(child) = c.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+
+    /// The pod vanished from the API (force deletion): kill at once.
+    async fn gone(&mut self) {
+        self.terminating = true;
+        self.kill_all();
+        while self.containers.iter().any(|c| c.child.is_some()) {
+            let (i, st) = wait_any(&mut self.containers).await;
+            self.on_exit(i, st);
+        }
+        self.cleanup();
+    }
+
+    /// The kubelet stops: every process ends (SIGTERM, then SIGKILL after
+    /// the kubelet's shutdown grace); the pod objects stay as they are.
+    async fn shutdown(&mut self) {
+        self.terminating = true;
+        for c in &self.containers {
+            if let Some(pid) = c.pid {
+                let _ = super::signal(pid, Signal::SIGCONT);
+                let _ = super::signal(pid, Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + self.k.opts.shutdown_grace;
+        while self.containers.iter().any(|c| c.child.is_some()) {
+            tokio::select! {
+                (i, st) = wait_any(&mut self.containers) => self.on_exit(i, st),
+                _ = tokio::time::sleep_until(deadline) => self.kill_all(),
+            }
+        }
+        self.lease = None;
+    }
+
+    fn cleanup(&mut self) {
+        self.lease = None;
+        if std::env::var_os("ORCA_KEEP_LOCAL").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        for c in &self.containers {
+            let sock = std::env::temp_dir().join(format!(
+                "orca-{}-{}.sock",
+                &self.uid[..self.uid.len().min(13)],
+                c.spec.name
+            ));
+            let _ = std::fs::remove_file(sock);
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_millis(200)), "200ms");
+    }
+}
