@@ -40,6 +40,13 @@ pub struct RunArgs {
     /// Start from an empty cluster: forget the saved state and volumes.
     #[arg(long)]
     pub fresh: bool,
+    /// How long the first restart of a crashed container waits (a real
+    /// kubelet restarts at once; a longer wait lets a crash be watched).
+    #[arg(long, default_value = "0s")]
+    pub restart_delay: String,
+    /// Do not run the operator (only the cluster).
+    #[arg(long)]
+    pub no_operator: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +139,22 @@ async fn fault(args: FaultArgs) -> u8 {
     }
 }
 
+/// Creates or updates orca's CustomResourceDefinitions.
+async fn install_crds(client: &Client) -> Result<(), kube::Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::k8s::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("orca-sandbox").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn serve(args: RunArgs) -> u8 {
     if let Err(e) = std::fs::create_dir_all(&args.dir) {
         eprintln!("orca sandbox: creating {}: {e}", args.dir.display());
@@ -169,8 +192,16 @@ async fn serve(args: RunArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let first_restart_delay = match crate::k8s::crd::parse_duration(&args.restart_delay) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("orca sandbox: --restart-delay: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let opts = KubeletOptions {
         root: kubelet_root,
+        first_restart_delay,
         ..KubeletOptions::default()
     };
     let kubelet = match Kubelet::start(client.clone(), opts).await {
@@ -181,10 +212,38 @@ async fn serve(args: RunArgs) -> u8 {
         }
     };
     let sts = StatefulSetController::start(client.clone());
+    let (stop_operator, operator_stopped) = tokio::sync::watch::channel(false);
+    let operator = if args.no_operator {
+        None
+    } else {
+        if let Err(e) = install_crds(&client).await {
+            eprintln!("orca sandbox: installing the CRDs: {e}");
+            return EXIT_FAILED;
+        }
+        let op_args = crate::cli::operator::OperatorArgs {
+            kubeconfig: None,
+            identity: "orca-sandbox".into(),
+            lease_namespace: "default".into(),
+            lease_name: "orca-operator".into(),
+            no_leader_election: false,
+        };
+        let op_client = client.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::cli::operator::serve(op_client, &op_args, operator_stopped).await
+            {
+                eprintln!("orca sandbox: the operator stopped: {e}");
+            }
+        }))
+    };
     println!(
-        "orca sandbox is up: API server {}, node {}",
+        "orca sandbox is up: API server {}, node {}{}",
         server.url(),
-        kubelet.node_name()
+        kubelet.node_name(),
+        if args.no_operator {
+            ""
+        } else {
+            ", the orca operator"
+        }
     );
     println!(
         "state in {} (start with --fresh to forget it)",
@@ -194,6 +253,10 @@ async fn serve(args: RunArgs) -> u8 {
     println!("from another shell:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get pods -A -o wide");
+    if !args.no_operator {
+        println!("  kubectl apply -f examples/mysqlcluster-minimal.yaml");
+        println!("  kubectl get mysql -o wide");
+    }
     println!(
         "  orca sandbox fault POD crash|hang|resume [-n NAMESPACE] --dir {}",
         dir.display()
@@ -217,6 +280,10 @@ async fn serve(args: RunArgs) -> u8 {
         _ = term.recv() => {}
     }
     eprintln!("stopping the sandbox");
+    let _ = stop_operator.send(true);
+    if let Some(op) = operator {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), op).await;
+    }
     sts.shutdown().await;
     kubelet.shutdown().await;
     if let Err(e) = server.shutdown() {

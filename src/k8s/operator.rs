@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -42,7 +42,7 @@ pub enum OperatorError {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub reporter: Reporter,
     workers: Mutex<HashMap<(String, String), JoinHandle<()>>>,
     /// The fencing epoch this operator acts in, when it runs with leader
     /// election.
@@ -62,16 +62,13 @@ impl Context {
         epoch: Option<i64>,
         fence: Option<crate::ha::Fence>,
     ) -> Arc<Context> {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "orca".into(),
-                instance: Some(identity.into()),
-            },
-        );
+        let reporter = Reporter {
+            controller: "orca".into(),
+            instance: Some(identity.into()),
+        };
         Arc::new(Context {
             client,
-            recorder,
+            reporter,
             workers: Mutex::new(HashMap::new()),
             epoch,
             fence,
@@ -191,7 +188,7 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context) {
     if workers.get(&key).is_some_and(|h| !h.is_finished()) {
         return;
     }
-    let mut worker = Worker::new(ctx.client.clone(), ns, c.name_any(), ctx.recorder.clone());
+    let mut worker = Worker::new(ctx.client.clone(), ns, c.name_any(), ctx.reporter.clone());
     worker.epoch = ctx.epoch;
     worker.fence = ctx.fence.clone();
     let name = c.name_any();

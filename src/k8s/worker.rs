@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -104,7 +104,7 @@ pub struct Worker {
     client: Client,
     namespace: String,
     name: String,
-    recorder: Recorder,
+    reporter: Reporter,
     engine: Option<ClusterEngine>,
     /// The epoch this operator acts in (the leader's lease transitions).
     pub epoch: Option<i64>,
@@ -142,12 +142,12 @@ fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError
 }
 
 impl Worker {
-    pub fn new(client: Client, namespace: String, name: String, recorder: Recorder) -> Worker {
+    pub fn new(client: Client, namespace: String, name: String, reporter: Reporter) -> Worker {
         Worker {
             client,
             namespace,
             name,
-            recorder,
+            reporter,
             engine: None,
             epoch: None,
             fence: None,
@@ -185,7 +185,10 @@ impl Worker {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &cluster.object_ref(&())).await {
+        // A recorder per event: each is its own Event object, not a count
+        // on an earlier one with another message.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &cluster.object_ref(&())).await {
             tracing::warn!(cluster = %self.name, error = %e, "cannot record an event");
         }
     }
@@ -353,6 +356,8 @@ impl Worker {
             .await;
         }
         primary = self.operations(&cluster, &pods, primary).await?;
+        self.reopen_primary(&cluster, &pods, primary.as_deref())
+            .await;
         self.join_replicas(&cluster, &pods, primary.as_deref())
             .await;
         self.apply_roles(&cluster, &pods, primary.as_deref())
@@ -498,6 +503,67 @@ impl Worker {
         self.apply_roles(cluster, pods, Some(&primary_pod)).await?;
         self.write_status(cluster, pods, Some(&primary_pod)).await?;
         Ok(Some(Duration::from_millis(500)))
+    }
+
+    /// The primary's server restarted (read only, as every server starts)
+    /// without a failover: orca makes it writable again, provided it holds
+    /// everything its replicas hold and nothing else takes writes.
+    async fn reopen_primary(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) {
+        let Some(pod) = primary.and_then(|n| pods.iter().find(|p| p.name == n)) else {
+            return;
+        };
+        let Some(k) = pod.key.clone() else { return };
+        if pod.deleting {
+            return;
+        }
+        let topo = self.engine_mut().topology().clone();
+        let Some(snap) = topo.get(&k).and_then(|n| n.snapshot.clone()) else {
+            return;
+        };
+        if !snap.is_read_only() || snap.replica.is_some() {
+            return;
+        }
+        let others: Vec<&Snapshot> = topo
+            .nodes
+            .values()
+            .filter(|n| n.key != k)
+            .filter_map(|n| n.snapshot.as_ref())
+            .collect();
+        if others.iter().any(|o| !o.is_read_only()) {
+            return;
+        }
+        let behind = others
+            .iter()
+            .any(|o| extra_transactions(o, &snap).is_some());
+        if behind {
+            return;
+        }
+        let mut plan = Plan::new(PlanKind::ForceTakeover);
+        plan.successor = Some(k.clone());
+        plan.steps.push(Step::SetReadOnly {
+            on: k.clone(),
+            read_only: false,
+        });
+        if cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled) {
+            plan.steps.push(Step::SetSemiSyncPrimary {
+                on: k.clone(),
+                enabled: true,
+            });
+        }
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: "PrimaryRestarted".into(),
+        };
+        let record = self.engine_mut().executor.execute(&plan, &meta).await;
+        if record.outcome.succeeded() {
+            self.event(cluster, false, "PrimaryReopened", "Reopen", format!("the primary {} restarted read only and holds everything its replicas hold: writes enabled again", pod.name)).await;
+        }
     }
 
     /// Points pods that replicate from nothing (new pods, a returning

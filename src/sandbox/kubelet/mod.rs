@@ -66,8 +66,11 @@ pub struct KubeletOptions {
     pub root: PathBuf,
     /// The second octet of pod addresses (`127.<net>.x.y`).
     pub ip_net: u8,
-    /// The first restart of a crashed container is immediate, the next
-    /// waits this long, doubling up to `restart_backoff_max`.
+    /// The first restart of a crashed container waits this long (the real
+    /// kubelet: no wait; a demo or a test may want the crash to last).
+    pub first_restart_delay: Duration,
+    /// The next restart waits this long, doubling up to
+    /// `restart_backoff_max`.
     pub restart_backoff_initial: Duration,
     pub restart_backoff_max: Duration,
     /// How often the Node's status and Lease are renewed.
@@ -85,6 +88,7 @@ impl Default for KubeletOptions {
             node_name: NODE_NAME.to_string(),
             root: crate::sandbox::mysqld::local_root().join("kubelet"),
             ip_net: 20,
+            first_restart_delay: Duration::ZERO,
             restart_backoff_initial: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(10),

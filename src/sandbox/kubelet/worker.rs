@@ -825,6 +825,7 @@ impl Worker {
     fn record_exit(&mut self, i: usize, term: Term) {
         let policy = self.restart_policy().to_string();
         let opts_initial = self.k.opts.restart_backoff_initial;
+        let opts_first = self.k.opts.first_restart_delay;
         let opts_max = self.k.opts.restart_backoff_max;
         let terminating = self.terminating;
         let pod_label = format!("{}_{}({})", self.name, self.ns, self.uid);
@@ -853,7 +854,7 @@ impl Worker {
         {
             c.backoff = None;
         }
-        let delay = c.backoff.unwrap_or(Duration::ZERO);
+        let delay = c.backoff.unwrap_or(opts_first);
         c.backoff = Some(match c.backoff {
             None => opts_initial,
             Some(d) => (d * 2).min(opts_max),
