@@ -1,0 +1,358 @@
+//! The operator end to end in the sandbox: real mariadbd in pods, the real
+//! kubectl, writes through the primary Service's endpoint, each test
+//! checking that every acknowledged write survived.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+mod support;
+
+use std::time::Duration;
+
+use cluster::{Sandbox, ServiceWriter, assert_acked, cluster_yaml};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+async fn wait_writes(w: &ServiceWriter, n: usize) {
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= n).then_some(())
+    })
+    .await;
+}
+
+/// The pod `replica` replicates from `source` per the cluster's status.
+async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
+    eventually(
+        Duration::from_secs(40),
+        &format!("{replica} replicating from {source}"),
+        || async {
+            let c = sb.cluster(name).await;
+            c.status?
+                .topology
+                .iter()
+                .find(|i| i.pod == replica && i.source.as_deref() == Some(source))
+                .filter(|i| {
+                    i.io_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
+                        && i.sql_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_then_a_graceful_takeover_by_annotation() {
+    let sb = Sandbox::start(&[]).await;
+    sb.apply(&cluster_yaml("db", 3, false));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let pods = ["db-0", "db-1", "db-2"];
+    let c = sb.cluster("db").await;
+    let status = c.status.clone().unwrap();
+    assert_eq!(status.ready_replicas, 3);
+    for p in pods {
+        let want = if p == primary { "primary" } else { "replica" };
+        assert_eq!(sb.pod_role(p).await.as_deref(), Some(want), "{p}");
+        if p != primary {
+            wait_source(&sb, "db", p, &primary).await;
+        }
+    }
+    // Services select the right pods.
+    let pkey = sb.primary_endpoint("db", None).await;
+    assert_eq!(pkey, sb.pod_ip(&primary).await);
+    let mut replicas = sb.endpoints("db-replicas").await;
+    replicas.sort();
+    let mut want = Vec::new();
+    for p in pods.iter().filter(|p| **p != primary) {
+        want.push(sb.pod_ip(p).await);
+    }
+    want.sort();
+    assert_eq!(replicas, want);
+    let (ok, out) = sb.kubectl(&["get", "mysql", "-o", "wide"]);
+    assert!(
+        ok && out.contains(&primary) && out.contains("True"),
+        "{out}"
+    );
+
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 30).await;
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/graceful-takeover=auto"]);
+    assert!(ok, "{out}");
+    let op = sb
+        .wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    let acked = w.finish().await;
+    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
+    assert_ne!(new, primary);
+    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    assert_eq!(new_key, sb.pod_ip(&new).await);
+    assert_acked(&new_key, &root, &acked).await;
+    wait_source(&sb, "db", &primary, &new).await;
+    assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
+    assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
+    let c = sb.cluster("db").await;
+    assert!(
+        !c.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("orca.dev/graceful-takeover"),
+        "annotation consumed"
+    );
+    let events = sb.event_reasons("db");
+    assert!(events.contains("GracefulTakeover"), "{events}");
+    // A malformed annotation is refused with an Event, not ignored.
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/force-failover=maybe"]);
+    assert!(ok, "{out}");
+    eventually(
+        Duration::from_secs(20),
+        "InvalidAnnotation event",
+        || async {
+            sb.event_reasons("db")
+                .contains("InvalidAnnotation")
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "annotation removed", || async {
+        let c = sb.cluster("db").await;
+        (!c.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("orca.dev/force-failover"))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        sb.cluster("db").await.status.unwrap().primary.unwrap(),
+        new,
+        "nothing moved"
+    );
+}
+
+async fn failover_case(fault: &str) {
+    let sb = Sandbox::start(&["--restart-delay", "20s"]).await;
+    sb.apply(&cluster_yaml("db", 3, true));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let pkey = sb.primary_endpoint("db", None).await;
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 50).await;
+    let (ok, out) = sb.kubectl(&[
+        "annotate",
+        "pod",
+        &primary,
+        &format!("sandbox.orca.dev/fault={fault}"),
+    ]);
+    assert!(ok, "{out}");
+    let op = sb
+        .wait_operation("db", "Failover", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    let acked = w.finish().await;
+    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
+    assert_ne!(new, primary);
+    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    assert_eq!(new_key, sb.pod_ip(&new).await);
+    assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
+    assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
+    assert_acked(&new_key, &root, &acked).await;
+    let other = ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .find(|p| *p != primary && *p != new)
+        .unwrap();
+    wait_source(&sb, "db", other, &new).await;
+    if fault == "hang" {
+        let (ok, out) = sb.kubectl(&[
+            "annotate",
+            "pod",
+            &primary,
+            "sandbox.orca.dev/fault=resume",
+            "--overwrite",
+        ]);
+        assert!(ok, "{out}");
+    }
+    // The old primary returns (restarted, or resumed): fenced, then it
+    // rejoins as a replica of the new one — or is reported if it cannot.
+    eventually(
+        Duration::from_secs(60),
+        "the old primary back as a replica or reported",
+        || async {
+            let c = sb.cluster("db").await;
+            let joined = c.status.as_ref()?.topology.iter().any(|i| {
+                i.pod == primary
+                    && i.source.as_deref() == Some(new.as_str())
+                    && i.io_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
+            });
+            (joined || sb.event_reasons("db").contains("CannotRejoin")).then_some(())
+        },
+    )
+    .await;
+    let events = sb.event_reasons("db");
+    assert!(events.contains("Failover"), "{events}");
+    assert!(events.contains("DeadPrimary"), "{events}");
+    // The returned primary never takes writes.
+    let old_key = sb.pod_ip(&primary).await;
+    let s = orca::mysql::probe::probe(&old_key, &root, Default::default())
+        .await
+        .unwrap();
+    assert!(s.is_read_only());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_the_primary_fails_over() {
+    failover_case("crash").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigstop_of_the_primary_fails_over() {
+    failover_case("hang").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_primary_pod_is_a_graceful_takeover() {
+    let sb = Sandbox::start(&[]).await;
+    sb.apply(&cluster_yaml("db", 3, true));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let pkey = sb.primary_endpoint("db", None).await;
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 30).await;
+    let (ok, out) = sb.kubectl(&["delete", "pod", &primary, "--wait=false"]);
+    assert!(ok, "{out}");
+    let op = sb
+        .wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    let acked = w.finish().await;
+    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
+    assert_ne!(new, primary);
+    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    assert_acked(&new_key, &root, &acked).await;
+    let events = sb.event_reasons("db");
+    assert!(events.contains("PrimaryLeaving"), "{events}");
+    assert!(
+        !events.contains("DeadPrimary"),
+        "a deletion became a failover: {events}"
+    );
+    // The pod comes back and rejoins as a replica.
+    wait_source(&sb, "db", &primary, &new).await;
+    sb.wait_healthy("db", Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_three_to_five_to_three() {
+    let sb = Sandbox::start(&[]).await;
+    sb.apply(&cluster_yaml("db", 3, false));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let root = sb.root("db").await;
+    let pkey = sb.primary_endpoint("db", None).await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 20).await;
+    let acked = w.finish().await;
+    let (ok, out) = sb.kubectl(&[
+        "patch",
+        "mysql/db",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ]);
+    assert!(ok, "{out}");
+    eventually(BOOT, "5 ready", || async {
+        let c = sb.cluster("db").await;
+        (c.status?.ready_replicas == 5).then_some(())
+    })
+    .await;
+    for p in ["db-3", "db-4"] {
+        wait_source(&sb, "db", p, &primary).await;
+        assert_acked(&sb.pod_ip(p).await, &root, &acked).await;
+    }
+    // Hand the primary role to the last pod, then scale it away: orca
+    // moves the role before the pod goes.
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/graceful-takeover=db-4"]);
+    assert!(ok, "{out}");
+    sb.wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        sb.cluster("db").await.status.unwrap().primary.as_deref(),
+        Some("db-4")
+    );
+    let (ok, out) = sb.kubectl(&[
+        "patch",
+        "mysql/db",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    assert!(ok, "{out}");
+    eventually(
+        Duration::from_secs(90),
+        "back to 3 pods with a primary among them",
+        || async {
+            let c = sb.cluster("db").await;
+            let s = c.status?;
+            let p = s.primary?;
+            let (ok, out) = sb.kubectl(&["get", "pods", "-o", "name"]);
+            (ok && !out.contains("db-3")
+                && !out.contains("db-4")
+                && ["db-0", "db-1", "db-2"].contains(&p.as_str())
+                && s.ready_replicas == 3)
+                .then_some(())
+        },
+    )
+    .await;
+    let new_key = sb.primary_endpoint("db", None).await;
+    assert_acked(&new_key, &root, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_restarts_in_steady_state_and_while_degraded() {
+    let mut sb = Sandbox::start(&["--no-operator", "--restart-delay", "60s"]).await;
+    sb.start_operator("op-a");
+    sb.wait_crds_or_install().await;
+    sb.apply(&cluster_yaml("db", 3, false));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let before = sb.cluster("db").await.status.unwrap();
+    // Restart in steady state: nothing changes.
+    sb.stop_operator();
+    sb.start_operator("op-b");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = sb.cluster("db").await.status.unwrap();
+    assert_eq!(after.primary, before.primary);
+    assert_eq!(after.last_operation, before.last_operation);
+    assert!(!sb.event_reasons("db").contains("Failover"));
+    let pkey = sb.primary_endpoint("db", None).await;
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 20).await;
+    // Stop it, break the cluster, start it again: it resumes and recovers.
+    sb.stop_operator();
+    let (ok, out) = sb.kubectl(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let acked = w.finish().await;
+    sb.start_operator("op-c");
+    let op = sb
+        .wait_operation("db", "Failover", Duration::from_secs(90))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    assert_acked(&new_key, &root, &acked).await;
+}
