@@ -123,6 +123,12 @@ impl ClusterEngine {
         &self.findings
     }
 
+    /// Forgets an instance that left the cluster: no more fencing of it.
+    pub fn forget(&mut self, key: &InstanceKey) {
+        self.pending_fence.remove(key);
+        self.inventory.remove(key);
+    }
+
     /// Acknowledges the last recovery: the next failure may be recovered
     /// automatically even within the anti-flap period.
     pub fn acknowledge(&mut self) {

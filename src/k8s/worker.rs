@@ -292,10 +292,29 @@ impl Worker {
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
         resolved.apply(engine, &pods);
-        for p in &pods {
-            if let Some(k) = &p.key {
-                engine.inventory.add(k.clone());
-            }
+        let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        for k in &pod_keys {
+            engine.inventory.add(k.clone());
+        }
+        // An address no pod has any more (a pod recreated elsewhere) is
+        // forgotten once no replica replicates from it.
+        let stale: Vec<InstanceKey> = engine
+            .inventory
+            .known
+            .keys()
+            .filter(|k| !pod_keys.contains(*k))
+            .filter(|k| {
+                !engine
+                    .topology()
+                    .nodes
+                    .values()
+                    .any(|n| n.source.as_ref() == Some(*k) && n.reachable())
+            })
+            .cloned()
+            .collect();
+        for k in stale {
+            engine.inventory.remove(&k);
+            engine.forget(&k);
         }
         // Kubernetes' own view, as evidence for the analysis.
         engine.context.signals = pods

@@ -804,6 +804,12 @@ pub fn prepare_update(
             if new.pointer("/spec/template/spec").is_some() {
                 default_pod_spec(&mut new["spec"]["template"]["spec"]);
             }
+            // Compare as stored: an update that leaves defaulted fields out
+            // (as a server-side apply of the same manifest does) changes
+            // nothing.
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                sts_defaults(spec);
+            }
             let keep = [
                 "replicas",
                 "ordinals",

@@ -263,7 +263,10 @@ pub async fn run_hook(
     limit: Duration,
 ) -> Outcome {
     if let Some(a) = &h.exec {
-        exec(t, a, limit).await
+        // A hook is a command to run, not a health check: it runs as
+        // written (with the container's environment), even when it calls
+        // the MySQL client.
+        run_command(t, &a.command.clone().unwrap_or_default(), limit).await
     } else if let Some(a) = &h.http_get {
         http(t, a, limit).await
     } else if let Some(a) = &h.tcp_socket {
