@@ -230,12 +230,13 @@ pub fn random_password() -> std::io::Result<String> {
 
 /// A shell loop for the preStop hook: a pod that is the primary waits
 /// (bounded) until orca has handed the role over and made it read only,
-/// so that deleting or draining the primary's pod is a graceful takeover,
-/// not a failover.
+/// then gives the new primary a moment to catch up with it, so that
+/// deleting or draining the primary's pod is a graceful takeover, not a
+/// failover. A replica is read only already and stops at once.
 pub const PRE_STOP: &str = "for i in $(seq 1 100); do \
     ro=$(mariadb -uroot -p\"$MARIADB_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null || \
          mysql -uroot -p\"$MYSQL_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null); \
-    [ \"$ro\" = 1 ] && exit 0; sleep 0.2; done; exit 0";
+    if [ \"$ro\" = 1 ]; then [ $i -gt 1 ] && sleep 2; exit 0; fi; sleep 0.2; done; exit 0";
 
 pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
     let name = c.name_any();

@@ -990,6 +990,17 @@ impl Worker {
         }
         let topo = self.engine_mut().topology().clone();
         let plan = match takeover::graceful_takeover(&topo, &pkey, target.as_ref(), &opts) {
+            // A primary whose pod is going away is not repointed: its next
+            // incarnation joins as a replica.
+            Ok(mut p) if !exclude.is_empty() => {
+                let from = p.point_of_no_return;
+                let mut i = 0;
+                p.steps.retain(|s| {
+                    i += 1;
+                    i <= from || s.target() != Some(&pkey)
+                });
+                p
+            }
             Ok(p) => p,
             Err(e) => {
                 self.refuse(cluster, kind, to.map(String::from), e.to_string())
