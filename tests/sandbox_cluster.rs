@@ -113,6 +113,7 @@ impl Cluster {
                 && pods.items.len() as i32 == replicas
                 && pods.items.iter().all(is_ready)
                 && st.current_revision == st.update_revision
+                && st.observed_generation == s.metadata.generation
             {
                 return s;
             }

@@ -229,7 +229,6 @@ pub fn init_plan(env: &[(String, String)], mounts: &Mounts) -> Result<InitPlan, 
             quote(&root_pw)
         ));
         sql.push(format!("GRANT ALL ON *.* TO {who} WITH GRANT OPTION;"));
-        sql.push(format!("GRANT PROXY ON ''@'%' TO {who} WITH GRANT OPTION;"));
     }
     let database = env_get(env, &["MARIADB_DATABASE", "MYSQL_DATABASE"]);
     if let Some(db) = database {
