@@ -356,3 +356,133 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
     assert_acked(&new_key, &root, &acked).await;
 }
+
+/// A one-request-at-a-time HTTP server that records request bodies.
+async fn webhook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let b = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let Ok(n) = sock.read(&mut chunk).await else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        b.lock().unwrap().push(body.to_string());
+                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_policy_manual_recovery_and_hooks() {
+    let sb = Sandbox::start(&["--restart-delay", "120s"]).await;
+    let (url, bodies) = webhook_server().await;
+    sb.apply(&format!(
+        "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: default\nspec:\n  autoFailover: false\n  promotionRules:\n  - pod: db-1\n    rule: must_not\n  hooks:\n    postFailover:\n    - webhook:\n        url: {url}\n"
+    ));
+    sb.apply(&cluster_yaml("db", 3, true));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    assert_eq!(primary, "db-0");
+    let pkey = sb.primary_endpoint("db", None).await;
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, 30).await;
+    let (ok, out) = sb.kubectl(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
+    assert!(ok, "{out}");
+    // Automatic failover is off: the failure is reported, nothing moves.
+    eventually(Duration::from_secs(30), "a Failed condition", || async {
+        let c = sb.cluster("db").await;
+        c.status?
+            .conditions
+            .iter()
+            .find(|c| {
+                c.type_ == "Failed"
+                    && c.status == "True"
+                    && c.message.contains("automatic failover is off")
+            })
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        sb.cluster("db").await.status.unwrap().primary.as_deref(),
+        Some("db-0")
+    );
+    let acked = w.finish().await;
+    // A manual recovery, which the policy's rules still shape: db-1 must
+    // not be promoted.
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/recover=true"]);
+    assert!(ok, "{out}");
+    let op = sb
+        .wait_operation("db", "Recover", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    assert_eq!(
+        sb.cluster("db").await.status.unwrap().primary.as_deref(),
+        Some("db-2")
+    );
+    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    assert_acked(&new_key, &root, &acked).await;
+    // The post-failover webhook got the documented payload.
+    let body = eventually(Duration::from_secs(10), "the webhook", || async {
+        bodies.lock().unwrap().first().cloned()
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["event"], "postFailover");
+    assert_eq!(json["failed"], pkey.to_string());
+    assert_eq!(json["successor"], new_key.to_string());
+    // Acknowledging is consumed and recorded.
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/acknowledge=checked"]);
+    assert!(ok, "{out}");
+    eventually(Duration::from_secs(20), "Acknowledged event", || async {
+        sb.event_reasons("db")
+            .contains("Acknowledged")
+            .then_some(())
+    })
+    .await;
+    // A force takeover to a named replica.
+    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/force-takeover=db-1"]);
+    assert!(ok, "{out}");
+    let op = sb
+        .wait_operation("db", "ForceTakeover", Duration::from_secs(60))
+        .await;
+    // db-1 is must_not in the policy: the takeover is refused, with the reason.
+    assert_eq!(serde_json::to_value(op.phase).unwrap(), "Failed", "{op:?}");
+    assert!(op.message.unwrap_or_default().contains("must_not"));
+    assert_eq!(
+        sb.cluster("db").await.status.unwrap().primary.as_deref(),
+        Some("db-2")
+    );
+}

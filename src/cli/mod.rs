@@ -26,6 +26,9 @@ pub struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `orca=debug`.
     #[arg(long, global = true, env = "ORCA_LOG", default_value = "warn")]
     pub log: String,
+    /// Log as JSON lines (one object per event, with its fields).
+    #[arg(long, global = true, env = "ORCA_LOG_JSON")]
+    pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,10 +62,14 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn run(cli: Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

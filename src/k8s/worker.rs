@@ -1104,7 +1104,9 @@ impl Worker {
         let engine = self.engine_mut();
         let topo = engine.topology().clone();
         let findings = engine.findings().to_vec();
-        let blocked = engine.blocked_by_anti_flap();
+        let blocked = engine.blocked_by_anti_flap().or_else(|| {
+            (!engine.config.auto_recover).then(|| "automatic failover is off in the FailoverPolicy: annotate orca.dev/recover=true".to_string())
+        });
         let problems = crate::analysis::instance_problems(&topo, Default::default());
         let mut topology = Vec::new();
         let mut ready = 0;
