@@ -371,10 +371,7 @@ async fn webhook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String
             };
             let mut buf = Vec::new();
             let mut chunk = [0u8; 8192];
-            loop {
-                let Ok(n) = sock.read(&mut chunk).await else {
-                    break;
-                };
+            while let Ok(n) = sock.read(&mut chunk).await {
                 if n == 0 {
                     break;
                 }
