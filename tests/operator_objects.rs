@@ -208,3 +208,93 @@ async fn invalid_specs_are_refused_with_the_reason() {
         "{out}"
     );
 }
+
+/// A Job hook creates a Job from the policy's template with the payload in
+/// its environment, and succeeds or vetoes as the Job completes or fails
+/// (the test plays the Job controller, which the sandbox does not run).
+#[tokio::test(flavor = "multi_thread")]
+async fn job_hooks_follow_their_job() {
+    use k8s_openapi::api::batch::v1::Job;
+    use kube::api::{ListParams, Patch, PatchParams};
+    use orca::engine::hooks::HookPayload;
+    use orca::k8s::crd::policy::FailoverPolicy;
+    use orca::plan::HookEvent;
+    let sb = sandbox_api::start();
+    let c = client(&sb).await;
+    install_crds(&c).await;
+    let policy: FailoverPolicy = serde_yaml_ng::from_str(
+        "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: p\n  namespace: default\nspec:\n  hooks:\n    preFailover:\n    - job:\n        template:\n          spec:\n            template:\n              spec:\n                containers:\n                - name: check\n                  image: busybox\n                  command: [sh, -c, 'test -n \"$ORCA_FAILED\"']\n",
+    )
+    .unwrap();
+    let mut cluster: MySQLCluster =
+        serde_yaml_ng::from_str("apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: db\n  namespace: default\nspec:\n  image: mariadb:10.11\n").unwrap();
+    cluster.metadata.uid = Some("u".into());
+    let resolved = orca::k8s::policy::resolve(&cluster, Some(&policy), c.clone(), "default");
+    let payload = HookPayload {
+        event: HookEvent::PreFailover,
+        cluster: "default/db".into(),
+        failure_type: "DeadPrimary".into(),
+        failed: Some("127.20.0.1:3306".parse().unwrap()),
+        successor: Some("127.20.0.2:3306".parse().unwrap()),
+        lost_replicas: vec![],
+        recovery_id: "r-1".into(),
+        error: None,
+    };
+    let jobs: Api<Job> = Api::namespaced(c.clone(), "default");
+    for (condition, vetoed) in [("Complete", false), ("Failed", true)] {
+        let hooks = resolved.hooks.clone();
+        let p = payload.clone();
+        let run = tokio::spawn(async move { hooks.run(&p).await });
+        let job = eventually(Duration::from_secs(10), "the hook's Job", || async {
+            let list = jobs
+                .list(&ListParams::default().labels("orca.dev/hook=preFailover"))
+                .await
+                .unwrap();
+            list.items.into_iter().find(|j| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_none()
+            })
+        })
+        .await;
+        let env = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(get("ORCA_EVENT").as_deref(), Some("preFailover"));
+        assert_eq!(get("ORCA_FAILED").as_deref(), Some("127.20.0.1:3306"));
+        assert_eq!(get("ORCA_RECOVERY_ID").as_deref(), Some("r-1"));
+        assert!(
+            get("ORCA_PAYLOAD")
+                .unwrap()
+                .contains("\"failureType\":\"DeadPrimary\"")
+        );
+        assert_eq!(
+            job.labels().get("orca.dev/cluster").map(String::as_str),
+            Some("db")
+        );
+        jobs.patch_status(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"conditions": [{"type": condition, "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+        let errors = run.await.unwrap();
+        assert_eq!(!errors.is_empty(), vetoed, "{condition}: {errors:?}");
+    }
+}
