@@ -2,7 +2,6 @@
 # runs every check. Both install what a fresh Debian machine lacks.
 
 CARGO ?= cargo
-APT_PACKAGES := mariadb-server mariadb-client nftables
 
 .PHONY: all build deps test fmt-check clippy unit sandbox crds bench clean
 
@@ -40,7 +39,7 @@ unit:
 
 test: deps fmt-check clippy unit
 
-# The sandbox cluster: a Kubernetes API server, the StatefulSet controller
+# The sandbox cluster with the orca operator: a Kubernetes API server, the StatefulSet controller
 # and a kubelet running real mariadbd, with a kubeconfig in
 # .orca-sandbox/kubeconfig for kubectl. Ctrl-C stops it and every mariadbd
 # it started. (`cargo run -- local` runs a bare replication topology.)
