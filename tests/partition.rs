@@ -124,6 +124,7 @@ async fn cut_path_to_the_primary_is_not_a_failover() {
     drop(cut);
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&bin_dir);
     let logs = std::fs::read_to_string(&err_path).unwrap();
     let out = std::fs::read_to_string(&out_path).unwrap();
     assert!(out.trim().is_empty(), "a recovery ran: {out}\n{logs}");
