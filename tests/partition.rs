@@ -73,6 +73,17 @@ async fn cut_path_to_the_primary_is_not_a_failover() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
+    // A copy of the binary that user nobody can run, wherever the build
+    // directory lives (the checkout may be in a directory only root enters).
+    let bin_dir = std::env::temp_dir().join(format!("orca-partition-{}", std::process::id()));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let bin = bin_dir.join("orca");
+    std::fs::copy(env!("CARGO_BIN_EXE_orca"), &bin).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let mut child = Command::new("setpriv")
         .args([
             "--reuid",
@@ -81,7 +92,7 @@ async fn cut_path_to_the_primary_is_not_a_failover() {
             &NOBODY.to_string(),
             "--clear-groups",
         ])
-        .arg(env!("CARGO_BIN_EXE_orca"))
+        .arg(&bin)
         .args(["standalone", "--log", "info", "--cluster", "cut"])
         .args(
             keys.iter()
