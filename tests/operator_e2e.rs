@@ -251,6 +251,52 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     // The pod comes back and rejoins as a replica.
     wait_source(&sb, "db", &primary, &new).await;
     sb.wait_healthy("db", Duration::from_secs(60)).await;
+
+    // Draining the node of the new primary's pod (through the eviction
+    // API, as kubectl drain does) is a graceful takeover too.
+    let key = sb.primary_endpoint("db", None).await;
+    let w = ServiceWriter::start(key.clone(), root.clone()).await;
+    wait_writes(&w, 20).await;
+    let (ok, out) = sb.kubectl(&[
+        "drain",
+        "sandbox-node",
+        "--pod-selector",
+        &format!("statefulset.kubernetes.io/pod-name={new}"),
+        "--timeout=60s",
+    ]);
+    assert!(ok, "{out}");
+    eventually(
+        Duration::from_secs(60),
+        "a second graceful takeover",
+        || async {
+            let p = sb.cluster("db").await.status?.primary?;
+            (p != new).then_some(())
+        },
+    )
+    .await;
+    let op = sb
+        .wait_operation("db", "GracefulTakeover", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        serde_json::to_value(op.phase).unwrap(),
+        "Succeeded",
+        "{op:?}"
+    );
+    let acked = w.finish().await;
+    let (ok, out) = sb.kubectl(&["uncordon", "sandbox-node"]);
+    assert!(ok, "{out}");
+    let newest = sb.primary_endpoint("db", Some(&key)).await;
+    assert_acked(&newest, &root, &acked).await;
+    let events = sb.event_reasons("db");
+    let reasons: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        !reasons.contains(&"DeadPrimary") && !reasons.contains(&"Failover"),
+        "a drain became a failover: {events}"
+    );
+    sb.wait_healthy("db", Duration::from_secs(90)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

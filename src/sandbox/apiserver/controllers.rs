@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ops::{
-    CRD_CLEANUP, STORAGE_CRDS, STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_PODS,
+    CRD_CLEANUP, STORAGE_CRDS, STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_PDBS, STORAGE_PODS,
     STORAGE_SERVICES, State, finalizers, is_deleting, meta_str,
 };
 use super::selector::LabelSelector;
@@ -27,6 +27,94 @@ impl State {
             self.namespace_pass();
             self.crd_pass();
             self.endpoints_pass();
+            self.disruption_pass();
+        }
+    }
+
+    /// The disruption controller's part: each PodDisruptionBudget's status
+    /// from the pods its selector picks (expected, healthy = Ready, the
+    /// healthy count it needs, and the disruptions it allows now). Pods it
+    /// allowed to be evicted a moment ago (`disruptedPods`) count as gone
+    /// until they are.
+    fn disruption_pass(&mut self) {
+        let pdbs: Vec<Value> = self
+            .store
+            .list(STORAGE_PDBS, None)
+            .into_iter()
+            .cloned()
+            .collect();
+        for pdb in pdbs {
+            let ns = meta_str(&pdb, "namespace").to_string();
+            let Some(selector) = pdb
+                .pointer("/spec/selector")
+                .and_then(|s| LabelSelector::from_object(s).ok())
+            else {
+                continue;
+            };
+            let pods: Vec<&Value> = self
+                .store
+                .list(STORAGE_PODS, Some(&ns))
+                .into_iter()
+                .filter(|p| !selector.is_empty() && selector.matches(p))
+                .collect();
+            let disrupted = pdb
+                .pointer("/status/disruptedPods")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let expected = pods.len() as i64;
+            let healthy = pods
+                .iter()
+                .filter(|p| !is_deleting(p) && !disrupted.contains_key(meta_str(p, "name")))
+                .filter(|p| {
+                    p.pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                })
+                .count() as i64;
+            let int_or_percent = |v: Option<&Value>| -> Option<i64> {
+                match v? {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s
+                        .strip_suffix('%')
+                        .and_then(|p| p.parse::<i64>().ok())
+                        .map(|p| (p * expected + 99) / 100),
+                    _ => None,
+                }
+            };
+            let desired = match (
+                int_or_percent(pdb.pointer("/spec/minAvailable")),
+                int_or_percent(pdb.pointer("/spec/maxUnavailable")),
+            ) {
+                (Some(min), _) => min,
+                (None, Some(max)) => (expected - max).max(0),
+                (None, None) => expected,
+            };
+            // Pods named in disruptedPods that are gone are no longer
+            // pending evictions.
+            let still: serde_json::Map<String, Value> = disrupted
+                .into_iter()
+                .filter(|(name, _)| {
+                    pods.iter()
+                        .any(|p| meta_str(p, "name") == name && !is_deleting(p))
+                })
+                .collect();
+            let mut upd = pdb.clone();
+            upd["status"]["expectedPods"] = json!(expected);
+            upd["status"]["currentHealthy"] = json!(healthy);
+            upd["status"]["desiredHealthy"] = json!(desired);
+            upd["status"]["disruptionsAllowed"] = json!((healthy - desired).max(0));
+            upd["status"]["disruptedPods"] = Value::Object(still);
+            upd["status"]["observedGeneration"] = pdb
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
+            if upd.get("status") != pdb.get("status") {
+                self.update_internal(STORAGE_PDBS, upd);
+            }
         }
     }
 
