@@ -116,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) stop: watch::Sender<bool>,
     /// Pids of running containers, for the last-resort kill on drop.
     pub(crate) pids: Mutex<HashSet<u32>>,
+    /// Events to record, in order, by one task.
+    pub(crate) events: tokio::sync::mpsc::UnboundedSender<(String, Event)>,
 }
 
 pub(crate) fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
@@ -137,7 +139,6 @@ pub(crate) fn record_event(
     reason: &str,
     message: String,
 ) {
-    let api: Api<Event> = Api::namespaced(k.client.clone(), ns);
     let name = format!(
         "{}.{}",
         involved["name"].as_str().unwrap_or("object"),
@@ -159,14 +160,23 @@ pub(crate) fn record_event(
         "reportingComponent": "kubelet",
         "reportingInstance": k.opts.node_name,
     });
-    let Ok(ev) = serde_json::from_value::<Event>(ev) else {
-        return;
-    };
-    tokio::spawn(async move {
+    if let Ok(ev) = serde_json::from_value::<Event>(ev) {
+        let _ = k.events.send((ns.to_string(), ev));
+    }
+}
+
+/// Records queued events one after the other, so that they keep their
+/// order.
+async fn post_events(
+    client: Client,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Event)>,
+) {
+    while let Some((ns, ev)) = rx.recv().await {
+        let api: Api<Event> = Api::namespaced(client.clone(), &ns);
         if let Err(e) = api.create(&PostParams::default(), &ev).await {
             tracing::debug!("recording an event: {e}");
         }
-    });
+    }
 }
 
 /// A running kubelet. [`Kubelet::shutdown`] stops every container
@@ -199,6 +209,8 @@ impl Kubelet {
         })?;
         let (node_ready, _) = watch::channel(true);
         let (stop, _) = watch::channel(false);
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events_task = tokio::spawn(post_events(client.clone(), events_rx));
         let shared = Arc::new(Shared {
             client,
             opts,
@@ -207,6 +219,7 @@ impl Kubelet {
             node_ready,
             stop,
             pids: Mutex::new(HashSet::new()),
+            events,
         });
         register_node(&shared)
             .await
@@ -214,6 +227,7 @@ impl Kubelet {
         let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> =
             Arc::new(Mutex::new(HashMap::new()));
         let tasks = vec![
+            events_task,
             tokio::spawn(heartbeat(shared.clone())),
             tokio::spawn(watch_node(shared.clone())),
             tokio::spawn(dispatch(shared.clone(), workers.clone())),
@@ -729,7 +743,6 @@ fn record_scheduler_event(
     reason: &str,
     message: String,
 ) {
-    let api: Api<Event> = Api::namespaced(k.client.clone(), ns);
     let name = format!(
         "{}.{}",
         involved["name"].as_str().unwrap_or("object"),
@@ -750,12 +763,9 @@ fn record_scheduler_event(
         "count": 1,
         "reportingComponent": "default-scheduler",
     });
-    let Ok(ev) = serde_json::from_value::<Event>(ev) else {
-        return;
-    };
-    tokio::spawn(async move {
-        let _ = api.create(&PostParams::default(), &ev).await;
-    });
+    if let Ok(ev) = serde_json::from_value::<Event>(ev) {
+        let _ = k.events.send((ns.to_string(), ev));
+    }
 }
 
 /// Binds claims, releases deleted ones nothing uses, and removes the
