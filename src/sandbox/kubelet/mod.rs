@@ -55,6 +55,7 @@ pub const FAULT_ANNOTATION: &str = "sandbox.orca.dev/fault";
 /// The sandbox's one node.
 pub const NODE_NAME: &str = "sandbox-node";
 const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 
 /// Tunables of the kubelet.
 #[derive(Debug, Clone)]
@@ -368,15 +369,31 @@ async fn register_node(k: &Shared) -> Result<(), kube::Error> {
             }
         }
     }
-    // a restarted kubelet's node is ready again and schedulable by it
+    // a restarted kubelet's node is ready again: its not-ready taint goes
     let now = now_string();
-    nodes
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taints": null}})),
-        )
-        .await?;
+    if let Some(n) = nodes.get_opt(name).await? {
+        let taints: Vec<Value> = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.key != NOT_READY_TAINT)
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect();
+        let taints = if taints.is_empty() {
+            Value::Null
+        } else {
+            json!(taints)
+        };
+        nodes
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"taints": taints}})),
+            )
+            .await?;
+    }
     let status = json!({"status": {
         "conditions": node_conditions(true, &now, &now),
         "addresses": [
@@ -476,11 +493,24 @@ async fn watch_node(k: Arc<Shared>) {
         let message = match ready {
             Some(r) => {
                 let _ = k.node_ready.send(r);
-                let taints = if r {
+                // the node's other taints stay
+                let mut taints: Vec<Value> = node
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t.key != NOT_READY_TAINT)
+                    .filter_map(|t| serde_json::to_value(t).ok())
+                    .collect();
+                if !r {
+                    taints.push(json!({"key": NOT_READY_TAINT, "effect": "NoSchedule",
+                                       "timeAdded": now_string()}));
+                }
+                let taints = if taints.is_empty() {
                     Value::Null
                 } else {
-                    json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule",
-                            "timeAdded": now_string()}])
+                    json!(taints)
                 };
                 let _ = nodes
                     .patch(
