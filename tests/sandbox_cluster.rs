@@ -1103,3 +1103,295 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
         "API server still up"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_pod_gets_the_image_environment_probes_and_hooks() {
+    let _slot = SLOTS.acquire().await.expect("slot");
+    let c = Cluster::start(|_| {}).await;
+    let flags = tempfile::tempdir().expect("flags dir");
+    let sick = flags.path().join("sick");
+    let stopped = flags.path().join("prestop-ran");
+    let manifests = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-settings
+data:
+  MARIADB_DATABASE: shop
+  MARIADB_USER: clerk
+  server.cnf: |
+    [mariadbd]
+    max_connections = 77
+  ignored.cnf: |
+    [mariadbd]
+    max_connections = 5
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+stringData:
+  root: {ROOT_PASSWORD}
+  clerk: clerk-pw
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: plain
+  labels:
+    tier: db
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: db
+    image: docker.io/library/mariadb:10.11
+    command: ["docker-entrypoint.sh"]
+    args: ["mariadbd", "--max-allowed-packet=$(PACKET)"]
+    envFrom:
+    - configMapRef:
+        name: app-settings
+    env:
+    - name: PACKET
+      value: "33554432"
+    - name: MARIADB_ROOT_PASSWORD
+      valueFrom:
+        secretKeyRef: {{name: app-secret, key: root}}
+    - name: MARIADB_PASSWORD
+      valueFrom:
+        secretKeyRef: {{name: app-secret, key: clerk}}
+    - name: TIER
+      valueFrom:
+        fieldRef: {{fieldPath: "metadata.labels['tier']"}}
+    - name: SICK
+      value: {sick}
+    - name: STOPPED
+      value: {stopped}
+    startupProbe:
+      exec:
+        command: ["healthcheck.sh", "--connect", "--innodb_initialized"]
+      periodSeconds: 1
+      failureThreshold: 30
+    livenessProbe:
+      exec:
+        command: ["sh", "-c", "test ! -e \"$SICK\""]
+      periodSeconds: 1
+      failureThreshold: 2
+    readinessProbe:
+      tcpSocket:
+        port: mysql
+      periodSeconds: 1
+    ports:
+    - name: mysql
+      containerPort: 3306
+    lifecycle:
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo $TIER > \"$STOPPED\""]
+    volumeMounts:
+    - name: conf
+      mountPath: /etc/mysql/mariadb.conf.d
+  volumes:
+  - name: conf
+    configMap:
+      name: app-settings
+      items:
+      - key: server.cnf
+        path: 50-server.cnf
+"#,
+        sick = sick.display(),
+        stopped = stopped.display()
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    let p = c
+        .wait_pod("plain", Duration::from_secs(60), "ready", is_ready)
+        .await;
+    let cs = &p
+        .status
+        .clone()
+        .expect("status")
+        .container_statuses
+        .expect("cs")[0];
+    assert_eq!(cs.started, Some(true));
+    let ip = pod_ip(&p);
+    let mut conn = connect_retry(&ip, Duration::from_secs(30)).await;
+    let row: (u32, u64) = conn
+        .query_first("SELECT @@max_connections, @@max_allowed_packet")
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(row.0, 77, "only the projected item is configuration");
+    assert_eq!(row.1, 33554432, "$(PACKET) expanded in the arguments");
+    let _ = conn.disconnect().await;
+    // MARIADB_USER / MARIADB_PASSWORD / MARIADB_DATABASE
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip.clone())
+        .tcp_port(3306)
+        .user(Some("clerk"))
+        .pass(Some("clerk-pw"))
+        .db_name(Some("shop"))
+        .prefer_socket(false);
+    let mut clerk = mysql_async::Conn::new(opts).await.expect("clerk connects");
+    clerk
+        .query_drop("CREATE TABLE items (id INT)")
+        .await
+        .expect("the user owns its database");
+    let _ = clerk.disconnect().await;
+
+    // a failing liveness probe (a command run with the container's env)
+    // restarts the container
+    std::fs::write(&sick, b"").expect("flag");
+    c.wait_pod("plain", Duration::from_secs(60), "liveness restart", |p| {
+        restart_count(p) >= 1
+    })
+    .await;
+    std::fs::remove_file(&sick).expect("unflag");
+    c.wait_pod("plain", Duration::from_secs(60), "ready again", is_ready)
+        .await;
+
+    // deletion runs the preStop hook with the container's env
+    c.pods()
+        .delete("plain", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.pods().get_opt("plain").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "the pod was not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&stopped)
+            .expect("preStop ran")
+            .trim(),
+        "db"
+    );
+    assert!(c.kubelet.as_ref().expect("kubelet").pids().is_empty());
+
+    // without a root password the entrypoint refuses: exit 1, and with
+    // restartPolicy Never the pod fails
+    let refused = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: refused
+spec:
+  restartPolicy: Never
+  containers:
+  - name: db
+    image: mariadb:10.11
+"#;
+    c.kubectl(&["apply", "-f", "-"], Some(refused));
+    let p = c
+        .wait_pod("refused", Duration::from_secs(30), "failure", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+        })
+        .await;
+    let cs = &p
+        .status
+        .clone()
+        .expect("status")
+        .container_statuses
+        .expect("cs")[0];
+    let t = cs
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("terminated");
+    assert_eq!(t.exit_code, 1);
+    assert_eq!(cs.restart_count, 0);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_pods_and_on_delete_updates() {
+    let _slot = SLOTS.acquire().await.expect("slot");
+    let c = Cluster::start(|_| {}).await;
+    let manifests = operator_manifests("par", 3, PLAIN_CNF, TCP_READINESS).replace(
+        "  serviceName: par\n",
+        "  serviceName: par\n  podManagementPolicy: Parallel\n  updateStrategy:\n    type: OnDelete\n",
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    // Parallel: every pod is created without waiting for the others
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = c
+            .pods()
+            .list(&ListParams::default().labels("app=par"))
+            .await
+            .expect("pods")
+            .items
+            .len();
+        if n == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "parallel creation: {n} pods");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = c.wait_ready("par", 3, Duration::from_secs(120)).await;
+    let old_rev = before.status.and_then(|s| s.current_revision).expect("rev");
+    c.sets()
+        .patch(
+            "par",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}})),
+        )
+        .await
+        .expect("patch");
+    // OnDelete: nothing is replaced until a pod is deleted
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = c
+        .sets()
+        .get("par")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_ne!(s.update_revision.as_deref(), Some(old_rev.as_str()));
+    assert_eq!(s.updated_replicas, Some(0));
+    for i in 0..3 {
+        let p = c.pod(&format!("par-{i}")).await;
+        assert_eq!(p.labels().get("controller-revision-hash"), Some(&old_rev));
+    }
+    let old_uid = c.pod("par-1").await.uid().expect("uid");
+    c.pods()
+        .delete("par-1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let update = s.update_revision.clone().expect("update revision");
+    c.wait_pod(
+        "par-1",
+        Duration::from_secs(60),
+        "replaced at the update revision",
+        |p| {
+            p.uid().as_deref() != Some(old_uid.as_str())
+                && p.labels().get("controller-revision-hash") == Some(&update)
+                && is_ready(p)
+        },
+    )
+    .await;
+    let p0 = c.pod("par-0").await;
+    assert_eq!(p0.labels().get("controller-revision-hash"), Some(&old_rev));
+    // deleting the set and its claims removes the claims' directories
+    c.kubectl(&["delete", "statefulset", "par"], None);
+    c.kubectl(&["delete", "pvc", "--all"], None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = std::fs::read_dir(c.root.join("volumes"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "default");
+        let n = claims
+            .list(&ListParams::default())
+            .await
+            .expect("claims")
+            .items
+            .len();
+        if left == 0 && n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} claim directories, {n} claims left"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.stop().await;
+}

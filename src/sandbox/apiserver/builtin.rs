@@ -170,6 +170,17 @@ fn default_containers(list: Option<&mut Value>) {
             .to_string();
         set_default(m, "imagePullPolicy", json!(image_pull_policy(&image)));
         set_default(m, "resources", json!({}));
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if let Some(Value::Object(pm)) = m.get_mut(probe) {
+                set_default(pm, "timeoutSeconds", json!(1));
+                set_default(pm, "periodSeconds", json!(10));
+                set_default(pm, "successThreshold", json!(1));
+                set_default(pm, "failureThreshold", json!(3));
+                if let Some(Value::Object(h)) = pm.get_mut("httpGet") {
+                    set_default(h, "scheme", json!("HTTP"));
+                }
+            }
+        }
         if let Some(Value::Array(ports)) = m.get_mut("ports") {
             for p in ports.iter_mut() {
                 if let Some(pm) = p.as_object_mut() {

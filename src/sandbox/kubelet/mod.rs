@@ -55,6 +55,7 @@ pub const FAULT_ANNOTATION: &str = "sandbox.orca.dev/fault";
 /// The sandbox's one node.
 pub const NODE_NAME: &str = "sandbox-node";
 const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 
 /// Tunables of the kubelet.
 #[derive(Debug, Clone)]
@@ -120,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) stop: watch::Sender<bool>,
     /// Pids of running containers, for the last-resort kill on drop.
     pub(crate) pids: Mutex<HashSet<u32>>,
+    /// Events to record, in order, by one task.
+    pub(crate) events: tokio::sync::mpsc::UnboundedSender<(String, Event)>,
 }
 
 pub(crate) fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
@@ -141,7 +144,6 @@ pub(crate) fn record_event(
     reason: &str,
     message: String,
 ) {
-    let api: Api<Event> = Api::namespaced(k.client.clone(), ns);
     let name = format!(
         "{}.{}",
         involved["name"].as_str().unwrap_or("object"),
@@ -163,14 +165,23 @@ pub(crate) fn record_event(
         "reportingComponent": "kubelet",
         "reportingInstance": k.opts.node_name,
     });
-    let Ok(ev) = serde_json::from_value::<Event>(ev) else {
-        return;
-    };
-    tokio::spawn(async move {
+    if let Ok(ev) = serde_json::from_value::<Event>(ev) {
+        let _ = k.events.send((ns.to_string(), ev));
+    }
+}
+
+/// Records queued events one after the other, so that they keep their
+/// order.
+async fn post_events(
+    client: Client,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Event)>,
+) {
+    while let Some((ns, ev)) = rx.recv().await {
+        let api: Api<Event> = Api::namespaced(client.clone(), &ns);
         if let Err(e) = api.create(&PostParams::default(), &ev).await {
             tracing::debug!("recording an event: {e}");
         }
-    });
+    }
 }
 
 /// A running kubelet. [`Kubelet::shutdown`] stops every container
@@ -203,6 +214,8 @@ impl Kubelet {
         })?;
         let (node_ready, _) = watch::channel(true);
         let (stop, _) = watch::channel(false);
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events_task = tokio::spawn(post_events(client.clone(), events_rx));
         let shared = Arc::new(Shared {
             client,
             opts,
@@ -211,6 +224,7 @@ impl Kubelet {
             node_ready,
             stop,
             pids: Mutex::new(HashSet::new()),
+            events,
         });
         register_node(&shared)
             .await
@@ -218,6 +232,7 @@ impl Kubelet {
         let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> =
             Arc::new(Mutex::new(HashMap::new()));
         let tasks = vec![
+            events_task,
             tokio::spawn(heartbeat(shared.clone())),
             tokio::spawn(watch_node(shared.clone())),
             tokio::spawn(dispatch(shared.clone(), workers.clone())),
@@ -358,15 +373,31 @@ async fn register_node(k: &Shared) -> Result<(), kube::Error> {
             }
         }
     }
-    // a restarted kubelet's node is ready again and schedulable by it
+    // a restarted kubelet's node is ready again: its not-ready taint goes
     let now = now_string();
-    nodes
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taints": null}})),
-        )
-        .await?;
+    if let Some(n) = nodes.get_opt(name).await? {
+        let taints: Vec<Value> = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.key != NOT_READY_TAINT)
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect();
+        let taints = if taints.is_empty() {
+            Value::Null
+        } else {
+            json!(taints)
+        };
+        nodes
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"taints": taints}})),
+            )
+            .await?;
+    }
     let status = json!({"status": {
         "conditions": node_conditions(true, &now, &now),
         "addresses": [
@@ -466,11 +497,24 @@ async fn watch_node(k: Arc<Shared>) {
         let message = match ready {
             Some(r) => {
                 let _ = k.node_ready.send(r);
-                let taints = if r {
+                // the node's other taints stay
+                let mut taints: Vec<Value> = node
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t.key != NOT_READY_TAINT)
+                    .filter_map(|t| serde_json::to_value(t).ok())
+                    .collect();
+                if !r {
+                    taints.push(json!({"key": NOT_READY_TAINT, "effect": "NoSchedule",
+                                       "timeAdded": now_string()}));
+                }
+                let taints = if taints.is_empty() {
                     Value::Null
                 } else {
-                    json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule",
-                            "timeAdded": now_string()}])
+                    json!(taints)
                 };
                 let _ = nodes
                     .patch(
@@ -733,7 +777,6 @@ fn record_scheduler_event(
     reason: &str,
     message: String,
 ) {
-    let api: Api<Event> = Api::namespaced(k.client.clone(), ns);
     let name = format!(
         "{}.{}",
         involved["name"].as_str().unwrap_or("object"),
@@ -754,12 +797,9 @@ fn record_scheduler_event(
         "count": 1,
         "reportingComponent": "default-scheduler",
     });
-    let Ok(ev) = serde_json::from_value::<Event>(ev) else {
-        return;
-    };
-    tokio::spawn(async move {
-        let _ = api.create(&PostParams::default(), &ev).await;
-    });
+    if let Ok(ev) = serde_json::from_value::<Event>(ev) {
+        let _ = k.events.send((ns.to_string(), ev));
+    }
 }
 
 /// Binds claims, releases deleted ones nothing uses, and removes the

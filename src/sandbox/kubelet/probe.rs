@@ -32,6 +32,20 @@ pub enum Outcome {
     Failure(String),
 }
 
+/// An I/O error in the words of Go's net package, as the kubelet reports
+/// probe failures.
+fn go_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connect: connection refused".into(),
+        ConnectionReset => "read: connection reset by peer".into(),
+        TimedOut => "i/o timeout".into(),
+        UnexpectedEof => "EOF".into(),
+        HostUnreachable | NetworkUnreachable => "connect: no route to host".into(),
+        _ => e.to_string(),
+    }
+}
+
 fn port_of(port: &IntOrString, c: &Container) -> Option<u16> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
@@ -56,7 +70,7 @@ async fn tcp(t: &Target<'_>, a: &TCPSocketAction, timeout: Duration) -> Outcome 
     let addr = format!("{host}:{port}");
     match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(_)) => Outcome::Success,
-        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
+        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: {}", go_error(&e))),
         Err(_) => Outcome::Failure(format!("dial tcp {addr}: i/o timeout")),
     }
 }
@@ -108,7 +122,10 @@ async fn http(t: &Target<'_>, a: &HTTPGetAction, timeout: Duration) -> Outcome {
                 Outcome::Failure(format!("HTTP probe failed with statuscode: {code}"))
             }
         }
-        Ok(Err(e)) => Outcome::Failure(format!("Get \"{url}\": {e}")),
+        Ok(Err(e)) => Outcome::Failure(format!(
+            "Get \"{url}\": dial tcp {host}:{port}: {}",
+            go_error(&e)
+        )),
         Err(_) => Outcome::Failure(format!(
             "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         )),
@@ -178,7 +195,8 @@ pub async fn mysql_alive(ip: &str, port: u16, timeout: Duration) -> Outcome {
         Ok(Ok(10)) | Ok(Ok(0xff)) => Outcome::Success,
         Ok(Ok(other)) => Outcome::Failure(format!("unexpected greeting from {addr}: {other:#x}")),
         Ok(Err(e)) => Outcome::Failure(format!(
-            "mariadb-admin: connect to server at '{ip}' failed: {e}"
+            "mariadb-admin: connect to server at '{ip}' failed: {}",
+            go_error(&e)
         )),
         Err(_) => Outcome::Failure(format!(
             "command timed out: no answer from the server at {addr}"
