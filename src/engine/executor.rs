@@ -293,7 +293,8 @@ impl Executor {
         if result.is_err() {
             sessions.forget(&on);
         }
-        result.map_err(|e| e.to_string())
+        let secrets = [self.config.repl.password(), self.config.admin.password()];
+        result.map_err(|e| crate::mysql::conn::redact(&e.to_string(), &secrets))
     }
 
     async fn run_steps(

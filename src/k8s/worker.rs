@@ -503,7 +503,11 @@ impl Worker {
                 exec(&mut conn, &pkey, t.query, "bootstrapping the primary", &sql)
                     .await
                     .map_err(|e| {
-                        WorkerError::Credentials(format!("bootstrapping {primary_pod}: {e}"))
+                        let text = crate::mysql::conn::redact(
+                            &e.to_string(),
+                            &[repl.password(), root.password()],
+                        );
+                        WorkerError::Credentials(format!("bootstrapping {primary_pod}: {text}"))
                     })?;
             }
             let _ = tokio::time::timeout(t.query, conn.disconnect()).await;

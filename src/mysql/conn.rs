@@ -41,6 +41,17 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// `text` with every non-empty secret replaced: server errors may quote
+/// the statement they refused, and statements such as `CHANGE MASTER`
+/// carry a password; no error orca logs, records or shows may carry it.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "<redacted>");
+    }
+    out
+}
+
 /// Time limits for talking to instances.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -142,4 +153,18 @@ fn text_row(row: Row) -> super::parse::TextRow {
             (c.name_str().into_owned(), value)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_debug_hides_the_password() {
+        let e = "You have an error near 'MASTER_PASSWORD='s3cret', MASTER_USE_GTID'";
+        let r = redact(e, &["s3cret", ""]);
+        assert!(!r.contains("s3cret") && r.contains("<redacted>"), "{r}");
+        let c = Credentials::new("u", "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
 }
