@@ -322,12 +322,9 @@ impl Executor {
                     };
                     let r = self.run_step(&mut own, plan, meta, step).await;
                     own.close().await;
-                    (r, t0.elapsed())
+                    r
                 }))
                 .await
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect()
             } else {
                 vec![self.run_step(sessions, plan, meta, &steps[i]).await]
             };

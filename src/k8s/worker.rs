@@ -30,10 +30,10 @@ use crate::engine::executor::{
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::mysql::Credentials;
 use crate::mysql::conn::{Timeouts, connect, exec};
-use crate::plan::{Plan, PlanKind, SourcePosition, Step, recovery, takeover};
+use crate::plan::{PlanKind, Step, membership, recovery, takeover};
+use crate::topology::InstanceKey;
 use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
-use crate::topology::{InstanceKey, Snapshot};
 
 /// The lease time a round may need: a worker acts only while its lease is
 /// valid at least this much longer.
@@ -544,40 +544,11 @@ impl Worker {
         if pod.deleting {
             return;
         }
-        let topo = self.engine_mut().topology().clone();
-        let Some(snap) = topo.get(&k).and_then(|n| n.snapshot.clone()) else {
+        let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled);
+        let Some(plan) = membership::reopen_primary(self.engine_mut().topology(), &k, semi_sync)
+        else {
             return;
         };
-        if !snap.is_read_only() || snap.replica.is_some() {
-            return;
-        }
-        let others: Vec<&Snapshot> = topo
-            .nodes
-            .values()
-            .filter(|n| n.key != k)
-            .filter_map(|n| n.snapshot.as_ref())
-            .collect();
-        if others.iter().any(|o| !o.is_read_only()) {
-            return;
-        }
-        let behind = others
-            .iter()
-            .any(|o| extra_transactions(o, &snap).is_some());
-        if behind {
-            return;
-        }
-        let mut plan = Plan::new(PlanKind::ForceTakeover);
-        plan.successor = Some(k.clone());
-        plan.steps.push(Step::SetReadOnly {
-            on: k.clone(),
-            read_only: false,
-        });
-        if cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled) {
-            plan.steps.push(Step::SetSemiSyncPrimary {
-                on: k.clone(),
-                enabled: true,
-            });
-        }
         let meta = OperationMeta {
             id: operation_id(&self.name, plan.kind),
             cluster: self.name.clone(),
@@ -606,44 +577,16 @@ impl Worker {
         else {
             return;
         };
-        let topo = self.engine_mut().topology().clone();
-        let Some(psnap) = topo.get(&pkey).and_then(|n| n.snapshot.clone()) else {
-            return;
-        };
-        let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
-        let mut plan = Plan::new(PlanKind::Repoint);
-        plan.successor = Some(pkey.clone());
-        let mut unjoinable = Vec::new();
-        for p in pods.iter().filter(|p| p.name != primary && !p.deleting) {
-            let Some(k) = &p.key else { continue };
-            let Some(snap) = topo.get(k).and_then(|n| n.snapshot.clone()) else {
-                continue;
-            };
-            let needs = match &snap.replica {
-                None => true,
-                Some(r) => !pod_keys.contains(&r.source) && r.source != pkey,
-            };
-            if !needs || snap.key == pkey {
-                continue;
-            }
-            if !snap.is_read_only() {
-                // A writable pod that is not the primary is never joined
-                // blindly: the engine fences former primaries first.
-                continue;
-            }
-            if let Some(extra) = extra_transactions(&snap, &psnap) {
-                unjoinable.push((p.name.clone(), k.clone(), extra));
-                continue;
-            }
-            plan.steps.push(Step::StopReplica { on: k.clone() });
-            plan.steps.push(Step::ChangeSource {
-                on: k.clone(),
-                source: pkey.clone(),
-                position: SourcePosition::Gtid,
-            });
-            plan.steps.push(Step::StartReplica { on: k.clone() });
-        }
-        for (pod, k, extra) in unjoinable {
+        let members: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        let leaving: BTreeSet<InstanceKey> = pods
+            .iter()
+            .filter(|p| p.deleting)
+            .filter_map(|p| p.key.clone())
+            .collect();
+        let membership::Joining { plan, unjoinable } =
+            membership::join_members(self.engine_mut().topology(), &pkey, &members, &leaving);
+        for (k, extra) in unjoinable {
+            let pod = pod_of(pods, &k);
             if self.reported_unjoinable.insert(k.clone()) {
                 self.event(
                     cluster,
@@ -1265,32 +1208,6 @@ impl Worker {
             o.remove("lastOperation");
         }
         self.patch_status(v).await
-    }
-}
-
-/// Transactions `replica` has that `primary` lacks (its own writes, not
-/// received from any source), as text; `None` when it holds nothing more.
-fn extra_transactions(replica: &Snapshot, primary: &Snapshot) -> Option<String> {
-    let mine = replica
-        .gtid
-        .binlog_state
-        .as_ref()
-        .or(replica.gtid.executed.as_ref())?;
-    let theirs = primary
-        .gtid
-        .binlog_state
-        .as_ref()
-        .or(primary.gtid.executed.as_ref())?;
-    if mine.is_empty() {
-        return None;
-    }
-    match theirs.contains(mine) {
-        Some(true) => None,
-        _ => mine
-            .subtract(theirs)
-            .map(|g| g.to_string())
-            .filter(|s| !s.is_empty())
-            .or(Some(mine.to_string())),
     }
 }
 

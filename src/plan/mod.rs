@@ -13,6 +13,7 @@
 pub mod candidate;
 pub mod error;
 pub mod legality;
+pub mod membership;
 pub mod recovery;
 pub mod refactor;
 pub mod step;

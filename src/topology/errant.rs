@@ -560,3 +560,62 @@ mod tests {
         );
     }
 }
+
+/// Transactions `instance` holds that `primary` lacks (its own writes, or
+/// a former primary's tail), by binlog state where the flavor has one,
+/// else by executed set; `None` when `primary` holds everything it does,
+/// or when either side's GTIDs are unknown.
+pub fn extra_transactions(instance: &Snapshot, primary: &Snapshot) -> Option<GtidSet> {
+    let mine = instance
+        .gtid
+        .binlog_state
+        .as_ref()
+        .or(instance.gtid.executed.as_ref())?;
+    let theirs = primary
+        .gtid
+        .binlog_state
+        .as_ref()
+        .or(primary.gtid.executed.as_ref())?;
+    if mine.is_empty() {
+        return None;
+    }
+    // MariaDB: per (domain, server_id), since a higher sequence number of
+    // another server in the same domain does not contain this server's
+    // transactions (a former primary's unreplicated tail).
+    if let (Some(m), Some(t)) = (mine.as_mariadb(), theirs.as_mariadb()) {
+        let extra: Vec<_> = m
+            .gtids()
+            .into_iter()
+            .filter(|g| t.get(g.domain, g.server_id).is_none_or(|seq| seq < g.seq))
+            .collect();
+        return (!extra.is_empty()).then(|| GtidSet::MariaDb(MariaDbGtidPos::from_gtids(extra)));
+    }
+    if theirs.contains(mine) == Some(true) {
+        return None;
+    }
+    Some(
+        mine.subtract(theirs)
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| mine.clone()),
+    )
+}
+
+#[cfg(test)]
+mod extra_tests {
+    use super::*;
+    use crate::topology::testing::{mariadb, replica_of, with_gtid};
+
+    #[test]
+    fn extra_transactions_of_a_former_primary() {
+        let p = with_gtid(mariadb("p", 2), "0-1-10,0-2-15");
+        let behind = with_gtid(replica_of("r", 3, "p"), "0-1-10,0-2-12");
+        let diverged = with_gtid(mariadb("old", 1), "0-1-11");
+        let fresh = mariadb("new", 4);
+        assert_eq!(extra_transactions(&behind, &p), None);
+        assert_eq!(extra_transactions(&fresh, &p), None);
+        assert_eq!(
+            extra_transactions(&diverged, &p).map(|g| g.to_string()),
+            Some("0-1-11".into())
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Keeping a cluster's members in replication, decided from the topology
+//! and the cluster's membership (the pods, in Kubernetes): which members
+//! to point at the primary, which cannot follow it, and whether a primary
+//! that restarted read only may take writes again. Pure.
+
+use std::collections::BTreeSet;
+
+use super::step::{Plan, PlanKind, SourcePosition, Step};
+use crate::topology::errant::extra_transactions;
+use crate::topology::graph::Topology;
+use crate::topology::{GtidSet, InstanceKey, Snapshot};
+
+/// Members to join to the primary, and those that cannot follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joining {
+    /// Stop, change source, start, for each member that joins.
+    pub plan: Plan,
+    /// Members holding transactions the primary lacks, with them.
+    pub unjoinable: Vec<(InstanceKey, GtidSet)>,
+}
+
+/// Plans to point at `primary` every reachable read-only member that
+/// replicates from nothing (a new member, a fenced former primary) or from
+/// an address that is no member any more. A writable one is left to
+/// fencing; one that holds transactions the primary lacks is reported;
+/// members that are `leaving` are not touched.
+pub fn join_members(
+    topo: &Topology,
+    primary: &InstanceKey,
+    members: &BTreeSet<InstanceKey>,
+    leaving: &BTreeSet<InstanceKey>,
+) -> Joining {
+    let mut plan = Plan::new(PlanKind::Repoint);
+    plan.successor = Some(primary.clone());
+    let mut unjoinable = Vec::new();
+    let Some(psnap) = topo.get(primary).and_then(|n| n.snapshot.as_ref()) else {
+        return Joining { plan, unjoinable };
+    };
+    for k in members
+        .iter()
+        .filter(|k| *k != primary && !leaving.contains(*k))
+    {
+        let Some(snap) = topo.get(k).and_then(|n| n.snapshot.as_ref()) else {
+            continue;
+        };
+        let needs = match &snap.replica {
+            None => true,
+            Some(r) => !members.contains(&r.source),
+        };
+        if !needs || !snap.is_read_only() {
+            continue;
+        }
+        if let Some(extra) = extra_transactions(snap, psnap) {
+            unjoinable.push((k.clone(), extra));
+            continue;
+        }
+        plan.steps.push(Step::StopReplica { on: k.clone() });
+        plan.steps.push(Step::ChangeSource {
+            on: k.clone(),
+            source: primary.clone(),
+            position: SourcePosition::Gtid,
+        });
+        plan.steps.push(Step::StartReplica { on: k.clone() });
+    }
+    Joining { plan, unjoinable }
+}
+
+/// A primary that restarted read only, without a failover, may take
+/// writes again when it replicates from nothing, nothing else is writable
+/// and it holds everything the others hold. Returns the plan.
+pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -> Option<Plan> {
+    let snap = topo.get(primary)?.snapshot.as_ref()?;
+    if !snap.is_read_only() || snap.replica.is_some() {
+        return None;
+    }
+    let others: Vec<&Snapshot> = topo
+        .nodes
+        .values()
+        .filter(|n| &n.key != primary)
+        .filter_map(|n| n.snapshot.as_ref())
+        .collect();
+    if others
+        .iter()
+        .any(|o| !o.is_read_only() || extra_transactions(o, snap).is_some())
+    {
+        return None;
+    }
+    let mut plan = Plan::new(PlanKind::ForceTakeover);
+    plan.successor = Some(primary.clone());
+    plan.steps.push(Step::SetReadOnly {
+        on: primary.clone(),
+        read_only: false,
+    });
+    if semi_sync {
+        plan.steps.push(Step::SetSemiSyncPrimary {
+            on: primary.clone(),
+            enabled: true,
+        });
+    }
+    Some(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::graph::Unreached;
+    use crate::topology::testing::{key, mariadb, replica_of, with_gtid};
+
+    fn ro(mut s: Snapshot) -> Snapshot {
+        s.read_only = true;
+        s
+    }
+
+    #[test]
+    fn joins_new_and_stray_members_and_reports_diverged_ones() {
+        let topo = Topology::build(
+            vec![
+                with_gtid(mariadb("p", 2), "0-2-10"),
+                with_gtid(replica_of("ok", 3, "p"), "0-2-10"),
+                ro(mariadb("new", 4)),
+                with_gtid(replica_of("stray", 5, "gone"), "0-2-9"),
+                with_gtid(ro(mariadb("old", 1)), "0-1-3"),
+                mariadb("writable", 6),
+            ],
+            vec![Unreached::new(key("gone"), "refused")],
+        );
+        let members: BTreeSet<InstanceKey> = ["p", "ok", "new", "stray", "old", "writable"]
+            .iter()
+            .map(|h| key(h))
+            .collect();
+        let j = join_members(&topo, &key("p"), &members, &BTreeSet::new());
+        let moved: Vec<&InstanceKey> = j
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ChangeSource { on, .. } => Some(on),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moved, vec![&key("new"), &key("stray")]);
+        assert_eq!(j.unjoinable.len(), 1);
+        assert_eq!(j.unjoinable[0].0, key("old"));
+        assert_eq!(j.unjoinable[0].1.to_string(), "0-1-3");
+        let leaving = BTreeSet::from([key("new")]);
+        let j = join_members(&topo, &key("p"), &members, &leaving);
+        assert!(j.plan.steps.iter().all(|s| s.target() != Some(&key("new"))));
+    }
+
+    #[test]
+    fn a_restarted_primary_reopens_only_when_nothing_is_ahead() {
+        let restarted = || with_gtid(ro(mariadb("p", 2)), "0-2-10");
+        let topo = Topology::build(
+            vec![restarted(), with_gtid(replica_of("r", 3, "p"), "0-2-10")],
+            vec![],
+        );
+        let plan = reopen_primary(&topo, &key("p"), true).unwrap();
+        assert_eq!(plan.steps.len(), 2);
+        let ahead = Topology::build(
+            vec![restarted(), with_gtid(replica_of("r", 3, "p"), "0-2-11")],
+            vec![],
+        );
+        assert_eq!(reopen_primary(&ahead, &key("p"), false), None);
+        let other_writable = Topology::build(vec![restarted(), mariadb("x", 4)], vec![]);
+        assert_eq!(reopen_primary(&other_writable, &key("p"), false), None);
+        let writable = Topology::build(vec![with_gtid(mariadb("p", 2), "0-2-10")], vec![]);
+        assert_eq!(reopen_primary(&writable, &key("p"), false), None);
+    }
+}
