@@ -20,6 +20,24 @@ async fn wait_writes(w: &ServiceWriter, n: usize) {
     .await;
 }
 
+/// Writes through the primary Service's current endpoint until `n` writes
+/// are acknowledged; returns the endpoint, the root credentials and the
+/// writer.
+async fn write_through_primary(
+    sb: &Sandbox,
+    n: usize,
+) -> (
+    orca::topology::InstanceKey,
+    orca::mysql::Credentials,
+    ServiceWriter,
+) {
+    let pkey = sb.primary_endpoint("db", None).await;
+    let root = sb.root("db").await;
+    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
+    wait_writes(&w, n).await;
+    (pkey, root, w)
+}
+
 /// The pod `replica` replicates from `source` per the cluster's status.
 async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
     eventually(
@@ -139,10 +157,7 @@ async fn failover_case(fault: &str) {
     let sb = Sandbox::start(&["--restart-delay", "20s"]).await;
     sb.apply(&cluster_yaml("db", 3, true));
     let primary = sb.wait_healthy("db", BOOT).await;
-    let pkey = sb.primary_endpoint("db", None).await;
-    let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 50).await;
+    let (pkey, root, w) = write_through_primary(&sb, 50).await;
     let (ok, out) = sb.kubectl(&[
         "annotate",
         "pod",
@@ -223,10 +238,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     let sb = Sandbox::start(&[]).await;
     sb.apply(&cluster_yaml("db", 3, true));
     let primary = sb.wait_healthy("db", BOOT).await;
-    let pkey = sb.primary_endpoint("db", None).await;
-    let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 30).await;
+    let (pkey, root, w) = write_through_primary(&sb, 30).await;
     let (ok, out) = sb.kubectl(&["delete", "pod", &primary, "--wait=false"]);
     assert!(ok, "{out}");
     let op = sb
@@ -304,10 +316,7 @@ async fn scale_three_to_five_to_three() {
     let sb = Sandbox::start(&[]).await;
     sb.apply(&cluster_yaml("db", 3, false));
     let primary = sb.wait_healthy("db", BOOT).await;
-    let root = sb.root("db").await;
-    let pkey = sb.primary_endpoint("db", None).await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 20).await;
+    let (_, root, w) = write_through_primary(&sb, 20).await;
     let acked = w.finish().await;
     let (ok, out) = sb.kubectl(&[
         "patch",
@@ -380,10 +389,7 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     assert_eq!(after.primary, before.primary);
     assert_eq!(after.last_operation, before.last_operation);
     assert!(!sb.event_reasons("db").contains("Failover"));
-    let pkey = sb.primary_endpoint("db", None).await;
-    let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 20).await;
+    let (pkey, root, w) = write_through_primary(&sb, 20).await;
     // Stop it, break the cluster, start it again: it resumes and recovers.
     sb.stop_operator();
     let (ok, out) = sb.kubectl(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
@@ -454,10 +460,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
     sb.apply(&cluster_yaml("db", 3, true));
     let primary = sb.wait_healthy("db", BOOT).await;
     assert_eq!(primary, "db-0");
-    let pkey = sb.primary_endpoint("db", None).await;
-    let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 30).await;
+    let (pkey, root, w) = write_through_primary(&sb, 30).await;
     let (ok, out) = sb.kubectl(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
     assert!(ok, "{out}");
     // Automatic failover is off: the failure is reported, nothing moves.
