@@ -105,7 +105,9 @@ pub struct Worker {
     namespace: String,
     name: String,
     reporter: Reporter,
-    engine: Option<ClusterEngine>,
+    /// The engine of this cluster; its credentials come from the cluster's
+    /// Secret, read again every round.
+    engine: ClusterEngine,
     /// The epoch this operator acts in (the leader's lease transitions).
     pub epoch: Option<i64>,
     /// Only the holder of the current epoch acts: checked before each
@@ -143,12 +145,25 @@ fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError
 
 impl Worker {
     pub fn new(client: Client, namespace: String, name: String, reporter: Reporter) -> Worker {
+        let executor = Executor::new(
+            ExecutorConfig {
+                admin: Credentials::new("root", ""),
+                repl: Credentials::new(REPL_USER, ""),
+                timeouts: Timeouts::default(),
+            },
+            Default::default(),
+        );
+        let engine = ClusterEngine::new(
+            EngineConfig::new(format!("{namespace}/{name}")),
+            executor,
+            Vec::new(),
+        );
         Worker {
             client,
             namespace,
             name,
             reporter,
-            engine: None,
+            engine,
             epoch: None,
             fence: None,
             reported_unjoinable: BTreeSet::new(),
@@ -270,25 +285,7 @@ impl Worker {
             .map(PodView::of)
             .collect();
         let resolved = self.policy(&cluster).await;
-        let engine = self.engine.get_or_insert_with(|| {
-            let executor = Executor::new(
-                ExecutorConfig {
-                    admin: root.clone(),
-                    repl: repl.clone(),
-                    timeouts: Timeouts::default(),
-                },
-                Default::default(),
-            );
-            ClusterEngine::new(
-                EngineConfig::new(format!(
-                    "{}/{}",
-                    cluster.namespace().unwrap_or_default(),
-                    cluster.name_any()
-                )),
-                executor,
-                Vec::new(),
-            )
-        });
+        let engine = &mut self.engine;
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
         resolved.apply(engine, &pods);
@@ -387,21 +384,7 @@ impl Worker {
     }
 
     fn engine_mut(&mut self) -> &mut ClusterEngine {
-        // `tick` creates the engine before anything calls this.
-        self.engine.get_or_insert_with(|| {
-            ClusterEngine::new(
-                EngineConfig::new("unused"),
-                Executor::new(
-                    ExecutorConfig {
-                        admin: Credentials::new("", ""),
-                        repl: Credentials::new("", ""),
-                        timeouts: Timeouts::default(),
-                    },
-                    Default::default(),
-                ),
-                Vec::new(),
-            )
-        })
+        &mut self.engine
     }
 
     async fn announce(&mut self, cluster: &MySQLCluster, f: &Finding) {
