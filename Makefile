@@ -3,12 +3,13 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test fmt-check clippy unit sandbox crds bench clean
+.PHONY: all build deps test fmt-check clippy unit sandbox crds clean
 
 all: build
 
+# The product alone: the orca binary, no sandbox code in it.
 build:
-	$(CARGO) build --release
+	$(CARGO) build -p orca --release
 
 # Installs MariaDB (server and client) and nftables (the network-cut
 # test) when missing. Root runs apt-get
@@ -32,23 +33,26 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The whole workspace: the tests of the product use the orca-sandbox
+# binary, which cargo builds only when its package is in the run.
 unit:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 test: deps fmt-check clippy unit
 
 # The sandbox cluster with the orca operator: a Kubernetes API server, the StatefulSet controller
 # and a kubelet running real mariadbd, with a kubeconfig in
 # .orca-sandbox/kubeconfig for kubectl. Ctrl-C stops it and every mariadbd
-# it started. (`cargo run -- local` runs a bare replication topology.)
+# it started. (`cargo run -p orca-sandbox -- local` runs a bare
+# replication topology.)
 sandbox: deps
-	$(CARGO) run --release -- sandbox --dir .orca-sandbox
+	$(CARGO) run --release -p orca-sandbox -- --dir .orca-sandbox
 
 # Regenerates crds/ from the Rust types.
 crds:
-	$(CARGO) run -- crds --write crds/
+	$(CARGO) run -p orca -- crds --write crds/
 
 clean:
 	$(CARGO) clean

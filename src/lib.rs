@@ -3,11 +3,14 @@
 //!
 //! Layers (see `docs/architecture.md`):
 //! - pure core, no I/O: [`topology`], [`analysis`], [`plan`];
-//! - adapters: [`mysql`] (probes, discovery crawl), [`k8s`] (custom resources);
-//! - runtime: [`cli`], [`engine`], [`ha`] (leader election and fencing);
-//!   store and API arrive with later work;
-//! - [`sandbox`]: local `mariadbd` servers (and later a local cluster) for
-//!   development, demos and tests.
+//! - adapters: [`mysql`] (probes, actions, the discovery crawl), [`k8s`]
+//!   (custom resources, the objects of a cluster, the controller);
+//! - runtime: [`engine`] (probe loops, executor, hooks), [`ha`] (leader
+//!   election and fencing), [`cli`] (the `orca` command).
+//!
+//! The sandbox cluster, the local `mariadbd` topologies and the benchmarks
+//! are the workspace's other crate, `orca-sandbox`: none of it is in this
+//! one.
 
 pub mod analysis;
 pub mod cli;
@@ -16,5 +19,4 @@ pub mod ha;
 pub mod k8s;
 pub mod mysql;
 pub mod plan;
-pub mod sandbox;
 pub mod topology;

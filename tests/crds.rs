@@ -53,3 +53,79 @@ fn crds_holds_no_stale_files() {
         "crds/ holds files the code no longer generates: {stale:?}; remove them and {REGENERATE}"
     );
 }
+
+/// The generated CRDs pass the structural-schema check the sandbox API
+/// server applies to every CRD it is given.
+#[test]
+fn generated_crds_are_structural() {
+    use orca_sandbox::apiserver::structural::{crd_problems, structural_problems};
+    for crd in orca::k8s::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let schema = schema_of(&crd);
+        assert_eq!(structural_problems(&schema), Vec::<String>::new(), "{name}");
+        assert_eq!(crd_problems(&crd), Vec::<String>::new(), "{name}");
+    }
+}
+
+fn schema_of(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> serde_json::Value {
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    serde_json::to_value(schema).expect("json")
+}
+
+/// The sandbox API server refuses what a real one refuses, in its words.
+#[test]
+fn schema_rejects_what_the_api_server_rejects() {
+    use orca::k8s::crd::{FailoverPolicy, MySQLCluster};
+    use orca_sandbox::apiserver::validate_schema::validate_against_schema;
+    use serde_json::json;
+
+    let schema = schema_of(&<MySQLCluster as kube::CustomResourceExt>::crd());
+    let object = json!({
+        "apiVersion": "orca.dev/v1alpha1",
+        "kind": "MySQLCluster",
+        "metadata": {"name": "demo"},
+        "spec": {"image": "mariadb:11.4", "replicas": 0, "flavor": "percona",
+                 "semiSync": {"enabled": true, "waitCount": 0},
+                 "storage": {"size": "ten gigs"}}
+    });
+    assert_eq!(
+        validate_against_schema(&schema, &object),
+        vec![
+            r#"spec.flavor: Unsupported value: "percona": supported values: "mysql", "mariadb""#,
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+            "spec.semiSync.waitCount: Invalid value: 0: spec.semiSync.waitCount in body should be greater than or equal to 1",
+            r#"spec.storage.size: Invalid value: "ten gigs": spec.storage.size in body should match '^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$'"#,
+        ]
+    );
+    let missing = json!({"apiVersion": "orca.dev/v1alpha1", "kind": "MySQLCluster",
+                         "metadata": {"name": "demo"}, "spec": {}});
+    assert_eq!(
+        validate_against_schema(&schema, &missing),
+        vec!["spec.image: Required value"]
+    );
+
+    let schema = schema_of(&<FailoverPolicy as kube::CustomResourceExt>::crd());
+    let object = json!({
+        "apiVersion": "orca.dev/v1alpha1",
+        "kind": "FailoverPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"antiFlapPeriod": "1 hour",
+                 "promotionRules": [{"pod": "a", "rule": "prefer"}, {"pod": "a", "rule": "always"}],
+                 "hooks": {"preFailover": [{"webhook": {"url": "ftp://x"}}]}}
+    });
+    assert_eq!(
+        validate_against_schema(&schema, &object),
+        vec![
+            r#"spec.antiFlapPeriod: Invalid value: "1 hour": spec.antiFlapPeriod in body should match '^([0-9]+(ms|s|m|h))+$'"#,
+            r#"spec.hooks.preFailover[0].webhook.url: Invalid value: "ftp://x": spec.hooks.preFailover[0].webhook.url in body should match '^https?://'"#,
+            r#"spec.promotionRules[1].rule: Unsupported value: "always": supported values: "prefer", "neutral", "prefer_not", "must_not""#,
+            r#"spec.promotionRules[1]: Duplicate value: {"pod":"a"}"#,
+        ]
+    );
+}

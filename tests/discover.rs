@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use orca::sandbox::{LocalCluster, Shape};
+use orca_sandbox::{LocalCluster, Shape};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
-use orca::k8s::crd::{FailoverPolicy, MySQLCluster, unknown_fields, validate_against_schema};
+use orca::k8s::crd::{FailoverPolicy, MySQLCluster};
+use orca_sandbox::apiserver::validate_schema::{unknown_fields, validate_against_schema};
 use serde::Deserialize;
 use serde_json::Value;
 

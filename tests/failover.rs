@@ -8,7 +8,7 @@ use std::time::Duration;
 use orca::engine::executor::Outcome;
 use orca::engine::hooks::{HookTarget, Hooks};
 use orca::plan::HookEvent;
-use orca::sandbox::{LocalCluster, MysqldOptions, Shape};
+use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
 use support::*;
 
 async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
@@ -106,7 +106,7 @@ async fn sigstop_of_the_primary() {
         "the returned primary must not accept writes"
     );
     use mysql_async::prelude::Queryable;
-    let app = orca::sandbox::mysqld::app_credentials();
+    let app = orca_sandbox::mysqld::app_credentials();
     let mut conn = orca::mysql::connect(&keys[0], &app, Default::default())
         .await
         .unwrap();

@@ -5,8 +5,8 @@
 //! successor takes over, and the epoch guards in a custom resource's
 //! status and on the primary.
 
-#[path = "support/sandbox_api.rs"]
-mod sandbox_api;
+mod support;
+use support::sandbox_api;
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use orca::ha::{
 };
 use orca::k8s::crd::MySQLCluster;
 use orca::mysql::conn::{Timeouts, connect};
-use orca::sandbox::{Mysqld, MysqldOptions};
+use orca_sandbox::{Mysqld, MysqldOptions};
 use serde_json::json;
 
 use sandbox_api::Sandbox;
@@ -562,7 +562,7 @@ async fn epoch_table_on_the_primary_refuses_older_epochs() {
         .await
         .expect("start mariadbd");
     let key = server.key();
-    let creds = orca::sandbox::mysqld::admin_credentials();
+    let creds = orca_sandbox::mysqld::admin_credentials();
     let mut conn = connect(&key, &creds, Timeouts::default())
         .await
         .expect("connect");

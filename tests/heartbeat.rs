@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use orca::mysql::conn::{Timeouts, connect};
 use orca::mysql::heartbeat;
-use orca::sandbox::mysqld::admin_credentials;
-use orca::sandbox::{LocalCluster, Shape};
+use orca_sandbox::mysqld::admin_credentials;
+use orca_sandbox::{LocalCluster, Shape};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use orca::sandbox::{LocalCluster, MysqldOptions, Shape};
 use orca::topology::InstanceKey;
+use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
 use support::*;
 
 fn op(args: &[&str]) -> (i32, String, String) {

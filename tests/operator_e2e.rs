@@ -2,8 +2,7 @@
 //! kubectl, writes through the primary Service's endpoint, each test
 //! checking that every acknowledged write survived.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use support::cluster;
 mod support;
 
 use std::time::Duration;

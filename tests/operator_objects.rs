@@ -15,8 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use orca::k8s::crd::cluster::MySQLCluster;
 use orca::k8s::operator::{Context, run};
 use support::eventually;
-#[path = "support/sandbox_api.rs"]
-mod sandbox_api;
+use support::sandbox_api;
 
 async fn client(sb: &sandbox_api::Sandbox) -> Client {
     orca::cli::operator::client(Some(&sb.kubeconfig))

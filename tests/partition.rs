@@ -8,8 +8,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use orca::sandbox::mysqld::admin_credentials;
-use orca::sandbox::{LocalCluster, Shape};
+use orca_sandbox::mysqld::admin_credentials;
+use orca_sandbox::{LocalCluster, Shape};
 use support::*;
 
 const NOBODY: u32 = 65534;

@@ -3,8 +3,8 @@
 //! subresources, finalizers, watchers, a Controller, Leases, Events,
 //! discovery) behave as against a real API server.
 
-#[path = "support/sandbox_api.rs"]
-mod sandbox_api;
+mod support;
+use support::sandbox_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -873,9 +873,9 @@ async fn snapshot_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("state.json");
     let addr = "127.0.0.1:0".parse().unwrap();
-    let server = orca::sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
+    let server = orca_sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
     let kc = dir.path().join("kubeconfig");
-    orca::sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
+    orca_sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
     let sb_client = {
         let k = Kubeconfig::read_from(&kc).unwrap();
         Client::try_from(
@@ -899,8 +899,8 @@ async fn snapshot_survives_a_restart() {
         .unwrap();
     server.shutdown().unwrap();
 
-    let server = orca::sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
-    orca::sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
+    let server = orca_sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
+    orca_sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
     let k = Kubeconfig::read_from(&kc).unwrap();
     let c2 = Client::try_from(
         Config::from_custom_kubeconfig(k, &KubeConfigOptions::default())

@@ -1,8 +1,8 @@
 //! Fidelity of the sandbox API server for the real `kubectl`: what a user
 //! types against a cluster works, and prints, as against a real API server.
 
-#[path = "support/sandbox_api.rs"]
-mod sandbox_api;
+mod support;
+use support::sandbox_api;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};

@@ -2,8 +2,8 @@
 //! controller and the kubelet running real `mariadbd`, driven through
 //! kube-rs and the real `kubectl` as a user (or the operator) would.
 
-#[path = "support/sandbox_api.rs"]
-mod sandbox_api;
+mod support;
+use support::sandbox_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,8 +17,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, Config, ResourceExt};
 use mysql_async::prelude::Queryable;
-use orca::sandbox::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
-use orca::sandbox::statefulset::StatefulSetController;
+use orca_sandbox::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
+use orca_sandbox::statefulset::StatefulSetController;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -970,23 +970,23 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
         .expect("addr")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orca"))
-        .args(["sandbox", "--dir"])
+    let mut child = Command::new(support::sandbox_bin())
+        .arg("--dir")
         .arg(dir.path())
         .args(["--addr", &addr])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start orca sandbox");
+        .expect("start orca-sandbox");
     let kubeconfig = dir.path().join("kubeconfig");
     let cache = dir.path().join("cache");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !kubeconfig.exists() || std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "orca sandbox did not come up");
+        assert!(Instant::now() < deadline, "orca-sandbox did not come up");
         assert!(
             child.try_wait().expect("try_wait").is_none(),
-            "orca sandbox exited"
+            "orca-sandbox exited"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1046,11 +1046,11 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
     };
     assert!(alive(pid));
     // the fault convenience sets the annotation
-    let out = Command::new(env!("CARGO_BIN_EXE_orca"))
-        .args(["sandbox", "fault", "cli-0", "hang", "--dir"])
+    let out = Command::new(support::sandbox_bin())
+        .args(["fault", "cli-0", "hang", "--dir"])
         .arg(dir.path())
         .output()
-        .expect("orca sandbox fault");
+        .expect("orca-sandbox fault");
     assert!(
         out.status.success(),
         "{}",
@@ -1086,18 +1086,18 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
         if let Some(s) = child.try_wait().expect("try_wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "orca sandbox did not stop");
+        assert!(Instant::now() < deadline, "orca-sandbox did not stop");
         std::thread::sleep(Duration::from_millis(100));
     };
     let out = child.wait_with_output().expect("output");
     assert!(
         status.success(),
-        "orca sandbox exit {status}: {}",
+        "orca-sandbox exit {status}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("export KUBECONFIG="), "{printed}");
-    assert!(!alive(pid), "mariadbd {pid} survived orca sandbox");
+    assert!(!alive(pid), "mariadbd {pid} survived orca-sandbox");
     assert!(
         std::net::TcpStream::connect(&addr).is_err(),
         "API server still up"

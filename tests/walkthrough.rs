@@ -1,7 +1,7 @@
 //! The README's walkthrough, run as written against `orca sandbox`.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::process::Command;
 

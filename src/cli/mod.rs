@@ -2,14 +2,11 @@
 //! returns an exit code a script can rely on: 0 done, 1 the work failed
 //! (say, the seed did not answer), 2 bad input.
 
-pub mod bench;
 pub mod crds;
 pub mod credentials;
 pub mod discover;
-pub mod local;
 pub mod operator;
 pub mod ops;
-pub mod sandbox;
 pub mod standalone;
 
 use std::process::ExitCode;
@@ -39,17 +36,10 @@ pub enum Command {
     Discover(discover::DiscoverArgs),
     /// Print (or write) the CustomResourceDefinitions.
     Crds(crds::CrdsArgs),
-    /// Run a local replication topology of real mariadbd servers.
-    Local(local::LocalArgs),
-    /// Run the sandbox cluster (API server, StatefulSets, pods of real
-    /// mariadbd) in the foreground, or inject a fault into it.
-    Sandbox(sandbox::SandboxArgs),
     /// Discover, analyse and recover one cluster continuously.
     Standalone(standalone::StandaloneArgs),
     #[command(flatten)]
     Op(ops::Op),
-    /// Measure failover and switchover times on local servers.
-    Bench(bench::BenchArgs),
     /// Run the Kubernetes operator.
     Operator(operator::OperatorArgs),
 }
@@ -60,12 +50,31 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 pub fn run(cli: Cli) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    run_async(&cli.log, cli.log_json, async move {
+        match cli.command {
+            Command::Discover(a) => discover::run(a).await,
+            Command::Crds(a) => crds::run(a),
+            Command::Standalone(a) => standalone::run(a).await,
+            Command::Op(op) => ops::run(op).await,
+            Command::Operator(a) => operator::run(a).await,
+        }
+    })
+}
+
+/// Sets up logging (`filter` in tracing's env-filter syntax, JSON lines
+/// when `json`) and runs `command` on a multi-threaded runtime; its exit
+/// code becomes the process's.
+pub fn run_async(
+    filter: &str,
+    json: bool,
+    command: impl std::future::Future<Output = u8>,
+) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if cli.log_json {
+    if json {
         builder.json().init();
     } else {
         builder.init();
@@ -80,17 +89,5 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Discover(a) => discover::run(a).await,
-            Command::Crds(a) => crds::run(a),
-            Command::Local(a) => local::run(a).await,
-            Command::Sandbox(a) => sandbox::run(a).await,
-            Command::Standalone(a) => standalone::run(a).await,
-            Command::Op(op) => ops::run(op).await,
-            Command::Bench(a) => bench::run(a).await,
-            Command::Operator(a) => operator::run(a).await,
-        }
-    });
-    ExitCode::from(code)
+    ExitCode::from(runtime.block_on(command))
 }

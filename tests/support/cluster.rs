@@ -1,8 +1,7 @@
-//! The sandbox cluster as a user runs it: the `orca sandbox` binary (API
+//! The sandbox cluster as a user runs it: the `orca-sandbox` binary (API
 //! server, StatefulSet controller, kubelet, and the operator unless told
 //! otherwise), `kubectl`, and helpers to read a MySQLCluster's state and
 //! write through its primary Service.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -33,13 +32,13 @@ fn free_port() -> u16 {
 }
 
 impl Sandbox {
-    /// `orca sandbox` with its own directory and port; `args` are added.
+    /// `orca-sandbox` with its own directory and port; `args` are added.
     pub async fn start(args: &[&str]) -> Sandbox {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("sandbox.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_orca"))
-            .args(["--log", "orca=info", "sandbox", "--dir"])
+        let child = Command::new(super::sandbox_bin())
+            .args(["--log", "orca=info,orca_sandbox=info", "--dir"])
             .arg(dir.path())
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(args)
@@ -47,7 +46,7 @@ impl Sandbox {
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
-            .expect("start orca sandbox");
+            .expect("start orca-sandbox");
         let kubeconfig = dir.path().join("kubeconfig");
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {

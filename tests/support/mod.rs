@@ -1,11 +1,27 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod sandbox_api;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orca::sandbox::mysqld::admin_credentials;
 use orca::topology::InstanceKey;
+use orca_sandbox::mysqld::admin_credentials;
+
+/// The `orca-sandbox` binary. Cargo builds it beside `orca` when the
+/// whole workspace is tested (`cargo test --workspace`, which `make test`
+/// runs); a test that needs it fails with this advice when it is missing.
+pub fn sandbox_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_orca")).with_file_name("orca-sandbox");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p orca-sandbox` (or run `make test`)",
+        bin.display()
+    );
+    bin
+}
 
 /// Runs the real `orca` binary with the local admin credentials in the
 /// environment; returns (exit code, stdout, stderr).
@@ -95,7 +111,7 @@ pub struct Writer {
 
 impl Writer {
     /// Creates `app.w` on `primary` if needed and starts writing.
-    pub async fn start(primary: &orca::sandbox::Mysqld) -> Writer {
+    pub async fn start(primary: &orca_sandbox::Mysqld) -> Writer {
         primary
             .exec("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE IF NOT EXISTS app.w (id BIGINT PRIMARY KEY)")
             .await
@@ -107,7 +123,7 @@ impl Writer {
         let task = tokio::spawn(async move {
             use mysql_async::prelude::Queryable;
             let t = orca::mysql::conn::Timeouts::default();
-            let app = orca::sandbox::mysqld::app_credentials();
+            let app = orca_sandbox::mysqld::app_credentials();
             let mut conn = match orca::mysql::connect(&key, &app, t).await {
                 Ok(c) => c,
                 Err(e) => return e.to_string(),
@@ -187,7 +203,7 @@ pub async fn assert_acked_on(key: &InstanceKey, acked: &[u64]) {
 
 /// An engine for a local cluster with the default settings, and hooks.
 pub fn engine_with(
-    c: &orca::sandbox::LocalCluster,
+    c: &orca_sandbox::LocalCluster,
     hooks: orca::engine::hooks::Hooks,
     tune: impl FnOnce(&mut orca::engine::EngineConfig),
 ) -> orca::engine::ClusterEngine {
@@ -197,7 +213,7 @@ pub fn engine_with(
     let executor = Executor::new(
         ExecutorConfig {
             admin: admin_credentials(),
-            repl: orca::sandbox::mysqld::repl_credentials(),
+            repl: orca_sandbox::mysqld::repl_credentials(),
             timeouts: orca::mysql::conn::Timeouts::default(),
         },
         hooks,
@@ -205,7 +221,7 @@ pub fn engine_with(
     orca::engine::ClusterEngine::new(config, executor, c.instances.iter().map(|m| m.key()))
 }
 
-pub fn engine(c: &orca::sandbox::LocalCluster) -> orca::engine::ClusterEngine {
+pub fn engine(c: &orca_sandbox::LocalCluster) -> orca::engine::ClusterEngine {
     engine_with(c, Default::default(), |_| {})
 }
 

@@ -1,11 +1,10 @@
 //! Helpers of the sandbox API server's fidelity tests: a server per test,
 //! its kubeconfig, and the small test CRD both suites use.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use orca::sandbox::apiserver::{ApiServer, ApiServerOptions, RunningApiServer, write_kubeconfig};
+use orca_sandbox::apiserver::{ApiServer, ApiServerOptions, RunningApiServer, write_kubeconfig};
 
 /// A test CRD: namespaced `Widget` (short name `wd`) with status and
 /// scale subresources, printer columns with a condition filter, and a

@@ -5,12 +5,9 @@
 mod checks;
 pub mod cluster;
 pub mod duration;
-pub mod field;
 pub mod names;
 pub mod policy;
 pub mod schema;
-pub mod structural;
-pub mod validate_schema;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -25,8 +22,6 @@ pub use policy::{
     DetectionSpec, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, Hook, HookEvent,
     HooksSpec, JobHook, PodPromotionRule, PromotionRule, WebhookHook,
 };
-pub use structural::{crd_problems, structural_problems};
-pub use validate_schema::{unknown_fields, validate_against_schema};
 
 /// Errors of the custom resource layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,19 +96,6 @@ mod tests {
             .and_then(|s| s.open_api_v3_schema.as_ref())
             .expect("schema");
         serde_json::to_value(schema).expect("json")
-    }
-
-    #[test]
-    fn generated_crds_are_structural() {
-        for crd in all_crds() {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            assert_eq!(
-                structural_problems(&schema_of(&crd)),
-                Vec::<String>::new(),
-                "{name}"
-            );
-            assert_eq!(crd_problems(&crd), Vec::<String>::new(), "{name}");
-        }
     }
 
     #[test]
@@ -206,53 +188,6 @@ mod tests {
                 "ambiguous YAML scalar in line {line:?}"
             );
         }
-    }
-
-    #[test]
-    fn schema_rejects_what_the_api_server_rejects() {
-        let schema = schema_of(&MySQLCluster::crd());
-        let object = json!({
-            "apiVersion": "orca.dev/v1alpha1",
-            "kind": "MySQLCluster",
-            "metadata": {"name": "demo"},
-            "spec": {"image": "mariadb:11.4", "replicas": 0, "flavor": "percona",
-                     "semiSync": {"enabled": true, "waitCount": 0},
-                     "storage": {"size": "ten gigs"}}
-        });
-        assert_eq!(
-            validate_against_schema(&schema, &object),
-            vec![
-                r#"spec.flavor: Unsupported value: "percona": supported values: "mysql", "mariadb""#,
-                "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
-                "spec.semiSync.waitCount: Invalid value: 0: spec.semiSync.waitCount in body should be greater than or equal to 1",
-                r#"spec.storage.size: Invalid value: "ten gigs": spec.storage.size in body should match '^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$'"#,
-            ]
-        );
-        let missing = json!({"apiVersion": "orca.dev/v1alpha1", "kind": "MySQLCluster",
-                             "metadata": {"name": "demo"}, "spec": {}});
-        assert_eq!(
-            validate_against_schema(&schema, &missing),
-            vec!["spec.image: Required value"]
-        );
-
-        let schema = schema_of(&FailoverPolicy::crd());
-        let object = json!({
-            "apiVersion": "orca.dev/v1alpha1",
-            "kind": "FailoverPolicy",
-            "metadata": {"name": "p"},
-            "spec": {"antiFlapPeriod": "1 hour",
-                     "promotionRules": [{"pod": "a", "rule": "prefer"}, {"pod": "a", "rule": "always"}],
-                     "hooks": {"preFailover": [{"webhook": {"url": "ftp://x"}}]}}
-        });
-        assert_eq!(
-            validate_against_schema(&schema, &object),
-            vec![
-                r#"spec.antiFlapPeriod: Invalid value: "1 hour": spec.antiFlapPeriod in body should match '^([0-9]+(ms|s|m|h))+$'"#,
-                r#"spec.hooks.preFailover[0].webhook.url: Invalid value: "ftp://x": spec.hooks.preFailover[0].webhook.url in body should match '^https?://'"#,
-                r#"spec.promotionRules[1].rule: Unsupported value: "always": supported values: "prefer", "neutral", "prefer_not", "must_not""#,
-                r#"spec.promotionRules[1]: Duplicate value: {"pod":"a"}"#,
-            ]
-        );
     }
 
     /// The defaults in the schema (applied by the API server) are the

@@ -294,7 +294,7 @@ pub fn defaults_file(layout: &Layout, ip: &str, mounts: &Mounts) -> String {
         pid = layout.pid_file.display(),
         log = layout.error_log.display(),
     );
-    for (k, v) in crate::sandbox::mysqld::IMAGE_INNODB_SETTINGS {
+    for (k, v) in crate::mysqld::IMAGE_INNODB_SETTINGS {
         cnf.push_str(&format!("{k} = {v}\n"));
     }
     cnf.push('\n');

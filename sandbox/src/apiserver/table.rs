@@ -1126,7 +1126,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::apiserver::types::{builtin_types, crd_types};
+    use crate::apiserver::types::{builtin_types, crd_types};
 
     fn rt(plural: &str) -> ResourceType {
         builtin_types()

@@ -1485,7 +1485,7 @@ mod tests {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition;
         use kube::CustomResourceExt;
 
-        let mut crd = crate::k8s::crd::MySQLCluster::crd();
+        let mut crd = orca::k8s::crd::MySQLCluster::crd();
         assert_eq!(crd_problems(&crd), Vec::<String>::new());
         let version = &mut crd.spec.versions[0];
         if let Some(schema) = version

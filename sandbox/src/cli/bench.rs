@@ -1,4 +1,4 @@
-//! `orca bench`: measures failover and switchover on local mariadbd
+//! `orca-sandbox bench`: measures failover and switchover on local mariadbd
 //! topologies (one primary, two semi-sync replicas, default engine
 //! settings), repeating each run on a fresh topology and printing the
 //! median and the worst. Not a test: the figures go to
@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use mysql_async::prelude::Queryable;
 
-use super::{EXIT_FAILED, EXIT_OK};
-use crate::engine::executor::{Executor, ExecutorConfig, OperationMeta, operation_id};
-use crate::engine::{ClusterEngine, EngineConfig};
-use crate::mysql::conn::Timeouts;
-use crate::mysql::probe::probe;
-use crate::mysql::{Credentials, connect};
-use crate::plan::takeover::{TakeoverOptions, graceful_takeover};
-use crate::sandbox::mysqld::{admin_credentials, app_credentials, repl_credentials};
-use crate::sandbox::{LocalCluster, MysqldOptions, Shape};
-use crate::topology::InstanceKey;
-use crate::topology::graph::Topology;
+use crate::mysqld::{admin_credentials, app_credentials, repl_credentials};
+use crate::{LocalCluster, MysqldOptions, Shape};
+use orca::cli::{EXIT_FAILED, EXIT_OK};
+use orca::engine::executor::{Executor, ExecutorConfig, OperationMeta, operation_id};
+use orca::engine::{ClusterEngine, EngineConfig};
+use orca::mysql::conn::Timeouts;
+use orca::mysql::probe::probe;
+use orca::mysql::{Credentials, connect};
+use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
+use orca::topology::InstanceKey;
+use orca::topology::graph::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -247,7 +247,7 @@ pub async fn run(args: BenchArgs) -> u8 {
                     times.push(d);
                 }
                 Err(e) => {
-                    eprintln!("orca bench: {s:?} run {}: {e}", i + 1);
+                    eprintln!("orca-sandbox bench: {s:?} run {}: {e}", i + 1);
                     return EXIT_FAILED;
                 }
             }
@@ -277,7 +277,7 @@ pub async fn run(args: BenchArgs) -> u8 {
     if let Some(path) = args.write
         && let Err(e) = std::fs::write(&path, &table)
     {
-        eprintln!("orca bench: cannot write {}: {e}", path.display());
+        eprintln!("orca-sandbox bench: cannot write {}: {e}", path.display());
         return EXIT_FAILED;
     }
     EXIT_OK

@@ -87,7 +87,7 @@ impl Default for KubeletOptions {
     fn default() -> Self {
         KubeletOptions {
             node_name: NODE_NAME.to_string(),
-            root: crate::sandbox::mysqld::local_root().join("kubelet"),
+            root: crate::mysqld::local_root().join("kubelet"),
             ip_net: 20,
             first_restart_delay: Duration::ZERO,
             restart_backoff_initial: Duration::from_secs(10),
@@ -412,7 +412,7 @@ async fn register_node(k: &Shared) -> Result<(), kube::Error> {
             "kernelVersion": kernel_version(),
             "osImage": "orca sandbox",
             "containerRuntimeVersion": "orca-sandbox://0.1.0",
-            "kubeletVersion": crate::sandbox::apiserver::GIT_VERSION,
+            "kubeletVersion": crate::apiserver::GIT_VERSION,
             "kubeProxyVersion": "",
             "operatingSystem": "linux",
             "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),

@@ -14,9 +14,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::loopback::{self, Lease};
-use crate::mysql::Credentials;
-use crate::mysql::conn::{Timeouts, connect, exec};
-use crate::topology::InstanceKey;
+use orca::mysql::Credentials;
+use orca::mysql::conn::{Timeouts, connect, exec};
+use orca::topology::InstanceKey;
 
 /// The administrative account every local server is created with.
 pub const ADMIN_USER: &str = "orca";
@@ -67,7 +67,7 @@ pub enum MysqldError {
     Sql {
         ip: Ipv4Addr,
         #[source]
-        source: crate::mysql::MysqlError,
+        source: orca::mysql::MysqlError,
     },
     #[error("mariadbd on {ip} is not running")]
     NotRunning { ip: Ipv4Addr },

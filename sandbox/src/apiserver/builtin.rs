@@ -1119,7 +1119,7 @@ pub fn validate_v1_event(ev: &Value) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::apiserver::types::builtin_types;
+    use crate::apiserver::types::builtin_types;
 
     fn rt(plural: &str) -> ResourceType {
         builtin_types()

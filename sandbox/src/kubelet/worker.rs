@@ -23,8 +23,8 @@ use super::probe::{self, Outcome, Target};
 use super::spawn::Spec;
 use super::volumes::{self, Mounts};
 use super::{FAULT_ANNOTATION, Shared, now_string};
-use crate::sandbox::loopback::{self, Lease};
-use crate::sandbox::mysqld;
+use crate::loopback::{self, Lease};
+use crate::mysqld;
 
 #[derive(Debug, Clone)]
 struct Term {

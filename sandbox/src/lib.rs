@@ -4,6 +4,7 @@
 //! ([`apiserver`]).
 
 pub mod apiserver;
+pub mod cli;
 pub mod kubelet;
 pub mod loopback;
 pub mod mysqld;

@@ -17,6 +17,7 @@
 mod builtin;
 mod controllers;
 pub mod error;
+pub mod field;
 mod http;
 pub mod jsonpath;
 mod managed;
@@ -26,9 +27,11 @@ mod protobuf;
 pub mod schema;
 pub mod selector;
 mod store;
+pub mod structural;
 mod table;
 mod time;
 mod types;
+pub mod validate_schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,32 +1,22 @@
-//! `orca sandbox`: the sandbox cluster in the foreground — the API server,
-//! the StatefulSet controller and the kubelet that runs real `mariadbd` —
-//! with a kubeconfig for `kubectl`, until Ctrl-C or SIGTERM, which stop
-//! every process it started. `orca sandbox fault` injects faults through
-//! the API.
+//! `orca-sandbox` (no subcommand): the sandbox cluster in the foreground —
+//! the API server, the StatefulSet controller, the kubelet that runs real
+//! `mariadbd`, and the orca operator — with a kubeconfig for `kubectl`,
+//! until Ctrl-C or SIGTERM, which stop every process it started.
+//! `orca-sandbox fault` injects faults through the API.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::sandbox::apiserver::{ApiServer, write_kubeconfig};
-use crate::sandbox::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
-use crate::sandbox::statefulset::StatefulSetController;
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct SandboxArgs {
-    #[command(subcommand)]
-    pub command: Option<SandboxCommand>,
-    #[command(flatten)]
-    pub run: RunArgs,
-}
+use crate::apiserver::{ApiServer, write_kubeconfig};
+use crate::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
+use crate::statefulset::StatefulSetController;
+use orca::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -49,13 +39,6 @@ pub struct RunArgs {
     pub no_operator: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum SandboxCommand {
-    /// Inject a fault: `crash`, `hang` or `resume` a pod's containers, or
-    /// make the node `not-ready` or `ready` again.
-    Fault(FaultArgs),
-}
-
 #[derive(Debug, Args)]
 pub struct FaultArgs {
     /// The pod (or the node, for not-ready and ready).
@@ -73,31 +56,15 @@ pub struct FaultArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-pub async fn run(args: SandboxArgs) -> u8 {
-    match args.command {
-        Some(SandboxCommand::Fault(f)) => fault(f).await,
-        None => serve(args.run).await,
-    }
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<Client, String> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    Client::try_from(config).map_err(|e| e.to_string())
-}
-
-async fn fault(args: FaultArgs) -> u8 {
+pub async fn fault(args: FaultArgs) -> u8 {
     let kubeconfig = args
         .kubeconfig
         .clone()
         .unwrap_or_else(|| args.dir.join("kubeconfig"));
-    let client = match client_for(&kubeconfig).await {
+    let client = match orca::cli::operator::client(Some(&kubeconfig)).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("orca sandbox fault: {e}");
+            eprintln!("orca-sandbox fault: {e}");
             return EXIT_FAILED;
         }
     };
@@ -119,7 +86,7 @@ async fn fault(args: FaultArgs) -> u8 {
         }
         other => {
             eprintln!(
-                "orca sandbox fault: unknown fault {other:?} (crash, hang, resume for a pod; not-ready, ready for the node)"
+                "orca-sandbox fault: unknown fault {other:?} (crash, hang, resume for a pod; not-ready, ready for the node)"
             );
             return EXIT_USAGE;
         }
@@ -133,7 +100,7 @@ async fn fault(args: FaultArgs) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("orca sandbox fault: {e}");
+            eprintln!("orca-sandbox fault: {e}");
             EXIT_FAILED
         }
     }
@@ -143,7 +110,7 @@ async fn fault(args: FaultArgs) -> u8 {
 async fn install_crds(client: &Client) -> Result<(), kube::Error> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crate::k8s::crd::all_crds() {
+    for crd in orca::k8s::crd::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
             &name,
@@ -155,15 +122,15 @@ async fn install_crds(client: &Client) -> Result<(), kube::Error> {
     Ok(())
 }
 
-async fn serve(args: RunArgs) -> u8 {
+pub async fn serve(args: RunArgs) -> u8 {
     if let Err(e) = std::fs::create_dir_all(&args.dir) {
-        eprintln!("orca sandbox: creating {}: {e}", args.dir.display());
+        eprintln!("orca-sandbox: creating {}: {e}", args.dir.display());
         return EXIT_FAILED;
     }
     let dir = match std::fs::canonicalize(&args.dir) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("orca sandbox: {}: {e}", args.dir.display());
+            eprintln!("orca-sandbox: {}: {e}", args.dir.display());
             return EXIT_FAILED;
         }
     };
@@ -176,26 +143,26 @@ async fn serve(args: RunArgs) -> u8 {
     let server = match ApiServer::start(args.addr, Some(state.clone())) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("orca sandbox: {e}");
+            eprintln!("orca-sandbox: {e}");
             return EXIT_FAILED;
         }
     };
     let kubeconfig = dir.join("kubeconfig");
     if let Err(e) = write_kubeconfig(&kubeconfig, &server.url()) {
-        eprintln!("orca sandbox: writing {}: {e}", kubeconfig.display());
+        eprintln!("orca-sandbox: writing {}: {e}", kubeconfig.display());
         return EXIT_FAILED;
     }
-    let client = match client_for(&kubeconfig).await {
+    let client = match orca::cli::operator::client(Some(&kubeconfig)).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("orca sandbox: {e}");
+            eprintln!("orca-sandbox: {e}");
             return EXIT_FAILED;
         }
     };
-    let first_restart_delay = match crate::k8s::crd::parse_duration(&args.restart_delay) {
+    let first_restart_delay = match orca::k8s::crd::parse_duration(&args.restart_delay) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("orca sandbox: --restart-delay: {e}");
+            eprintln!("orca-sandbox: --restart-delay: {e}");
             return EXIT_USAGE;
         }
     };
@@ -207,7 +174,7 @@ async fn serve(args: RunArgs) -> u8 {
     let kubelet = match Kubelet::start(client.clone(), opts).await {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("orca sandbox: starting the kubelet: {e}");
+            eprintln!("orca-sandbox: starting the kubelet: {e}");
             return EXIT_FAILED;
         }
     };
@@ -217,10 +184,10 @@ async fn serve(args: RunArgs) -> u8 {
         None
     } else {
         if let Err(e) = install_crds(&client).await {
-            eprintln!("orca sandbox: installing the CRDs: {e}");
+            eprintln!("orca-sandbox: installing the CRDs: {e}");
             return EXIT_FAILED;
         }
-        let op_args = crate::cli::operator::OperatorArgs {
+        let op_args = orca::cli::operator::OperatorArgs {
             kubeconfig: None,
             identity: "orca-sandbox".into(),
             lease_namespace: "default".into(),
@@ -229,14 +196,14 @@ async fn serve(args: RunArgs) -> u8 {
         };
         let op_client = client.clone();
         Some(tokio::spawn(async move {
-            if let Err(e) = crate::cli::operator::serve(op_client, &op_args, operator_stopped).await
+            if let Err(e) = orca::cli::operator::serve(op_client, &op_args, operator_stopped).await
             {
-                eprintln!("orca sandbox: the operator stopped: {e}");
+                eprintln!("orca-sandbox: the operator stopped: {e}");
             }
         }))
     };
     println!(
-        "orca sandbox is up: API server {}, node {}{}",
+        "orca-sandbox is up: API server {}, node {}{}",
         server.url(),
         kubelet.node_name(),
         if args.no_operator {
@@ -258,11 +225,11 @@ async fn serve(args: RunArgs) -> u8 {
         println!("  kubectl get mysql -o wide");
     }
     println!(
-        "  orca sandbox fault POD crash|hang|resume [-n NAMESPACE] --dir {}",
+        "  orca-sandbox fault POD crash|hang|resume [-n NAMESPACE] --dir {}",
         dir.display()
     );
     println!(
-        "  orca sandbox fault {} not-ready|ready --dir {}",
+        "  orca-sandbox fault {} not-ready|ready --dir {}",
         kubelet.node_name(),
         dir.display()
     );
@@ -271,7 +238,7 @@ async fn serve(args: RunArgs) -> u8 {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("orca sandbox: cannot handle SIGTERM: {e}");
+            eprintln!("orca-sandbox: cannot handle SIGTERM: {e}");
             return EXIT_FAILED;
         }
     };
@@ -287,7 +254,7 @@ async fn serve(args: RunArgs) -> u8 {
     sts.shutdown().await;
     kubelet.shutdown().await;
     if let Err(e) = server.shutdown() {
-        eprintln!("orca sandbox: {e}");
+        eprintln!("orca-sandbox: {e}");
         return EXIT_FAILED;
     }
     EXIT_OK

@@ -1,4 +1,4 @@
-//! `orca local`: a replication topology of real `mariadbd` servers on
+//! `orca-sandbox local`: a replication topology of real `mariadbd` servers on
 //! loopback addresses, discovered and printed while it runs, until Ctrl-C.
 
 use std::path::PathBuf;
@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::discover::{discover, render_tree};
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::analysis::Thresholds;
-use crate::mysql::conn::Timeouts;
-use crate::sandbox::mysqld::admin_credentials;
-use crate::sandbox::{LocalCluster, Shape};
+use crate::mysqld::admin_credentials;
+use crate::{LocalCluster, Shape};
+use orca::analysis::Thresholds;
+use orca::cli::discover::{discover, render_tree};
+use orca::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use orca::mysql::conn::Timeouts;
 
 #[derive(Debug, Args)]
 pub struct LocalArgs {
@@ -31,7 +31,7 @@ pub async fn run(args: LocalArgs) -> u8 {
     let shape = match Shape::parse(&args.shape) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("orca local: --shape: {e}");
+            eprintln!("orca-sandbox local: --shape: {e}");
             return EXIT_USAGE;
         }
     };
@@ -39,7 +39,7 @@ pub async fn run(args: LocalArgs) -> u8 {
     let cluster = match LocalCluster::start(shape).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("orca local: {e}");
+            eprintln!("orca-sandbox local: {e}");
             return EXIT_FAILED;
         }
     };
@@ -48,7 +48,10 @@ pub async fn run(args: LocalArgs) -> u8 {
     let written =
         std::fs::create_dir_all(&args.dir).and_then(|_| write_private(&pw_file, creds.password()));
     if let Err(e) = written {
-        eprintln!("orca local: cannot write {}: {e}", pw_file.display());
+        eprintln!(
+            "orca-sandbox local: cannot write {}: {e}",
+            pw_file.display()
+        );
         return EXIT_FAILED;
     }
     let seed = cluster.instances[0].key();

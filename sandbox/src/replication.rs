@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use futures::future::try_join_all;
 
 use super::mysqld::{Mysqld, MysqldError, MysqldOptions, admin_credentials, repl_credentials};
-use crate::mysql::Dialect;
-use crate::mysql::conn::Timeouts;
-use crate::mysql::probe::probe;
-use crate::topology::instance::IoThreadState;
+use orca::mysql::Dialect;
+use orca::mysql::conn::Timeouts;
+use orca::mysql::probe::probe;
+use orca::topology::instance::IoThreadState;
 
 /// Who replicates from whom: `sources[i]` is the index of instance `i`'s
 /// source, `None` for a primary.
