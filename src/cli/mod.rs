@@ -1,6 +1,9 @@
-//! The `orca` command line: one file per command group. Each command
-//! returns an exit code a script can rely on: 0 done, 1 the work failed
-//! (say, the seed did not answer), 2 bad input.
+//! The `orca` command line: one file per command group (`discover`,
+//! `crds`, `standalone`, `ops` for the one-shot operations, `operator`).
+//! Each command returns an exit code a script can rely on: 0 done, 1 the
+//! work failed (say, the seed did not answer, or an operation rolled back),
+//! 2 bad input, 3 refused (an illegal move, with the reason), 4 vetoed by a
+//! hook ([`ops::EXIT_REFUSED`], [`ops::EXIT_VETOED`]).
 
 pub mod crds;
 pub mod credentials;
@@ -44,7 +47,8 @@ pub enum Command {
     Operator(operator::OperatorArgs),
 }
 
-/// Exit codes.
+/// Exit codes (3 and 4 are the operations': [`ops::EXIT_REFUSED`],
+/// [`ops::EXIT_VETOED`]).
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;

@@ -1,5 +1,9 @@
-//! Kubernetes adapter: custom resource types now; reconcilers, labels,
-//! events and status later.
+//! The Kubernetes adapter: orca's custom resources ([`crd`]), the objects
+//! of a cluster built from its spec ([`objects`], pure), annotations
+//! ([`annotations`], pure), the FailoverPolicy in force ([`policy`]), and
+//! the controller ([`operator`]) with one [`worker::Worker`] per cluster
+//! that feeds pods to the engine and writes labels, the primary Service,
+//! status and Events.
 
 pub mod annotations;
 pub mod crd;

@@ -197,8 +197,8 @@ pub fn config_map(c: &MySQLCluster) -> Result<ConfigMap, ObjectError> {
     )
 }
 
-/// A credentials Secret with fresh random passwords, for a cluster that
-/// names none that exists.
+/// A credentials Secret holding the given passwords, for a cluster that
+/// names none that exists (the operator draws them at random).
 pub fn credentials_secret(c: &MySQLCluster, root: &str, repl: &str) -> Result<Secret, ObjectError> {
     build(
         "the credentials Secret",
@@ -213,19 +213,6 @@ pub fn credentials_secret(c: &MySQLCluster, root: &str, repl: &str) -> Result<Se
             },
         }),
     )
-}
-
-/// A random password of 24 letters and digits, from the operating
-/// system's randomness.
-pub fn random_password() -> std::io::Result<String> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
 }
 
 /// A shell loop for the preStop hook: a pod that is the primary waits
@@ -476,8 +463,5 @@ mod tests {
         assert!(config_map(&c).unwrap().data.unwrap()["orca.cnf"].contains("[mysqld]"));
         let s = credentials_secret(&c, "a", "b").unwrap();
         assert_eq!(s.string_data.unwrap()["root-password"], "a");
-        let pw = random_password().unwrap();
-        assert_eq!(pw.len(), 24);
-        assert_ne!(pw, random_password().unwrap());
     }
 }

@@ -101,8 +101,8 @@ async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<()
     if api.get_opt(&c.credentials_secret_name()).await?.is_some() {
         return Ok(());
     }
-    let root = objects::random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
-    let repl = objects::random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
+    let root = random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
+    let repl = random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
     match api
         .create(
             &PostParams::default(),
@@ -115,6 +115,27 @@ async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<()
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A random password of 24 letters and digits, from the operating
+/// system's randomness (bytes past the last whole multiple of the
+/// alphabet's size are drawn again, so every letter is equally likely).
+pub fn random_password() -> std::io::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    const LIMIT: usize = 256 - 256 % ALPHABET.len();
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    let mut out = String::with_capacity(24);
+    let mut bytes = [0u8; 32];
+    while out.len() < 24 {
+        random.read_exact(&mut bytes)?;
+        for b in bytes.iter().map(|b| *b as usize).filter(|b| *b < LIMIT) {
+            if out.len() < 24 {
+                out.push(ALPHABET[b % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorError> {
@@ -255,4 +276,19 @@ pub async fn run(
         })
         .await;
     ctx.stop_all().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_password;
+
+    #[test]
+    fn passwords_are_24_characters_of_the_alphabet_and_differ() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert!(!a.contains(['0', '1', 'O', 'I', 'l', 'o']), "{a}");
+        assert_ne!(a, b);
+    }
 }
