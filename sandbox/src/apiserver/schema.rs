@@ -900,6 +900,154 @@ mod tests {
         assert!(o["metadata"].get("bogus").is_none());
     }
 
+    fn check(schema: Value, spec: Value) -> Vec<String> {
+        let root = json!({"type": "object", "properties": {"spec": schema}});
+        validate_object(&root, &json!({"spec": spec})).1
+    }
+
+    #[test]
+    fn a_float_integer_passes_integer_but_is_named_number() {
+        let int = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+        assert!(check(int.clone(), json!({"n": 2.0})).is_empty());
+        assert_eq!(
+            check(int, json!({"n": 1.5})),
+            [
+                "spec.n: Invalid value: \"number\": spec.n in body must be of type integer: \"number\""
+            ]
+        );
+        let string = json!({"type": "object", "properties": {"s": {"type": "string"}}});
+        assert_eq!(
+            check(string, json!({"s": 2.0})),
+            [
+                "spec.s: Invalid value: \"number\": spec.s in body must be of type string: \"number\""
+            ]
+        );
+    }
+
+    #[test]
+    fn the_root_is_the_nil_path() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                            "oneOf": [{"required": ["a"]}, {"required": ["b"]}]});
+        let (_, errs) = validate_object(&schema, &json!({"a": "x", "b": "y"}));
+        assert_eq!(
+            errs,
+            [
+                "<nil>: Invalid value: \"\": \"\" must validate one and only one schema (oneOf). Found 2 valid alternatives"
+            ]
+        );
+        // A default is validated as an object of its own under its path.
+        let errs: Vec<String> = validate_value(
+            &json!({"type": "integer", "minimum": 1}),
+            &json!(0),
+            "x.default",
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            errs,
+            ["x.default: Invalid value: 0:  in body should be greater than or equal to 1"]
+        );
+    }
+
+    #[test]
+    fn bounds_print_as_go_prints_them_for_the_value() {
+        let schema = json!({"type": "object", "properties": {"n": {"type": "number", "maximum": 1e7, "minimum": 1.5}}});
+        assert_eq!(
+            check(schema.clone(), json!({"n": 20000000})),
+            [
+                "spec.n: Invalid value: 20000000: spec.n in body should be less than or equal to 10000000"
+            ]
+        );
+        assert_eq!(
+            check(schema.clone(), json!({"n": 2.5e7})),
+            [
+                "spec.n: Invalid value: 2.5e+07: spec.n in body should be less than or equal to 1e+07"
+            ]
+        );
+        // An int64 is checked against the bound truncated to int64.
+        assert!(check(schema.clone(), json!({"n": 1})).is_empty());
+        assert_eq!(
+            check(schema, json!({"n": 1.2})),
+            ["spec.n: Invalid value: 1.2: spec.n in body should be greater than or equal to 1.5"]
+        );
+    }
+
+    #[test]
+    fn multiples_tolerate_float_rounding() {
+        let schema = json!({"type": "object", "properties": {
+            "f": {"type": "number", "multipleOf": 0.1}, "i": {"type": "integer", "multipleOf": 5}}});
+        assert!(check(schema.clone(), json!({"f": 0.3, "i": 10})).is_empty());
+        assert_eq!(
+            check(schema, json!({"f": 0.35, "i": 7})),
+            [
+                "spec.f: Invalid value: 0.35: spec.f in body should be a multiple of 0.1",
+                "spec.i: Invalid value: 7: spec.i in body should be a multiple of 5",
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_are_the_invalid_values() {
+        let schema = json!({"type": "object", "properties": {
+            "tags": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "labels": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}}}});
+        assert_eq!(
+            check(schema, json!({"tags": [], "labels": {}})),
+            [
+                "spec.labels: Invalid value: 0: spec.labels in body should have at least 1 properties",
+                "spec.tags: Invalid value: 0: spec.tags in body should have at least 1 items",
+            ]
+        );
+    }
+
+    #[test]
+    fn formats_and_type_errors_beside_enums() {
+        let schema = json!({"type": "object", "properties": {
+            "when": {"type": "string", "format": "date-time"},
+            "flavor": {"type": "string", "enum": ["a"]}}});
+        assert!(check(schema.clone(), json!({"when": "2024-01-02T03:04:05Z"})).is_empty());
+        assert_eq!(
+            check(schema, json!({"when": "yesterday", "flavor": 3})),
+            [
+                "spec.flavor: Invalid value: \"integer\": spec.flavor in body must be of type string: \"integer\"",
+                "spec.flavor: Unsupported value: 3: supported values: \"a\"",
+                "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn junctors_report_at_the_root() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}, "c": {"type": "integer"}},
+            "anyOf": [{"properties": {"a": {"minLength": 2}}}, {"required": ["b"]}],
+            "allOf": [{"properties": {"a": {"maxLength": 3}}}],
+            "not": {"required": ["c"]}});
+        let spec = |v: Value| {
+            validate_object(
+                &json!({"type": "object", "properties": {"spec": schema.clone()}}),
+                &json!({"spec": v}),
+            )
+            .1
+        };
+        assert!(spec(json!({"a": "xy"})).is_empty());
+        assert_eq!(
+            spec(json!({"a": "x"})),
+            [
+                "<nil>: Invalid value: \"\": \"spec\" must validate at least one schema (anyOf)",
+                "spec.a: Invalid value: \"x\": spec.a in body should be at least 2 chars long",
+            ]
+        );
+        assert_eq!(
+            spec(json!({"a": "xxxx", "c": 1})),
+            [
+                "spec.a: Too long: may not be more than 3 bytes",
+                "<nil>: Invalid value: \"\": \"spec\" must validate all the schemas (allOf). None validated",
+                "<nil>: Invalid value: \"\": \"spec\" must not validate the schema (not)",
+            ]
+        );
+    }
+
     #[test]
     fn list_types_are_read_from_the_schema() {
         let s = schema();
