@@ -1,14 +1,14 @@
 //! Every YAML document under `examples/` is a valid orca object: it reads
 //! into the real types, passes their `validate()`, and passes the CRD
-//! schema the API server would check it against, with no field the API
-//! server would drop.
+//! schema check of the sandbox API server (the very code that serves a
+//! create), with no field the API server would drop.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
 use orca::k8s::crd::{FailoverPolicy, MySQLCluster};
-use orca_sandbox::apiserver::validate_schema::{unknown_fields, validate_against_schema};
+use orca_sandbox::apiserver::schema::validate_object;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -63,8 +63,9 @@ fn check_document(doc: &Value) -> Vec<String> {
             return problems;
         }
     };
-    problems.extend(validate_against_schema(&schema, doc));
-    problems.extend(unknown_fields(&schema, doc));
+    let (unknown, errors) = validate_object(&schema, doc);
+    problems.extend(errors);
+    problems.extend(unknown);
     problems
 }
 

@@ -390,6 +390,69 @@ async fn patches_merge_json_strategic_and_apply() {
     sb.server.shutdown().unwrap();
 }
 
+/// A v1 CRD whose schema is not structural is refused, its causes
+/// naming the problems; a structural one is then accepted.
+#[tokio::test]
+async fn non_structural_crds_are_refused() {
+    let sb = sandbox_api::start();
+    let c = client(&sb).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd = |spec_schema: serde_json::Value| -> CustomResourceDefinition {
+        serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gadgets.test.orca.dev"},
+            "spec": {
+                "group": "test.orca.dev",
+                "scope": "Namespaced",
+                "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object",
+                        "properties": {"spec": spec_schema}}}}]
+            }
+        }))
+        .expect("crd")
+    };
+    let bad = crd(json!({"type": "object", "properties": {
+        "size": {"description": "no type"},
+        "replicas": {"type": "integer", "minimum": 1, "default": 0}}}));
+    let e = api_err(crds.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    let s = "spec.versions[0].schema.openAPIV3Schema.properties[spec]";
+    let causes: Vec<(String, String)> = e
+        .details
+        .expect("details")
+        .causes
+        .into_iter()
+        .map(|c| (c.field, c.message))
+        .collect();
+    assert!(
+        causes.contains(&(
+            format!("{s}.properties[size].type"),
+            "Required value: must not be empty for specified object fields".to_string()
+        )),
+        "{causes:#?}"
+    );
+    assert!(
+        causes.contains(&(
+            format!("{s}.properties[replicas].default"),
+            "Invalid value: 0:  in body should be greater than or equal to 1".to_string()
+        )),
+        "{causes:#?}"
+    );
+    assert!(
+        e.message.starts_with(
+            "CustomResourceDefinition.apiextensions.k8s.io \"gadgets.test.orca.dev\" is invalid: ["
+        ),
+        "{}",
+        e.message
+    );
+    let good = crd(json!({"type": "object", "properties": {"size": {"type": "string"}}}));
+    crds.create(&PostParams::default(), &good)
+        .await
+        .expect("a structural CRD is accepted");
+}
+
 #[tokio::test]
 async fn custom_resources_validation_defaults_generation_and_status() {
     let sb = sandbox_api::start();

@@ -1,13 +1,14 @@
 //! What the real server's strategies do for the built-in kinds: defaults
 //! on create, fields a write may not change, the validation orca and
-//! `kubectl` meet, and the two faces of Events (core v1 and
-//! events.k8s.io/v1 are one object).
+//! `kubectl` meet (a CRD's schemas must be structural), and the two
+//! faces of Events (core v1 and events.k8s.io/v1 are one object).
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::error::FieldError;
 use super::selector::LabelSelector;
+use super::structural;
 use super::time;
 use super::types::{NameRule, ResourceType};
 
@@ -945,18 +946,13 @@ fn crd_validate(obj: &Value, name: &str) -> Vec<FieldError> {
                     &format!("spec.versions[{i}].schema.openAPIV3Schema"),
                     "schemas are required",
                 )),
-                Some(s) => {
-                    if s.get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .is_empty()
-                    {
-                        errs.push(FieldError::required(
-                            &format!("spec.versions[{i}].schema.openAPIV3Schema.type"),
-                            "must not be empty at the root",
-                        ));
-                    }
-                }
+                // A v1 CRD's schemas must be structural.
+                Some(s) => errs.extend(structural::structural_errors_at(
+                    &structural::FieldPath::new(format!(
+                        "spec.versions[{i}].schema.openAPIV3Schema"
+                    )),
+                    s,
+                )),
             }
         }
     }

@@ -17,7 +17,6 @@
 mod builtin;
 mod controllers;
 pub mod error;
-pub mod field;
 mod http;
 pub mod jsonpath;
 mod managed;
@@ -31,7 +30,6 @@ pub mod structural;
 mod table;
 mod time;
 mod types;
-pub mod validate_schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,35 +12,39 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Map, Value};
 
-use super::field::FieldPath;
-use super::validate_schema::{unknown_fields_at, validate_node};
+use super::error::FieldError;
+use super::schema::{unknown_fields, validate_value};
 
 /// The problems that would make the API server reject `schema` as the
 /// `openAPIV3Schema` of a CRD version, sorted; empty when it is fine.
 /// Paths are relative to the schema's root.
 pub fn structural_problems(schema: &Value) -> Vec<String> {
-    structural_problems_at(&FieldPath::root(), schema)
+    strings(structural_errors_at(&FieldPath::root(), schema))
 }
 
-/// [`structural_problems`] with paths under `path`, e.g.
-/// `spec.versions[0].schema.openAPIV3Schema`.
-pub fn structural_problems_at(path: &FieldPath, schema: &Value) -> Vec<String> {
+/// [`structural_problems`] as field errors with paths under `path`, e.g.
+/// `spec.versions[0].schema.openAPIV3Schema`, sorted by their text.
+pub fn structural_errors_at(path: &FieldPath, schema: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     language(schema, path, Ctx::root(), &mut errs);
     if schema.is_object() {
         invariants(schema, Level::Root, path, &mut errs);
         completeness(schema, path, &mut errs);
     }
-    errs.sort();
-    errs.dedup();
+    errs.sort_by_cached_key(ToString::to_string);
+    errs.dedup_by(|a, b| a.to_string() == b.to_string());
     errs
+}
+
+fn strings(errs: Vec<FieldError>) -> Vec<String> {
+    errs.iter().map(ToString::to_string).collect()
 }
 
 /// The problems of a whole CRD's versions: [`structural_problems`] of each
 /// version's schema, plus the rules that depend on the version (what the
 /// root may hold with a status subresource, printer columns).
 pub fn crd_problems(crd: &CustomResourceDefinition) -> Vec<String> {
-    let mut errs = Vec::new();
+    let mut errs: Vec<FieldError> = Vec::new();
     for (i, version) in crd.spec.versions.iter().enumerate() {
         let vpath = FieldPath::new("spec.versions").index(i);
         let spath = vpath.child("schema").child("openAPIV3Schema");
@@ -59,7 +63,7 @@ pub fn crd_problems(crd: &CustomResourceDefinition) -> Vec<String> {
                 continue;
             }
         };
-        errs.extend(structural_problems_at(&spath, &schema));
+        errs.extend(structural_errors_at(&spath, &schema));
         let has_status = version
             .subresources
             .as_ref()
@@ -97,7 +101,7 @@ pub fn crd_problems(crd: &CustomResourceDefinition) -> Vec<String> {
             }
         }
     }
-    errs
+    strings(errs)
 }
 
 const ROOT_FIELDS_WITH_STATUS: [&str; 22] = [
@@ -216,7 +220,7 @@ fn type_of(node: &Map<String, Value>) -> &str {
 /// The schema language: known keywords with values of the right kind,
 /// nothing the API server forbids, sound Kubernetes extensions, and
 /// defaults that validate. Recurses into every subschema.
-fn language(node: &Value, path: &FieldPath, ctx: Ctx, errs: &mut Vec<String>) {
+fn language(node: &Value, path: &FieldPath, ctx: Ctx, errs: &mut Vec<FieldError>) {
     let Some(obj) = node.as_object() else {
         errs.push(path.invalid(node, "must be a schema object"));
         return;
@@ -348,7 +352,7 @@ fn language(node: &Value, path: &FieldPath, ctx: Ctx, errs: &mut Vec<String>) {
 }
 
 /// The JSON kind each keyword's value must have.
-fn keyword_kind(key: &str, value: &Value, path: &FieldPath, errs: &mut Vec<String>) {
+fn keyword_kind(key: &str, value: &Value, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let ok = match key {
         "type"
         | "description"
@@ -403,7 +407,7 @@ fn keyword_kind(key: &str, value: &Value, path: &FieldPath, errs: &mut Vec<Strin
     }
 }
 
-fn map_and_list_types(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec<String>) {
+fn map_and_list_types(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let ty = type_of(obj);
     if let Some(map_type) = obj.get("x-kubernetes-map-type") {
         if ty != "object" {
@@ -541,7 +545,7 @@ fn map_and_list_types(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec
     }
 }
 
-fn type_must_be(path: &FieldPath, ty: &str, what: &str) -> String {
+fn type_must_be(path: &FieldPath, ty: &str, what: &str) -> FieldError {
     let detail = format!("must be {what}");
     if ty.is_empty() {
         path.child("type").required(&detail)
@@ -551,7 +555,7 @@ fn type_must_be(path: &FieldPath, ty: &str, what: &str) -> String {
 }
 
 /// The shape of `x-kubernetes-validations` (the CEL itself is not compiled).
-fn validations(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec<String>) {
+fn validations(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let Some(rules) = obj
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
@@ -626,9 +630,12 @@ fn validations(obj: &Map<String, Value>, path: &FieldPath, errs: &mut Vec<String
     }
 }
 
-/// A default must be allowed where it is, validate against its own node,
-/// and have no field the schema would prune.
-fn default(obj: &Map<String, Value>, path: &FieldPath, ctx: &Ctx, errs: &mut Vec<String>) {
+/// A default must be allowed where it is, have no field the schema would
+/// prune (`must not have unknown fields`), and validate against its own
+/// node, the way the real server validates it: as a custom object of its
+/// own under the field path of the default, so that messages name paths
+/// relative to the default (` in body ...` for a scalar).
+fn default(obj: &Map<String, Value>, path: &FieldPath, ctx: &Ctx, errs: &mut Vec<FieldError>) {
     let Some(value) = obj.get("default") else {
         return;
     };
@@ -638,10 +645,10 @@ fn default(obj: &Map<String, Value>, path: &FieldPath, ctx: &Ctx, errs: &mut Vec
         return;
     }
     let node = Value::Object(obj.clone());
-    errs.extend(validate_node(&node, value, &dpath));
-    for u in unknown_fields_at(&node, value, &FieldPath::root()) {
-        errs.push(dpath.invalid(value, &u));
+    if !unknown_fields(&node, value).is_empty() {
+        errs.push(dpath.invalid(value, "must not have unknown fields"));
     }
+    errs.extend(validate_value(&node, value, dpath.as_str()));
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -652,7 +659,7 @@ enum Level {
 }
 
 /// The structural invariants (`validateStructuralInvariants`).
-fn invariants(node: &Value, level: Level, path: &FieldPath, errs: &mut Vec<String>) {
+fn invariants(node: &Value, level: Level, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let Some(obj) = node.as_object() else {
         return;
     };
@@ -817,7 +824,7 @@ fn value_validation(
     skip_any_of: bool,
     skip_first_all_of_any_of: bool,
     path: &FieldPath,
-    errs: &mut Vec<String>,
+    errs: &mut Vec<FieldError>,
 ) {
     if !skip_any_of && let Some(list) = obj.get("anyOf").and_then(Value::as_array) {
         for (i, sub) in list.iter().enumerate() {
@@ -842,7 +849,7 @@ fn value_validation(
 
 /// `validateNestedValueValidation`: under a junctor, a schema may only
 /// validate values, not declare structure or metadata.
-fn nested(node: &Value, skip_any_of: bool, path: &FieldPath, errs: &mut Vec<String>) {
+fn nested(node: &Value, skip_any_of: bool, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let Some(obj) = node.as_object() else {
         return;
     };
@@ -912,7 +919,7 @@ fn nested(node: &Value, skip_any_of: bool, path: &FieldPath, errs: &mut Vec<Stri
 
 /// Completeness: every field or items schema named under a junctor is also
 /// specified outside of it.
-fn completeness(node: &Value, path: &FieldPath, errs: &mut Vec<String>) {
+fn completeness(node: &Value, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let Some(obj) = node.as_object() else {
         return;
     };
@@ -940,7 +947,7 @@ fn junctor_completeness(
     s: &Map<String, Value>,
     spath: &FieldPath,
     vpath: &FieldPath,
-    errs: &mut Vec<String>,
+    errs: &mut Vec<FieldError>,
 ) {
     for junctor in ["allOf", "anyOf", "oneOf"] {
         if let Some(list) = v.get(junctor).and_then(Value::as_array) {
@@ -959,7 +966,7 @@ fn nested_completeness(
     s: &Map<String, Value>,
     spath: &FieldPath,
     vpath: &FieldPath,
-    errs: &mut Vec<String>,
+    errs: &mut Vec<FieldError>,
 ) {
     let Some(v) = v.as_object() else {
         return;
@@ -990,6 +997,73 @@ fn nested_completeness(
             Some(s_prop) => nested_completeness(v_prop, s_prop, &ppath, &vppath, errs),
             None => errs.push(ppath.required(&format!("because it is defined in {vppath}"))),
         }
+    }
+}
+
+/// A path to a field of a CRD: `spec.versions[0].schema.openAPIV3Schema`,
+/// `properties[spec].properties[replicas].type`. The empty path is the
+/// root. Its methods make the field errors of that path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath(String);
+
+impl FieldPath {
+    /// The root.
+    pub fn root() -> Self {
+        FieldPath(String::new())
+    }
+
+    /// A path from its text.
+    pub fn new(path: impl Into<String>) -> Self {
+        FieldPath(path.into())
+    }
+
+    /// `path.name` (or `name` at the root).
+    pub fn child(&self, name: &str) -> Self {
+        if self.0.is_empty() {
+            FieldPath(name.to_string())
+        } else {
+            FieldPath(format!("{}.{name}", self.0))
+        }
+    }
+
+    /// `path[key]`.
+    pub fn key(&self, key: &str) -> Self {
+        FieldPath(format!("{}[{key}]", self.0))
+    }
+
+    /// `path[i]`.
+    pub fn index(&self, i: usize) -> Self {
+        FieldPath(format!("{}[{i}]", self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn required(&self, detail: &str) -> FieldError {
+        FieldError::required(&self.0, detail)
+    }
+
+    fn invalid(&self, value: &Value, detail: &str) -> FieldError {
+        FieldError::invalid(&self.0, value.clone(), detail)
+    }
+
+    fn forbidden(&self, detail: &str) -> FieldError {
+        FieldError::forbidden(&self.0, detail)
+    }
+
+    fn not_supported(&self, value: &Value, supported: &[Value]) -> FieldError {
+        let supported: Vec<String> = supported
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+            .collect();
+        FieldError::not_supported(&self.0, value.clone(), &supported)
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -1151,7 +1225,7 @@ mod tests {
         let p = problems(with_field(json!({"type": ["string", "null"]})));
         assert_has(
             &p,
-            r#"properties[spec].properties[f].type: Invalid value: ["string","null"]: must be a string"#,
+            r#"properties[spec].properties[f].type: Invalid value: []interface {}{"string", "null"}: must be a string"#,
         );
         let p = problems(with_field(json!({"type": "null"})));
         assert_has(
@@ -1364,7 +1438,7 @@ mod tests {
         assert_has(
             &p,
             &format!(
-                "{f}.x-kubernetes-list-map-keys: Invalid value: [\"pod\",\"zone\"]: entries must all be names of item properties"
+                "{f}.x-kubernetes-list-map-keys: Invalid value: []interface {{}}{{\"pod\", \"zone\"}}: entries must all be names of item properties"
             ),
         );
         assert_has(
@@ -1399,7 +1473,7 @@ mod tests {
         assert_eq!(
             p,
             vec![format!(
-                "{f}.default: Invalid value: 0: {f}.default in body should be greater than or equal to 1"
+                "{f}.default: Invalid value: 0:  in body should be greater than or equal to 1"
             )]
         );
         let p = problems(with_field(json!({
@@ -1408,7 +1482,7 @@ mod tests {
         assert_eq!(
             p,
             vec![format!(
-                "{f}.default: Invalid value: {{\"b\":\"x\"}}: unknown field \"b\""
+                "{f}.default: Invalid value: map[string]interface {{}}{{\"b\":\"x\"}}: must not have unknown fields"
             )]
         );
         let p = problems(with_field(json!({"type": "string", "default": null})));
