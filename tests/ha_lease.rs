@@ -6,15 +6,13 @@
 //! status and on the primary.
 
 mod support;
-use support::sandbox_api;
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use orca::ha::{
     Epoch, HaError, LeaderElector, Leadership, LeaseConfig, NotLeader, epoch_guarded_status_patch,
     read_epoch, record_epoch, record_epoch_at,
@@ -24,7 +22,7 @@ use orca::mysql::conn::{Timeouts, connect};
 use orca_sandbox::{Mysqld, MysqldOptions};
 use serde_json::json;
 
-use sandbox_api::Sandbox;
+use support::sandbox::Sandbox;
 
 const NS: &str = "default";
 const LEASE: &str = "orca-leader";
@@ -36,14 +34,6 @@ fn fast() -> LeaseConfig {
         renew_deadline: Duration::from_secs(2),
         retry_period: Duration::from_millis(300),
     }
-}
-
-async fn client(sb: &Sandbox) -> Client {
-    let kc = Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("kube config");
-    Client::try_from(config).expect("client")
 }
 
 fn elector(c: &Client, identity: &str, config: LeaseConfig) -> LeaderElector {
@@ -65,6 +55,27 @@ fn transitions(l: &Lease) -> Option<i32> {
     l.spec.as_ref().and_then(|s| s.lease_transitions)
 }
 
+/// Serves the shipped MySQLCluster CRD and creates the minimal example
+/// (`demo`) in it.
+async fn demo_cluster(c: &Client) -> (Api<MySQLCluster>, MySQLCluster) {
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create the CRD");
+    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
+    let mut cluster: MySQLCluster =
+        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
+            .expect("example");
+    cluster.metadata.namespace = Some(NS.into());
+    let created = clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("create the cluster");
+    (clusters, created)
+}
+
 /// Waits until `rx` shows a leader; returns its epoch, its term's end and
 /// when the test saw it.
 async fn wait_leader(
@@ -84,8 +95,8 @@ async fn wait_leader(
 /// Runs `n` electors at once for a few seconds, sampling their states:
 /// never two leaders, one leader in the end, elected once (epoch 1).
 async fn competing(n: usize) {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let handles: Vec<_> = (0..n)
         .map(|i| elector(&c, &format!("orca-{i}"), fast()).spawn())
         .collect();
@@ -147,7 +158,7 @@ async fn competing(n: usize) {
     for h in handles {
         h.shutdown().await.expect("shutdown");
     }
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
@@ -162,8 +173,8 @@ async fn three_electors_exactly_one_leader() {
 
 #[tokio::test]
 async fn crashed_leader_is_replaced_after_expiry_with_the_next_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let a = elector(&c, "a", fast()).spawn();
     let (epoch_a, _, _) = wait_leader(&mut a.subscribe(), Duration::from_secs(5)).await;
     assert_eq!(epoch_a, 1);
@@ -200,13 +211,13 @@ async fn crashed_leader_is_replaced_after_expiry_with_the_next_epoch() {
     assert_eq!(holder(&l).as_deref(), Some("b"));
     assert_eq!(transitions(&l), Some(2));
     b.shutdown().await.expect("shutdown");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn released_lease_is_taken_at_once_with_the_next_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     // a long lease: taking it over by expiry would take 10 s
     let config = LeaseConfig {
         lease_duration: Duration::from_secs(10),
@@ -249,13 +260,13 @@ async fn released_lease_is_taken_at_once_with_the_next_epoch() {
     let l = lease(&c).await;
     assert_eq!(holder(&l), None);
     assert_eq!(transitions(&l), Some(2));
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn paused_leader_fence_closes_before_the_successor_takes_over() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let config = fast();
     // a is driven by hand: not stepping it is a paused renew task
     let mut a = elector(&c, "a", config);
@@ -343,13 +354,13 @@ async fn paused_leader_fence_closes_before_the_successor_takes_over() {
         })
     );
     b.shutdown().await.expect("shutdown");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn a_renew_refused_by_a_conflict_steps_down_at_once() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let mut a = elector(&c, "a", fast());
     assert!(a.step().await.expect("a steps").is_leader());
     // someone else writes the Lease: a's resourceVersion is stale
@@ -385,28 +396,14 @@ async fn a_renew_refused_by_a_conflict_steps_down_at_once() {
     .expect("a leads again after expiry");
     assert_eq!(back.epoch(), Some(2), "a new term, a new epoch");
     a.release().await.expect("release");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("create the CRD");
-    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
-    let mut cluster: MySQLCluster =
-        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
-            .expect("example");
-    cluster.metadata.namespace = Some(NS.into());
-    let created = clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("create the cluster");
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    let (clusters, created) = demo_cluster(&c).await;
     let limit = Duration::from_secs(5);
 
     // the leader of epoch 3 records its operation
@@ -492,28 +489,14 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
         e4.status.as_ref().and_then(|s| s.primary.as_deref()),
         Some("demo-1")
     );
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn status_writes_follow_the_elected_epochs() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("create the CRD");
-    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
-    let mut cluster: MySQLCluster =
-        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
-            .expect("example");
-    cluster.metadata.namespace = Some(NS.into());
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("create the cluster");
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    let (clusters, _) = demo_cluster(&c).await;
     let limit = Duration::from_secs(5);
     let step = Duration::from_millis(500);
 
@@ -553,7 +536,7 @@ async fn status_writes_follow_the_elected_epochs() {
     .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
     b.release().await.expect("b releases");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
