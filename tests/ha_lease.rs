@@ -76,6 +76,17 @@ async fn demo_cluster(c: &Client) -> (Api<MySQLCluster>, MySQLCluster) {
     (clusters, created)
 }
 
+/// An epoch-guarded status patch naming `primary`, decided on `read`.
+async fn set_primary(
+    clusters: &Api<MySQLCluster>,
+    read: &MySQLCluster,
+    epoch: Epoch,
+    primary: &str,
+) -> Result<MySQLCluster, HaError> {
+    let limit = Duration::from_secs(5);
+    epoch_guarded_status_patch(clusters, read, epoch, json!({ "primary": primary }), limit).await
+}
+
 /// Waits until `rx` shows a leader; returns its epoch, its term's end and
 /// when the test saw it.
 async fn wait_leader(
@@ -90,6 +101,21 @@ async fn wait_leader(
         Leadership::Leader { epoch, valid_until } => (epoch, valid_until, Instant::now()),
         Leadership::Follower { .. } => unreachable!(),
     }
+}
+
+/// Waits (at most 3 s) until `rx` follows `holder`.
+async fn wait_following(rx: &mut tokio::sync::watch::Receiver<Leadership>, holder: &str) {
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        rx.wait_for(|l| {
+            l == &Leadership::Follower {
+                holder: Some(holder.into()),
+            }
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the follower does not see {holder} leading"))
+    .expect("the follower runs");
 }
 
 /// Runs `n` electors at once for a few seconds, sampling their states:
@@ -180,17 +206,7 @@ async fn crashed_leader_is_replaced_after_expiry_with_the_next_epoch() {
     assert_eq!(epoch_a, 1);
     let b = elector(&c, "b", fast()).spawn();
     let mut b_rx = b.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(3),
-        b_rx.wait_for(|l| {
-            l == &Leadership::Follower {
-                holder: Some("a".into()),
-            }
-        }),
-    )
-    .await
-    .expect("b sees a leading")
-    .expect("b runs");
+    wait_following(&mut b_rx, "a").await;
 
     // a stops renewing without releasing, as a crash would
     let a_fence = a.fence();
@@ -228,17 +244,7 @@ async fn released_lease_is_taken_at_once_with_the_next_epoch() {
     let (epoch_a, _, _) = wait_leader(&mut a.subscribe(), Duration::from_secs(5)).await;
     let b = elector(&c, "b", config).spawn();
     let mut b_rx = b.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(3),
-        b_rx.wait_for(|l| {
-            l == &Leadership::Follower {
-                holder: Some("a".into()),
-            }
-        }),
-    )
-    .await
-    .expect("b sees a leading")
-    .expect("b runs");
+    wait_following(&mut b_rx, "a").await;
 
     let a_fence = a.fence();
     let released = Instant::now();
@@ -404,32 +410,19 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
     let sb = Sandbox::api_server();
     let c = sb.client().await;
     let (clusters, created) = demo_cluster(&c).await;
-    let limit = Duration::from_secs(5);
 
     // the leader of epoch 3 records its operation
-    let e3 = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(3),
-        json!({"primary": "demo-0"}),
-        limit,
-    )
-    .await
-    .expect("epoch 3 writes");
+    let e3 = set_primary(&clusters, &created, Epoch(3), "demo-0")
+        .await
+        .expect("epoch 3 writes");
     let status = e3.status.clone().expect("status");
     assert_eq!(status.epoch, Some(3));
     assert_eq!(status.primary.as_deref(), Some("demo-0"));
 
     // epoch 2 with a fresh read: refused before any write
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &e3,
-        Epoch(2),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &e3, Epoch(2), "demo-1")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
     assert!(matches!(
         e,
@@ -443,27 +436,15 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
     // epoch 2 deciding on what it read before epoch 3 wrote: the write
     // meets the resourceVersion precondition, and the reason is the newer
     // epoch
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(2),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &created, Epoch(2), "demo-1")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
 
     // epoch 3 itself on a stale read: a conflict, read again
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(3),
-        json!({"primary": "demo-2"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &created, Epoch(3), "demo-2")
+        .await
+        .unwrap_err();
     assert!(e.is_conflict(), "{e}");
 
     let now = clusters.get("demo").await.expect("read");
@@ -475,15 +456,9 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
     );
 
     // a newer epoch on a fresh read goes through
-    let e4 = epoch_guarded_status_patch(
-        &clusters,
-        &now,
-        Epoch(4),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .expect("epoch 4 writes");
+    let e4 = set_primary(&clusters, &now, Epoch(4), "demo-1")
+        .await
+        .expect("epoch 4 writes");
     assert_eq!(e4.status.as_ref().and_then(|s| s.epoch), Some(4));
     assert_eq!(
         e4.status.as_ref().and_then(|s| s.primary.as_deref()),
@@ -497,7 +472,6 @@ async fn status_writes_follow_the_elected_epochs() {
     let sb = Sandbox::api_server();
     let c = sb.client().await;
     let (clusters, _) = demo_cluster(&c).await;
-    let limit = Duration::from_secs(5);
     let step = Duration::from_millis(500);
 
     // a leads, checks its fence, reads, and (slowly) decides
@@ -513,27 +487,15 @@ async fn status_writes_follow_the_elected_epochs() {
     let b_epoch = b.fence().check(step).expect("b may act");
     assert_eq!(b_epoch, Epoch(a_epoch.get() + 1));
     let b_read = clusters.get("demo").await.expect("read");
-    epoch_guarded_status_patch(
-        &clusters,
-        &b_read,
-        b_epoch,
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .expect("b writes");
+    set_primary(&clusters, &b_read, b_epoch, "demo-1")
+        .await
+        .expect("b writes");
 
     // a's late write of its old decision is refused
     assert!(a.fence().check(step).is_err());
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &a_read,
-        a_epoch,
-        json!({"primary": "demo-2"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &a_read, a_epoch, "demo-2")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
     b.release().await.expect("b releases");
     sb.shutdown();

@@ -44,6 +44,23 @@ async fn boot(sb: &Sandbox, semi_sync: bool) -> String {
     sb.wait_healthy("db", BOOT).await
 }
 
+/// Sets the replicas of `db`.
+fn scale(sb: &Sandbox, replicas: u32) {
+    let patch = format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#);
+    sb.kubectl()
+        .ok(&["patch", "mysql/db", "--type=merge", "-p", &patch]);
+}
+
+/// The new primary of `db` after it moved from `primary` (at `pkey`):
+/// its pod and the primary Service's endpoint, which is that pod.
+async fn moved(sb: &Sandbox, primary: &str, pkey: &InstanceKey) -> (String, InstanceKey) {
+    let new = sb.primary("db").await;
+    assert_ne!(new, primary);
+    let new_key = sb.primary_endpoint("db", Some(pkey)).await;
+    assert_eq!(new_key, sb.pod_ip(&new).await);
+    (new, new_key)
+}
+
 /// The pod `replica` replicates from `source` per the cluster's status.
 async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
     eventually(
@@ -100,10 +117,7 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
-    let new = sb.primary("db").await;
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_eq!(new_key, sb.pod_ip(&new).await);
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_acked(&new_key, &root, &acked).await;
     wait_source(&sb, "db", &primary, &new).await;
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
@@ -156,10 +170,7 @@ async fn failover_case(fault: &str) {
     sb.wait_succeeded("db", "Failover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
-    let new = sb.primary("db").await;
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_eq!(new_key, sb.pod_ip(&new).await);
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
     assert_acked(&new_key, &root, &acked).await;
@@ -224,9 +235,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
-    let new = sb.primary("db").await;
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_acked(&new_key, &root, &acked).await;
     let events = sb.event_reasons("db");
     assert!(events.contains("PrimaryLeaving"), "{events}");
@@ -282,13 +291,7 @@ async fn scale_three_to_five_to_three() {
     let primary = boot(&sb, false).await;
     let (_, root, w) = write_through_primary(&sb, 20).await;
     let acked = w.finish().await;
-    sb.kubectl().ok(&[
-        "patch",
-        "mysql/db",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":5}}"#,
-    ]);
+    scale(&sb, 5);
     eventually(BOOT, "5 ready", || async {
         let c = sb.mysql_cluster("db").await;
         (c.status?.ready_replicas == 5).then_some(())
@@ -304,14 +307,8 @@ async fn scale_three_to_five_to_three() {
         .ok(&["annotate", "mysql/db", "orca.dev/graceful-takeover=db-4"]);
     sb.wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
-    assert_eq!(Some(sb.primary("db").await.as_str()), Some("db-4"));
-    sb.kubectl().ok(&[
-        "patch",
-        "mysql/db",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]);
+    assert_eq!(sb.primary("db").await, "db-4");
+    scale(&sb, 3);
     eventually(
         Duration::from_secs(90),
         "back to 3 pods with a primary among them",
@@ -429,7 +426,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
             .map(|_| ())
     })
     .await;
-    assert_eq!(Some(sb.primary("db").await.as_str()), Some("db-0"));
+    assert_eq!(sb.primary("db").await, "db-0");
     let acked = w.finish().await;
     // A manual recovery, which the policy's rules still shape: db-1 must
     // not be promoted.
@@ -437,7 +434,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
         .ok(&["annotate", "mysql/db", "orca.dev/recover=true"]);
     sb.wait_succeeded("db", "Recover", Duration::from_secs(60))
         .await;
-    assert_eq!(Some(sb.primary("db").await.as_str()), Some("db-2"));
+    assert_eq!(sb.primary("db").await, "db-2");
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
     assert_acked(&new_key, &root, &acked).await;
     // The post-failover webhook got the documented payload.
@@ -467,5 +464,5 @@ async fn failover_policy_manual_recovery_and_hooks() {
     // db-1 is must_not in the policy: the takeover is refused, with the reason.
     assert_eq!(serde_json::to_value(op.phase).unwrap(), "Failed", "{op:?}");
     assert!(op.message.unwrap_or_default().contains("must_not"));
-    assert_eq!(Some(sb.primary("db").await.as_str()), Some("db-2"));
+    assert_eq!(sb.primary("db").await, "db-2");
 }

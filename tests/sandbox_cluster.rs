@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -243,6 +243,16 @@ fn pod_ip(p: &Pod) -> String {
         .expect("pod IP")
 }
 
+/// The status of the pod's (first) container.
+fn container(p: &Pod) -> ContainerStatus {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .cloned()
+        .expect("a container status")
+}
+
 fn restart_count(p: &Pod) -> i32 {
     p.status
         .as_ref()
@@ -277,6 +287,14 @@ async fn connect_retry(ip: &str, limit: Duration) -> mysql_async::Conn {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// The server at `ip` answers a query (retrying while it starts).
+async fn assert_answers(ip: &str) {
+    let mut conn = connect_retry(ip, Duration::from_secs(30)).await;
+    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
+    assert_eq!(one, Some(1));
+    let _ = conn.disconnect().await;
 }
 
 /// The cluster shape the operator creates: a Secret with the root password,
@@ -575,12 +593,7 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         !p.annotations().contains_key(FAULT_ANNOTATION),
         "annotation removed"
     );
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     let last = cs
         .last_state
         .as_ref()
@@ -588,10 +601,7 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         .expect("last state terminated");
     assert_eq!(last.exit_code, 137);
     assert_eq!(last.reason.as_deref(), Some("Error"));
-    let mut conn = connect_retry(&pod_ip(&p), Duration::from_secs(30)).await;
-    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
-    assert_eq!(one, Some(1));
-    let _ = conn.disconnect().await;
+    assert_answers(&pod_ip(&p)).await;
 
     // second crash: CrashLoopBackOff for the back-off, then running again
     c.fault("pod", "crash-0", "crash");
@@ -661,10 +671,7 @@ async fn hang_and_resume() {
         is_ready,
     )
     .await;
-    let mut conn = connect_retry(&ip, Duration::from_secs(30)).await;
-    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
-    assert_eq!(one, Some(1));
-    let _ = conn.disconnect().await;
+    assert_answers(&ip).await;
     c.stop().await;
 }
 
@@ -1044,12 +1051,7 @@ spec:
     let p = c
         .wait_pod("plain", Duration::from_secs(60), "ready", is_ready)
         .await;
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     assert_eq!(cs.started, Some(true));
     let ip = pod_ip(&p);
     let mut conn = connect_retry(&ip, Duration::from_secs(30)).await;
@@ -1123,12 +1125,7 @@ spec:
             p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
         })
         .await;
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     let t = cs
         .state
         .as_ref()
