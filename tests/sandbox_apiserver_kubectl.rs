@@ -213,8 +213,7 @@ fn kubectl_applies_a_crd_and_custom_objects() {
         sb.kubectl().ok(&["delete", "wd", "w2"]),
         "widget.test.orca.dev \"w2\" deleted\n"
     );
-    let o = sb.kubectl().run(&["get", "wd", "w2"], None);
-    assert_eq!(o.code, 1);
+    let o = sb.kubectl().fails(&["get", "wd", "w2"], None);
     assert_eq!(
         o.stderr,
         "Error from server (NotFound): widgets.test.orca.dev \"w2\" not found\n"
@@ -246,8 +245,7 @@ fn kubectl_prints_the_real_invalid_message() {
     for extra in [&[][..], &["--server-side"][..]] {
         let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(extra);
-        let o = sb.kubectl().run(&args, Some(&widget("x", 0)));
-        assert_eq!(o.code, 1, "{}", o.stdout);
+        let o = sb.kubectl().fails(&args, Some(&widget("x", 0)));
         assert_eq!(o.stderr, want, "apply {extra:?}");
     }
     let o = sb
@@ -265,12 +263,11 @@ fn kubectl_prints_the_real_invalid_message() {
         "The Widget \"yy\" is invalid: \n* spec.flavor: Unsupported value: \"postgres\": supported values: \"mysql\", \"mariadb\"\n* spec.replicas: Invalid value: 10: spec.replicas in body should be less than or equal to 9\n"
     );
     // an unknown field is refused under kubectl's strict validation
-    let o = sb.kubectl().run(&["apply", "-f", "-"],
+    let o = sb.kubectl().fails(&["apply", "-f", "-"],
         Some(
             "apiVersion: test.orca.dev/v1\nkind: Widget\nmetadata:\n  name: z\nspec:\n  replicas: 1\n  colour: red\n",
         ),
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("unknown field \"spec.colour\""),
         "{}",
@@ -363,8 +360,7 @@ fn kubectl_edits_a_configmap_every_way() {
     ]);
     let o = sb
         .kubectl()
-        .run(&["apply", "--server-side", "-f", "-"], Some(ssa));
-    assert_eq!(o.code, 1);
+        .fails(&["apply", "--server-side", "-f", "-"], Some(ssa));
     assert!(
         o.stderr
             .contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\""),
@@ -442,11 +438,10 @@ fn kubectl_scales_a_statefulset() {
     );
     assert!(out.contains("mariadb:11.4"), "{out}");
     // a forbidden spec change is refused as the real server refuses it
-    let o = sb.kubectl().run(
+    let o = sb.kubectl().fails(
         &["apply", "-f", "-"],
         Some(&STATEFULSET.replace("serviceName: db", "serviceName: other")),
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("The StatefulSet \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than"),
         "{}",
@@ -576,11 +571,10 @@ fn kubectl_wait_for_condition_and_jsonpath() {
         "--timeout=10s",
     ]);
     assert_eq!(out, "widget.test.orca.dev/w1 condition met\n");
-    let o = sb.kubectl().run(
+    let o = sb.kubectl().fails(
         &["wait", "--for=condition=Healthy", "wd/w1", "--timeout=1s"],
         None,
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("timed out waiting for the condition"),
         "{}",
@@ -867,10 +861,8 @@ fn kubectl_create_commands_and_auth() {
     // deleting the namespace takes its contents along
     sb.kubectl()
         .ok(&["delete", "namespace", "demo", "--timeout=20s"]);
-    let o = sb
-        .kubectl()
-        .run(&["get", "cm", "settings", "-n", "demo"], None);
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    sb.kubectl()
+        .fails(&["get", "cm", "settings", "-n", "demo"], None);
 }
 
 #[test]
@@ -889,7 +881,6 @@ fn kubectl_drain_evicts_through_the_eviction_subresource() {
     );
     let node = sb.kubectl().json(&["get", "node", "n1"]);
     assert_eq!(node["spec"]["unschedulable"], true);
-    let o = sb.kubectl().run(&["get", "pod", "p1"], None);
-    assert_eq!(o.code, 1);
+    sb.kubectl().fails(&["get", "pod", "p1"], None);
     assert_eq!(sb.kubectl().ok(&["uncordon", "n1"]), "node/n1 uncordoned\n");
 }

@@ -92,6 +92,18 @@ impl Kubectl {
         o.stdout
     }
 
+    /// Runs kubectl and requires it to fail as kubectl fails on an error
+    /// (exit code 1); returns what it printed.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let o = self.run(args, stdin);
+        assert_eq!(
+            o.code, 1,
+            "kubectl {args:?} did not fail:\n{}\n{}",
+            o.stderr, o.stdout
+        );
+        o
+    }
+
     /// `kubectl apply -f -` of `yaml`; returns stdout.
     pub fn apply(&self, yaml: &str) -> String {
         self.apply_with(yaml, &[])

@@ -89,6 +89,15 @@ pub fn line<'a>(tree: &'a str, key: &InstanceKey) -> &'a str {
         .unwrap_or_else(|| panic!("{key} not in tree:\n{tree}"))
 }
 
+/// A local primary with two replicas, and their keys.
+pub async fn primary_and_two_replicas() -> (orca_sandbox::LocalCluster, [InstanceKey; 3]) {
+    let c = orca_sandbox::LocalCluster::start(orca_sandbox::Shape::primary_with_replicas(2))
+        .await
+        .expect("start a primary with two replicas");
+    let keys = [0, 1, 2].map(|i| c.instances[i].key());
+    (c, keys)
+}
+
 /// Polls `f` until it returns `Some`, at most `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where
