@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use orca_sandbox::apiserver::{ApiServer, ApiServerOptions, RunningApiServer, write_kubeconfig};
+use orca_sandbox::apiserver::{ApiServer, RunningApiServer, write_kubeconfig};
 
 use super::kubectl::Kubectl;
 
@@ -82,12 +82,8 @@ impl Sandbox {
 
     /// The API server alone, in-process, on a free loopback port.
     pub fn api_server() -> Sandbox {
-        Sandbox::api_server_with(ApiServerOptions::default())
-    }
-
-    pub fn api_server_with(options: ApiServerOptions) -> Sandbox {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = ApiServer::start_with(addr, None, options).expect("start the API server");
+        let server = ApiServer::start(addr, None).expect("start the API server");
         let mut sb = Sandbox::new(tempfile::tempdir().expect("tempdir"));
         sb.url = server.url();
         write_kubeconfig(&sb.kubeconfig, &sb.url).expect("write kubeconfig");
@@ -178,11 +174,6 @@ impl Sandbox {
         let mut child = self.process.take().expect("an orca-sandbox process");
         terminate(&mut child, Duration::from_secs(60))
             .expect("orca-sandbox did not stop on SIGTERM")
-    }
-
-    /// The pid of the `orca-sandbox` process.
-    pub fn pid(&self) -> u32 {
-        self.process.as_ref().expect("an orca-sandbox process").id()
     }
 
     /// What `orca-sandbox` printed (stdout and stderr).
