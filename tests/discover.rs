@@ -9,10 +9,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_with_two_replicas() {
-    let c = LocalCluster::start(Shape::primary_with_replicas(2))
-        .await
-        .unwrap();
-    let [p, r1, r2] = [0, 1, 2].map(|i| c.instances[i].key());
+    let (c, [p, r1, r2]) = primary_and_two_replicas().await;
     c.instances[0]
         .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY); INSERT INTO app.t VALUES (1),(2)")
         .await
@@ -101,14 +98,7 @@ async fn chain_with_intermediate_primary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_with_stopped_sql_thread() {
-    let c = LocalCluster::start(Shape::primary_with_replicas(2))
-        .await
-        .unwrap();
-    let (p, r1, r2) = (
-        c.instances[0].key(),
-        c.instances[1].key(),
-        c.instances[2].key(),
-    );
+    let (c, [p, r1, r2]) = primary_and_two_replicas().await;
     c.instances[1].exec("STOP SLAVE SQL_THREAD").await.unwrap();
     c.instances[0].exec("CREATE DATABASE app").await.unwrap();
     let report = discover_json(&p);
@@ -131,14 +121,7 @@ async fn replica_with_stopped_sql_thread() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_with_an_errant_write() {
-    let c = LocalCluster::start(Shape::primary_with_replicas(2))
-        .await
-        .unwrap();
-    let (p, r1, r2) = (
-        c.instances[0].key(),
-        c.instances[1].key(),
-        c.instances[2].key(),
-    );
+    let (c, [p, r1, r2]) = primary_and_two_replicas().await;
     c.instances[0]
         .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
         .await

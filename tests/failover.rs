@@ -8,7 +8,9 @@ use std::time::Duration;
 use orca::engine::executor::Outcome;
 use orca::engine::hooks::{HookTarget, Hooks};
 use orca::plan::HookEvent;
+use orca_sandbox::mysqld::admin_credentials;
 use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::writer::{Writer, assert_acked, ids_on};
 use support::*;
 
 async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
@@ -20,13 +22,6 @@ async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
     .unwrap()
 }
 
-async fn wait_writes(w: &Writer, n: usize) {
-    eventually(Duration::from_secs(20), "writes acknowledged", || async {
-        (w.count() >= n).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_primary() {
     let mut c = semi_sync_cluster(2).await;
@@ -35,7 +30,7 @@ async fn kill_9_of_the_primary() {
     let first = e.round().await;
     assert!(first.findings.is_empty(), "{:?}", first.findings);
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 50).await;
+    w.wait_acked(50).await;
     c.instances[0].kill().unwrap();
     let before = listing(&c.instances[0].data_dir());
     let record = rounds_until(&mut e, Duration::from_secs(30), "a recovery", |r| {
@@ -47,14 +42,14 @@ async fn kill_9_of_the_primary() {
     let new = record.successor.clone().expect("successor");
     assert!(new == keys[1] || new == keys[2]);
     let other = if new == keys[1] { &keys[2] } else { &keys[1] };
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let s = snapshot(&new).await;
     assert!(
         !s.is_read_only() && s.replica.is_none(),
         "new primary writable, no replication left"
     );
     wait_replicating_from(other, &new).await;
-    assert_acked_on(&new, &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
     // Writes on the new primary reach the other replica.
     c.instances
         .iter()
@@ -64,7 +59,10 @@ async fn kill_9_of_the_primary() {
         .await
         .unwrap();
     eventually(Duration::from_secs(10), "new write replicated", || async {
-        ids_on(other).await.contains(&1_000_000).then_some(())
+        ids_on(other, &admin_credentials())
+            .await
+            .contains(&1_000_000)
+            .then_some(())
     })
     .await;
     assert_eq!(
@@ -81,7 +79,7 @@ async fn sigstop_of_the_primary() {
     let mut e = engine(&c);
     e.round().await;
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 50).await;
+    w.wait_acked(50).await;
     c.instances[0].pause().unwrap();
     let record = rounds_until(&mut e, Duration::from_secs(40), "a recovery", |r| {
         r.recovery.clone()
@@ -89,8 +87,8 @@ async fn sigstop_of_the_primary() {
     .await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     let new = record.successor.clone().unwrap();
-    let (_, acked) = w.finish().await;
-    assert_acked_on(&new, &acked).await;
+    let acked = w.finish().await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
     // The hung primary comes back: orca fences it (read only) and says so.
     c.instances[0].resume().unwrap();
     rounds_until(
@@ -127,7 +125,9 @@ async fn dead_intermediate_primary() {
     e.round().await;
     c.instances[0].exec("CREATE DATABASE app; CREATE TABLE app.w (id BIGINT PRIMARY KEY); INSERT INTO app.w VALUES (1),(2)").await.unwrap();
     eventually(Duration::from_secs(10), "leaves caught up", || async {
-        (ids_on(&keys[2]).await.len() == 2 && ids_on(&keys[3]).await.len() == 2).then_some(())
+        (ids_on(&keys[2], &admin_credentials()).await.len() == 2
+            && ids_on(&keys[3], &admin_credentials()).await.len() == 2)
+            .then_some(())
     })
     .await;
     c.instances[1].kill().unwrap();
@@ -153,7 +153,10 @@ async fn dead_intermediate_primary() {
         eventually(
             Duration::from_secs(10),
             "write after recovery replicated",
-            || async { (ids_on(leaf).await == [1, 2, 3].into_iter().collect()).then_some(()) },
+            || async {
+                (ids_on(leaf, &admin_credentials()).await == [1, 2, 3].into_iter().collect())
+                    .then_some(())
+            },
         )
         .await;
     }
@@ -165,23 +168,23 @@ async fn anti_flapping_blocks_a_second_recovery_until_acknowledged() {
     let mut e = engine(&c);
     e.round().await;
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 20).await;
+    w.wait_acked(20).await;
     c.instances[0].kill().unwrap();
     let first = rounds_until(&mut e, Duration::from_secs(30), "the first recovery", |r| {
         r.recovery.clone()
     })
     .await;
     assert_eq!(first.outcome, Outcome::Succeeded, "{first:#?}");
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let new = first.successor.clone().unwrap();
-    assert_acked_on(&new, &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
     // Let the survivors settle under the new primary.
     for m in c.instances.iter().skip(1).filter(|m| m.key() != new) {
         wait_replicating_from(&m.key(), &new).await;
     }
     let idx = c.instances.iter().position(|m| m.key() == new).unwrap();
     let w2 = Writer::start(&c.instances[idx]).await;
-    wait_writes(&w2, 20).await;
+    w2.wait_acked(20).await;
     c.instances[idx].kill().unwrap();
     let why = rounds_until(
         &mut e,
@@ -206,13 +209,13 @@ async fn anti_flapping_blocks_a_second_recovery_until_acknowledged() {
     )
     .await;
     assert_eq!(second.outcome, Outcome::Succeeded, "{second:#?}");
-    let (_, acked2) = w2.finish().await;
+    let acked2 = w2.finish().await;
     let newest = second
         .successor
         .clone()
         .unwrap_or_else(|| panic!("{second:#?}"));
-    assert_acked_on(&newest, &acked).await;
-    assert_acked_on(&newest, &acked2).await;
+    assert_acked(&newest, &admin_credentials(), &acked).await;
+    assert_acked(&newest, &admin_credentials(), &acked2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,7 +248,7 @@ async fn pre_failover_hook_vetoes_and_post_hooks_get_the_payload() {
     let mut e = engine_with(&c, hooks, |_| {});
     e.round().await;
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 20).await;
+    w.wait_acked(20).await;
     c.instances[0].kill().unwrap();
     let vetoed = rounds_until(&mut e, Duration::from_secs(30), "a vetoed recovery", |r| {
         r.recovery.clone()
@@ -270,9 +273,9 @@ async fn pre_failover_hook_vetoes_and_post_hooks_get_the_payload() {
     })
     .await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let new = record.successor.clone().unwrap();
-    assert_acked_on(&new, &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&payload).unwrap()).unwrap();
     assert_eq!(json["event"], "postFailover");
@@ -297,7 +300,9 @@ async fn a_replica_with_errant_gtids_is_never_chosen() {
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     c.instances[0].exec("CREATE DATABASE app; CREATE TABLE app.w (id BIGINT PRIMARY KEY); INSERT INTO app.w VALUES (1)").await.unwrap();
     eventually(Duration::from_secs(10), "replicas caught up", || async {
-        (ids_on(&keys[1]).await.len() == 1 && ids_on(&keys[2]).await.len() == 1).then_some(())
+        (ids_on(&keys[1], &admin_credentials()).await.len() == 1
+            && ids_on(&keys[2], &admin_credentials()).await.len() == 1)
+            .then_some(())
     })
     .await;
     // Replica 1 takes an errant write, and is otherwise as advanced.
@@ -318,5 +323,5 @@ async fn a_replica_with_errant_gtids_is_never_chosen() {
     .await;
     assert_eq!(record.successor.as_ref(), Some(&keys[2]), "{record:#?}");
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
-    assert_acked_on(&keys[2], &[1]).await;
+    assert_acked(&keys[2], &admin_credentials(), &[1]).await;
 }

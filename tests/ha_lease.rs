@@ -6,15 +6,13 @@
 //! status and on the primary.
 
 mod support;
-use support::sandbox_api;
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use orca::ha::{
     Epoch, HaError, LeaderElector, Leadership, LeaseConfig, NotLeader, epoch_guarded_status_patch,
     read_epoch, record_epoch, record_epoch_at,
@@ -24,7 +22,7 @@ use orca::mysql::conn::{Timeouts, connect};
 use orca_sandbox::{Mysqld, MysqldOptions};
 use serde_json::json;
 
-use sandbox_api::Sandbox;
+use support::sandbox::Sandbox;
 
 const NS: &str = "default";
 const LEASE: &str = "orca-leader";
@@ -36,14 +34,6 @@ fn fast() -> LeaseConfig {
         renew_deadline: Duration::from_secs(2),
         retry_period: Duration::from_millis(300),
     }
-}
-
-async fn client(sb: &Sandbox) -> Client {
-    let kc = Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("kube config");
-    Client::try_from(config).expect("client")
 }
 
 fn elector(c: &Client, identity: &str, config: LeaseConfig) -> LeaderElector {
@@ -65,6 +55,38 @@ fn transitions(l: &Lease) -> Option<i32> {
     l.spec.as_ref().and_then(|s| s.lease_transitions)
 }
 
+/// Serves the shipped MySQLCluster CRD and creates the minimal example
+/// (`demo`) in it.
+async fn demo_cluster(c: &Client) -> (Api<MySQLCluster>, MySQLCluster) {
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create the CRD");
+    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
+    let mut cluster: MySQLCluster =
+        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
+            .expect("example");
+    cluster.metadata.namespace = Some(NS.into());
+    let created = clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("create the cluster");
+    (clusters, created)
+}
+
+/// An epoch-guarded status patch naming `primary`, decided on `read`.
+async fn set_primary(
+    clusters: &Api<MySQLCluster>,
+    read: &MySQLCluster,
+    epoch: Epoch,
+    primary: &str,
+) -> Result<MySQLCluster, HaError> {
+    let limit = Duration::from_secs(5);
+    epoch_guarded_status_patch(clusters, read, epoch, json!({ "primary": primary }), limit).await
+}
+
 /// Waits until `rx` shows a leader; returns its epoch, its term's end and
 /// when the test saw it.
 async fn wait_leader(
@@ -81,11 +103,26 @@ async fn wait_leader(
     }
 }
 
+/// Waits (at most 3 s) until `rx` follows `holder`.
+async fn wait_following(rx: &mut tokio::sync::watch::Receiver<Leadership>, holder: &str) {
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        rx.wait_for(|l| {
+            l == &Leadership::Follower {
+                holder: Some(holder.into()),
+            }
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the follower does not see {holder} leading"))
+    .expect("the follower runs");
+}
+
 /// Runs `n` electors at once for a few seconds, sampling their states:
 /// never two leaders, one leader in the end, elected once (epoch 1).
 async fn competing(n: usize) {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let handles: Vec<_> = (0..n)
         .map(|i| elector(&c, &format!("orca-{i}"), fast()).spawn())
         .collect();
@@ -147,7 +184,7 @@ async fn competing(n: usize) {
     for h in handles {
         h.shutdown().await.expect("shutdown");
     }
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
@@ -162,24 +199,14 @@ async fn three_electors_exactly_one_leader() {
 
 #[tokio::test]
 async fn crashed_leader_is_replaced_after_expiry_with_the_next_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let a = elector(&c, "a", fast()).spawn();
     let (epoch_a, _, _) = wait_leader(&mut a.subscribe(), Duration::from_secs(5)).await;
     assert_eq!(epoch_a, 1);
     let b = elector(&c, "b", fast()).spawn();
     let mut b_rx = b.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(3),
-        b_rx.wait_for(|l| {
-            l == &Leadership::Follower {
-                holder: Some("a".into()),
-            }
-        }),
-    )
-    .await
-    .expect("b sees a leading")
-    .expect("b runs");
+    wait_following(&mut b_rx, "a").await;
 
     // a stops renewing without releasing, as a crash would
     let a_fence = a.fence();
@@ -200,13 +227,13 @@ async fn crashed_leader_is_replaced_after_expiry_with_the_next_epoch() {
     assert_eq!(holder(&l).as_deref(), Some("b"));
     assert_eq!(transitions(&l), Some(2));
     b.shutdown().await.expect("shutdown");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn released_lease_is_taken_at_once_with_the_next_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     // a long lease: taking it over by expiry would take 10 s
     let config = LeaseConfig {
         lease_duration: Duration::from_secs(10),
@@ -217,17 +244,7 @@ async fn released_lease_is_taken_at_once_with_the_next_epoch() {
     let (epoch_a, _, _) = wait_leader(&mut a.subscribe(), Duration::from_secs(5)).await;
     let b = elector(&c, "b", config).spawn();
     let mut b_rx = b.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(3),
-        b_rx.wait_for(|l| {
-            l == &Leadership::Follower {
-                holder: Some("a".into()),
-            }
-        }),
-    )
-    .await
-    .expect("b sees a leading")
-    .expect("b runs");
+    wait_following(&mut b_rx, "a").await;
 
     let a_fence = a.fence();
     let released = Instant::now();
@@ -249,13 +266,13 @@ async fn released_lease_is_taken_at_once_with_the_next_epoch() {
     let l = lease(&c).await;
     assert_eq!(holder(&l), None);
     assert_eq!(transitions(&l), Some(2));
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn paused_leader_fence_closes_before_the_successor_takes_over() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let config = fast();
     // a is driven by hand: not stepping it is a paused renew task
     let mut a = elector(&c, "a", config);
@@ -343,13 +360,13 @@ async fn paused_leader_fence_closes_before_the_successor_takes_over() {
         })
     );
     b.shutdown().await.expect("shutdown");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn a_renew_refused_by_a_conflict_steps_down_at_once() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let mut a = elector(&c, "a", fast());
     assert!(a.step().await.expect("a steps").is_leader());
     // someone else writes the Lease: a's resourceVersion is stale
@@ -385,54 +402,27 @@ async fn a_renew_refused_by_a_conflict_steps_down_at_once() {
     .expect("a leads again after expiry");
     assert_eq!(back.epoch(), Some(2), "a new term, a new epoch");
     a.release().await.expect("release");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("create the CRD");
-    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
-    let mut cluster: MySQLCluster =
-        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
-            .expect("example");
-    cluster.metadata.namespace = Some(NS.into());
-    let created = clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("create the cluster");
-    let limit = Duration::from_secs(5);
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    let (clusters, created) = demo_cluster(&c).await;
 
     // the leader of epoch 3 records its operation
-    let e3 = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(3),
-        json!({"primary": "demo-0"}),
-        limit,
-    )
-    .await
-    .expect("epoch 3 writes");
+    let e3 = set_primary(&clusters, &created, Epoch(3), "demo-0")
+        .await
+        .expect("epoch 3 writes");
     let status = e3.status.clone().expect("status");
     assert_eq!(status.epoch, Some(3));
     assert_eq!(status.primary.as_deref(), Some("demo-0"));
 
     // epoch 2 with a fresh read: refused before any write
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &e3,
-        Epoch(2),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &e3, Epoch(2), "demo-1")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
     assert!(matches!(
         e,
@@ -446,27 +436,15 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
     // epoch 2 deciding on what it read before epoch 3 wrote: the write
     // meets the resourceVersion precondition, and the reason is the newer
     // epoch
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(2),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &created, Epoch(2), "demo-1")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
 
     // epoch 3 itself on a stale read: a conflict, read again
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &created,
-        Epoch(3),
-        json!({"primary": "demo-2"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &created, Epoch(3), "demo-2")
+        .await
+        .unwrap_err();
     assert!(e.is_conflict(), "{e}");
 
     let now = clusters.get("demo").await.expect("read");
@@ -478,43 +456,22 @@ async fn epoch_guarded_status_patch_refuses_a_stale_epoch() {
     );
 
     // a newer epoch on a fresh read goes through
-    let e4 = epoch_guarded_status_patch(
-        &clusters,
-        &now,
-        Epoch(4),
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .expect("epoch 4 writes");
+    let e4 = set_primary(&clusters, &now, Epoch(4), "demo-1")
+        .await
+        .expect("epoch 4 writes");
     assert_eq!(e4.status.as_ref().and_then(|s| s.epoch), Some(4));
     assert_eq!(
         e4.status.as_ref().and_then(|s| s.primary.as_deref()),
         Some("demo-1")
     );
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn status_writes_follow_the_elected_epochs() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../crds/mysqlcluster.yaml")).expect("crd yaml");
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("create the CRD");
-    let clusters: Api<MySQLCluster> = Api::namespaced(c.clone(), NS);
-    let mut cluster: MySQLCluster =
-        serde_yaml_ng::from_str(include_str!("../examples/mysqlcluster-minimal.yaml"))
-            .expect("example");
-    cluster.metadata.namespace = Some(NS.into());
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("create the cluster");
-    let limit = Duration::from_secs(5);
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    let (clusters, _) = demo_cluster(&c).await;
     let step = Duration::from_millis(500);
 
     // a leads, checks its fence, reads, and (slowly) decides
@@ -530,30 +487,18 @@ async fn status_writes_follow_the_elected_epochs() {
     let b_epoch = b.fence().check(step).expect("b may act");
     assert_eq!(b_epoch, Epoch(a_epoch.get() + 1));
     let b_read = clusters.get("demo").await.expect("read");
-    epoch_guarded_status_patch(
-        &clusters,
-        &b_read,
-        b_epoch,
-        json!({"primary": "demo-1"}),
-        limit,
-    )
-    .await
-    .expect("b writes");
+    set_primary(&clusters, &b_read, b_epoch, "demo-1")
+        .await
+        .expect("b writes");
 
     // a's late write of its old decision is refused
     assert!(a.fence().check(step).is_err());
-    let e = epoch_guarded_status_patch(
-        &clusters,
-        &a_read,
-        a_epoch,
-        json!({"primary": "demo-2"}),
-        limit,
-    )
-    .await
-    .unwrap_err();
+    let e = set_primary(&clusters, &a_read, a_epoch, "demo-2")
+        .await
+        .unwrap_err();
     assert!(e.is_stale_epoch(), "{e}");
     b.release().await.expect("b releases");
-    sb.server.shutdown().expect("server shutdown");
+    sb.shutdown();
 }
 
 #[tokio::test]

@@ -9,19 +9,12 @@ use std::time::Duration;
 use orca::mysql::conn::{Timeouts, connect};
 use orca::mysql::heartbeat;
 use orca_sandbox::mysqld::admin_credentials;
-use orca_sandbox::{LocalCluster, Shape};
+
 use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn heartbeat_lag_of_a_stalled_replica() {
-    let c = LocalCluster::start(Shape::primary_with_replicas(2))
-        .await
-        .unwrap();
-    let (p, r1, r2) = (
-        c.instances[0].key(),
-        c.instances[1].key(),
-        c.instances[2].key(),
-    );
+    let (c, [p, r1, r2]) = primary_and_two_replicas().await;
     let limit = Duration::from_secs(2);
     let mut conn = connect(&p, &admin_credentials(), Timeouts::default())
         .await

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use orca::topology::InstanceKey;
+use orca_sandbox::mysqld::admin_credentials;
 use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::writer::{Writer, assert_acked, ids_on};
 use support::*;
 
 fn op(args: &[&str]) -> (i32, String, String) {
@@ -39,10 +41,7 @@ async fn graceful_takeover_to_a_named_replica_and_back_to_auto() {
     let c = semi_sync(Shape::primary_with_replicas(2)).await;
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     let w = Writer::start(&c.instances[0]).await;
-    eventually(Duration::from_secs(10), "writes", || async {
-        (w.count() > 30).then_some(())
-    })
-    .await;
+    w.wait_acked(31).await;
 
     // Dry run: a plan, nothing done.
     let (code, out, err) = run(
@@ -65,10 +64,10 @@ async fn graceful_takeover_to_a_named_replica_and_back_to_auto() {
     );
     assert_eq!(code, 0, "{err}{out}");
     assert!(out.contains("succeeded"), "{out}");
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let s = snapshot(&keys[2]).await;
     assert!(!s.is_read_only() && s.replica.is_none());
-    assert_acked_on(&keys[2], &acked).await;
+    assert_acked(&keys[2], &admin_credentials(), &acked).await;
     // The old primary is a read-only replica of the new one; so is the sibling.
     wait_replicating_from(&keys[0], &keys[2]).await;
     wait_replicating_from(&keys[1], &keys[2]).await;
@@ -76,19 +75,16 @@ async fn graceful_takeover_to_a_named_replica_and_back_to_auto() {
 
     // Auto: the best candidate among the new primary's replicas.
     let w2 = Writer::start(&c.instances[2]).await;
-    eventually(Duration::from_secs(10), "writes", || async {
-        (w2.count() > 30).then_some(())
-    })
-    .await;
+    w2.wait_acked(31).await;
     let (code, out, err) = run("graceful-takeover", &keys[2..3], &["--json"]);
     assert_eq!(code, 0, "{err}{out}");
     let record: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(record["outcome"]["result"], "succeeded", "{record:#}");
     let new: InstanceKey = record["successor"].as_str().unwrap().parse().unwrap();
     assert!(new == keys[0] || new == keys[1]);
-    let (_, acked2) = w2.finish().await;
-    assert_acked_on(&new, &acked).await;
-    assert_acked_on(&new, &acked2).await;
+    let acked2 = w2.finish().await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked2).await;
     wait_replicating_from(&keys[2], &new).await;
 }
 
@@ -151,18 +147,15 @@ async fn force_takeover_and_recover() {
     let mut c = semi_sync(Shape::primary_with_replicas(2)).await;
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     let w = Writer::start(&c.instances[0]).await;
-    eventually(Duration::from_secs(10), "writes", || async {
-        (w.count() > 20).then_some(())
-    })
-    .await;
-    let (_, acked) = w.finish().await;
+    w.wait_acked(21).await;
+    let acked = w.finish().await;
     let (code, out, err) = run(
         "force-takeover",
         &keys[..1],
         &["--to", &keys[1].to_string()],
     );
     assert_eq!(code, 0, "{err}{out}");
-    assert_acked_on(&keys[1], &acked).await;
+    assert_acked(&keys[1], &admin_credentials(), &acked).await;
     wait_replicating_from(&keys[2], &keys[1]).await;
     assert!(
         snapshot(&keys[0]).await.is_read_only(),
@@ -175,19 +168,16 @@ async fn force_takeover_and_recover() {
     assert!(err.contains("nothing to recover"), "{err}");
     // The new primary dies; `recover` with every instance named fails over.
     let w = Writer::start(&c.instances[1]).await;
-    eventually(Duration::from_secs(10), "writes", || async {
-        (w.count() > 20).then_some(())
-    })
-    .await;
+    w.wait_acked(21).await;
     c.instances[1].kill().unwrap();
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let (code, out, err) = run("recover", &[keys[1].clone(), keys[2].clone()], &[]);
     assert_eq!(code, 0, "{err}{out}");
     assert!(
         out.contains(&format!("{} is the new source", keys[2])),
         "{out}"
     );
-    assert_acked_on(&keys[2], &acked).await;
+    assert_acked(&keys[2], &admin_credentials(), &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,7 +236,10 @@ async fn refactorings_on_four_instances() {
         .unwrap();
     for replica in &k[1..4] {
         eventually(Duration::from_secs(10), "write replicated", || async {
-            ids_on(replica).await.contains(&7).then_some(())
+            ids_on(replica, &admin_credentials())
+                .await
+                .contains(&7)
+                .then_some(())
         })
         .await;
     }

@@ -2,39 +2,63 @@
 //! kubectl, writes through the primary Service's endpoint, each test
 //! checking that every acknowledged write survived.
 
-use support::cluster;
 mod support;
 
 use std::time::Duration;
 
-use cluster::{Sandbox, ServiceWriter, assert_acked, cluster_yaml};
+use orca::mysql::Credentials;
+use orca::topology::InstanceKey;
+use support::cluster::cluster_yaml;
 use support::eventually;
+use support::sandbox::Sandbox;
+use support::writer::{Writer, assert_acked};
 
 const BOOT: Duration = Duration::from_secs(90);
 
-async fn wait_writes(w: &ServiceWriter, n: usize) {
-    eventually(Duration::from_secs(20), "writes acknowledged", || async {
-        (w.count() >= n).then_some(())
-    })
-    .await;
+/// Writes through `key` (the primary Service's endpoint) as `creds` until
+/// `n` writes are acknowledged.
+async fn write_through(key: &InstanceKey, creds: &Credentials, n: usize) -> Writer {
+    let w = Writer::start_as(key.clone(), creds.clone()).await;
+    w.wait_acked(n).await;
+    w
 }
 
 /// Writes through the primary Service's current endpoint until `n` writes
-/// are acknowledged; returns the endpoint, the root credentials and the
-/// writer.
-async fn write_through_primary(
-    sb: &Sandbox,
-    n: usize,
-) -> (
-    orca::topology::InstanceKey,
-    orca::mysql::Credentials,
-    ServiceWriter,
-) {
+/// are acknowledged; returns the endpoint, the credentials written with
+/// and the writer.
+async fn write_through_primary(sb: &Sandbox, n: usize) -> (InstanceKey, Credentials, Writer) {
     let pkey = sb.primary_endpoint("db", None).await;
+    // The operator creates no application account yet (its Secret holds
+    // the root and replication passwords only), so these writes go as
+    // root, whom read_only does not stop on MariaDB: the operator's app
+    // account arrives with its own Secret key; then write with it here.
     let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, n).await;
+    let w = write_through(&pkey, &root, n).await;
     (pkey, root, w)
+}
+
+/// Applies a three-pod cluster `db` and waits until it is healthy;
+/// returns its primary.
+async fn boot(sb: &Sandbox, semi_sync: bool) -> String {
+    sb.kubectl().apply(&cluster_yaml("db", 3, semi_sync));
+    sb.wait_healthy("db", BOOT).await
+}
+
+/// Sets the replicas of `db`.
+fn scale(sb: &Sandbox, replicas: u32) {
+    let patch = format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#);
+    sb.kubectl()
+        .ok(&["patch", "mysql/db", "--type=merge", "-p", &patch]);
+}
+
+/// The new primary of `db` after it moved from `primary` (at `pkey`):
+/// its pod and the primary Service's endpoint, which is that pod.
+async fn moved(sb: &Sandbox, primary: &str, pkey: &InstanceKey) -> (String, InstanceKey) {
+    let new = sb.primary("db").await;
+    assert_ne!(new, primary);
+    let new_key = sb.primary_endpoint("db", Some(pkey)).await;
+    assert_eq!(new_key, sb.pod_ip(&new).await);
+    (new, new_key)
 }
 
 /// The pod `replica` replicates from `source` per the cluster's status.
@@ -43,7 +67,7 @@ async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
         Duration::from_secs(40),
         &format!("{replica} replicating from {source}"),
         || async {
-            let c = sb.cluster(name).await;
+            let c = sb.mysql_cluster(name).await;
             c.status?
                 .topology
                 .iter()
@@ -60,11 +84,10 @@ async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_then_a_graceful_takeover_by_annotation() {
-    let sb = Sandbox::start(&[]).await;
-    sb.apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
+    let sb = Sandbox::cluster(&[]).await;
+    let primary = boot(&sb, false).await;
     let pods = ["db-0", "db-1", "db-2"];
-    let c = sb.cluster("db").await;
+    let c = sb.mysql_cluster("db").await;
     let status = c.status.clone().unwrap();
     assert_eq!(status.ready_replicas, 3);
     for p in pods {
@@ -85,35 +108,21 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     }
     want.sort();
     assert_eq!(replicas, want);
-    let (ok, out) = sb.kubectl(&["get", "mysql", "-o", "wide"]);
-    assert!(
-        ok && out.contains(&primary) && out.contains("True"),
-        "{out}"
-    );
+    let out = sb.kubectl().ok(&["get", "mysql", "-o", "wide"]);
+    assert!(out.contains(&primary) && out.contains("True"), "{out}");
 
-    let root = sb.root("db").await;
-    let w = ServiceWriter::start(pkey.clone(), root.clone()).await;
-    wait_writes(&w, 30).await;
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/graceful-takeover=auto"]);
-    assert!(ok, "{out}");
-    let op = sb
-        .wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
+    let (_, root, w) = write_through_primary(&sb, 30).await;
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/graceful-takeover=auto"]);
+    sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
     let acked = w.finish().await;
-    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_eq!(new_key, sb.pod_ip(&new).await);
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_acked(&new_key, &root, &acked).await;
     wait_source(&sb, "db", &primary, &new).await;
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
-    let c = sb.cluster("db").await;
+    let c = sb.mysql_cluster("db").await;
     assert!(
         !c.metadata
             .annotations
@@ -124,8 +133,8 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     let events = sb.event_reasons("db");
     assert!(events.contains("GracefulTakeover"), "{events}");
     // A malformed annotation is refused with an Event, not ignored.
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/force-failover=maybe"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/force-failover=maybe"]);
     eventually(
         Duration::from_secs(20),
         "InvalidAnnotation event",
@@ -137,7 +146,7 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     )
     .await;
     eventually(Duration::from_secs(10), "annotation removed", || async {
-        let c = sb.cluster("db").await;
+        let c = sb.mysql_cluster("db").await;
         (!c.metadata
             .annotations
             .unwrap_or_default()
@@ -145,38 +154,23 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
         .then_some(())
     })
     .await;
-    assert_eq!(
-        sb.cluster("db").await.status.unwrap().primary.unwrap(),
-        new,
-        "nothing moved"
-    );
+    assert_eq!(sb.primary("db").await, new, "nothing moved");
 }
 
 async fn failover_case(fault: &str) {
-    let sb = Sandbox::start(&["--restart-delay", "20s"]).await;
-    sb.apply(&cluster_yaml("db", 3, true));
-    let primary = sb.wait_healthy("db", BOOT).await;
+    let sb = Sandbox::cluster(&["--restart-delay", "20s"]).await;
+    let primary = boot(&sb, true).await;
     let (pkey, root, w) = write_through_primary(&sb, 50).await;
-    let (ok, out) = sb.kubectl(&[
+    sb.kubectl().ok(&[
         "annotate",
         "pod",
         &primary,
         &format!("sandbox.orca.dev/fault={fault}"),
     ]);
-    assert!(ok, "{out}");
-    let op = sb
-        .wait_operation("db", "Failover", Duration::from_secs(60))
+    sb.wait_succeeded("db", "Failover", Duration::from_secs(60))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
     let acked = w.finish().await;
-    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_eq!(new_key, sb.pod_ip(&new).await);
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
     assert_acked(&new_key, &root, &acked).await;
@@ -186,14 +180,13 @@ async fn failover_case(fault: &str) {
         .unwrap();
     wait_source(&sb, "db", other, &new).await;
     if fault == "hang" {
-        let (ok, out) = sb.kubectl(&[
+        sb.kubectl().ok(&[
             "annotate",
             "pod",
             &primary,
             "sandbox.orca.dev/fault=resume",
             "--overwrite",
         ]);
-        assert!(ok, "{out}");
     }
     // The old primary returns (restarted, or resumed): fenced, then it
     // rejoins as a replica of the new one — or is reported if it cannot.
@@ -201,7 +194,7 @@ async fn failover_case(fault: &str) {
         Duration::from_secs(60),
         "the old primary back as a replica or reported",
         || async {
-            let c = sb.cluster("db").await;
+            let c = sb.mysql_cluster("db").await;
             let joined = c.status.as_ref()?.topology.iter().any(|i| {
                 i.pod == primary
                     && i.source.as_deref() == Some(new.as_str())
@@ -234,24 +227,15 @@ async fn sigstop_of_the_primary_fails_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_the_primary_pod_is_a_graceful_takeover() {
-    let sb = Sandbox::start(&[]).await;
-    sb.apply(&cluster_yaml("db", 3, true));
-    let primary = sb.wait_healthy("db", BOOT).await;
+    let sb = Sandbox::cluster(&[]).await;
+    let primary = boot(&sb, true).await;
     let (pkey, root, w) = write_through_primary(&sb, 30).await;
-    let (ok, out) = sb.kubectl(&["delete", "pod", &primary, "--wait=false"]);
-    assert!(ok, "{out}");
-    let op = sb
-        .wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
+    sb.kubectl()
+        .ok(&["delete", "pod", &primary, "--wait=false"]);
+    sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
     let acked = w.finish().await;
-    let new = sb.cluster("db").await.status.unwrap().primary.unwrap();
-    assert_ne!(new, primary);
-    let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
+    let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_acked(&new_key, &root, &acked).await;
     let events = sb.event_reasons("db");
     assert!(events.contains("PrimaryLeaving"), "{events}");
@@ -266,36 +250,27 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     // Draining the node of the new primary's pod (through the eviction
     // API, as kubectl drain does) is a graceful takeover too.
     let key = sb.primary_endpoint("db", None).await;
-    let w = ServiceWriter::start(key.clone(), root.clone()).await;
-    wait_writes(&w, 20).await;
-    let (ok, out) = sb.kubectl(&[
+    let w = write_through(&key, &root, 20).await;
+    sb.kubectl().ok(&[
         "drain",
         "sandbox-node",
         "--pod-selector",
         &format!("statefulset.kubernetes.io/pod-name={new}"),
         "--timeout=60s",
     ]);
-    assert!(ok, "{out}");
     eventually(
         Duration::from_secs(60),
         "a second graceful takeover",
         || async {
-            let p = sb.cluster("db").await.status?.primary?;
+            let p = sb.mysql_cluster("db").await.status?.primary?;
             (p != new).then_some(())
         },
     )
     .await;
-    let op = sb
-        .wait_operation("db", "GracefulTakeover", Duration::from_secs(30))
+    sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(30))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
     let acked = w.finish().await;
-    let (ok, out) = sb.kubectl(&["uncordon", "sandbox-node"]);
-    assert!(ok, "{out}");
+    sb.kubectl().ok(&["uncordon", "sandbox-node"]);
     let newest = sb.primary_endpoint("db", Some(&key)).await;
     assert_acked(&newest, &root, &acked).await;
     let events = sb.event_reasons("db");
@@ -312,21 +287,13 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_three_to_five_to_three() {
-    let sb = Sandbox::start(&[]).await;
-    sb.apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
+    let sb = Sandbox::cluster(&[]).await;
+    let primary = boot(&sb, false).await;
     let (_, root, w) = write_through_primary(&sb, 20).await;
     let acked = w.finish().await;
-    let (ok, out) = sb.kubectl(&[
-        "patch",
-        "mysql/db",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":5}}"#,
-    ]);
-    assert!(ok, "{out}");
+    scale(&sb, 5);
     eventually(BOOT, "5 ready", || async {
-        let c = sb.cluster("db").await;
+        let c = sb.mysql_cluster("db").await;
         (c.status?.ready_replicas == 5).then_some(())
     })
     .await;
@@ -336,32 +303,23 @@ async fn scale_three_to_five_to_three() {
     }
     // Hand the primary role to the last pod, then scale it away: orca
     // moves the role before the pod goes.
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/graceful-takeover=db-4"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/graceful-takeover=db-4"]);
     sb.wait_operation("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
-    assert_eq!(
-        sb.cluster("db").await.status.unwrap().primary.as_deref(),
-        Some("db-4")
-    );
-    let (ok, out) = sb.kubectl(&[
-        "patch",
-        "mysql/db",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]);
-    assert!(ok, "{out}");
+    assert_eq!(sb.primary("db").await, "db-4");
+    scale(&sb, 3);
     eventually(
         Duration::from_secs(90),
         "back to 3 pods with a primary among them",
         || async {
-            let c = sb.cluster("db").await;
+            let c = sb.mysql_cluster("db").await;
             let s = c.status?;
             let p = s.primary?;
-            let (ok, out) = sb.kubectl(&["get", "pods", "-o", "name"]);
-            (ok && !out.contains("db-3")
-                && !out.contains("db-4")
+            let out = sb.kubectl().run(&["get", "pods", "-o", "name"], None);
+            (out.success()
+                && !out.stdout.contains("db-3")
+                && !out.stdout.contains("db-4")
                 && ["db-0", "db-1", "db-2"].contains(&p.as_str())
                 && s.ready_replicas == 3)
                 .then_some(())
@@ -374,36 +332,29 @@ async fn scale_three_to_five_to_three() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_restarts_in_steady_state_and_while_degraded() {
-    let mut sb = Sandbox::start(&["--no-operator", "--restart-delay", "60s"]).await;
+    let mut sb = Sandbox::cluster(&["--no-operator", "--restart-delay", "60s"]).await;
     sb.start_operator("op-a");
     sb.wait_crds_or_install().await;
-    sb.apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let before = sb.cluster("db").await.status.unwrap();
+    let primary = boot(&sb, false).await;
+    let before = sb.mysql_cluster("db").await.status.unwrap();
     // Restart in steady state: nothing changes.
     sb.stop_operator();
     sb.start_operator("op-b");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let after = sb.cluster("db").await.status.unwrap();
+    let after = sb.mysql_cluster("db").await.status.unwrap();
     assert_eq!(after.primary, before.primary);
     assert_eq!(after.last_operation, before.last_operation);
     assert!(!sb.event_reasons("db").contains("Failover"));
     let (pkey, root, w) = write_through_primary(&sb, 20).await;
     // Stop it, break the cluster, start it again: it resumes and recovers.
     sb.stop_operator();
-    let (ok, out) = sb.kubectl(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let acked = w.finish().await;
     sb.start_operator("op-c");
-    let op = sb
-        .wait_operation("db", "Failover", Duration::from_secs(90))
+    sb.wait_succeeded("db", "Failover", Duration::from_secs(90))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
     assert_acked(&new_key, &root, &acked).await;
 }
@@ -451,20 +402,19 @@ async fn webhook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_policy_manual_recovery_and_hooks() {
-    let sb = Sandbox::start(&["--restart-delay", "120s"]).await;
+    let sb = Sandbox::cluster(&["--restart-delay", "120s"]).await;
     let (url, bodies) = webhook_server().await;
-    sb.apply(&format!(
+    sb.kubectl().apply(&format!(
         "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: default\nspec:\n  autoFailover: false\n  promotionRules:\n  - pod: db-1\n    rule: must_not\n  hooks:\n    postFailover:\n    - webhook:\n        url: {url}\n"
     ));
-    sb.apply(&cluster_yaml("db", 3, true));
-    let primary = sb.wait_healthy("db", BOOT).await;
+    let primary = boot(&sb, true).await;
     assert_eq!(primary, "db-0");
     let (pkey, root, w) = write_through_primary(&sb, 30).await;
-    let (ok, out) = sb.kubectl(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
     // Automatic failover is off: the failure is reported, nothing moves.
     eventually(Duration::from_secs(30), "a Failed condition", || async {
-        let c = sb.cluster("db").await;
+        let c = sb.mysql_cluster("db").await;
         c.status?
             .conditions
             .iter()
@@ -476,27 +426,15 @@ async fn failover_policy_manual_recovery_and_hooks() {
             .map(|_| ())
     })
     .await;
-    assert_eq!(
-        sb.cluster("db").await.status.unwrap().primary.as_deref(),
-        Some("db-0")
-    );
+    assert_eq!(sb.primary("db").await, "db-0");
     let acked = w.finish().await;
     // A manual recovery, which the policy's rules still shape: db-1 must
     // not be promoted.
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/recover=true"]);
-    assert!(ok, "{out}");
-    let op = sb
-        .wait_operation("db", "Recover", Duration::from_secs(60))
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/recover=true"]);
+    sb.wait_succeeded("db", "Recover", Duration::from_secs(60))
         .await;
-    assert_eq!(
-        serde_json::to_value(op.phase).unwrap(),
-        "Succeeded",
-        "{op:?}"
-    );
-    assert_eq!(
-        sb.cluster("db").await.status.unwrap().primary.as_deref(),
-        Some("db-2")
-    );
+    assert_eq!(sb.primary("db").await, "db-2");
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
     assert_acked(&new_key, &root, &acked).await;
     // The post-failover webhook got the documented payload.
@@ -509,8 +447,8 @@ async fn failover_policy_manual_recovery_and_hooks() {
     assert_eq!(json["failed"], pkey.to_string());
     assert_eq!(json["successor"], new_key.to_string());
     // Acknowledging is consumed and recorded.
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/acknowledge=checked"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/acknowledge=checked"]);
     eventually(Duration::from_secs(20), "Acknowledged event", || async {
         sb.event_reasons("db")
             .contains("Acknowledged")
@@ -518,16 +456,13 @@ async fn failover_policy_manual_recovery_and_hooks() {
     })
     .await;
     // A force takeover to a named replica.
-    let (ok, out) = sb.kubectl(&["annotate", "mysql/db", "orca.dev/force-takeover=db-1"]);
-    assert!(ok, "{out}");
+    sb.kubectl()
+        .ok(&["annotate", "mysql/db", "orca.dev/force-takeover=db-1"]);
     let op = sb
         .wait_operation("db", "ForceTakeover", Duration::from_secs(60))
         .await;
     // db-1 is must_not in the policy: the takeover is refused, with the reason.
     assert_eq!(serde_json::to_value(op.phase).unwrap(), "Failed", "{op:?}");
     assert!(op.message.unwrap_or_default().contains("must_not"));
-    assert_eq!(
-        sb.cluster("db").await.status.unwrap().primary.as_deref(),
-        Some("db-2")
-    );
+    assert_eq!(sb.primary("db").await, "db-2");
 }

@@ -9,56 +9,12 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
 use orca::k8s::crd::cluster::MySQLCluster;
 use orca::k8s::operator::{Context, run};
 use support::eventually;
-use support::sandbox_api;
-
-async fn client(sb: &sandbox_api::Sandbox) -> Client {
-    orca::cli::operator::client(Some(&sb.kubeconfig))
-        .await
-        .expect("client")
-}
-
-async fn install_crds(c: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(c.clone());
-    for crd in orca::k8s::crd::all_crds() {
-        api.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-    }
-}
-
-fn kubectl(sb: &sandbox_api::Sandbox, args: &[&str], stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&sb.kubeconfig)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl is required (it ships with the machine; make deps checks)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use support::sandbox::Sandbox;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_becomes_its_objects_and_goes_with_them() {
@@ -66,22 +22,17 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
         .with_env_filter("orca=debug")
         .with_test_writer()
         .try_init();
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    install_crds(&c).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    sb.install_crds().await;
     let ctx = Context::new(c.clone(), "test-operator", None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let op = tokio::spawn(run(ctx, async move {
         let _ = stopped.await;
     }));
-    let (ok, out) = kubectl(&sb, &["create", "namespace", "databases"], "");
-    assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &sb,
-        &["apply", "-f", "-"],
-        &std::fs::read_to_string("examples/mysqlcluster.yaml").unwrap(),
-    );
-    assert!(ok, "{out}");
+    sb.kubectl().ok(&["create", "namespace", "databases"]);
+    sb.kubectl()
+        .apply(&std::fs::read_to_string("examples/mysqlcluster.yaml").unwrap());
     let cluster_name = {
         let api: Api<MySQLCluster> = Api::namespaced(c.clone(), "databases");
         let list = api.list(&Default::default()).await.unwrap();
@@ -183,28 +134,28 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_specs_are_refused_with_the_reason() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    install_crds(&c).await;
-    let (ok, out) = kubectl(
-        &sb,
+    let sb = Sandbox::api_server();
+    sb.install_crds().await;
+    let o = sb.kubectl().run(
         &["apply", "-f", "-"],
-        "apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: bad\nspec:\n  image: mariadb:10.11\n  replicas: 0\n",
+        Some("apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: bad\nspec:\n  image: mariadb:10.11\n  replicas: 0\n"),
     );
-    assert!(!ok);
+    assert!(!o.success());
     assert!(
-        out.contains("The MySQLCluster \"bad\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
-        "{out}"
+        o.stderr.contains("The MySQLCluster \"bad\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
+        "{}",
+        o.stderr
     );
-    let (ok, out) = kubectl(
-        &sb,
+    let o = sb.kubectl().run(
         &["apply", "-f", "-"],
-        "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: p\nspec:\n  promotionRules:\n  - pod: db-0\n    rule: sometimes\n",
+        Some("apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: p\nspec:\n  promotionRules:\n  - pod: db-0\n    rule: sometimes\n"),
     );
-    assert!(!ok);
+    assert!(!o.success());
     assert!(
-        out.contains("spec.promotionRules[0].rule: Unsupported value: \"sometimes\""),
-        "{out}"
+        o.stderr
+            .contains("spec.promotionRules[0].rule: Unsupported value: \"sometimes\""),
+        "{}",
+        o.stderr
     );
 }
 
@@ -218,9 +169,9 @@ async fn job_hooks_follow_their_job() {
     use orca::engine::hooks::HookPayload;
     use orca::k8s::crd::policy::FailoverPolicy;
     use orca::plan::HookEvent;
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
-    install_crds(&c).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    sb.install_crds().await;
     let policy: FailoverPolicy = serde_yaml_ng::from_str(
         "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: p\n  namespace: default\nspec:\n  hooks:\n    preFailover:\n    - job:\n        template:\n          spec:\n            template:\n              spec:\n                containers:\n                - name: check\n                  image: busybox\n                  command: [sh, -c, 'test -n \"$ORCA_FAILED\"']\n",
     )

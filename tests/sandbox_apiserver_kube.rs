@@ -4,7 +4,6 @@
 //! discovery) behave as against a real API server.
 
 mod support;
-use support::sandbox_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,16 +16,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Client, Config, CustomResource, Resource, ResourceExt};
+use kube::{Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use sandbox_api::{Sandbox, WIDGET_CRD};
+use support::sandbox::{Sandbox, client_for};
+use support::widget::WIDGET_CRD;
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
 #[kube(
@@ -51,14 +50,6 @@ struct WidgetStatus {
     observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     conditions: Vec<serde_json::Value>,
-}
-
-async fn client(sb: &Sandbox) -> Client {
-    let kc = Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("kube config");
-    Client::try_from(config).expect("client")
 }
 
 async fn install_widgets(client: &Client) {
@@ -92,8 +83,8 @@ fn cm(name: &str, data: serde_json::Value) -> ConfigMap {
 
 #[tokio::test]
 async fn crud_conflicts_and_errors() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     let created = cms
         .create(&PostParams::default(), &cm("a", json!({"k": "v"})))
@@ -164,13 +155,13 @@ async fn crud_conflicts_and_errors() {
     let list = cms.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 2);
     assert!(list.metadata.resource_version.is_some());
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn label_selectors_and_paging() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c);
     for (name, role, tier) in [
         ("p", "primary", "db"),
@@ -232,13 +223,13 @@ async fn label_selectors_and_paging() {
         .unwrap();
     assert_eq!(rest.items.len(), 1);
     assert!(rest.metadata.continue_.is_none());
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn patches_merge_json_strategic_and_apply() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     cms.create(
         &PostParams::default(),
@@ -387,7 +378,7 @@ async fn patches_merge_json_strategic_and_apply() {
         .await
         .unwrap();
     assert_eq!(out.data.unwrap(), [("x".into(), "9".into())].into());
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 /// A v1 CRD whose schema is not structural is refused, its causes
@@ -455,8 +446,8 @@ async fn non_structural_crds_are_refused() {
 
 #[tokio::test]
 async fn custom_resources_validation_defaults_generation_and_status() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     install_widgets(&c).await;
     let widgets: Api<Widget> = Api::default_namespaced(c.clone());
     let e = api_err(
@@ -549,13 +540,13 @@ async fn custom_resources_validation_defaults_generation_and_status() {
             .iter()
             .any(|(s, _)| s.plural == "widgets/status" || s.plural == "status")
     );
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     let mut m = cm("held", json!({}));
     m.metadata.finalizers = Some(vec!["test.orca.dev/hold".into()]);
@@ -627,13 +618,13 @@ async fn finalizers_hold_deletion_until_removed() {
         assert!(tries < 50, "namespace not removed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn watcher_sees_create_update_delete() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     cms.create(&PostParams::default(), &cm("before", json!({})))
         .await
@@ -713,13 +704,13 @@ async fn watcher_sees_create_update_delete() {
     .await
     .expect("streaming list");
     assert_eq!(first, ["before"]);
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn too_old_resource_version_is_gone_and_watcher_relists() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     let first = cms
         .create(&PostParams::default(), &cm("one", json!({})))
@@ -729,7 +720,7 @@ async fn too_old_resource_version_is_gone_and_watcher_relists() {
     cms.create(&PostParams::default(), &cm("two", json!({})))
         .await
         .unwrap();
-    sb.server.handle().compact();
+    sb.server().handle().compact();
 
     // a raw watch from a compacted resourceVersion: an ERROR event, 410 Expired
     let mut raw = cms
@@ -770,7 +761,7 @@ async fn too_old_resource_version_is_gone_and_watcher_relists() {
                             .await
                             .unwrap();
                         }
-                        sb.server.handle().compact();
+                        sb.server().handle().compact();
                     } else {
                         break;
                     }
@@ -785,13 +776,13 @@ async fn too_old_resource_version_is_gone_and_watcher_relists() {
     assert!(outcome.is_ok(), "the watcher did not list again");
     assert!(saw_gone, "the watcher saw no 410");
     assert_eq!(inits, 2);
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn controller_reconciles_and_writes_status() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     install_widgets(&c).await;
     let widgets: Api<Widget> = Api::default_namespaced(c.clone());
 
@@ -854,13 +845,13 @@ async fn controller_reconciles_and_writes_status() {
     let w = wait_for(2).await;
     assert_eq!(w.status.unwrap().replicas, Some(4));
     task.abort();
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
 async fn leases_and_events() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let leases: Api<Lease> = Api::namespaced(c.clone(), "kube-system");
     let lease: Lease = serde_json::from_value(json!({
         "metadata": {"name": "orca-leader"},
@@ -928,7 +919,7 @@ async fn leases_and_events() {
         .await
         .unwrap();
     assert_eq!(by_object.items.len(), 1);
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }
 
 #[tokio::test]
@@ -939,15 +930,7 @@ async fn snapshot_survives_a_restart() {
     let server = orca_sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
     let kc = dir.path().join("kubeconfig");
     orca_sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
-    let sb_client = {
-        let k = Kubeconfig::read_from(&kc).unwrap();
-        Client::try_from(
-            Config::from_custom_kubeconfig(k, &KubeConfigOptions::default())
-                .await
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let sb_client = client_for(&kc).await;
     install_widgets(&sb_client).await;
     let widgets: Api<Widget> = Api::default_namespaced(sb_client.clone());
     widgets
@@ -964,13 +947,7 @@ async fn snapshot_survives_a_restart() {
 
     let server = orca_sandbox::apiserver::ApiServer::start(addr, Some(snap.clone())).unwrap();
     orca_sandbox::apiserver::write_kubeconfig(&kc, &server.url()).unwrap();
-    let k = Kubeconfig::read_from(&kc).unwrap();
-    let c2 = Client::try_from(
-        Config::from_custom_kubeconfig(k, &KubeConfigOptions::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let c2 = client_for(&kc).await;
     let widgets: Api<Widget> = Api::default_namespaced(c2.clone());
     let w = widgets.get("kept").await.unwrap();
     assert_eq!(w.resource_version().unwrap(), rv);
@@ -993,8 +970,8 @@ fn resource_kinds_match_k8s_openapi() {
 
 #[tokio::test]
 async fn metadata_only_reads_and_watches() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     let mut m = cm("meta", json!({"big": "payload"}));
     m.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
@@ -1021,5 +998,5 @@ async fn metadata_only_reads_and_watches() {
     .await
     .expect("metadata watcher");
     assert_eq!(names, ["meta"]);
-    sb.server.shutdown().unwrap();
+    sb.shutdown();
 }

@@ -2,104 +2,27 @@
 //! types against a cluster works, and prints, as against a real API server.
 
 mod support;
-use support::sandbox_api;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sandbox_api::{Sandbox, WIDGET_CRD};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn command(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut c = Command::new("kubectl");
-    c.arg("--kubeconfig")
-        .arg(&sb.kubeconfig)
-        .arg("--cache-dir")
-        .arg(sb.dir.path().join("cache"))
-        .args(args)
-        .env("HOME", sb.dir.path());
-    c
-}
-
-fn run(sb: &Sandbox, args: &[&str], stdin: Option<&str>) -> Out {
-    let mut c = command(sb, args);
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run kubectl (is it on PATH?): {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl output");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs kubectl and requires success; returns stdout.
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let o = run(sb, args, None);
-    assert_eq!(
-        o.code, 0,
-        "kubectl {args:?} failed:\n{}\n{}",
-        o.stderr, o.stdout
-    );
-    o.stdout
-}
-
-fn apply(sb: &Sandbox, yaml: &str, extra: &[&str]) -> String {
-    let mut args = vec!["apply", "-f", "-"];
-    args.extend_from_slice(extra);
-    let o = run(sb, &args, Some(yaml));
-    assert_eq!(
-        o.code, 0,
-        "kubectl apply failed:\n{}\n{}",
-        o.stderr, o.stdout
-    );
-    o.stdout
-}
-
-fn json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
-    let mut a = args.to_vec();
-    a.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&ok(sb, &a)).expect("kubectl -o json")
-}
+use support::sandbox::Sandbox;
+use support::widget::WIDGET_CRD;
 
 fn install_widgets(sb: &Sandbox) {
-    let out = apply(sb, WIDGET_CRD, &[]);
+    let out = sb.kubectl().apply(WIDGET_CRD);
     assert_eq!(
         out,
         "customresourcedefinition.apiextensions.k8s.io/widgets.test.orca.dev created\n"
     );
-    let out = ok(
-        sb,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.test.orca.dev",
-            "--timeout=10s",
-        ],
-    );
+    let out = sb.kubectl().ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.test.orca.dev",
+        "--timeout=10s",
+    ]);
     assert_eq!(
         out,
         "customresourcedefinition.apiextensions.k8s.io/widgets.test.orca.dev condition met\n"
@@ -158,13 +81,13 @@ fn wait_line(
 
 #[test]
 fn kubectl_version_and_api_resources() {
-    let sb = sandbox_api::start();
-    let v = json(&sb, &["version"]);
+    let sb = Sandbox::api_server();
+    let v = sb.kubectl().json(&["version"]);
     let server = v["serverVersion"]["gitVersion"]
         .as_str()
         .unwrap_or_default();
     assert!(server.starts_with("v1.33."), "{v}");
-    let out = ok(&sb, &["api-resources"]);
+    let out = sb.kubectl().ok(&["api-resources"]);
     for (name, short, version, namespaced, kind) in [
         ("statefulsets", "sts", "apps/v1", "true", "StatefulSet"),
         ("leases", "", "coordination.k8s.io/v1", "true", "Lease"),
@@ -194,7 +117,9 @@ fn kubectl_version_and_api_resources() {
         );
     }
     install_widgets(&sb);
-    let out = ok(&sb, &["api-resources", "--api-group=test.orca.dev"]);
+    let out = sb
+        .kubectl()
+        .ok(&["api-resources", "--api-group=test.orca.dev"]);
     assert!(
         out.lines()
             .any(|l| cols(l) == ["widgets", "wd", "test.orca.dev/v1", "true", "Widget"]),
@@ -204,33 +129,33 @@ fn kubectl_version_and_api_resources() {
 
 #[test]
 fn kubectl_applies_a_crd_and_custom_objects() {
-    let sb = sandbox_api::start();
+    let sb = Sandbox::api_server();
     install_widgets(&sb);
     assert_eq!(
-        apply(&sb, &widget("w1", 3), &[]),
+        sb.kubectl().apply(&widget("w1", 3)),
         "widget.test.orca.dev/w1 created\n"
     );
     assert_eq!(
-        apply(&sb, &widget("w1", 3), &[]),
+        sb.kubectl().apply(&widget("w1", 3)),
         "widget.test.orca.dev/w1 unchanged\n"
     );
     assert_eq!(
-        apply(&sb, &widget("w1", 4), &[]),
+        sb.kubectl().apply(&widget("w1", 4)),
         "widget.test.orca.dev/w1 configured\n"
     );
     assert_eq!(
-        apply(&sb, &widget("w2", 2), &["--server-side"]),
+        sb.kubectl()
+            .apply_with(&widget("w2", 2), &["--server-side"]),
         "widget.test.orca.dev/w2 serverside-applied\n"
     );
     assert_eq!(
-        apply(&sb, &widget("w2", 5), &["--server-side"]),
+        sb.kubectl()
+            .apply_with(&widget("w2", 5), &["--server-side"]),
         "widget.test.orca.dev/w2 serverside-applied\n"
     );
 
     // the printer columns, with a condition filter
-    ok(
-        &sb,
-        &[
+    sb.kubectl().ok(&[
             "patch",
             "wd",
             "w1",
@@ -240,7 +165,7 @@ fn kubectl_applies_a_crd_and_custom_objects() {
             r#"{"status":{"conditions":[{"type":"Ready","status":"False"},{"type":"Healthy","status":"True"}]}}"#,
         ],
     );
-    let out = ok(&sb, &["get", "wd"]);
+    let out = sb.kubectl().ok(&["get", "wd"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         cols(lines[0]),
@@ -251,44 +176,44 @@ fn kubectl_applies_a_crd_and_custom_objects() {
     // a column without a value is left blank, as kubectl shows a nil cell
     assert_eq!(cols(lines[2]).len(), 3, "{out}");
     assert_eq!(&cols(lines[2])[..2], ["w2", "5"], "{out}");
-    let out = ok(&sb, &["get", "widgets", "-A"]);
+    let out = sb.kubectl().ok(&["get", "widgets", "-A"]);
     assert_eq!(
         cols(out.lines().next().unwrap_or_default()),
         ["NAMESPACE", "NAME", "REPLICAS", "HEALTHY", "AGE"]
     );
 
     // yaml and json carry the schema default and the status
-    let y = ok(&sb, &["get", "widget", "w1", "-o", "yaml"]);
+    let y = sb.kubectl().ok(&["get", "widget", "w1", "-o", "yaml"]);
     assert!(
         y.contains("flavor: mariadb") && y.contains("replicas: 4") && y.contains("type: Healthy"),
         "{y}"
     );
-    let j = json(&sb, &["get", "wd"]);
+    let j = sb.kubectl().json(&["get", "wd"]);
     assert_eq!(j["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(j["items"][0]["kind"], "Widget");
     assert_eq!(j["items"][1]["metadata"]["generation"], 2);
 
     // the category "all" includes the custom resource
-    let out = ok(&sb, &["get", "all"]);
+    let out = sb.kubectl().ok(&["get", "all"]);
     assert!(out.contains("widget.test.orca.dev/w1"), "{out}");
 
     // scale subresource of the custom resource
     assert_eq!(
-        ok(&sb, &["scale", "wd", "w1", "--replicas=6"]),
+        sb.kubectl().ok(&["scale", "wd", "w1", "--replicas=6"]),
         "widget.test.orca.dev/w1 scaled\n"
     );
     assert_eq!(
-        ok(&sb, &["get", "wd", "w1", "-o", "jsonpath={.spec.replicas}"]),
+        sb.kubectl()
+            .ok(&["get", "wd", "w1", "-o", "jsonpath={.spec.replicas}"]),
         "6"
     );
 
     // deleting waits until the object is gone
     assert_eq!(
-        ok(&sb, &["delete", "wd", "w2"]),
+        sb.kubectl().ok(&["delete", "wd", "w2"]),
         "widget.test.orca.dev \"w2\" deleted\n"
     );
-    let o = run(&sb, &["get", "wd", "w2"], None);
-    assert_eq!(o.code, 1);
+    let o = sb.kubectl().fails(&["get", "wd", "w2"], None);
     assert_eq!(
         o.stderr,
         "Error from server (NotFound): widgets.test.orca.dev \"w2\" not found\n"
@@ -297,43 +222,38 @@ fn kubectl_applies_a_crd_and_custom_objects() {
 
 #[test]
 fn kubectl_prints_the_real_invalid_message() {
-    let sb = sandbox_api::start();
+    let sb = Sandbox::api_server();
     // the CRD itself, server-side this time; a second apply changes the schema
     assert_eq!(
-        apply(&sb, WIDGET_CRD, &["--server-side"]),
+        sb.kubectl().apply_with(WIDGET_CRD, &["--server-side"]),
         "customresourcedefinition.apiextensions.k8s.io/widgets.test.orca.dev serverside-applied\n"
     );
-    apply(
-        &sb,
+    sb.kubectl().apply_with(
         &WIDGET_CRD.replace("maximum: 9", "maximum: 8"),
         &["--server-side"],
     );
-    apply(&sb, WIDGET_CRD, &["--server-side"]);
-    let crd = json(&sb, &["get", "crd", "widgets.test.orca.dev"]);
+    sb.kubectl().apply_with(WIDGET_CRD, &["--server-side"]);
+    let crd = sb.kubectl().json(&["get", "crd", "widgets.test.orca.dev"]);
     assert_eq!(crd["metadata"]["generation"], 3);
-    ok(
-        &sb,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.test.orca.dev",
-            "--timeout=10s",
-        ],
-    );
+    sb.kubectl().ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.test.orca.dev",
+        "--timeout=10s",
+    ]);
     let want = "The Widget \"x\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1\n";
     for extra in [&[][..], &["--server-side"][..]] {
         let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(extra);
-        let o = run(&sb, &args, Some(&widget("x", 0)));
-        assert_eq!(o.code, 1, "{}", o.stdout);
+        let o = sb.kubectl().fails(&args, Some(&widget("x", 0)));
         assert_eq!(o.stderr, want, "apply {extra:?}");
     }
-    let o = run(&sb, &["create", "-f", "-"], Some(&widget("x", 0)));
+    let o = sb
+        .kubectl()
+        .run(&["create", "-f", "-"], Some(&widget("x", 0)));
     assert_eq!(o.stderr, want);
     // several errors are listed one per line
-    let o = run(
-        &sb,
-        &["apply", "-f", "-"],
+    let o = sb.kubectl().run(&["apply", "-f", "-"],
         Some(
             "apiVersion: test.orca.dev/v1\nkind: Widget\nmetadata:\n  name: yy\nspec:\n  replicas: 10\n  flavor: postgres\n",
         ),
@@ -343,14 +263,11 @@ fn kubectl_prints_the_real_invalid_message() {
         "The Widget \"yy\" is invalid: \n* spec.flavor: Unsupported value: \"postgres\": supported values: \"mysql\", \"mariadb\"\n* spec.replicas: Invalid value: 10: spec.replicas in body should be less than or equal to 9\n"
     );
     // an unknown field is refused under kubectl's strict validation
-    let o = run(
-        &sb,
-        &["apply", "-f", "-"],
+    let o = sb.kubectl().fails(&["apply", "-f", "-"],
         Some(
             "apiVersion: test.orca.dev/v1\nkind: Widget\nmetadata:\n  name: z\nspec:\n  replicas: 1\n  colour: red\n",
         ),
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("unknown field \"spec.colour\""),
         "{}",
@@ -363,76 +280,64 @@ const CONFIGMAP: &str =
 
 #[test]
 fn kubectl_edits_a_configmap_every_way() {
-    let sb = sandbox_api::start();
-    assert_eq!(apply(&sb, CONFIGMAP, &[]), "configmap/c1 created\n");
+    let sb = Sandbox::api_server();
+    assert_eq!(sb.kubectl().apply(CONFIGMAP), "configmap/c1 created\n");
     assert_eq!(
-        apply(&sb, &CONFIGMAP.replace("\"1\"", "\"2\""), &[]),
+        sb.kubectl().apply(&CONFIGMAP.replace("\"1\"", "\"2\"")),
         "configmap/c1 configured\n"
     );
     assert_eq!(
-        ok(&sb, &["label", "cm", "c1", "tier=db"]),
+        sb.kubectl().ok(&["label", "cm", "c1", "tier=db"]),
         "configmap/c1 labeled\n"
     );
     assert_eq!(
-        ok(&sb, &["annotate", "cm", "c1", "note=hello"]),
+        sb.kubectl().ok(&["annotate", "cm", "c1", "note=hello"]),
         "configmap/c1 annotated\n"
     );
     assert_eq!(
-        ok(
-            &sb,
-            &[
-                "patch",
-                "cm",
-                "c1",
-                "--type=merge",
-                "-p",
-                r#"{"data":{"m":"merge"}}"#
-            ]
-        ),
-        "configmap/c1 patched\n"
-    );
-    ok(
-        &sb,
-        &[
-            "patch",
-            "cm",
-            "c1",
-            "--type=json",
-            "-p",
-            r#"[{"op":"add","path":"/data/j","value":"json"}]"#,
-        ],
-    );
-    ok(
-        &sb,
-        &[
-            "patch",
-            "cm",
-            "c1",
-            "--type=strategic",
-            "-p",
-            r#"{"data":{"s":"strategic"}}"#,
-        ],
-    );
-    let out = ok(
-        &sb,
-        &[
+        sb.kubectl().ok(&[
             "patch",
             "cm",
             "c1",
             "--type=merge",
             "-p",
-            r#"{"data":{"m":"merge"}}"#,
-        ],
+            r#"{"data":{"m":"merge"}}"#
+        ]),
+        "configmap/c1 patched\n"
     );
+    sb.kubectl().ok(&[
+        "patch",
+        "cm",
+        "c1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/j","value":"json"}]"#,
+    ]);
+    sb.kubectl().ok(&[
+        "patch",
+        "cm",
+        "c1",
+        "--type=strategic",
+        "-p",
+        r#"{"data":{"s":"strategic"}}"#,
+    ]);
+    let out = sb.kubectl().ok(&[
+        "patch",
+        "cm",
+        "c1",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"m":"merge"}}"#,
+    ]);
     assert_eq!(out, "configmap/c1 patched (no change)\n");
-    let c = json(&sb, &["get", "cm", "c1"]);
+    let c = sb.kubectl().json(&["get", "cm", "c1"]);
     assert_eq!(
         c["data"],
         serde_json::json!({"a": "2", "m": "merge", "j": "json", "s": "strategic"})
     );
     assert_eq!(c["metadata"]["labels"]["tier"], "db");
     assert_eq!(c["metadata"]["annotations"]["note"], "hello");
-    let out = ok(&sb, &["get", "cm", "c1", "--show-labels"]);
+    let out = sb.kubectl().ok(&["get", "cm", "c1", "--show-labels"]);
     assert_eq!(
         cols(out.lines().nth(1).unwrap_or_default()).last(),
         Some(&"tier=db")
@@ -442,37 +347,36 @@ fn kubectl_edits_a_configmap_every_way() {
     // server-side apply takes the field over from client-side apply
     let ssa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\ndata:\n  x: \"1\"\n";
     assert_eq!(
-        apply(&sb, ssa, &["--server-side"]),
+        sb.kubectl().apply_with(ssa, &["--server-side"]),
         "configmap/c2 serverside-applied\n"
     );
-    ok(
-        &sb,
-        &[
-            "patch",
-            "cm",
-            "c2",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"x":"2"}}"#,
-        ],
-    );
-    let o = run(&sb, &["apply", "--server-side", "-f", "-"], Some(ssa));
-    assert_eq!(o.code, 1);
+    sb.kubectl().ok(&[
+        "patch",
+        "cm",
+        "c2",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"x":"2"}}"#,
+    ]);
+    let o = sb
+        .kubectl()
+        .fails(&["apply", "--server-side", "-f", "-"], Some(ssa));
     assert!(
         o.stderr
             .contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\""),
         "{}",
         o.stderr
     );
-    apply(&sb, ssa, &["--server-side", "--force-conflicts"]);
+    sb.kubectl()
+        .apply_with(ssa, &["--server-side", "--force-conflicts"]);
     assert_eq!(
-        ok(&sb, &["get", "cm", "c2", "-o", "jsonpath={.data.x}"]),
+        sb.kubectl()
+            .ok(&["get", "cm", "c2", "-o", "jsonpath={.data.x}"]),
         "1"
     );
-    let y = ok(
-        &sb,
-        &["get", "cm", "c2", "-o", "yaml", "--show-managed-fields"],
-    );
+    let y = sb
+        .kubectl()
+        .ok(&["get", "cm", "c2", "-o", "yaml", "--show-managed-fields"]);
     assert!(
         y.contains("manager: kubectl") && y.contains("operation: Apply"),
         "{y}"
@@ -501,23 +405,24 @@ spec:
 
 #[test]
 fn kubectl_scales_a_statefulset() {
-    let sb = sandbox_api::start();
+    let sb = Sandbox::api_server();
     assert_eq!(
-        apply(&sb, STATEFULSET, &[]),
+        sb.kubectl().apply(STATEFULSET),
         "statefulset.apps/db created\n"
     );
     assert_eq!(
-        apply(&sb, STATEFULSET, &[]),
+        sb.kubectl().apply(STATEFULSET),
         "statefulset.apps/db unchanged\n"
     );
     assert_eq!(
-        ok(&sb, &["scale", "statefulset", "db", "--replicas=3"]),
+        sb.kubectl()
+            .ok(&["scale", "statefulset", "db", "--replicas=3"]),
         "statefulset.apps/db scaled\n"
     );
-    let s = json(&sb, &["get", "sts", "db"]);
+    let s = sb.kubectl().json(&["get", "sts", "db"]);
     assert_eq!(s["spec"]["replicas"], 3);
     assert_eq!(s["metadata"]["generation"], 2);
-    let out = ok(&sb, &["get", "sts"]);
+    let out = sb.kubectl().ok(&["get", "sts"]);
     assert_eq!(
         cols(out.lines().next().unwrap_or_default()),
         ["NAME", "READY", "AGE"]
@@ -526,19 +431,17 @@ fn kubectl_scales_a_statefulset() {
         &cols(out.lines().nth(1).unwrap_or_default())[..2],
         ["db", "0/3"]
     );
-    let out = ok(&sb, &["get", "sts", "-o", "wide"]);
+    let out = sb.kubectl().ok(&["get", "sts", "-o", "wide"]);
     assert_eq!(
         cols(out.lines().next().unwrap_or_default()),
         ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]
     );
     assert!(out.contains("mariadb:11.4"), "{out}");
     // a forbidden spec change is refused as the real server refuses it
-    let o = run(
-        &sb,
+    let o = sb.kubectl().fails(
         &["apply", "-f", "-"],
         Some(&STATEFULSET.replace("serviceName: db", "serviceName: other")),
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("The StatefulSet \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than"),
         "{}",
@@ -548,29 +451,27 @@ fn kubectl_scales_a_statefulset() {
 
 #[test]
 fn kubectl_delete_lingers_until_the_finalizer_goes() {
-    let sb = sandbox_api::start();
-    apply(
-        &sb,
+    let sb = Sandbox::api_server();
+    sb.kubectl().apply_with(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fin\n  finalizers: [test.orca.dev/hold]\n",
         &[],
     );
     assert_eq!(
-        ok(&sb, &["delete", "cm", "fin", "--wait=false"]),
+        sb.kubectl().ok(&["delete", "cm", "fin", "--wait=false"]),
         "configmap \"fin\" deleted\n"
     );
-    let ts = ok(
-        &sb,
-        &[
-            "get",
-            "cm",
-            "fin",
-            "-o",
-            "jsonpath={.metadata.deletionTimestamp}",
-        ],
-    );
+    let ts = sb.kubectl().ok(&[
+        "get",
+        "cm",
+        "fin",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
     assert!(ts.ends_with('Z'), "deletionTimestamp {ts:?}");
     // a delete that waits returns once the finalizer is removed
-    let mut waiting = command(&sb, &["delete", "cm", "fin", "--timeout=20s"])
+    let mut waiting = sb
+        .kubectl()
+        .command(&["delete", "cm", "fin", "--timeout=20s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -580,24 +481,21 @@ fn kubectl_delete_lingers_until_the_finalizer_goes() {
         waiting.try_wait().expect("try_wait").is_none(),
         "delete returned while the finalizer held"
     );
-    ok(
-        &sb,
-        &[
-            "patch",
-            "cm",
-            "fin",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-        ],
-    );
+    sb.kubectl().ok(&[
+        "patch",
+        "cm",
+        "fin",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
     let out = waiting.wait_with_output().expect("delete output");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let o = run(&sb, &["get", "cm", "fin"], None);
+    let o = sb.kubectl().run(&["get", "cm", "fin"], None);
     assert_eq!(
         o.stderr,
         "Error from server (NotFound): configmaps \"fin\" not found\n"
@@ -606,9 +504,11 @@ fn kubectl_delete_lingers_until_the_finalizer_goes() {
 
 #[test]
 fn kubectl_get_watch_streams_changes() {
-    let sb = sandbox_api::start();
-    apply(&sb, CONFIGMAP, &[]);
-    let mut child = command(&sb, &["get", "configmaps", "--watch"])
+    let sb = Sandbox::api_server();
+    sb.kubectl().apply(CONFIGMAP);
+    let mut child = sb
+        .kubectl()
+        .command(&["get", "configmaps", "--watch"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -617,10 +517,10 @@ fn kubectl_get_watch_streams_changes() {
     let mut seen = Vec::new();
     wait_line(&rx, |l| cols(l) == ["NAME", "DATA", "AGE"], &mut seen);
     wait_line(&rx, |l| l.starts_with("c1 "), &mut seen);
-    apply(&sb, &CONFIGMAP.replace("c1", "watched"), &[]);
+    sb.kubectl().apply(&CONFIGMAP.replace("c1", "watched"));
     let line = wait_line(&rx, |l| l.starts_with("watched "), &mut seen);
     assert_eq!(cols(&line)[1], "1");
-    ok(&sb, &["label", "cm", "watched", "seen=yes"]);
+    sb.kubectl().ok(&["label", "cm", "watched", "seen=yes"]);
     wait_line(&rx, |l| l.starts_with("watched "), &mut seen);
     let _ = child.kill();
     let _ = child.wait();
@@ -634,30 +534,26 @@ fn kubectl_get_watch_streams_changes() {
 
 #[test]
 fn kubectl_wait_for_condition_and_jsonpath() {
-    let sb = sandbox_api::start();
+    let sb = Sandbox::api_server();
     install_widgets(&sb);
-    apply(&sb, &widget("w1", 2), &[]);
-    let waiting = command(
-        &sb,
-        &["wait", "--for=condition=Ready", "wd/w1", "--timeout=20s"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("kubectl wait");
+    sb.kubectl().apply(&widget("w1", 2));
+    let waiting = sb
+        .kubectl()
+        .command(&["wait", "--for=condition=Ready", "wd/w1", "--timeout=20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl wait");
     std::thread::sleep(Duration::from_millis(500));
-    ok(
-        &sb,
-        &[
-            "patch",
-            "wd",
-            "w1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"replicas":2,"conditions":[{"type":"Ready","status":"True"}]}}"#,
-        ],
-    );
+    sb.kubectl().ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":2,"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]);
     let out = waiting.wait_with_output().expect("wait output");
     assert!(
         out.status.success(),
@@ -668,22 +564,17 @@ fn kubectl_wait_for_condition_and_jsonpath() {
         String::from_utf8_lossy(&out.stdout),
         "widget.test.orca.dev/w1 condition met\n"
     );
-    let out = ok(
-        &sb,
-        &[
-            "wait",
-            "--for=jsonpath={.status.replicas}=2",
-            "wd/w1",
-            "--timeout=10s",
-        ],
-    );
+    let out = sb.kubectl().ok(&[
+        "wait",
+        "--for=jsonpath={.status.replicas}=2",
+        "wd/w1",
+        "--timeout=10s",
+    ]);
     assert_eq!(out, "widget.test.orca.dev/w1 condition met\n");
-    let o = run(
-        &sb,
+    let o = sb.kubectl().fails(
         &["wait", "--for=condition=Healthy", "wd/w1", "--timeout=1s"],
         None,
     );
-    assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("timed out waiting for the condition"),
         "{}",
@@ -693,9 +584,8 @@ fn kubectl_wait_for_condition_and_jsonpath() {
 
 #[test]
 fn kubectl_get_events_shows_both_event_apis() {
-    let sb = sandbox_api::start();
-    apply(
-        &sb,
+    let sb = Sandbox::api_server();
+    sb.kubectl().apply_with(
         r#"apiVersion: events.k8s.io/v1
 kind: Event
 metadata:
@@ -724,7 +614,7 @@ source: {component: test}
 "#,
         &[],
     );
-    let out = ok(&sb, &["get", "events"]);
+    let out = sb.kubectl().ok(&["get", "events"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         cols(lines[0]),
@@ -743,9 +633,11 @@ source: {component: test}
             .any(|l| cols(l)[1..4] == ["Warning", "Scaled", "statefulset/db"]),
         "{out}"
     );
-    let out = ok(&sb, &["get", "events", "-o", "wide"]);
+    let out = sb.kubectl().ok(&["get", "events", "-o", "wide"]);
     assert!(out.contains("orca.dev/operator, orca-0"), "{out}");
-    let ev = json(&sb, &["get", "events.events.k8s.io", "scaled"]);
+    let ev = sb
+        .kubectl()
+        .json(&["get", "events.events.k8s.io", "scaled"]);
     assert_eq!(ev["note"], "scaled to 3");
     assert_eq!(ev["regarding"]["name"], "db");
     assert_eq!(ev["deprecatedCount"], 2);
@@ -753,9 +645,8 @@ source: {component: test}
 
 #[test]
 fn kubectl_pods_services_and_endpoints() {
-    let sb = sandbox_api::start();
-    apply(
-        &sb,
+    let sb = Sandbox::api_server();
+    sb.kubectl().apply_with(
         r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -777,7 +668,7 @@ spec:
 "#,
         &[],
     );
-    let out = ok(&sb, &["get", "pods"]);
+    let out = sb.kubectl().ok(&["get", "pods"]);
     assert_eq!(
         cols(out.lines().next().unwrap_or_default()),
         ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -786,9 +677,7 @@ spec:
         &cols(out.lines().nth(1).unwrap_or_default())[..4],
         ["db-0", "0/1", "Pending", "0"]
     );
-    ok(
-        &sb,
-        &[
+    sb.kubectl().ok(&[
             "patch",
             "pod",
             "db-0",
@@ -799,7 +688,7 @@ spec:
              "containerStatuses":[{"name":"mariadb","ready":true,"restartCount":0,"image":"mariadb:11.4","imageID":"","state":{"running":{"startedAt":"2025-01-01T00:00:00Z"}}}]}}"#,
         ],
     );
-    let out = ok(&sb, &["get", "pods", "-o", "wide"]);
+    let out = sb.kubectl().ok(&["get", "pods", "-o", "wide"]);
     let header = cols(out.lines().next().unwrap_or_default());
     assert_eq!(
         header[..7],
@@ -810,7 +699,7 @@ spec:
         ["db-0", "1/1", "Running", "0"]
     );
     assert!(out.contains("127.0.0.9"), "{out}");
-    let out = ok(&sb, &["get", "svc", "db"]);
+    let out = sb.kubectl().ok(&["get", "svc", "db"]);
     assert_eq!(
         cols(out.lines().next().unwrap_or_default()),
         [
@@ -828,26 +717,23 @@ spec:
         ("ClusterIP", "<none>", "3306/TCP")
     );
     assert!(row[2].starts_with("10.96."), "{out}");
-    let out = ok(&sb, &["get", "endpoints", "db"]);
+    let out = sb.kubectl().ok(&["get", "endpoints", "db"]);
     assert_eq!(
         &cols(out.lines().nth(1).unwrap_or_default())[..2],
         ["db", "127.0.0.9:3306"],
         "{out}"
     );
     // the pod stops being ready: its address moves to notReadyAddresses
-    ok(
-        &sb,
-        &[
-            "patch",
-            "pod",
-            "db-0",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
-        ],
-    );
-    let ep = json(&sb, &["get", "endpoints", "db"]);
+    sb.kubectl().ok(&[
+        "patch",
+        "pod",
+        "db-0",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+    ]);
+    let ep = sb.kubectl().json(&["get", "endpoints", "db"]);
     assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "127.0.0.9");
     assert!(ep["subsets"][0].get("addresses").is_none());
 }
@@ -855,7 +741,7 @@ spec:
 #[test]
 fn kubectl_create_commands_and_auth() {
     // these kubectl commands send protobuf bodies
-    let sb = sandbox_api::start();
+    let sb = Sandbox::api_server();
     for args in [
         &["create", "namespace", "demo"][..],
         &[
@@ -928,70 +814,73 @@ fn kubectl_create_commands_and_auth() {
             "--min-available=1",
         ],
     ] {
-        ok(&sb, args);
+        sb.kubectl().ok(args);
     }
-    let ns = json(&sb, &["get", "ns", "demo"]);
+    let ns = sb.kubectl().json(&["get", "ns", "demo"]);
     assert_eq!(ns["status"]["phase"], "Active");
     assert_eq!(
         ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
         "demo"
     );
     assert_eq!(
-        ok(
-            &sb,
-            &[
-                "get",
-                "cm",
-                "settings",
-                "-n",
-                "demo",
-                "-o",
-                "jsonpath={.data.mode}"
-            ]
-        ),
+        sb.kubectl().ok(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
         "async"
     );
-    let s = json(&sb, &["get", "secret", "creds", "-n", "demo"]);
+    let s = sb.kubectl().json(&["get", "secret", "creds", "-n", "demo"]);
     assert_eq!(s["type"], "Opaque");
     assert_eq!(
         s["data"],
         serde_json::json!({"user": "b3JjYQ==", "password": "czNjcmV0"})
     );
-    let svc = json(&sb, &["get", "svc", "web", "-n", "demo"]);
+    let svc = sb.kubectl().json(&["get", "svc", "web", "-n", "demo"]);
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(svc["spec"]["selector"]["app"], "web");
-    let rb = json(&sb, &["get", "rolebinding", "reader", "-n", "demo"]);
+    let rb = sb
+        .kubectl()
+        .json(&["get", "rolebinding", "reader", "-n", "demo"]);
     assert_eq!(rb["subjects"][0]["name"], "robot");
     assert_eq!(rb["roleRef"]["kind"], "Role");
-    let pdb = json(&sb, &["get", "pdb", "db", "-n", "demo"]);
+    let pdb = sb.kubectl().json(&["get", "pdb", "db", "-n", "demo"]);
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     assert_eq!(pdb["spec"]["selector"]["matchLabels"]["app"], "db");
-    let sa = ok(&sb, &["get", "sa", "-n", "demo"]);
+    let sa = sb.kubectl().ok(&["get", "sa", "-n", "demo"]);
     assert!(sa.contains("default") && sa.contains("robot"), "{sa}");
-    assert_eq!(ok(&sb, &["auth", "can-i", "create", "pods"]), "yes\n");
+    assert_eq!(
+        sb.kubectl().ok(&["auth", "can-i", "create", "pods"]),
+        "yes\n"
+    );
     // deleting the namespace takes its contents along
-    ok(&sb, &["delete", "namespace", "demo", "--timeout=20s"]);
-    let o = run(&sb, &["get", "cm", "settings", "-n", "demo"], None);
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    sb.kubectl()
+        .ok(&["delete", "namespace", "demo", "--timeout=20s"]);
+    sb.kubectl()
+        .fails(&["get", "cm", "settings", "-n", "demo"], None);
 }
 
 #[test]
 fn kubectl_drain_evicts_through_the_eviction_subresource() {
-    let sb = sandbox_api::start();
-    apply(
-        &sb,
+    let sb = Sandbox::api_server();
+    sb.kubectl().apply_with(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: n1\n  terminationGracePeriodSeconds: 0\n  containers: [{name: c, image: busybox:1}]\n",
         &[],
     );
-    let out = ok(&sb, &["drain", "n1", "--force", "--timeout=20s"]);
+    let out = sb
+        .kubectl()
+        .ok(&["drain", "n1", "--force", "--timeout=20s"]);
     assert!(
         out.contains("pod/p1 evicted") && out.contains("node/n1 drained"),
         "{out}"
     );
-    let node = json(&sb, &["get", "node", "n1"]);
+    let node = sb.kubectl().json(&["get", "node", "n1"]);
     assert_eq!(node["spec"]["unschedulable"], true);
-    let o = run(&sb, &["get", "pod", "p1"], None);
-    assert_eq!(o.code, 1);
-    assert_eq!(ok(&sb, &["uncordon", "n1"]), "node/n1 uncordoned\n");
+    sb.kubectl().fails(&["get", "pod", "p1"], None);
+    assert_eq!(sb.kubectl().ok(&["uncordon", "n1"]), "node/n1 uncordoned\n");
 }

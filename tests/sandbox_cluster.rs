@@ -3,26 +3,25 @@
 //! kube-rs and the real `kubectl` as a user (or the operator) would.
 
 mod support;
-use support::sandbox_api;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use mysql_async::prelude::Queryable;
 use orca_sandbox::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
 use orca_sandbox::statefulset::StatefulSetController;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use sandbox_api::Sandbox;
+use support::kubectl::Kubectl;
+use support::sandbox::Sandbox;
 
 /// At most two clusters at a time: each runs several mariadbd.
 static SLOTS: Semaphore = Semaphore::const_new(2);
@@ -39,12 +38,8 @@ struct Cluster {
 
 impl Cluster {
     async fn start(tune: impl FnOnce(&mut KubeletOptions)) -> Cluster {
-        let sb = sandbox_api::start();
-        let kc = Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
-        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .expect("kube config");
-        let client = Client::try_from(config).expect("client");
+        let sb = Sandbox::api_server();
+        let client = sb.client().await;
         let root = sb.dir.path().join("kubelet");
         let mut opts = KubeletOptions {
             root: root.clone(),
@@ -88,13 +83,27 @@ impl Cluster {
         Api::namespaced(self.client.clone(), "default")
     }
 
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        kubectl(
-            &self.sb.kubeconfig,
-            &self.sb.dir.path().join("cache"),
-            args,
-            stdin,
-        )
+    fn kubectl(&self) -> &Kubectl {
+        self.sb.kubectl()
+    }
+
+    /// Applies the operator-shaped manifests of `name` and waits until
+    /// its `replicas` pods are ready.
+    async fn deploy(&self, name: &str, replicas: i32, cnf: &str, readiness: &str) -> StatefulSet {
+        self.kubectl()
+            .apply(&operator_manifests(name, replicas, cnf, readiness));
+        self.wait_ready(name, replicas, Duration::from_secs(120))
+            .await
+    }
+
+    /// Sets the sandbox's fault annotation on a pod or node.
+    fn fault(&self, kind: &str, name: &str, fault: &str) {
+        self.kubectl().ok(&[
+            "annotate",
+            kind,
+            name,
+            &format!("{FAULT_ANNOTATION}={fault}"),
+        ]);
     }
 
     async fn wait_ready(&self, name: &str, replicas: i32, limit: Duration) -> StatefulSet {
@@ -216,42 +225,6 @@ fn alive(pid: u32) -> bool {
             .unwrap_or(false)
 }
 
-fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let mut c = Command::new("kubectl");
-    c.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run kubectl (is it on PATH?): {e}"));
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl output");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 fn is_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status.as_ref().is_some_and(|s| {
@@ -268,6 +241,16 @@ fn pod_ip(p: &Pod) -> String {
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .expect("pod IP")
+}
+
+/// The status of the pod's (first) container.
+fn container(p: &Pod) -> ContainerStatus {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .cloned()
+        .expect("a container status")
 }
 
 fn restart_count(p: &Pod) -> i32 {
@@ -304,6 +287,14 @@ async fn connect_retry(ip: &str, limit: Duration) -> mysql_async::Conn {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// The server at `ip` answers a query (retrying while it starts).
+async fn assert_answers(ip: &str) {
+    let mut conn = connect_retry(ip, Duration::from_secs(30)).await;
+    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
+    assert_eq!(one, Some(1));
+    let _ = conn.disconnect().await;
 }
 
 /// The cluster shape the operator creates: a Secret with the root password,
@@ -411,11 +402,7 @@ async fn operator_statefulset_runs_three_real_mariadbd() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
     let cnf = "[mariadbd]\nread_only = ON\nlog-bin = mysql-bin\nbinlog-format = ROW\nlog-slave-updates = ON\ngtid-strict-mode = ON\n";
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("db", 3, cnf, TCP_READINESS)),
-    );
-    let set = c.wait_ready("db", 3, Duration::from_secs(120)).await;
+    let set = c.deploy("db", 3, cnf, TCP_READINESS).await;
     let st = set.status.expect("status");
     assert_eq!(st.current_replicas, Some(3));
     assert_eq!(st.updated_replicas, Some(3));
@@ -498,7 +485,7 @@ async fn operator_statefulset_runs_three_real_mariadbd() {
         assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
     }
     // the headless Service's Endpoints list the ready pods with hostnames
-    let eps = c.kubectl(&["get", "endpoints", "db", "-o", "json"], None);
+    let eps = c.kubectl().ok(&["get", "endpoints", "db", "-o", "json"]);
     let eps: serde_json::Value = serde_json::from_str(&eps).expect("endpoints json");
     assert_eq!(
         eps["subsets"][0]["addresses"].as_array().map(Vec::len),
@@ -507,7 +494,7 @@ async fn operator_statefulset_runs_three_real_mariadbd() {
     );
 
     // kubectl shows them Running and Ready, with their IPs and node
-    let wide = c.kubectl(&["get", "pods", "-o", "wide"], None);
+    let wide = c.kubectl().ok(&["get", "pods", "-o", "wide"]);
     for (i, line) in wide.lines().skip(1).enumerate() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[0], format!("db-{i}"), "{wide}");
@@ -516,9 +503,9 @@ async fn operator_statefulset_runs_three_real_mariadbd() {
         assert!(cols[5].starts_with("127.20."), "{wide}");
         assert_eq!(cols[6], "sandbox-node", "{wide}");
     }
-    let sts = c.kubectl(&["get", "statefulset", "db"], None);
+    let sts = c.kubectl().ok(&["get", "statefulset", "db"]);
     assert!(sts.contains("3/3"), "{sts}");
-    let nodes = c.kubectl(&["get", "nodes"], None);
+    let nodes = c.kubectl().ok(&["get", "nodes"]);
     assert!(
         nodes.contains("sandbox-node") && nodes.contains("Ready"),
         "{nodes}"
@@ -530,11 +517,7 @@ async fn operator_statefulset_runs_three_real_mariadbd() {
 async fn deleted_pod_comes_back_with_its_data() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("keep", 2, PLAIN_CNF, TCP_READINESS)),
-    );
-    c.wait_ready("keep", 2, Duration::from_secs(120)).await;
+    c.deploy("keep", 2, PLAIN_CNF, TCP_READINESS).await;
     let before = c.pod("keep-1").await;
     let old_uid = before.uid().expect("uid");
     let ip = pod_ip(&before);
@@ -591,24 +574,12 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         o.restart_backoff_max = Duration::from_secs(8);
     })
     .await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("crash", 1, PLAIN_CNF, TCP_READINESS)),
-    );
-    c.wait_ready("crash", 1, Duration::from_secs(120)).await;
+    c.deploy("crash", 1, PLAIN_CNF, TCP_READINESS).await;
     let pids_before = c.kubelet.as_ref().expect("kubelet").pids();
     assert_eq!(pids_before.len(), 1);
 
     // first crash: restarted at once
-    c.kubectl(
-        &[
-            "annotate",
-            "pod",
-            "crash-0",
-            &format!("{FAULT_ANNOTATION}=crash"),
-        ],
-        None,
-    );
+    c.fault("pod", "crash-0", "crash");
     let p = c
         .wait_pod(
             "crash-0",
@@ -622,12 +593,7 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         !p.annotations().contains_key(FAULT_ANNOTATION),
         "annotation removed"
     );
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     let last = cs
         .last_state
         .as_ref()
@@ -635,21 +601,10 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         .expect("last state terminated");
     assert_eq!(last.exit_code, 137);
     assert_eq!(last.reason.as_deref(), Some("Error"));
-    let mut conn = connect_retry(&pod_ip(&p), Duration::from_secs(30)).await;
-    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
-    assert_eq!(one, Some(1));
-    let _ = conn.disconnect().await;
+    assert_answers(&pod_ip(&p)).await;
 
     // second crash: CrashLoopBackOff for the back-off, then running again
-    c.kubectl(
-        &[
-            "annotate",
-            "pod",
-            "crash-0",
-            &format!("{FAULT_ANNOTATION}=crash"),
-        ],
-        None,
-    );
+    c.fault("pod", "crash-0", "crash");
     c.wait_pod(
         "crash-0",
         Duration::from_secs(30),
@@ -664,7 +619,7 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
         },
     )
     .await;
-    let table = c.kubectl(&["get", "pod", "crash-0"], None);
+    let table = c.kubectl().ok(&["get", "pod", "crash-0"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     c.wait_pod("crash-0", Duration::from_secs(30), "second restart", |p| {
         restart_count(p) == 2 && is_ready(p)
@@ -688,26 +643,14 @@ async fn crashed_container_restarts_with_back_off_and_is_counted() {
 async fn hang_and_resume() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("hang", 1, PLAIN_CNF, PING_READINESS)),
-    );
-    c.wait_ready("hang", 1, Duration::from_secs(120)).await;
+    c.deploy("hang", 1, PLAIN_CNF, PING_READINESS).await;
     let ip = pod_ip(&c.pod("hang-0").await);
     connect_retry(&ip, Duration::from_secs(30))
         .await
         .disconnect()
         .await
         .expect("disconnect");
-    c.kubectl(
-        &[
-            "annotate",
-            "pod",
-            "hang-0",
-            &format!("{FAULT_ANNOTATION}=hang"),
-        ],
-        None,
-    );
+    c.fault("pod", "hang-0", "hang");
     // the ping probe (mariadb-admin ping) fails: the pod is not ready
     let p = c
         .wait_pod(
@@ -720,15 +663,7 @@ async fn hang_and_resume() {
     assert_eq!(restart_count(&p), 0, "a hung container is not restarted");
     let err = connect(&ip, Duration::from_secs(2)).await;
     assert!(err.is_err(), "a hung server does not answer");
-    c.kubectl(
-        &[
-            "annotate",
-            "pod",
-            "hang-0",
-            &format!("{FAULT_ANNOTATION}=resume"),
-        ],
-        None,
-    );
+    c.fault("pod", "hang-0", "resume");
     c.wait_pod(
         "hang-0",
         Duration::from_secs(30),
@@ -736,10 +671,7 @@ async fn hang_and_resume() {
         is_ready,
     )
     .await;
-    let mut conn = connect_retry(&ip, Duration::from_secs(30)).await;
-    let one: Option<u8> = conn.query_first("SELECT 1").await.expect("select");
-    assert_eq!(one, Some(1));
-    let _ = conn.disconnect().await;
+    assert_answers(&ip).await;
     c.stop().await;
 }
 
@@ -747,11 +679,7 @@ async fn hang_and_resume() {
 async fn node_not_ready_flips_pod_readiness() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("nr", 2, PLAIN_CNF, TCP_READINESS)),
-    );
-    c.wait_ready("nr", 2, Duration::from_secs(120)).await;
+    c.deploy("nr", 2, PLAIN_CNF, TCP_READINESS).await;
     let nodes: Api<Node> = Api::all(c.client.clone());
     let node_ready = |n: &Node| {
         n.status
@@ -762,15 +690,7 @@ async fn node_not_ready_flips_pod_readiness() {
             .unwrap_or(false)
     };
     assert!(node_ready(&nodes.get("sandbox-node").await.expect("node")));
-    c.kubectl(
-        &[
-            "annotate",
-            "node",
-            "sandbox-node",
-            &format!("{FAULT_ANNOTATION}=not-ready"),
-        ],
-        None,
-    );
+    c.fault("node", "sandbox-node", "not-ready");
     for name in ["nr-0", "nr-1"] {
         c.wait_pod(
             name,
@@ -783,7 +703,7 @@ async fn node_not_ready_flips_pod_readiness() {
     let n = nodes.get("sandbox-node").await.expect("node");
     assert!(!node_ready(&n), "the node is NotReady");
     assert!(!n.annotations().contains_key(FAULT_ANNOTATION));
-    let table = c.kubectl(&["get", "nodes"], None);
+    let table = c.kubectl().ok(&["get", "nodes"]);
     assert!(table.contains("NotReady"), "{table}");
     // the processes keep running
     let ip = pod_ip(&c.pod("nr-0").await);
@@ -792,15 +712,7 @@ async fn node_not_ready_flips_pod_readiness() {
         .disconnect()
         .await
         .expect("disconnect");
-    c.kubectl(
-        &[
-            "annotate",
-            "node",
-            "sandbox-node",
-            &format!("{FAULT_ANNOTATION}=ready"),
-        ],
-        None,
-    );
+    c.fault("node", "sandbox-node", "ready");
     for name in ["nr-0", "nr-1"] {
         c.wait_pod(name, Duration::from_secs(20), "ready again", is_ready)
             .await;
@@ -813,12 +725,9 @@ async fn node_not_ready_flips_pod_readiness() {
 async fn scale_up_and_down_keeps_claims() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("sc", 3, PLAIN_CNF, TCP_READINESS)),
-    );
-    c.wait_ready("sc", 3, Duration::from_secs(120)).await;
-    c.kubectl(&["scale", "statefulset", "sc", "--replicas=5"], None);
+    c.deploy("sc", 3, PLAIN_CNF, TCP_READINESS).await;
+    c.kubectl()
+        .ok(&["scale", "statefulset", "sc", "--replicas=5"]);
     c.wait_ready("sc", 5, Duration::from_secs(120)).await;
     // scale down, watching the order pods go in
     let pods = c.pods();
@@ -835,7 +744,8 @@ async fn scale_up_and_down_keeps_claims() {
         }
         gone
     });
-    c.kubectl(&["scale", "statefulset", "sc", "--replicas=2"], None);
+    c.kubectl()
+        .ok(&["scale", "statefulset", "sc", "--replicas=2"]);
     c.wait_ready("sc", 2, Duration::from_secs(120)).await;
     let gone = tokio::time::timeout(Duration::from_secs(10), order)
         .await
@@ -874,11 +784,7 @@ async fn scale_up_and_down_keeps_claims() {
 async fn rolling_update_goes_from_the_highest_ordinal() {
     let _slot = SLOTS.acquire().await.expect("slot");
     let c = Cluster::start(|_| {}).await;
-    c.kubectl(
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("ru", 3, PLAIN_CNF, TCP_READINESS)),
-    );
-    let before = c.wait_ready("ru", 3, Duration::from_secs(120)).await;
+    let before = c.deploy("ru", 3, PLAIN_CNF, TCP_READINESS).await;
     let old_rev = before
         .status
         .and_then(|s| s.update_revision)
@@ -922,7 +828,7 @@ async fn rolling_update_goes_from_the_highest_ordinal() {
         .expect("updates seen")
         .expect("watch task");
     assert_eq!(order, vec!["ru-2", "ru-1", "ru-0"], "highest ordinal first");
-    let revisions = c.kubectl(&["get", "controllerrevisions"], None);
+    let revisions = c.kubectl().ok(&["get", "controllerrevisions"]);
     assert_eq!(revisions.lines().count(), 3, "two revisions:\n{revisions}");
 
     // a partition keeps the ordinals below it on the old revision
@@ -963,68 +869,24 @@ async fn rolling_update_goes_from_the_highest_ordinal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
     let _slot = SLOTS.acquire().await.expect("slot");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(support::sandbox_bin())
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--addr", &addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start orca-sandbox");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let cache = dir.path().join("cache");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() || std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "orca-sandbox did not come up");
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "orca-sandbox exited"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ns = kubectl(&kubeconfig, &cache, &["get", "namespaces"], None);
+    let mut sb = Sandbox::cluster(&[]).await;
+    let kubectl = sb.kubectl();
+    let ns = kubectl.ok(&["get", "namespaces"]);
     assert!(ns.contains("default"), "{ns}");
-    kubectl(
-        &kubeconfig,
-        &cache,
-        &["apply", "-f", "-"],
-        Some(&operator_manifests("cli", 1, PLAIN_CNF, TCP_READINESS)),
-    );
-    let out = kubectl(
-        &kubeconfig,
-        &cache,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "pod/cli-0",
-            "--timeout=120s",
-        ],
-        None,
-    );
+    kubectl.apply(&operator_manifests("cli", 1, PLAIN_CNF, TCP_READINESS));
+    let out = kubectl.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/cli-0",
+        "--timeout=120s",
+    ]);
     assert!(out.contains("condition met"), "{out}");
-    let all = kubectl(
-        &kubeconfig,
-        &cache,
-        &["get", "pods", "-A", "-o", "wide"],
-        None,
-    );
+    let all = kubectl.ok(&["get", "pods", "-A", "-o", "wide"]);
     assert!(all.contains("cli-0") && all.contains("Running"), "{all}");
     // the pid the kubelet wrote for the container
-    let uid = kubectl(
-        &kubeconfig,
-        &cache,
-        &["get", "pod", "cli-0", "-o", "jsonpath={.metadata.uid}"],
-        None,
-    );
-    let pid_file = dir
+    let uid = kubectl.ok(&["get", "pod", "cli-0", "-o", "jsonpath={.metadata.uid}"]);
+    let pid_file = sb
+        .dir
         .path()
         .join("kubelet/pods")
         .join(uid.trim())
@@ -1048,7 +910,7 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
     // the fault convenience sets the annotation
     let out = Command::new(support::sandbox_bin())
         .args(["fault", "cli-0", "hang", "--dir"])
-        .arg(dir.path())
+        .arg(sb.dir.path())
         .output()
         .expect("orca-sandbox fault");
     assert!(
@@ -1076,30 +938,14 @@ async fn orca_sandbox_command_serves_kubectl_and_stops_everything() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // SIGTERM stops everything, hung servers included
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "orca-sandbox did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = child.wait_with_output().expect("output");
-    assert!(
-        status.success(),
-        "orca-sandbox exit {status}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let status = sb.terminate();
+    let printed = sb.log();
+    assert!(status.success(), "orca-sandbox exit {status}: {printed}");
     assert!(printed.contains("export KUBECONFIG="), "{printed}");
     assert!(!alive(pid), "mariadbd {pid} survived orca-sandbox");
+    let addr = sb.url.trim_start_matches("http://");
     assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
+        std::net::TcpStream::connect(addr).is_err(),
         "API server still up"
     );
 }
@@ -1201,16 +1047,11 @@ spec:
         sick = sick.display(),
         stopped = stopped.display()
     );
-    c.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    c.kubectl().apply(&manifests);
     let p = c
         .wait_pod("plain", Duration::from_secs(60), "ready", is_ready)
         .await;
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     assert_eq!(cs.started, Some(true));
     let ip = pod_ip(&p);
     let mut conn = connect_retry(&ip, Duration::from_secs(30)).await;
@@ -1278,18 +1119,13 @@ spec:
   - name: db
     image: mariadb:10.11
 "#;
-    c.kubectl(&["apply", "-f", "-"], Some(refused));
+    c.kubectl().apply(refused);
     let p = c
         .wait_pod("refused", Duration::from_secs(30), "failure", |p| {
             p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
         })
         .await;
-    let cs = &p
-        .status
-        .clone()
-        .expect("status")
-        .container_statuses
-        .expect("cs")[0];
+    let cs = &container(&p);
     let t = cs
         .state
         .as_ref()
@@ -1308,7 +1144,7 @@ async fn parallel_pods_and_on_delete_updates() {
         "  serviceName: par\n",
         "  serviceName: par\n  podManagementPolicy: Parallel\n  updateStrategy:\n    type: OnDelete\n",
     );
-    c.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    c.kubectl().apply(&manifests);
     // Parallel: every pod is created without waiting for the others
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1370,8 +1206,8 @@ async fn parallel_pods_and_on_delete_updates() {
     let p0 = c.pod("par-0").await;
     assert_eq!(p0.labels().get("controller-revision-hash"), Some(&old_rev));
     // deleting the set and its claims removes the claims' directories
-    c.kubectl(&["delete", "statefulset", "par"], None);
-    c.kubectl(&["delete", "pvc", "--all"], None);
+    c.kubectl().ok(&["delete", "statefulset", "par"]);
+    c.kubectl().ok(&["delete", "pvc", "--all"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = std::fs::read_dir(c.root.join("volumes"))

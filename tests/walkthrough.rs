@@ -1,7 +1,7 @@
 //! The README's walkthrough, run as written against `orca sandbox`.
 
 mod support;
-use support::cluster;
+use support::sandbox::Sandbox;
 
 use std::process::Command;
 
@@ -27,7 +27,7 @@ async fn the_readme_walkthrough_works() {
     assert!(script.contains("kubectl apply"), "{script}");
     // The restart delay lets the crash be seen as a failover, as a user
     // watching would.
-    let sb = cluster::Sandbox::start(&["--restart-delay", "10s"]).await;
+    let sb = Sandbox::cluster(&["--restart-delay", "10s"]).await;
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

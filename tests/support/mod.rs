@@ -1,8 +1,16 @@
-//! Shared helpers of the integration tests.
+//! The integration tests' kit: one sandbox fixture ([`sandbox`]), one
+//! `kubectl` helper ([`kubectl`]), one writer that records acknowledged
+//! writes and one check that they survived ([`writer`]), a MySQLCluster's
+//! state in a sandbox ([`cluster`]), the test CRD ([`widget`]), and below,
+//! helpers for local servers and the `orca` binary.
+//! Each test binary uses a part of it.
 #![allow(dead_code)]
 
 pub mod cluster;
-pub mod sandbox_api;
+pub mod kubectl;
+pub mod sandbox;
+pub mod widget;
+pub mod writer;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -81,6 +89,15 @@ pub fn line<'a>(tree: &'a str, key: &InstanceKey) -> &'a str {
         .unwrap_or_else(|| panic!("{key} not in tree:\n{tree}"))
 }
 
+/// A local primary with two replicas, and their keys.
+pub async fn primary_and_two_replicas() -> (orca_sandbox::LocalCluster, [InstanceKey; 3]) {
+    let c = orca_sandbox::LocalCluster::start(orca_sandbox::Shape::primary_with_replicas(2))
+        .await
+        .expect("start a primary with two replicas");
+    let keys = [0, 1, 2].map(|i| c.instances[i].key());
+    (c, keys)
+}
+
 /// Polls `f` until it returns `Some`, at most `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where
@@ -95,110 +112,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Rows written by a [`Writer`] that the server acknowledged.
-pub type Acked = std::sync::Arc<std::sync::Mutex<Vec<u64>>>;
-
-/// Writes rows into `app.w` on one instance, one autocommit INSERT at a
-/// time, and remembers every id the server acknowledged; stops at the
-/// first error or when told.
-pub struct Writer {
-    pub acked: Acked,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<String>,
-}
-
-impl Writer {
-    /// Creates `app.w` on `primary` if needed and starts writing.
-    pub async fn start(primary: &orca_sandbox::Mysqld) -> Writer {
-        primary
-            .exec("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE IF NOT EXISTS app.w (id BIGINT PRIMARY KEY)")
-            .await
-            .expect("create app.w");
-        let key = primary.key();
-        let acked: Acked = Default::default();
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let acked2 = acked.clone();
-        let task = tokio::spawn(async move {
-            use mysql_async::prelude::Queryable;
-            let t = orca::mysql::conn::Timeouts::default();
-            let app = orca_sandbox::mysqld::app_credentials();
-            let mut conn = match orca::mysql::connect(&key, &app, t).await {
-                Ok(c) => c,
-                Err(e) => return e.to_string(),
-            };
-            // Continue after whatever an earlier writer left.
-            let mut id: u64 = match conn
-                .query_first("SELECT COALESCE(MAX(id), 0) FROM app.w")
-                .await
-            {
-                Ok(Some(max)) => max,
-                Ok(None) => 0,
-                Err(e) => return e.to_string(),
-            };
-            loop {
-                if *stopped.borrow() {
-                    return "stopped".into();
-                }
-                id += 1;
-                let insert = conn.query_drop(format!("INSERT INTO app.w (id) VALUES ({id})"));
-                tokio::select! {
-                    r = tokio::time::timeout(Duration::from_secs(30), insert) => match r {
-                        Ok(Ok(())) => acked2.lock().unwrap().push(id),
-                        Ok(Err(e)) => return e.to_string(),
-                        Err(_) => return "write timed out".into(),
-                    },
-                    _ = stopped.changed() => return "stopped".into(),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Writer { acked, stop, task }
-    }
-
-    /// Stops writing; returns why it ended and the acknowledged ids.
-    pub async fn finish(self) -> (String, Vec<u64>) {
-        let _ = self.stop.send(true);
-        let why = self.task.await.unwrap_or_else(|e| e.to_string());
-        let acked = self.acked.lock().unwrap().clone();
-        (why, acked)
-    }
-
-    pub fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-}
-
-/// Ids present in `app.w` on an instance.
-pub async fn ids_on(key: &InstanceKey) -> std::collections::BTreeSet<u64> {
-    use mysql_async::prelude::Queryable;
-    let mut conn = orca::mysql::connect(
-        key,
-        &admin_credentials(),
-        orca::mysql::conn::Timeouts::default(),
-    )
-    .await
-    .expect("connect");
-    // Not there yet (not replicated so far) reads as empty.
-    let ids: Vec<u64> = conn.query("SELECT id FROM app.w").await.unwrap_or_default();
-    ids.into_iter().collect()
-}
-
-/// Asserts that every acknowledged id is on `key`.
-pub async fn assert_acked_on(key: &InstanceKey, acked: &[u64]) {
-    assert!(
-        !acked.is_empty(),
-        "the writer wrote nothing: the test proves nothing"
-    );
-    let have = ids_on(key).await;
-    let missing: Vec<&u64> = acked.iter().filter(|id| !have.contains(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged writes missing on {key}: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(20)]
-    );
 }
 
 /// An engine for a local cluster with the default settings, and hooks.

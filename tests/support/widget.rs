@@ -1,10 +1,5 @@
-//! Helpers of the sandbox API server's fidelity tests: a server per test,
-//! its kubeconfig, and the small test CRD both suites use.
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use orca_sandbox::apiserver::{ApiServer, ApiServerOptions, RunningApiServer, write_kubeconfig};
+//! The small test CRD both API server fidelity suites (kube-rs and
+//! kubectl) use.
 
 /// A test CRD: namespaced `Widget` (short name `wd`) with status and
 /// scale subresources, printer columns with a condition filter, and a
@@ -72,27 +67,3 @@ spec:
                     status: {type: string}
                     reason: {type: string}
 "#;
-
-/// A server on a free loopback port with its kubeconfig in a temp dir.
-pub struct Sandbox {
-    pub server: RunningApiServer,
-    pub dir: tempfile::TempDir,
-    pub kubeconfig: PathBuf,
-}
-
-pub fn start() -> Sandbox {
-    start_with(ApiServerOptions::default())
-}
-
-pub fn start_with(options: ApiServerOptions) -> Sandbox {
-    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let server = ApiServer::start_with(addr, None, options).expect("start the API server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &server.url()).expect("write kubeconfig");
-    Sandbox {
-        server,
-        dir,
-        kubeconfig,
-    }
-}
