@@ -385,8 +385,8 @@ async fn patches_merge_json_strategic_and_apply() {
 /// naming the problems; a structural one is then accepted.
 #[tokio::test]
 async fn non_structural_crds_are_refused() {
-    let sb = sandbox_api::start();
-    let c = client(&sb).await;
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
     let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
     let crd = |spec_schema: serde_json::Value| -> CustomResourceDefinition {
         serde_json::from_value(json!({
