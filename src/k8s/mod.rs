@@ -6,4 +6,5 @@ pub mod crd;
 pub mod objects;
 pub mod operator;
 pub mod policy;
+pub mod time;
 pub mod worker;

@@ -23,6 +23,7 @@ use super::crd::names::{condition, label};
 use super::crd::policy::FailoverPolicy;
 use super::objects::{self, REPL_USER, secret_keys};
 use super::policy::{self, ResolvedPolicy};
+use super::time;
 use crate::analysis::{ExternalSignal, Finding};
 use crate::engine::executor::{
     Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, StepOutcome, operation_id,
@@ -119,10 +120,6 @@ pub struct Worker {
     announced: BTreeSet<(String, InstanceKey)>,
     /// The primary pod orca saw being deleted and already handed over.
     handed_over: BTreeSet<String>,
-}
-
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().to_string()
 }
 
 fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError> {
@@ -331,7 +328,7 @@ impl Worker {
                 (!s.is_empty()).then_some((k, s))
             })
             .collect();
-        let now = jiff::Timestamp::now().as_second();
+        let now = time::now().as_second();
         engine.context.downtimed = pods
             .iter()
             .filter(|p| annotations::downtimed(&p.annotations, now).unwrap_or(false))
@@ -715,8 +712,8 @@ impl Worker {
                 target,
                 phase: if ok { OperationPhase::Succeeded } else { OperationPhase::Failed },
                 message: Some(message.clone()),
-                started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(|t| t.to_string()).unwrap_or_default()),
-                finished_at: Some(now_rfc3339()),
+                started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(time::rfc3339).unwrap_or_default()),
+                finished_at: Some(time::now_string()),
                 epoch: self.epoch,
             },
         }))
@@ -839,7 +836,7 @@ impl Worker {
                 target,
                 phase: OperationPhase::Running,
                 message: None,
-                started_at: Some(now_rfc3339()),
+                started_at: Some(time::now_string()),
                 finished_at: None,
                 epoch: self.epoch,
             },
@@ -862,8 +859,8 @@ impl Worker {
                 target,
                 phase: OperationPhase::Failed,
                 message: Some(why),
-                started_at: Some(now_rfc3339()),
-                finished_at: Some(now_rfc3339()),
+                started_at: Some(time::now_string()),
+                finished_at: Some(time::now_string()),
                 epoch: self.epoch,
             },
         }))
@@ -1221,7 +1218,7 @@ fn conditions(cluster: &MySQLCluster, wanted: &[(&str, bool, &str, String)]) -> 
         let previous = old.iter().find(|c| c.type_ == *type_);
         let since = match previous {
             Some(p) if p.status == status => p.last_transition_time.clone(),
-            _ => Time(jiff::Timestamp::now()),
+            _ => Time(time::now()),
         };
         out.retain(|c| c.type_ != *type_);
         out.push(Condition {
