@@ -5,6 +5,7 @@ pub mod annotations;
 pub mod crd;
 pub mod objects;
 pub mod operator;
+pub mod ordinal;
 pub mod policy;
 pub mod time;
 pub mod worker;

@@ -22,6 +22,7 @@ use super::crd::cluster::{
 use super::crd::names::{condition, label};
 use super::crd::policy::FailoverPolicy;
 use super::objects::{self, REPL_USER, secret_keys};
+use super::ordinal::pod_ordinal;
 use super::policy::{self, ResolvedPolicy};
 use super::time;
 use crate::analysis::{ExternalSignal, Finding};
@@ -67,9 +68,10 @@ pub struct PodView {
 }
 
 impl PodView {
-    fn of(pod: &Pod) -> PodView {
+    /// What orca knows of `pod`, a pod of the StatefulSet `set`.
+    fn of(pod: &Pod, set: &str) -> PodView {
         let name = pod.name_any();
-        let ordinal = name.rsplit('-').next().and_then(|n| n.parse().ok());
+        let ordinal = pod_ordinal(set, &name);
         let status = pod.status.as_ref();
         let key = status
             .and_then(|s| s.pod_ip.clone())
@@ -279,7 +281,7 @@ impl Worker {
             .await?
             .items
             .iter()
-            .map(PodView::of)
+            .map(|p| PodView::of(p, &self.name))
             .collect();
         let resolved = self.policy(&cluster).await;
         let engine = &mut self.engine;
