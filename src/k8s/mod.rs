@@ -1,7 +1,10 @@
-//! Kubernetes adapter: custom resource types now; reconcilers, labels,
-//! events and status later.
+//! Kubernetes adapter: orca's custom resources, the objects it owns, the
+//! controller and its per-cluster workers, failover policies, and what
+//! they and the sandbox share: the client (with timeouts), timestamps and
+//! pod ordinals.
 
 pub mod annotations;
+mod client;
 pub mod crd;
 pub mod objects;
 pub mod operator;
@@ -9,3 +12,5 @@ pub mod ordinal;
 pub mod policy;
 pub mod time;
 pub mod worker;
+
+pub use client::{CONNECT_TIMEOUT, READ_TIMEOUT, WRITE_TIMEOUT, client};
