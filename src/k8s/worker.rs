@@ -32,7 +32,7 @@ use crate::engine::executor::{
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::mysql::Credentials;
 use crate::mysql::conn::{Timeouts, connect, exec};
-use crate::plan::{PlanKind, Step, membership, recovery, takeover};
+use crate::plan::{Plan, PlanKind, Step, membership, recovery, takeover};
 use crate::topology::InstanceKey;
 use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
@@ -657,6 +657,26 @@ impl Worker {
 
     /// The new primary after an operation, with labels, Services, status
     /// and an Event.
+    /// Runs the plan of an operation a person asked for, then records
+    /// its outcome.
+    async fn run_requested(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        plan: &Plan,
+        kind: OperationKind,
+        primary: Option<String>,
+    ) -> Result<Option<String>, WorkerError> {
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: plan.kind.name().into(),
+        };
+        let record = self.engine_mut().executor.execute(plan, &meta).await;
+        self.after_operation(cluster, pods, &record, kind, primary)
+            .await
+    }
+
     async fn after_operation(
         &mut self,
         cluster: &MySQLCluster,
@@ -937,13 +957,7 @@ impl Worker {
                 return Ok(primary);
             }
         };
-        let meta = OperationMeta {
-            id: operation_id(&self.name, plan.kind),
-            cluster: self.name.clone(),
-            trigger: plan.kind.name().into(),
-        };
-        let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary)
+        self.run_requested(cluster, pods, &plan, kind, primary)
             .await
     }
 
@@ -1014,13 +1028,7 @@ impl Worker {
                 return Ok(primary);
             }
         };
-        let meta = OperationMeta {
-            id: operation_id(&self.name, plan.kind),
-            cluster: self.name.clone(),
-            trigger: plan.kind.name().into(),
-        };
-        let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary)
+        self.run_requested(cluster, pods, &plan, kind, primary)
             .await
     }
 
