@@ -32,6 +32,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use orca::k8s::ordinal::pod_ordinal;
 use serde_json::{Value, json};
 
 /// Label naming a StatefulSet pod.
@@ -151,13 +152,9 @@ pub fn template_hash(template: &Value, collision_count: i64) -> String {
     safe_encode(fnv32a(&bytes))
 }
 
+/// The ordinal of a pod of the set, as the operator reads it.
 fn ordinal_of(set_name: &str, pod_name: &str) -> Option<i32> {
-    pod_name
-        .strip_prefix(set_name)?
-        .strip_prefix('-')?
-        .parse::<i32>()
-        .ok()
-        .filter(|o| *o >= 0)
+    pod_ordinal(set_name, pod_name).and_then(|o| i32::try_from(o).ok())
 }
 
 fn is_terminating(p: &Pod) -> bool {
@@ -785,15 +782,6 @@ async fn truncate_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ordinals_parse_only_for_the_set() {
-        assert_eq!(ordinal_of("db", "db-0"), Some(0));
-        assert_eq!(ordinal_of("db", "db-12"), Some(12));
-        assert_eq!(ordinal_of("db", "db-x"), None);
-        assert_eq!(ordinal_of("db", "dbx-1"), None);
-        assert_eq!(ordinal_of("db", "db-a-1"), None);
-    }
 
     #[test]
     fn hashes_are_stable_and_safe() {

@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 use tokio::sync::watch;
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
+use crate::k8s::client;
 use crate::k8s::operator::{Context, run as run_controller};
 
 #[derive(Debug, Clone, Args)]
@@ -31,19 +31,6 @@ pub struct OperatorArgs {
     /// Act without leader election (a single replica only).
     #[arg(long)]
     pub no_leader_election: bool,
-}
-
-pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.

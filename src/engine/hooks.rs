@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::plan::HookEvent;
+use crate::plan::{HookEvent, PlanError};
 use crate::topology::InstanceKey;
 
 /// A hook run by another layer (the Kubernetes adapter runs Jobs): the
@@ -125,22 +125,7 @@ pub fn parse_event_value(s: &str) -> Result<(HookEvent, String), String> {
     let (event, value) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected EVENT=VALUE"))?;
-    let event = [
-        HookEvent::FailureDetected,
-        HookEvent::PreFailover,
-        HookEvent::PostFailover,
-        HookEvent::FailedFailover,
-        HookEvent::PreGracefulTakeover,
-        HookEvent::PostGracefulTakeover,
-    ]
-    .into_iter()
-    .find(|e| e.name() == event)
-    .ok_or_else(|| {
-        format!(
-            "{event:?} is not a hook event (failureDetected, preFailover, postFailover, \
-             failedFailover, preGracefulTakeover, postGracefulTakeover)"
-        )
-    })?;
+    let event: HookEvent = event.parse().map_err(|e: PlanError| e.to_string())?;
     if value.is_empty() {
         return Err(format!("{s:?}: empty hook"));
     }

@@ -3,11 +3,18 @@
 //! ([`annotations`], pure), the FailoverPolicy in force ([`policy`]), and
 //! the controller ([`operator`]) with one [`worker::Worker`] per cluster
 //! that feeds pods to the engine and writes labels, the primary Service,
-//! status and Events.
+//! status and Events; and what they and the sandbox share: the client
+//! with its timeouts ([`client`]), Kubernetes timestamps ([`time`]) and pod
+//! ordinals ([`ordinal`]).
 
 pub mod annotations;
+mod client;
 pub mod crd;
 pub mod objects;
 pub mod operator;
+pub mod ordinal;
 pub mod policy;
+pub mod time;
 pub mod worker;
+
+pub use client::{CONNECT_TIMEOUT, READ_TIMEOUT, WRITE_TIMEOUT, client};

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::crd::cluster::MySQLCluster;
 use super::objects::{self, ObjectError};
+use super::ordinal::pod_ordinal;
 use super::worker::{MANAGER, Worker};
 
 pub const FINALIZER: &str = "orca.dev/cleanup";
@@ -179,8 +180,8 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     // handed the role over.
     let primary_ordinal = primary
         .as_deref()
-        .and_then(|p| p.rsplit('-').next())
-        .and_then(|o| o.parse::<i32>().ok());
+        .and_then(|p| pod_ordinal(&c.name_any(), p))
+        .and_then(|o| i32::try_from(o).ok());
     if let (Some(o), Some(spec)) = (primary_ordinal, sts.spec.as_mut())
         && o >= c.spec.replicas
     {

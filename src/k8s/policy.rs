@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::annotations;
 use super::crd::cluster::MySQLCluster;
-use super::crd::policy::{self as crd_policy, FailoverPolicy, FailoverPolicySpec, Hook};
+use super::crd::policy::{FailoverPolicy, FailoverPolicySpec, Hook};
 use super::worker::PodView;
 use crate::engine::ClusterEngine;
 use crate::engine::hooks::{ExternalHook, HookPayload, HookTarget, Hooks};
@@ -31,28 +31,6 @@ pub struct ResolvedPolicy {
     pub hooks: Hooks,
 }
 
-impl From<crd_policy::PromotionRule> for PromotionRule {
-    fn from(r: crd_policy::PromotionRule) -> Self {
-        match r {
-            crd_policy::PromotionRule::Prefer => PromotionRule::Prefer,
-            crd_policy::PromotionRule::Neutral => PromotionRule::Neutral,
-            crd_policy::PromotionRule::PreferNot => PromotionRule::PreferNot,
-            crd_policy::PromotionRule::MustNot => PromotionRule::MustNot,
-        }
-    }
-}
-
-fn event_of(e: crd_policy::HookEvent) -> HookEvent {
-    match e {
-        crd_policy::HookEvent::FailureDetected => HookEvent::FailureDetected,
-        crd_policy::HookEvent::PreFailover => HookEvent::PreFailover,
-        crd_policy::HookEvent::PostFailover => HookEvent::PostFailover,
-        crd_policy::HookEvent::FailedFailover => HookEvent::FailedFailover,
-        crd_policy::HookEvent::PreGracefulTakeover => HookEvent::PreGracefulTakeover,
-        crd_policy::HookEvent::PostGracefulTakeover => HookEvent::PostGracefulTakeover,
-    }
-}
-
 /// Resolves the policy of `cluster` (`found` is the referenced policy, or
 /// the namespace's `default`, if it exists).
 pub fn resolve(
@@ -63,10 +41,10 @@ pub fn resolve(
 ) -> ResolvedPolicy {
     let spec = found.map(|p| p.spec.clone()).unwrap_or_default();
     let mut hooks = Hooks::default();
-    for e in crd_policy::HookEvent::ALL {
+    for e in HookEvent::ALL {
         for h in spec.hooks.for_event(e) {
             if let Some(t) = hook_target(h, &client, namespace, &cluster.name_any()) {
-                hooks.add(event_of(e), t);
+                hooks.add(e, t);
             }
         }
     }
@@ -119,7 +97,7 @@ impl ResolvedPolicy {
         let mut rules = BTreeMap::new();
         for p in pods {
             let Some(k) = &p.key else { continue };
-            let from_policy: PromotionRule = s.promotion_rule_for(&p.name).into();
+            let from_policy = s.promotion_rule_for(&p.name);
             let rule = match annotations::promotion_rule(&p.annotations) {
                 Ok(Some(r)) => r,
                 _ => from_policy,

@@ -22,7 +22,9 @@ use super::crd::cluster::{
 use super::crd::names::{condition, label};
 use super::crd::policy::FailoverPolicy;
 use super::objects::{self, REPL_USER, secret_keys};
+use super::ordinal::pod_ordinal;
 use super::policy::{self, ResolvedPolicy};
+use super::time;
 use crate::analysis::{ExternalSignal, Finding};
 use crate::engine::executor::{
     Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, StepOutcome, operation_id,
@@ -30,7 +32,7 @@ use crate::engine::executor::{
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::mysql::Credentials;
 use crate::mysql::conn::{Timeouts, connect, exec};
-use crate::plan::{PlanKind, Step, membership, recovery, takeover};
+use crate::plan::{Plan, PlanKind, Step, membership, recovery, takeover};
 use crate::topology::InstanceKey;
 use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
@@ -66,9 +68,10 @@ pub struct PodView {
 }
 
 impl PodView {
-    fn of(pod: &Pod) -> PodView {
+    /// What orca knows of `pod`, a pod of the StatefulSet `set`.
+    fn of(pod: &Pod, set: &str) -> PodView {
         let name = pod.name_any();
-        let ordinal = name.rsplit('-').next().and_then(|n| n.parse().ok());
+        let ordinal = pod_ordinal(set, &name);
         let status = pod.status.as_ref();
         let key = status
             .and_then(|s| s.pod_ip.clone())
@@ -119,10 +122,6 @@ pub struct Worker {
     announced: BTreeSet<(String, InstanceKey)>,
     /// The primary pod orca saw being deleted and already handed over.
     handed_over: BTreeSet<String>,
-}
-
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().to_string()
 }
 
 fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError> {
@@ -282,7 +281,7 @@ impl Worker {
             .await?
             .items
             .iter()
-            .map(PodView::of)
+            .map(|p| PodView::of(p, &self.name))
             .collect();
         let resolved = self.policy(&cluster).await;
         let engine = &mut self.engine;
@@ -331,7 +330,7 @@ impl Worker {
                 (!s.is_empty()).then_some((k, s))
             })
             .collect();
-        let now = jiff::Timestamp::now().as_second();
+        let now = time::now().as_second();
         engine.context.downtimed = pods
             .iter()
             .filter(|p| annotations::downtimed(&p.annotations, now).unwrap_or(false))
@@ -658,6 +657,26 @@ impl Worker {
 
     /// The new primary after an operation, with labels, Services, status
     /// and an Event.
+    /// Runs the plan of an operation a person asked for, then records
+    /// its outcome.
+    async fn run_requested(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        plan: &Plan,
+        kind: OperationKind,
+        primary: Option<String>,
+    ) -> Result<Option<String>, WorkerError> {
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: plan.kind.name().into(),
+        };
+        let record = self.engine_mut().executor.execute(plan, &meta).await;
+        self.after_operation(cluster, pods, &record, kind, primary)
+            .await
+    }
+
     async fn after_operation(
         &mut self,
         cluster: &MySQLCluster,
@@ -715,8 +734,8 @@ impl Worker {
                 target,
                 phase: if ok { OperationPhase::Succeeded } else { OperationPhase::Failed },
                 message: Some(message.clone()),
-                started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(|t| t.to_string()).unwrap_or_default()),
-                finished_at: Some(now_rfc3339()),
+                started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(time::rfc3339).unwrap_or_default()),
+                finished_at: Some(time::now_string()),
                 epoch: self.epoch,
             },
         }))
@@ -839,7 +858,7 @@ impl Worker {
                 target,
                 phase: OperationPhase::Running,
                 message: None,
-                started_at: Some(now_rfc3339()),
+                started_at: Some(time::now_string()),
                 finished_at: None,
                 epoch: self.epoch,
             },
@@ -862,8 +881,8 @@ impl Worker {
                 target,
                 phase: OperationPhase::Failed,
                 message: Some(why),
-                started_at: Some(now_rfc3339()),
-                finished_at: Some(now_rfc3339()),
+                started_at: Some(time::now_string()),
+                finished_at: Some(time::now_string()),
                 epoch: self.epoch,
             },
         }))
@@ -938,13 +957,7 @@ impl Worker {
                 return Ok(primary);
             }
         };
-        let meta = OperationMeta {
-            id: operation_id(&self.name, plan.kind),
-            cluster: self.name.clone(),
-            trigger: plan.kind.name().into(),
-        };
-        let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary)
+        self.run_requested(cluster, pods, &plan, kind, primary)
             .await
     }
 
@@ -1015,13 +1028,7 @@ impl Worker {
                 return Ok(primary);
             }
         };
-        let meta = OperationMeta {
-            id: operation_id(&self.name, plan.kind),
-            cluster: self.name.clone(),
-            trigger: plan.kind.name().into(),
-        };
-        let record = self.engine_mut().executor.execute(&plan, &meta).await;
-        self.after_operation(cluster, pods, &record, kind, primary)
+        self.run_requested(cluster, pods, &plan, kind, primary)
             .await
     }
 
@@ -1221,7 +1228,7 @@ fn conditions(cluster: &MySQLCluster, wanted: &[(&str, bool, &str, String)]) -> 
         let previous = old.iter().find(|c| c.type_ == *type_);
         let since = match previous {
             Some(p) if p.status == status => p.last_transition_time.clone(),
-            _ => Time(jiff::Timestamp::now()),
+            _ => Time(time::now()),
         };
         out.retain(|c| c.type_ != *type_);
         out.push(Condition {

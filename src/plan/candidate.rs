@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::PlanError;
@@ -28,21 +29,46 @@ use crate::topology::instance::Flavor;
 use crate::topology::{BinlogCoordinates, GtidSet, InstanceKey, Snapshot, Topology};
 
 /// How much an instance is wanted as a new primary (the pod annotation
-/// `orca.dev/promotion-rule`).
+/// `orca.dev/promotion-rule`, and a FailoverPolicy's `promotionRules`,
+/// whose schema is derived from this type).
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum PromotionRule {
+    /// Chosen over neutral pods that are as advanced.
     Prefer,
+    /// No preference.
     #[default]
     Neutral,
+    /// Chosen only when no prefer or neutral pod qualifies.
     PreferNot,
     /// Never promoted.
     MustNot,
 }
 
 impl PromotionRule {
+    /// Every rule, most wanted first.
+    pub const ALL: [PromotionRule; 4] = [
+        PromotionRule::Prefer,
+        PromotionRule::Neutral,
+        PromotionRule::PreferNot,
+        PromotionRule::MustNot,
+    ];
+
+    /// The name used in YAML, JSON and the `orca.dev/promotion-rule`
+    /// annotation.
     pub fn name(self) -> &'static str {
         match self {
             PromotionRule::Prefer => "prefer",
@@ -50,6 +76,11 @@ impl PromotionRule {
             PromotionRule::PreferNot => "prefer_not",
             PromotionRule::MustNot => "must_not",
         }
+    }
+
+    /// Whether an instance with this rule may be promoted at all.
+    pub fn allows_promotion(self) -> bool {
+        self != PromotionRule::MustNot
     }
 }
 
@@ -65,15 +96,15 @@ impl FromStr for PromotionRule {
     /// Reads `prefer`, `neutral`, `prefer_not` or `must_not` (white space
     /// around is ignored); anything else is an error, never a default.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "prefer" => Ok(PromotionRule::Prefer),
-            "neutral" => Ok(PromotionRule::Neutral),
-            "prefer_not" => Ok(PromotionRule::PreferNot),
-            "must_not" => Ok(PromotionRule::MustNot),
-            other => Err(PlanError::Invalid(format!(
-                "unknown promotion rule {other:?}: expected prefer, neutral, prefer_not or must_not"
-            ))),
-        }
+        let name = s.trim();
+        PromotionRule::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| {
+                PlanError::Invalid(format!(
+                    "unknown promotion rule {name:?}: expected prefer, neutral, prefer_not or must_not"
+                ))
+            })
     }
 }
 
@@ -570,23 +601,31 @@ mod tests {
 
     #[test]
     fn promotion_rules_parse_and_print() {
-        for (text, rule) in [
-            ("prefer", PromotionRule::Prefer),
-            ("neutral", PromotionRule::Neutral),
-            ("prefer_not", PromotionRule::PreferNot),
-            (" must_not ", PromotionRule::MustNot),
+        for (text, rule, may_be_promoted) in [
+            ("prefer", PromotionRule::Prefer, true),
+            ("neutral", PromotionRule::Neutral, true),
+            ("prefer_not", PromotionRule::PreferNot, true),
+            (" must_not ", PromotionRule::MustNot, false),
+            (" prefer\n", PromotionRule::Prefer, true),
         ] {
             assert_eq!(text.parse::<PromotionRule>().unwrap(), rule);
             assert_eq!(rule.to_string(), text.trim());
             assert_eq!(
                 serde_json::to_string(&rule).unwrap(),
-                format!("\"{}\"", text.trim())
+                format!("\"{}\"", text.trim()),
+                "serde and FromStr agree"
             );
+            assert_eq!(rule.allows_promotion(), may_be_promoted, "{rule}");
         }
+        assert_eq!(
+            PromotionRule::ALL.map(PromotionRule::name),
+            ["prefer", "neutral", "prefer_not", "must_not"]
+        );
         assert_eq!(PromotionRule::default(), PromotionRule::Neutral);
-        for bad in ["", "Prefer", "prefer-not", "never"] {
+        for bad in ["", "Prefer", "prefer-not", "must not", "never"] {
             let err = bad.parse::<PromotionRule>().unwrap_err();
             assert!(err.to_string().contains("unknown promotion rule"), "{err}");
+            assert!(err.to_string().contains("prefer_not"), "{err}");
         }
     }
 

@@ -1,13 +1,17 @@
 //! The vocabulary of plans.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::PlanError;
 use crate::topology::InstanceKey;
 
-/// Moments at which hooks run.
+/// Moments at which hooks run. The names are the fields of a
+/// FailoverPolicy's `spec.hooks`, the events of `--hook EVENT=...`, and
+/// `ORCA_EVENT` of a hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum HookEvent {
@@ -22,6 +26,17 @@ pub enum HookEvent {
 }
 
 impl HookEvent {
+    /// Every event, in the order they can happen.
+    pub const ALL: [HookEvent; 6] = [
+        HookEvent::FailureDetected,
+        HookEvent::PreFailover,
+        HookEvent::PostFailover,
+        HookEvent::FailedFailover,
+        HookEvent::PreGracefulTakeover,
+        HookEvent::PostGracefulTakeover,
+    ];
+
+    /// The camelCase name (`preFailover`), as serde writes it.
     pub fn name(self) -> &'static str {
         match self {
             HookEvent::FailureDetected => "failureDetected",
@@ -39,6 +54,27 @@ impl HookEvent {
             self,
             HookEvent::PreFailover | HookEvent::PreGracefulTakeover
         )
+    }
+}
+
+impl fmt::Display for HookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HookEvent {
+    type Err = PlanError;
+
+    /// Reads the exact name of an event (`preFailover`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        HookEvent::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = HookEvent::ALL.iter().map(|e| e.name()).collect();
+                PlanError::Invalid(format!("{s:?} is not a hook event ({})", names.join(", ")))
+            })
     }
 }
 
@@ -288,5 +324,56 @@ impl fmt::Display for Plan {
             writeln!(f, "  lost replica {k}: {why}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_events_parse_and_print() {
+        for (text, event, may_veto) in [
+            ("failureDetected", HookEvent::FailureDetected, false),
+            ("preFailover", HookEvent::PreFailover, true),
+            ("postFailover", HookEvent::PostFailover, false),
+            ("failedFailover", HookEvent::FailedFailover, false),
+            ("preGracefulTakeover", HookEvent::PreGracefulTakeover, true),
+            (
+                "postGracefulTakeover",
+                HookEvent::PostGracefulTakeover,
+                false,
+            ),
+        ] {
+            assert_eq!(text.parse::<HookEvent>().unwrap(), event);
+            assert_eq!(event.to_string(), text);
+            assert_eq!(
+                serde_json::to_string(&event).unwrap(),
+                format!("\"{text}\""),
+                "serde and FromStr agree"
+            );
+            assert_eq!(event.may_veto(), may_veto, "{event}");
+        }
+        assert_eq!(
+            HookEvent::ALL.map(HookEvent::name),
+            [
+                "failureDetected",
+                "preFailover",
+                "postFailover",
+                "failedFailover",
+                "preGracefulTakeover",
+                "postGracefulTakeover"
+            ]
+        );
+        for bad in ["", "PreFailover", "pre-failover", " preFailover", "nope"] {
+            let err = bad.parse::<HookEvent>().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{bad:?} is not a hook event (failureDetected, preFailover, postFailover, \
+                     failedFailover, preGracefulTakeover, postGracefulTakeover)"
+                )
+            );
+        }
     }
 }

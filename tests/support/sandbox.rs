@@ -34,7 +34,7 @@ pub struct Sandbox {
 
 /// A kube client for a kubeconfig, built as the operator builds its own.
 pub async fn client_for(kubeconfig: &Path) -> Client {
-    orca::cli::operator::client(Some(&kubeconfig.to_path_buf()))
+    orca::k8s::client(Some(kubeconfig))
         .await
         .unwrap_or_else(|e| panic!("kube client: {e}"))
 }
@@ -113,7 +113,7 @@ impl Sandbox {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
             if sb.kubeconfig.exists()
-                && let Ok(c) = orca::cli::operator::client(Some(&sb.kubeconfig)).await
+                && let Ok(c) = orca::k8s::client(Some(&sb.kubeconfig)).await
                 && c.apiserver_version().await.is_ok()
             {
                 break c;

@@ -61,7 +61,7 @@ pub async fn fault(args: FaultArgs) -> u8 {
         .kubeconfig
         .clone()
         .unwrap_or_else(|| args.dir.join("kubeconfig"));
-    let client = match orca::cli::operator::client(Some(&kubeconfig)).await {
+    let client = match orca::k8s::client(Some(&kubeconfig)).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca-sandbox fault: {e}");
@@ -152,7 +152,7 @@ pub async fn serve(args: RunArgs) -> u8 {
         eprintln!("orca-sandbox: writing {}: {e}", kubeconfig.display());
         return EXIT_FAILED;
     }
-    let client = match orca::cli::operator::client(Some(&kubeconfig)).await {
+    let client = match orca::k8s::client(Some(&kubeconfig)).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca-sandbox: {e}");

@@ -130,10 +130,7 @@ pub(crate) fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
 }
 
 /// Now, as the API writes times (RFC 3339, whole seconds).
-pub(crate) fn now_string() -> String {
-    let now = jiff::Timestamp::now();
-    now.round(jiff::Unit::Second).unwrap_or(now).to_string()
-}
+pub(crate) use orca::k8s::time::now_string;
 
 /// Records a core Event (fire and forget).
 pub(crate) fn record_event(
@@ -452,10 +449,7 @@ async fn heartbeat(k: Arc<Shared>) {
         {
             tracing::debug!("node heartbeat: {e}");
         }
-        let micro = {
-            let t = jiff::Timestamp::now();
-            t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-        };
+        let micro = orca::k8s::time::now_micros();
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",

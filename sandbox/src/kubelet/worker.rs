@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use nix::sys::signal::Signal;
+use orca::k8s::time;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -282,13 +283,7 @@ impl Worker {
         let mut transitions = HashMap::new();
         for c in status.conditions.iter().flatten() {
             if let Some(t) = &c.last_transition_time {
-                transitions.insert(
-                    c.type_.clone(),
-                    (
-                        c.status.clone(),
-                        t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string(),
-                    ),
-                );
+                transitions.insert(c.type_.clone(), (c.status.clone(), time::rfc3339(t.0)));
             }
         }
         Worker {
@@ -299,7 +294,7 @@ impl Worker {
             name: pod.name_any(),
             start_time: status
                 .start_time
-                .map(|t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string())
+                .map(|t| time::rfc3339(t.0))
                 .unwrap_or_else(now_string),
             uid,
             k,
@@ -1229,7 +1224,7 @@ impl Worker {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
             .and_then(|c| c.last_transition_time.as_ref())
-            .map(|t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string());
+            .map(|t| time::rfc3339(t.0));
         let mut conditions = vec![
             self.condition(
                 "PodReadyToStartContainers",

@@ -29,9 +29,6 @@ pub enum CrdError {
     #[error("invalid duration {input:?}: {reason} (examples: 30s, 1h30m, 500ms)")]
     InvalidDuration { input: String, reason: &'static str },
 
-    #[error("invalid promotion rule {input:?}: expected prefer, neutral, prefer_not or must_not")]
-    InvalidPromotionRule { input: String },
-
     #[error("cannot serialize CustomResourceDefinition {name}: {source}")]
     Serialize {
         name: String,
@@ -228,7 +225,7 @@ mod tests {
         let schema = schema_of(&FailoverPolicy::crd());
         for event in HookEvent::ALL {
             let hook = &schema["properties"]["spec"]["properties"]["hooks"]["properties"]
-                [event.field_name()]["items"];
+                [event.name()]["items"];
             assert_eq!(
                 hook["x-kubernetes-validations"][0]["rule"],
                 json!("has(self.webhook) != has(self.job)"),

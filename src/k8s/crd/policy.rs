@@ -2,8 +2,6 @@
 //! recovers from them, shared by any number of `MySQLCluster`s in its
 //! namespace through `spec.failoverPolicyRef`.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::JobTemplateSpec;
@@ -15,6 +13,9 @@ use super::CrdError;
 use super::checks::Problems;
 use super::duration::{DURATION_PATTERN, parse_duration};
 use super::schema::preserve_unknown_object;
+/// The core's vocabulary, used as is: the schema of a rule is derived from
+/// the core type, and names are parsed in one place.
+pub use crate::plan::{HookEvent, PromotionRule};
 
 /// The most hooks one event may have.
 pub const MAX_HOOKS_PER_EVENT: usize = 16;
@@ -156,68 +157,6 @@ impl Default for DetectionSpec {
     }
 }
 
-/// Whether and how much a pod is wanted as a new primary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PromotionRule {
-    /// Chosen over neutral pods that are as advanced.
-    Prefer,
-    /// No preference.
-    #[default]
-    Neutral,
-    /// Chosen only when no prefer or neutral pod qualifies.
-    PreferNot,
-    /// Never promoted.
-    MustNot,
-}
-
-impl PromotionRule {
-    /// Every rule, most wanted first.
-    pub const ALL: [PromotionRule; 4] = [
-        PromotionRule::Prefer,
-        PromotionRule::Neutral,
-        PromotionRule::PreferNot,
-        PromotionRule::MustNot,
-    ];
-
-    /// The name used in YAML and in the `orca.dev/promotion-rule` annotation.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PromotionRule::Prefer => "prefer",
-            PromotionRule::Neutral => "neutral",
-            PromotionRule::PreferNot => "prefer_not",
-            PromotionRule::MustNot => "must_not",
-        }
-    }
-
-    /// Whether a pod with this rule may be promoted at all.
-    pub fn allows_promotion(self) -> bool {
-        self != PromotionRule::MustNot
-    }
-}
-
-impl fmt::Display for PromotionRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PromotionRule {
-    type Err = CrdError;
-
-    /// Parses the exact names `prefer`, `neutral`, `prefer_not`, `must_not`
-    /// (surrounding blanks ignored), as an annotation value is written.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let trimmed = s.trim();
-        PromotionRule::ALL
-            .into_iter()
-            .find(|r| r.as_str() == trimmed)
-            .ok_or_else(|| CrdError::InvalidPromotionRule {
-                input: s.to_string(),
-            })
-    }
-}
-
 /// The promotion rule of one pod.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PodPromotionRule {
@@ -226,55 +165,6 @@ pub struct PodPromotionRule {
     pub pod: String,
     /// Rule for that pod.
     pub rule: PromotionRule,
-}
-
-/// The events hooks run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HookEvent {
-    FailureDetected,
-    PreFailover,
-    PostFailover,
-    FailedFailover,
-    PreGracefulTakeover,
-    PostGracefulTakeover,
-}
-
-impl HookEvent {
-    /// Every event, in the order they can happen.
-    pub const ALL: [HookEvent; 6] = [
-        HookEvent::FailureDetected,
-        HookEvent::PreFailover,
-        HookEvent::PostFailover,
-        HookEvent::FailedFailover,
-        HookEvent::PreGracefulTakeover,
-        HookEvent::PostGracefulTakeover,
-    ];
-
-    /// The field name under `spec.hooks`.
-    pub fn field_name(self) -> &'static str {
-        match self {
-            HookEvent::FailureDetected => "failureDetected",
-            HookEvent::PreFailover => "preFailover",
-            HookEvent::PostFailover => "postFailover",
-            HookEvent::FailedFailover => "failedFailover",
-            HookEvent::PreGracefulTakeover => "preGracefulTakeover",
-            HookEvent::PostGracefulTakeover => "postGracefulTakeover",
-        }
-    }
-
-    /// Whether a failing hook of this event stops the operation.
-    pub fn may_veto(self) -> bool {
-        matches!(
-            self,
-            HookEvent::PreFailover | HookEvent::PreGracefulTakeover
-        )
-    }
-}
-
-impl fmt::Display for HookEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.field_name())
-    }
 }
 
 /// Hooks per event. Hooks of one event run in order.
@@ -430,7 +320,7 @@ impl FailoverPolicySpec {
 
         for event in HookEvent::ALL {
             let hooks = self.hooks.for_event(event);
-            let list_path = format!("spec.hooks.{}", event.field_name());
+            let list_path = format!("spec.hooks.{}", event.name());
             if hooks.len() > MAX_HOOKS_PER_EVENT {
                 p.push(
                     &list_path,
@@ -572,30 +462,6 @@ mod tests {
         );
         assert!(p.auto_failover);
         assert!(p.hooks.is_empty());
-    }
-
-    #[test]
-    fn promotion_rules_parse_and_print() {
-        for rule in PromotionRule::ALL {
-            assert_eq!(rule.as_str().parse::<PromotionRule>().unwrap(), rule);
-            assert_eq!(
-                serde_json::to_value(rule).unwrap(),
-                json!(rule.as_str()),
-                "serde and FromStr agree"
-            );
-            assert_eq!(rule.to_string(), rule.as_str());
-        }
-        assert_eq!(
-            " prefer\n".parse::<PromotionRule>().unwrap(),
-            PromotionRule::Prefer
-        );
-        for bad in ["", "Prefer", "prefer-not", "must not", "never"] {
-            let err = bad.parse::<PromotionRule>().unwrap_err();
-            assert!(err.to_string().contains("prefer_not"), "{err}");
-        }
-        assert!(!PromotionRule::MustNot.allows_promotion());
-        assert!(PromotionRule::PreferNot.allows_promotion());
-        assert_eq!(PromotionRule::default(), PromotionRule::Neutral);
     }
 
     #[test]
