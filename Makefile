@@ -35,9 +35,11 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The whole workspace: the tests of the product use the orca-sandbox
-# binary, which cargo builds only when its package is in the run.
+# The whole workspace. The tests that start the sandbox cluster run the
+# orca-sandbox binary beside orca, which `cargo test` alone does not
+# build: build it first, so it is never missing or stale.
 unit:
+	$(CARGO) build -p orca-sandbox --bin orca-sandbox
 	$(CARGO) test --workspace --all-targets
 
 test: deps fmt-check clippy unit
