@@ -60,7 +60,27 @@ impl Session<'_> {
         self.exec("stopping replication", sql).await
     }
 
+    /// Stops the IO thread. A SQL thread stopped without an error (by
+    /// hand, for a backup) is started first, while the IO thread still
+    /// runs: what it received must be applied, and MariaDB discards the
+    /// relay log of a GTID replica whose threads are started from both
+    /// stopped.
     pub async fn stop_replica_io(&mut self) -> Result<(), MysqlError> {
+        let rows = self
+            .rows("reading replica status", self.dialect.replica_status())
+            .await?;
+        let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+            key: self.key.clone(),
+            source,
+        })?;
+        if let Some(r) = status
+            && !r.sql_running
+            && r.last_sql_errno == 0
+            && r.io_running != crate::topology::instance::IoThreadState::No
+        {
+            let sql = format!("{} SQL_THREAD", self.dialect.start_replica());
+            self.exec("starting the SQL thread", &sql).await?;
+        }
         let sql = format!("{} IO_THREAD", self.dialect.stop_replica());
         self.exec("stopping the IO thread", &sql).await
     }
@@ -250,11 +270,9 @@ impl Session<'_> {
 
     /// Waits until the SQL thread and its workers have executed everything
     /// the IO thread received (the IO thread should be stopped first), at
-    /// most `timeout`. A SQL thread stopped without an error is started
-    /// once; one stopped by an error fails the wait at once.
+    /// most `timeout`. Fails at once if the SQL thread is not running.
     pub async fn wait_relay_applied(&mut self, timeout: Duration) -> Result<(), MysqlError> {
         let deadline = Instant::now() + timeout;
-        let mut started = false;
         let status_sql = self.dialect.replica_status();
         loop {
             let rows = self.rows("reading replica status", status_sql).await?;
@@ -268,14 +286,6 @@ impl Session<'_> {
             let executed = self.applied_gtids().await?;
             if r.relay_applied(executed.as_ref()) {
                 return Ok(());
-            }
-            // A SQL thread stopped without an error (by hand, for a
-            // backup) is started: what it received must be applied.
-            if !r.sql_running && r.last_sql_errno == 0 && !started {
-                started = true;
-                let sql = format!("{} SQL_THREAD", self.dialect.start_replica());
-                self.exec("starting the SQL thread", &sql).await?;
-                continue;
             }
             if !r.sql_running {
                 return Err(self.answer(

@@ -59,7 +59,8 @@ pub enum Step {
     /// Run the hooks of an event; a veto event's failure aborts the plan.
     RunHooks { event: HookEvent },
     /// Stop only the IO thread: the replica stops receiving (a fence: a
-    /// lost primary can no longer collect semi-sync acknowledgements).
+    /// lost primary can no longer collect semi-sync acknowledgements). A
+    /// SQL thread stopped without an error is started first.
     StopReplicaIo { on: InstanceKey },
     /// Wait until the replica has applied everything it has received.
     WaitRelayApplied {
@@ -84,8 +85,7 @@ pub enum Step {
         wait_count: u32,
     },
     /// Wait until a candidate has executed everything its IO thread
-    /// received, parallel workers included (a SQL thread stopped without an
-    /// error is started), before it is promoted.
+    /// received, parallel workers included, before it is promoted.
     WaitReceivedApplied {
         on: InstanceKey,
         #[serde(with = "millis")]
