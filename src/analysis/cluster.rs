@@ -100,6 +100,12 @@ pub struct AnalysisContext {
     /// a hung source keeps the TCP connection open but sends nothing, not
     /// even the heartbeat it owes every period.
     pub stall_threshold_ms: u64,
+    /// The instance orca knows as the primary (the one it promoted last,
+    /// or the only writable one it saw): when two writable instances stand
+    /// at the top and their replicas do not tell which is the primary,
+    /// this one is.
+    #[serde(default)]
+    pub primary: Option<InstanceKey>,
 }
 
 impl Default for AnalysisContext {
@@ -110,6 +116,7 @@ impl Default for AnalysisContext {
             signals: BTreeMap::new(),
             stalled_ms: BTreeMap::new(),
             stall_threshold_ms: 1_500,
+            primary: None,
         }
     }
 }

@@ -140,6 +140,10 @@ pub enum ClusterProblemCode {
     UnreachableIntermediatePrimary,
     /// The primary is read only while it has replicas: nothing takes writes.
     NoWritablePrimary,
+    /// More than one writable instance at the top of the cluster (a former
+    /// primary that came back beside the promoted one): the former is
+    /// fenced at once.
+    MultipleWritablePrimaries,
     /// A replica has transactions its source lacks.
     ErrantGtid,
     /// A replica lags more than the limit.
@@ -157,7 +161,7 @@ pub enum ClusterProblemCode {
 }
 
 impl ClusterProblemCode {
-    pub const ALL: [ClusterProblemCode; 21] = [
+    pub const ALL: [ClusterProblemCode; 22] = [
         ClusterProblemCode::DeadPrimary,
         ClusterProblemCode::DeadPrimaryAndSomeReplicas,
         ClusterProblemCode::DeadPrimaryAndReplicas,
@@ -173,6 +177,7 @@ impl ClusterProblemCode {
         ClusterProblemCode::DeadIntermediatePrimaryAndReplicas,
         ClusterProblemCode::UnreachableIntermediatePrimary,
         ClusterProblemCode::NoWritablePrimary,
+        ClusterProblemCode::MultipleWritablePrimaries,
         ClusterProblemCode::ErrantGtid,
         ClusterProblemCode::ReplicaLagging,
         ClusterProblemCode::DifferentBinlogFormats,
@@ -199,6 +204,7 @@ impl ClusterProblemCode {
             DeadIntermediatePrimaryAndReplicas => "DeadIntermediatePrimaryAndReplicas",
             UnreachableIntermediatePrimary => "UnreachableIntermediatePrimary",
             NoWritablePrimary => "NoWritablePrimary",
+            MultipleWritablePrimaries => "MultipleWritablePrimaries",
             ErrantGtid => "ErrantGtid",
             ReplicaLagging => "ReplicaLagging",
             DifferentBinlogFormats => "DifferentBinlogFormats",
@@ -246,7 +252,8 @@ impl ClusterProblemCode {
             | DeadIntermediatePrimaryWithSingleReplica
             | DeadIntermediatePrimaryAndReplicas
             | LockedSemiSyncPrimary
-            | NoWritablePrimary => Severity::Critical,
+            | NoWritablePrimary
+            | MultipleWritablePrimaries => Severity::Critical,
             UnreachablePrimary
             | UnreachablePrimaryWithLaggingReplicas
             | UnreachableIntermediatePrimary

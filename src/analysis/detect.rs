@@ -43,6 +43,7 @@ pub fn analyze(topo: &Topology, ctx: &AnalysisContext) -> Vec<Finding> {
     for (root, members) in trees(topo) {
         structure_checks(topo, root, &members, &mut out);
     }
+    writable_tops_check(topo, ctx, &mut out);
     out.sort_by(|a, b| {
         (!a.code.is_failure(), &a.instance, a.code).cmp(&(
             !b.code.is_failure(),
@@ -426,6 +427,82 @@ fn primary_checks(topo: &Topology, node: &Node, snap: &Snapshot, out: &mut Vec<F
                         ""
                     },
                     count(replicas.len(), "replica")
+                ),
+            });
+        }
+    }
+}
+
+/// The reachable, writable instances that replicate from nothing, in key
+/// order (co-primaries, which replicate from each other, are not among
+/// them).
+fn writable_tops(topo: &Topology) -> Vec<&Node> {
+    topo.nodes
+        .values()
+        .filter(|n| n.role == Role::Primary && n.source.is_none())
+        .filter(|n| n.snapshot.as_ref().is_some_and(|s| !s.is_read_only()))
+        .collect()
+}
+
+/// With more than one writable instance at the top: the primary (the one
+/// with the most replicas, or on a tie the one orca knows as the primary)
+/// and the former primaries beside it, to fence. `None` when there is at
+/// most one writable top, or when nothing tells which is the primary.
+pub fn primary_and_former(
+    topo: &Topology,
+    ctx: &AnalysisContext,
+) -> Option<(InstanceKey, Vec<InstanceKey>)> {
+    let tops = writable_tops(topo);
+    if tops.len() < 2 {
+        return None;
+    }
+    let most = tops.iter().map(|n| n.replicas.len()).max()?;
+    let leaders: Vec<&&Node> = tops.iter().filter(|n| n.replicas.len() == most).collect();
+    let primary = match leaders.as_slice() {
+        [one] => one.key.clone(),
+        _ => leaders
+            .iter()
+            .find(|n| ctx.primary.as_ref() == Some(&n.key))?
+            .key
+            .clone(),
+    };
+    let former = tops
+        .iter()
+        .filter(|n| n.key != primary)
+        .map(|n| n.key.clone())
+        .collect();
+    Some((primary, former))
+}
+
+/// Two writable primaries: a finding on each former one (or, when nothing
+/// tells which is the primary, one on the first of them).
+fn writable_tops_check(topo: &Topology, ctx: &AnalysisContext, out: &mut Vec<Finding>) {
+    let tops = writable_tops(topo);
+    if tops.len() < 2 {
+        return;
+    }
+    match primary_and_former(topo, ctx) {
+        Some((primary, former)) => {
+            for f in former {
+                out.push(Finding {
+                    code: Code::MultipleWritablePrimaries,
+                    description: format!(
+                        "{f} is writable beside the primary {primary}: two writable primaries; {f} (the former primary) is fenced"
+                    ),
+                    instance: f,
+                    replicas: vec![primary.clone()],
+                });
+            }
+        }
+        None => {
+            let keys: Vec<InstanceKey> = tops.iter().map(|n| n.key.clone()).collect();
+            out.push(Finding {
+                code: Code::MultipleWritablePrimaries,
+                instance: keys[0].clone(),
+                replicas: keys[1..].to_vec(),
+                description: format!(
+                    "{} are all writable and nothing tells which is the primary: fence the former ones by hand",
+                    list(&keys)
                 ),
             });
         }
@@ -877,6 +954,12 @@ mod tests {
                 &[(NoWritablePrimary, "p")],
             ),
             case(
+                "multiple writable primaries",
+                vec![mariadb("old", 1), mariadb("p", 2), replica_of("r1", 3, "p")],
+                vec![],
+                &[(MultipleWritablePrimaries, "old")],
+            ),
+            case(
                 "errant gtid",
                 vec![
                     with_gtid(mariadb("p", 1), "0-1-10"),
@@ -1282,6 +1365,95 @@ mod tests {
         assert_eq!(
             got[0].description,
             "co-primaries a:3306, b:3306 are all read only: nothing takes writes"
+        );
+    }
+
+    #[test]
+    fn which_of_two_writable_primaries_is_the_former() {
+        let ro = |mut s: Snapshot| {
+            s.read_only = true;
+            s
+        };
+        let hint = |h: &str| AnalysisContext {
+            primary: Some(key(h)),
+            ..AnalysisContext::default()
+        };
+        // (case, snapshots, orca's primary, primary and former ones)
+        type Want = Option<(&'static str, Vec<&'static str>)>;
+        let cases: Vec<(&str, Vec<Snapshot>, AnalysisContext, Want)> = vec![
+            (
+                "the one with replicas is the primary",
+                vec![mariadb("a", 1), mariadb("b", 2), replica_of("r", 3, "b")],
+                hint("a"),
+                Some(("b", vec!["a"])),
+            ),
+            (
+                "a tie: orca's primary",
+                vec![mariadb("a", 1), mariadb("b", 2)],
+                hint("b"),
+                Some(("b", vec!["a"])),
+            ),
+            (
+                "a tie and no hint: nothing tells",
+                vec![mariadb("a", 1), mariadb("b", 2)],
+                AnalysisContext::default(),
+                None,
+            ),
+            (
+                "three: two former",
+                vec![
+                    mariadb("a", 1),
+                    mariadb("b", 2),
+                    mariadb("c", 3),
+                    replica_of("r", 4, "c"),
+                ],
+                AnalysisContext::default(),
+                Some(("c", vec!["a", "b"])),
+            ),
+            (
+                "a read-only one is no primary",
+                vec![ro(mariadb("a", 1)), mariadb("b", 2)],
+                AnalysisContext::default(),
+                None,
+            ),
+        ];
+        for (name, snaps, ctx, want) in cases {
+            let t = Topology::build(snaps, vec![]);
+            let got = primary_and_former(&t, &ctx);
+            let want = want.map(|(p, f)| (key(p), f.into_iter().map(key).collect::<Vec<_>>()));
+            assert_eq!(got, want, "{name}");
+            let found: Vec<Finding> = analyze(&t, &ctx)
+                .into_iter()
+                .filter(|f| f.code == Code::MultipleWritablePrimaries)
+                .collect();
+            match &got {
+                Some((p, former)) => {
+                    let on: Vec<InstanceKey> = found.iter().map(|f| f.instance.clone()).collect();
+                    assert_eq!(&on, former, "{name}");
+                    assert!(
+                        found.iter().all(|f| f.replicas == vec![p.clone()]),
+                        "{name}"
+                    );
+                }
+                None if name.starts_with("a tie") => {
+                    assert_eq!(found.len(), 1, "{name}");
+                    assert!(
+                        found[0]
+                            .description
+                            .contains("fence the former ones by hand")
+                    );
+                }
+                None => assert!(found.is_empty(), "{name}: {found:?}"),
+            }
+        }
+        let t = Topology::build(
+            vec![mariadb("a", 1), mariadb("p", 2), replica_of("r", 3, "p")],
+            vec![],
+        );
+        let f = analyze(&t, &AnalysisContext::default());
+        assert_eq!(
+            f[0].description,
+            "a:3306 is writable beside the primary p:3306: two writable primaries; a:3306 (the former primary) is fenced"
         );
     }
 

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::executor::{Executor, OperationMeta, OperationRecord, Outcome, operation_id};
 use super::prober::{Inventory, Round};
-use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze};
+use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former};
 use crate::mysql::conn::{Timeouts, connect};
 use crate::mysql::heartbeat;
 use crate::plan::recovery::{RecoveryOptions, dead_intermediate_primary, dead_primary};
 use crate::plan::{HookEvent, Plan, PlanKind, Step};
 use crate::topology::InstanceKey;
 use crate::topology::graph::{Role, Topology};
+use crate::topology::instance::SemiSync;
 
 /// How one cluster's engine behaves.
 #[derive(Debug, Clone)]
@@ -67,8 +68,9 @@ pub struct RoundReport {
     pub recovery: Option<OperationRecord>,
     /// A failure the engine did not recover, and why.
     pub blocked: Option<String>,
-    /// Former primaries that came back after a failover and were fenced
-    /// (made read only, their clients disconnected) this round.
+    /// Former primaries that came back after a failover, or stood
+    /// writable beside the primary, and were fenced (made read only, their
+    /// clients disconnected) this round.
     pub fenced: Vec<InstanceKey>,
 }
 
@@ -89,6 +91,10 @@ pub struct ClusterEngine {
     last_recovery: Option<LastRecovery>,
     /// Primaries replaced by a failover, to fence when they answer again.
     pending_fence: BTreeSet<InstanceKey>,
+    /// The semi-sync settings of the primary when it last answered: a
+    /// recovery keeps them (candidate choice and the new primary's wait
+    /// count) once it is gone.
+    primary_semi_sync: Option<SemiSync>,
     pub records: Vec<OperationRecord>,
 }
 
@@ -111,6 +117,7 @@ impl ClusterEngine {
             findings: Vec::new(),
             last_recovery: None,
             pending_fence: BTreeSet::new(),
+            primary_semi_sync: None,
             records: Vec::new(),
         }
     }
@@ -207,6 +214,12 @@ impl ClusterEngine {
         for k in &round.newly_failed {
             tracing::info!(cluster = %self.config.cluster, instance = %k, "instance stopped answering");
         }
+        self.remember_primary();
+        // Two writable primaries: the former one is fenced at once, after
+        // an automatic or a manual operation alike.
+        if let Some((_, former)) = primary_and_former(&self.topology, &self.context) {
+            self.pending_fence.extend(former);
+        }
         let fenced = self.fence_returned().await;
         if self.config.heartbeat {
             self.write_heartbeats().await;
@@ -247,12 +260,6 @@ impl ClusterEngine {
             return report;
         }
         let record = self.recover(&failure).await;
-        if record.outcome.succeeded()
-            && record.kind == PlanKind::RecoverDeadPrimary
-            && let Some(old) = &record.failed
-        {
-            self.pending_fence.insert(old.clone());
-        }
         self.last_recovery = Some(LastRecovery {
             at: Instant::now(),
             acknowledged: false,
@@ -374,6 +381,10 @@ impl ClusterEngine {
         if record.outcome.succeeded() && !moved {
             record.outcome = Outcome::Failed("no replica could be moved or promoted".into());
         }
+        if record.outcome.succeeded() && record.kind == PlanKind::RecoverDeadPrimary {
+            self.pending_fence.extend(record.failed.clone());
+            self.context.primary = record.successor.clone();
+        }
         // What the recovery changed is the topology from now on.
         self.probe_except(&BTreeSet::from([failed.clone()])).await;
         tracing::info!(
@@ -412,6 +423,52 @@ impl ClusterEngine {
         record
     }
 
+    /// Remembers the only writable primary, and its semi-sync settings.
+    fn remember_primary(&mut self) {
+        let mut writable = self.topology.nodes.values().filter(|n| {
+            n.role == Role::Primary && n.snapshot.as_ref().is_some_and(|s| !s.is_read_only())
+        });
+        if let (Some(n), None) = (writable.next(), writable.next()) {
+            self.context.primary = Some(n.key.clone());
+            self.primary_semi_sync = n.snapshot.as_ref().map(|s| s.semi_sync.clone());
+        }
+    }
+
+    /// The recovery settings with the cluster's semi-sync state: on when
+    /// the primary had it on or a replica has its side on.
+    fn recovery_options(&self) -> RecoveryOptions {
+        let mut opts = self.config.recovery.clone();
+        let replica_side = self.topology.nodes.values().any(|n| {
+            n.snapshot
+                .as_ref()
+                .is_some_and(|s| s.semi_sync.replica_enabled)
+        });
+        opts.candidate.semi_sync |= replica_side
+            || self
+                .primary_semi_sync
+                .as_ref()
+                .is_some_and(|s| s.primary_enabled);
+        opts
+    }
+
+    /// The new primary waits for as many acknowledgements as the old one.
+    fn with_wait_count(&self, mut plan: Plan) -> Plan {
+        let Some(n) = self.primary_semi_sync.as_ref().map(|s| s.wait_count.max(1)) else {
+            return plan;
+        };
+        for step in &mut plan.steps {
+            if let Step::SetSemiSyncPrimary {
+                enabled: true,
+                wait_count,
+                ..
+            } = step
+            {
+                *wait_count = (*wait_count).max(n);
+            }
+        }
+        plan
+    }
+
     /// Fence first (pre-failover hooks, IO threads stopped, relay logs
     /// applied), then look again and choose the candidate from what the
     /// replicas really hold, then promote.
@@ -421,7 +478,8 @@ impl ClusterEngine {
         meta: &OperationMeta,
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
-        let first = match dead_primary(&self.topology, failed, &self.config.recovery) {
+        let opts = self.recovery_options();
+        let first = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
             Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,
         };
@@ -451,8 +509,8 @@ impl ClusterEngine {
         // the candidate is chosen from what was applied.
         record.outcome = Outcome::Succeeded;
         self.probe_except(&BTreeSet::from([failed.clone()])).await;
-        let second = match dead_primary(&self.topology, failed, &self.config.recovery) {
-            Ok(p) => p,
+        let second = match dead_primary(&self.topology, failed, &opts) {
+            Ok(p) => self.with_wait_count(p),
             Err(e) => {
                 let mut r = self.refused(kind, failed, meta, e.to_string()).await;
                 r.steps.splice(0..0, record.steps);

@@ -1,5 +1,6 @@
 //! Executes a plan step by step against the instances, each step bounded in
-//! time, and records what each step did. A failure before the plan's point
+//! time (a statement the client gave up on is killed on the server), and
+//! records what each step did. A failure before the plan's point
 //! of no return runs its rollback; after it, the plan stops and reports.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use super::hooks::{HookPayload, Hooks};
 use crate::mysql::actions::Session;
-use crate::mysql::conn::{Timeouts, connect, query_rows};
+use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::{Credentials, Dialect, MysqlError};
 use crate::plan::{HookEvent, Plan, PlanKind, Step};
 use crate::topology::InstanceKey;
@@ -259,8 +260,10 @@ impl Executor {
             _ => None,
         };
         let limit = self.config.timeouts.query;
+        let mut conn_id = None;
         let result = async {
             let (conn, dialect) = sessions.get(&on).await?;
+            conn_id = Some(conn.id());
             let mut s = Session {
                 conn,
                 key: &on,
@@ -274,9 +277,12 @@ impl Executor {
                 Step::StopReplica { .. } => s.stop_replica().await,
                 Step::ResetReplicaAll { .. } => s.reset_replica_all().await,
                 Step::SetReadOnly { read_only, .. } => s.set_read_only(*read_only).await,
-                Step::SetSemiSyncPrimary { enabled, .. } => {
-                    s.set_semi_sync_primary(*enabled, 1).await
-                }
+                Step::SetSemiSyncPrimary {
+                    enabled,
+                    wait_count,
+                    ..
+                } => s.set_semi_sync_primary(*enabled, *wait_count).await,
+                Step::WaitReceivedApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
                 Step::KillClientConnections { .. } => s.kill_client_connections().await.map(|_| ()),
                 Step::WaitCaughtUp { timeout, .. } => match &wait_for {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
@@ -293,8 +299,42 @@ impl Executor {
         if result.is_err() {
             sessions.forget(&on);
         }
+        // The client gave up, the server did not: a statement left running
+        // (a `SET GLOBAL read_only` waiting on a lock) is stopped.
+        if let (Err(MysqlError::Timeout { .. }), Some(id)) = (&result, conn_id) {
+            self.kill_query(&on, id).await;
+        }
         let secrets = [self.config.repl.password(), self.config.admin.password()];
         result.map_err(|e| crate::mysql::conn::redact(&e.to_string(), &secrets))
+    }
+
+    /// `KILL QUERY id` on `key`, from a new connection (best effort,
+    /// bounded).
+    async fn kill_query(&self, key: &InstanceKey, id: u32) {
+        let t = self.config.timeouts;
+        let killed = async {
+            let mut conn = connect(key, &self.config.admin, t).await?;
+            let r = exec(
+                &mut conn,
+                key,
+                t.query,
+                "killing a query",
+                &format!("KILL QUERY {id}"),
+            )
+            .await;
+            let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
+            r
+        }
+        .await;
+        match killed {
+            Ok(()) => {
+                tracing::info!(instance = %key, connection = id, "statement stopped on the server after a client-side timeout")
+            }
+            Err(e) if e.server_code() == Some(1094) => {}
+            Err(e) => {
+                tracing::warn!(instance = %key, connection = id, error = %e, "could not stop a statement that timed out")
+            }
+        }
     }
 
     async fn run_steps(

@@ -60,7 +60,27 @@ impl Session<'_> {
         self.exec("stopping replication", sql).await
     }
 
+    /// Stops the IO thread. A SQL thread stopped without an error (by
+    /// hand, for a backup) is started first, while the IO thread still
+    /// runs: what it received must be applied, and MariaDB discards the
+    /// relay log of a GTID replica whose threads are started from both
+    /// stopped.
     pub async fn stop_replica_io(&mut self) -> Result<(), MysqlError> {
+        let rows = self
+            .rows("reading replica status", self.dialect.replica_status())
+            .await?;
+        let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+            key: self.key.clone(),
+            source,
+        })?;
+        if let Some(r) = status
+            && !r.sql_running
+            && r.last_sql_errno == 0
+            && r.io_running != crate::topology::instance::IoThreadState::No
+        {
+            let sql = format!("{} SQL_THREAD", self.dialect.start_replica());
+            self.exec("starting the SQL thread", &sql).await?;
+        }
         let sql = format!("{} IO_THREAD", self.dialect.stop_replica());
         self.exec("stopping the IO thread", &sql).await
     }
@@ -93,7 +113,38 @@ impl Session<'_> {
 
     /// Read only on or off. On MySQL, on means `super_read_only` too (which
     /// implies read_only), off clears both.
+    ///
+    /// Turning it on waits for locks (a `LOCK TABLES`, a commit waiting for
+    /// a semi-sync acknowledgement): the wait is bounded on the server
+    /// (`lock_wait_timeout` of 1 s), and each time it runs out, client
+    /// connections are killed and it is tried again, within the statement
+    /// limit.
     pub async fn set_read_only(&mut self, on: bool) -> Result<(), MysqlError> {
+        if !on {
+            return self.set_read_only_once(false).await;
+        }
+        self.exec("bounding lock waits", "SET SESSION lock_wait_timeout = 1")
+            .await?;
+        let deadline = Instant::now() + self.limit;
+        let result = loop {
+            match self.set_read_only_once(true).await {
+                // ER_LOCK_WAIT_TIMEOUT: someone holds what read_only waits for.
+                Err(e) if e.server_code() == Some(1205) && Instant::now() < deadline => {
+                    self.kill_client_connections().await?;
+                }
+                r => break r,
+            }
+        };
+        let _ = self
+            .exec(
+                "restoring lock waits",
+                "SET SESSION lock_wait_timeout = DEFAULT",
+            )
+            .await;
+        result
+    }
+
+    async fn set_read_only_once(&mut self, on: bool) -> Result<(), MysqlError> {
         match (self.dialect.flavor, on) {
             (Flavor::MySql, true) => {
                 self.exec("setting super_read_only", "SET GLOBAL super_read_only = ON")
@@ -206,9 +257,20 @@ impl Session<'_> {
         }
     }
 
-    /// Waits until the SQL thread has applied everything the IO thread
-    /// received (the IO thread should be stopped first), at most `timeout`.
-    /// Fails at once if the SQL thread is not running.
+    /// What replication has applied here, to compare with what the IO
+    /// thread received: MySQL `gtid_executed`, MariaDB `gtid_slave_pos`.
+    async fn applied_gtids(&mut self) -> Result<Option<GtidSet>, MysqlError> {
+        let sql = match self.dialect.flavor {
+            Flavor::MySql => "SELECT @@GLOBAL.gtid_executed",
+            Flavor::MariaDb => "SELECT @@GLOBAL.gtid_slave_pos",
+        };
+        let text = self.scalar("reading applied GTIDs", sql).await?;
+        Ok(text.and_then(|t| GtidSet::parse(self.dialect.flavor, &t).ok()))
+    }
+
+    /// Waits until the SQL thread and its workers have executed everything
+    /// the IO thread received (the IO thread should be stopped first), at
+    /// most `timeout`. Fails at once if the SQL thread is not running.
     pub async fn wait_relay_applied(&mut self, timeout: Duration) -> Result<(), MysqlError> {
         let deadline = Instant::now() + timeout;
         let status_sql = self.dialect.replica_status();
@@ -221,7 +283,8 @@ impl Session<'_> {
             let Some(r) = status else {
                 return Ok(());
             };
-            if r.relay_applied() {
+            let executed = self.applied_gtids().await?;
+            if r.relay_applied(executed.as_ref()) {
                 return Ok(());
             }
             if !r.sql_running {

@@ -7,8 +7,8 @@
 //! replicated, errant
 //! GTIDs, a delayed replica, a version above the lowest among the replicas,
 //! a binlog format other than the most common, too much lag). The others
-//! are ranked by progress (GTID superset, else executed source
-//! coordinates), then log_replica_updates, then lower version, then
+//! are ranked by progress (GTID superset of what each executed and
+//! received, else executed source coordinates), then log_replica_updates, then lower version, then
 //! promotion rule. The chosen one should hold every transaction any other
 //! candidate holds; replicas that hold transactions it lacks, or that
 //! cannot replicate from it, are lost: they are left detached and reported
@@ -143,7 +143,8 @@ pub struct CandidateChoice {
     pub notes: Vec<String>,
 }
 
-/// How far an instance has got: its executed GTID set and, as a fallback,
+/// How far an instance has got: its executed GTID set (with, for a
+/// replica, what it received), and, as a fallback,
 /// the source coordinates it has executed up to (for a replica) or its own
 /// binlog position (for the source itself). Coordinates only compare
 /// between replicas of the same source, and with that source.
@@ -154,10 +155,18 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// A replica's progress on its source.
+    /// A replica's progress on its source: what it executed and what its
+    /// IO thread received (it has it once its relay log is applied; with
+    /// semi-sync, what it received may be an acknowledged write no other
+    /// replica has).
     pub fn of_replica(s: &Snapshot) -> Progress {
+        let received = s.replica.as_ref().and_then(|r| r.received());
+        let gtid = match (&s.gtid.executed, received) {
+            (Some(e), Some(r)) => e.union(&r).or_else(|| Some(e.clone())),
+            (e, r) => e.clone().or(r),
+        };
         Progress {
-            gtid: s.gtid.executed.clone(),
+            gtid,
             coordinates: s.replica.as_ref().and_then(|r| r.exec_source.clone()),
         }
     }
@@ -1013,6 +1022,58 @@ mod tests {
         let c = choose(&t, &opts);
         assert_eq!(c.chosen, key("ahead"));
         assert!(c.lost.is_empty());
+    }
+
+    #[test]
+    fn received_counts_as_much_as_executed() {
+        // "a" received 0-1-12 (its SQL thread is behind); "b" executed
+        // 0-1-11; "c" has 0-1-10.
+        let received = |mut s: Snapshot, pos: &str| {
+            if let Some(c) = s.replica.as_mut() {
+                c.gtid_io_pos = Some(pos.into());
+            }
+            s
+        };
+        let t = || {
+            dead(vec![
+                received(r("a", 11, "0-1-10"), "0-1-12"),
+                received(r("b", 12, "0-1-11"), "0-1-11"),
+                r("c", 13, "0-1-10"),
+            ])
+        };
+        // (case, options, chosen, or the error's text)
+        let semi = CandidateOptions {
+            semi_sync: true,
+            ..CandidateOptions::default()
+        };
+        let cases: Vec<(&str, CandidateOptions, Result<&str, &str>)> = vec![
+            (
+                "the one that received most",
+                CandidateOptions::default(),
+                Ok("a"),
+            ),
+            ("with semi-sync too", semi.clone(), Ok("a")),
+            (
+                // b executed most but lacks what a received: with
+                // semi-sync it would lose an acknowledged write.
+                "semi-sync: never one lacking what another received",
+                CandidateOptions {
+                    rules: [(key("a"), PromotionRule::MustNot)].into(),
+                    ..semi
+                },
+                Err("b:3306: does not hold every replica's transactions"),
+            ),
+        ];
+        for (name, opts, want) in cases {
+            match (choose_candidate(&t(), &key("p"), &opts), want) {
+                (Ok(c), Ok(host)) => {
+                    assert_eq!(c.chosen, key(host), "{name}");
+                    assert!(c.lost.is_empty(), "{name}: {:?}", c.lost);
+                }
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{name}: {e}"),
+                (got, _) => panic!("{name}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -87,16 +87,18 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
     }
     let mut plan = Plan::new(PlanKind::ForceTakeover);
     plan.successor = Some(primary.clone());
-    plan.steps.push(Step::SetReadOnly {
-        on: primary.clone(),
-        read_only: false,
-    });
+    // Semi-sync first: no write may be acknowledged without a replica.
     if semi_sync {
         plan.steps.push(Step::SetSemiSyncPrimary {
             on: primary.clone(),
             enabled: true,
+            wait_count: snap.semi_sync.wait_count.max(1),
         });
     }
+    plan.steps.push(Step::SetReadOnly {
+        on: primary.clone(),
+        read_only: false,
+    });
     Some(plan)
 }
 

@@ -151,6 +151,7 @@ fn failover(
         &choice.chosen,
         &replicas,
         choice.lost,
+        opts.relay_apply_timeout,
     );
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PostFailover,
@@ -168,8 +169,13 @@ fn failover(
     Ok(plan)
 }
 
-/// Makes `old` refuse writes.
+/// Makes `old` refuse writes: clients first (a long transaction, or a
+/// commit waiting for a semi-sync acknowledgement, would block read_only),
+/// then read only, then the clients that connected meanwhile.
 fn fence(plan: &mut Plan, old: &Snapshot) {
+    plan.steps.push(Step::KillClientConnections {
+        on: old.key.clone(),
+    });
     plan.steps.push(Step::SetReadOnly {
         on: old.key.clone(),
         read_only: true,
@@ -179,9 +185,10 @@ fn fence(plan: &mut Plan, old: &Snapshot) {
     });
 }
 
-/// Promotes `chosen` (the point of no return is its reset), then makes
-/// every other replica in `replicas` replicate from it, except the lost
-/// ones, which are only stopped.
+/// Promotes `chosen` once it has executed everything it received (the
+/// point of no return is its reset; semi-sync goes on before it is
+/// writable), then makes every other replica in `replicas` replicate from
+/// it, except the lost ones, which are only stopped.
 fn promote_and_repoint(
     plan: &mut Plan,
     topo: &Topology,
@@ -189,26 +196,30 @@ fn promote_and_repoint(
     chosen: &InstanceKey,
     replicas: &[&Snapshot],
     lost: Vec<(InstanceKey, String)>,
+    relay_apply_timeout: Duration,
 ) {
+    plan.steps.push(Step::WaitReceivedApplied {
+        on: chosen.clone(),
+        timeout: relay_apply_timeout,
+    });
     plan.steps.push(Step::StopReplica { on: chosen.clone() });
     plan.point_of_no_return = plan.steps.len();
     plan.steps
         .push(Step::ResetReplicaAll { on: chosen.clone() });
-    plan.steps.push(Step::SetReadOnly {
-        on: chosen.clone(),
-        read_only: false,
-    });
+    let old = topo.get(failed).and_then(|n| n.snapshot.as_ref());
     let semi_sync = replicas.iter().any(|r| r.semi_sync.replica_enabled)
-        || topo
-            .get(failed)
-            .and_then(|n| n.snapshot.as_ref())
-            .is_some_and(|s| s.semi_sync.primary_enabled);
+        || old.is_some_and(|s| s.semi_sync.primary_enabled);
     if semi_sync {
         plan.steps.push(Step::SetSemiSyncPrimary {
             on: chosen.clone(),
             enabled: true,
+            wait_count: old.map_or(1, |s| s.semi_sync.wait_count.max(1)),
         });
     }
+    plan.steps.push(Step::SetReadOnly {
+        on: chosen.clone(),
+        read_only: false,
+    });
     let is_lost = |k: &InstanceKey| lost.iter().any(|(l, _)| l == k);
     for r in replicas
         .iter()
@@ -301,11 +312,15 @@ pub fn force_takeover(
     for r in &replicas {
         plan.steps.push(Step::StopReplicaIo { on: r.key.clone() });
     }
-    plan.steps.push(Step::WaitRelayApplied {
-        on: target.clone(),
-        timeout: opts.relay_apply_timeout,
-    });
-    promote_and_repoint(&mut plan, topo, primary, target, &replicas, lost);
+    promote_and_repoint(
+        &mut plan,
+        topo,
+        primary,
+        target,
+        &replicas,
+        lost,
+        opts.relay_apply_timeout,
+    );
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PostFailover,
     });
@@ -570,6 +585,7 @@ mod tests {
                 "r1:3306: wait until the relay log is applied (at most 30s)",
                 "r2:3306: wait until the relay log is applied (at most 30s)",
                 "r3:3306: wait until the relay log is applied (at most 30s)",
+                "r2:3306: wait until it has executed everything it received (at most 30s)",
                 "r2:3306: stop replication",
                 "r2:3306: reset all replication settings",
                 "r2:3306: set read_only=OFF",
@@ -582,7 +598,7 @@ mod tests {
                 "run postFailover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 8);
+        assert_eq!(plan.point_of_no_return, 9);
         assert_eq!(
             rollback(&plan),
             vec![
@@ -600,10 +616,10 @@ mod tests {
             &plan,
             "  note: candidate r2:3306 chosen among 3 (ranking: r2:3306, r3:3306, r1:3306)",
         );
-        has_line(&plan, "   8. r2:3306: stop replication (undone on failure)");
-        has_line(&plan, "   9. r2:3306: reset all replication settings");
-        has_line(&plan, "  12. r1:3306: replicate from r2:3306 (GTID)");
-        has_line(&plan, "  on failure before step 9:");
+        has_line(&plan, "   9. r2:3306: stop replication (undone on failure)");
+        has_line(&plan, "  10. r2:3306: reset all replication settings");
+        has_line(&plan, "  13. r1:3306: replicate from r2:3306 (GTID)");
+        has_line(&plan, "  on failure before step 10:");
         has_line(&plan, "      - r3:3306: start replication");
     }
 
@@ -623,6 +639,7 @@ mod tests {
         assert_eq!(
             steps(&plan)[7..].to_vec(),
             vec![
+                "r3:3306: wait until it has executed everything it received (at most 5s)",
                 "r3:3306: stop replication",
                 "r3:3306: reset all replication settings",
                 "r3:3306: set read_only=OFF",
@@ -651,13 +668,14 @@ mod tests {
                 "run preFailover hooks",
                 "a:3306: stop the replica IO thread",
                 "a:3306: wait until the relay log is applied (at most 30s)",
+                "a:3306: wait until it has executed everything it received (at most 30s)",
                 "a:3306: stop replication",
                 "a:3306: reset all replication settings",
                 "a:3306: set read_only=OFF",
                 "run postFailover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 4);
+        assert_eq!(plan.point_of_no_return, 5);
         // Not for an intermediate primary.
         let err = dead_primary(&chain(&["a"]), &key("a"), &RecoveryOptions::default()).unwrap_err();
         assert!(matches!(err, PlanError::Invalid(_)), "{err}");
@@ -693,9 +711,10 @@ mod tests {
         assert_eq!(plan.kind, PlanKind::ForceFailover);
         assert_eq!(plan.successor, Some(key("r2")));
         assert_eq!(
-            steps(&plan)[..4].to_vec(),
+            steps(&plan)[..5].to_vec(),
             vec![
                 "run preFailover hooks",
+                "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
                 "p:3306: kill client connections",
                 "r1:3306: stop the replica IO thread",
@@ -705,7 +724,7 @@ mod tests {
             plan.steps[plan.point_of_no_return],
             Step::ResetReplicaAll { on: key("r2") }
         );
-        assert_eq!(plan.point_of_no_return, 10);
+        assert_eq!(plan.point_of_no_return, 12);
         assert!(
             !plan
                 .steps
@@ -751,13 +770,14 @@ mod tests {
             steps(&plan),
             vec![
                 "run preFailover hooks",
+                "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
                 "p:3306: kill client connections",
                 "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "r1:3306: stop the replica IO thread",
                 "r2:3306: stop the replica IO thread",
                 "r3:3306: stop the replica IO thread",
-                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r1:3306: wait until it has executed everything it received (at most 30s)",
                 "r1:3306: stop replication",
                 "r1:3306: reset all replication settings",
                 "r1:3306: set read_only=OFF",
@@ -772,7 +792,7 @@ mod tests {
         );
         // r2 is ahead of r1 now, but r1 catches up with p first.
         assert!(plan.lost_replicas.is_empty());
-        assert_eq!(plan.point_of_no_return, 9);
+        assert_eq!(plan.point_of_no_return, 10);
         has_line(
             &plan,
             "plan: force-takeover, replacing p:3306, successor r1:3306",
@@ -793,7 +813,7 @@ mod tests {
                 "r1:3306: stop the replica IO thread",
                 "r2:3306: stop the replica IO thread",
                 "r3:3306: stop the replica IO thread",
-                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r1:3306: wait until it has executed everything it received (at most 30s)",
                 "r1:3306: stop replication",
             ]
         );

@@ -95,7 +95,8 @@ pub enum Step {
     /// Run the hooks of an event; a veto event's failure aborts the plan.
     RunHooks { event: HookEvent },
     /// Stop only the IO thread: the replica stops receiving (a fence: a
-    /// lost primary can no longer collect semi-sync acknowledgements).
+    /// lost primary can no longer collect semi-sync acknowledgements). A
+    /// SQL thread stopped without an error is started first.
     StopReplicaIo { on: InstanceKey },
     /// Wait until the replica has applied everything it has received.
     WaitRelayApplied {
@@ -111,8 +112,21 @@ pub enum Step {
     /// Set `read_only` (and `super_read_only` on MySQL) on or off.
     SetReadOnly { on: InstanceKey, read_only: bool },
     /// Turn the primary side of semi-sync on or off (a new primary of a
-    /// semi-sync cluster must wait for acknowledgements as the old one did).
-    SetSemiSyncPrimary { on: InstanceKey, enabled: bool },
+    /// semi-sync cluster must wait for acknowledgements as the old one did:
+    /// `wait_count` is the cluster's; MariaDB always waits for one).
+    SetSemiSyncPrimary {
+        on: InstanceKey,
+        enabled: bool,
+        #[serde(default = "one")]
+        wait_count: u32,
+    },
+    /// Wait until a candidate has executed everything its IO thread
+    /// received, parallel workers included, before it is promoted.
+    WaitReceivedApplied {
+        on: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
     /// Kill every client connection except replication and orca's own.
     KillClientConnections { on: InstanceKey },
     /// Wait until `on` has executed everything `of` has executed (read
@@ -137,6 +151,10 @@ pub enum Step {
         #[serde(with = "millis")]
         timeout: Duration,
     },
+}
+
+fn one() -> u32 {
+    1
 }
 
 mod millis {
@@ -164,6 +182,7 @@ impl Step {
             | Step::ResetReplicaAll { on }
             | Step::SetReadOnly { on, .. }
             | Step::SetSemiSyncPrimary { on, .. }
+            | Step::WaitReceivedApplied { on, .. }
             | Step::KillClientConnections { on }
             | Step::WaitCaughtUp { on, .. }
             | Step::ChangeSource { on, .. }
@@ -193,10 +212,19 @@ impl fmt::Display for Step {
                     if *read_only { "ON" } else { "OFF" }
                 )
             }
-            Step::SetSemiSyncPrimary { on, enabled } => write!(
+            Step::SetSemiSyncPrimary {
+                on,
+                enabled: true,
+                wait_count,
+            } => write!(
                 f,
-                "{on}: semi-sync primary side {}",
-                if *enabled { "ON" } else { "OFF" }
+                "{on}: semi-sync primary side ON (waits for {wait_count} acknowledgement{})",
+                if *wait_count == 1 { "" } else { "s" }
+            ),
+            Step::SetSemiSyncPrimary { on, .. } => write!(f, "{on}: semi-sync primary side OFF"),
+            Step::WaitReceivedApplied { on, timeout } => write!(
+                f,
+                "{on}: wait until it has executed everything it received (at most {timeout:?})"
             ),
             Step::KillClientConnections { on } => write!(f, "{on}: kill client connections"),
             Step::WaitCaughtUp { on, of, timeout } => {

@@ -36,8 +36,8 @@ impl Default for TakeoverOptions {
 }
 
 /// Hands `primary`'s role to `target`, or to the best replica when
-/// `target` is `None`. The primary is made read only and its clients are
-/// disconnected, the target catches up with it (bounded), is promoted, its
+/// `target` is `None`. The primary's clients are disconnected, it is made
+/// read only and clients that came meanwhile are disconnected, the target catches up with it (bounded), is promoted, its
 /// siblings and then the old primary replicate from it. A failure before
 /// the target's reset makes the primary writable again.
 pub fn graceful_takeover(
@@ -78,6 +78,11 @@ pub fn graceful_takeover(
         Step::RunHooks {
             event: HookEvent::PreGracefulTakeover,
         },
+        // Clients first: a long transaction, or a commit waiting for a
+        // semi-sync acknowledgement, would block read_only.
+        Step::KillClientConnections {
+            on: primary.clone(),
+        },
         Step::SetReadOnly {
             on: primary.clone(),
             read_only: true,
@@ -94,17 +99,19 @@ pub fn graceful_takeover(
     ];
     plan.point_of_no_return = plan.steps.len();
     plan.steps.push(Step::ResetReplicaAll { on: t.clone() });
-    plan.steps.push(Step::SetReadOnly {
-        on: t.clone(),
-        read_only: false,
-    });
+    // Semi-sync before writes: no write acknowledged without a replica.
     let semi_sync = old.semi_sync.primary_enabled;
     if semi_sync {
         plan.steps.push(Step::SetSemiSyncPrimary {
             on: t.clone(),
             enabled: true,
+            wait_count: old.semi_sync.wait_count.max(1),
         });
     }
+    plan.steps.push(Step::SetReadOnly {
+        on: t.clone(),
+        read_only: false,
+    });
     for s in replicas.iter().filter(|s| &s.key != t) {
         plan.steps.push(Step::StopReplica { on: s.key.clone() });
         plan.steps.push(Step::ChangeSource {
@@ -118,6 +125,7 @@ pub fn graceful_takeover(
         plan.steps.push(Step::SetSemiSyncPrimary {
             on: primary.clone(),
             enabled: false,
+            wait_count: old.semi_sync.wait_count.max(1),
         });
     }
     plan.steps.push(Step::ChangeSource {
@@ -294,6 +302,7 @@ mod tests {
             steps(&plan),
             vec![
                 "run preGracefulTakeover hooks",
+                "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
                 "p:3306: kill client connections",
                 "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
@@ -311,7 +320,7 @@ mod tests {
                 "run postGracefulTakeover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 5);
+        assert_eq!(plan.point_of_no_return, 6);
         assert_eq!(
             plan.rollback,
             vec![
@@ -327,9 +336,9 @@ mod tests {
             &plan,
             "plan: graceful-takeover, replacing p:3306, successor r1:3306",
         );
-        has_line(&plan, "   5. r1:3306: stop replication (undone on failure)");
-        has_line(&plan, "   6. r1:3306: reset all replication settings");
-        has_line(&plan, "  on failure before step 6:");
+        has_line(&plan, "   6. r1:3306: stop replication (undone on failure)");
+        has_line(&plan, "   7. r1:3306: reset all replication settings");
+        has_line(&plan, "  on failure before step 7:");
         has_line(&plan, "      - p:3306: set read_only=OFF");
         has_line(&plan, "      - r1:3306: start replication");
         has_line(
@@ -356,6 +365,7 @@ mod tests {
             steps(&plan),
             vec![
                 "run preGracefulTakeover hooks",
+                "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
                 "p:3306: kill client connections",
                 "a:3306: wait until it has executed all of p:3306 (at most 10s)",

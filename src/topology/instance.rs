@@ -271,15 +271,35 @@ pub struct ReplicaStatus {
 }
 
 impl ReplicaStatus {
-    /// The SQL thread has applied every complete transaction it received
-    /// (its state says it has read all of the relay log, or it stands at
-    /// the read position).
-    pub fn relay_applied(&self) -> bool {
-        let idle = self
-            .sql_state
+    /// What the IO thread has received from the source: MySQL
+    /// `Retrieved_Gtid_Set`, MariaDB `Gtid_IO_Pos`; `None` when the server
+    /// reports nothing or the text does not parse.
+    pub fn received(&self) -> Option<GtidSet> {
+        if let Some(text) = self.gtid_io_pos.as_deref() {
+            return GtidSet::parse(Flavor::MariaDb, text).ok();
+        }
+        let text = self.retrieved_gtid_set.as_deref()?;
+        GtidSet::parse(Flavor::MySql, text).ok()
+    }
+
+    /// The SQL thread (and its parallel workers) has applied every
+    /// transaction the IO thread received. With GTIDs, `executed` (the
+    /// instance's executed set, or MySQL's `Executed_Gtid_Set` when
+    /// `None`) must hold everything received; without them, the executed
+    /// source coordinates must stand at the read ones. The SQL thread's
+    /// "read all relay log" state is no evidence: parallel workers may
+    /// still be applying.
+    pub fn relay_applied(&self, executed: Option<&GtidSet>) -> bool {
+        let own = self
+            .executed_gtid_set
             .as_deref()
-            .is_some_and(|s| s.to_ascii_lowercase().contains("read all relay log"));
-        idle || (self.read_source.is_some() && self.read_source == self.exec_source)
+            .and_then(|t| GtidSet::parse(Flavor::MySql, t).ok());
+        if let (Some(received), Some(done)) = (self.received(), executed.or(own.as_ref()))
+            && let Some(held) = done.contains(&received)
+        {
+            return held;
+        }
+        self.read_source.is_some() && self.read_source == self.exec_source
     }
 
     /// Both threads running and connected.
@@ -446,5 +466,39 @@ mod tests {
         );
         assert_eq!(IoThreadState::parse("No"), IoThreadState::No);
         assert_eq!(IoThreadState::parse(""), IoThreadState::No);
+    }
+
+    #[test]
+    fn relay_applied_compares_received_with_executed() {
+        use crate::topology::testing::replica_of;
+        let pos = |t: &str| GtidSet::parse(Flavor::MariaDb, t).unwrap();
+        let mut r = replica_of("r", 2, "p").replica.unwrap();
+        r.gtid_io_pos = Some("0-1-12".into());
+        // "read all relay log" while parallel workers still apply: not yet.
+        r.sql_state = Some("Slave has read all relay log; waiting for more updates".into());
+        let same = Some(BinlogCoordinates::new("bin.000001", 10));
+        (r.read_source, r.exec_source) = (same.clone(), same);
+        // (case, executed, applied)
+        let cases = [
+            ("behind", Some(pos("0-1-11")), false),
+            ("caught up", Some(pos("0-1-12")), true),
+            ("ahead", Some(pos("0-1-13")), true),
+            ("no executed set: coordinates", None, true),
+        ];
+        for (name, executed, want) in cases {
+            assert_eq!(r.relay_applied(executed.as_ref()), want, "{name}");
+        }
+        assert_eq!(r.received(), Some(pos("0-1-12")));
+        // Without GTIDs, coordinates decide, whatever the state says.
+        r.gtid_io_pos = None;
+        r.exec_source = Some(BinlogCoordinates::new("bin.000001", 5));
+        assert!(!r.relay_applied(None));
+        // MySQL: Retrieved_Gtid_Set against Executed_Gtid_Set.
+        const U: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        r.retrieved_gtid_set = Some(format!("{U}:1-12"));
+        r.executed_gtid_set = Some(format!("{U}:1-11"));
+        assert!(!r.relay_applied(None));
+        r.executed_gtid_set = Some(format!("{U}:1-12"));
+        assert!(r.relay_applied(None));
     }
 }
