@@ -16,6 +16,7 @@ use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
 use orca::topology::InstanceKey;
 use orca_sandbox::mysqld::admin_credentials;
 use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::writer::{Writer, assert_acked};
 use support::*;
 
 async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
@@ -25,13 +26,6 @@ async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
     )
     .await
     .unwrap()
-}
-
-async fn wait_writes(w: &Writer, n: usize) {
-    eventually(Duration::from_secs(30), "writes acknowledged", || async {
-        (w.count() >= n).then_some(())
-    })
-    .await;
 }
 
 fn meta(kind: PlanKind) -> OperationMeta {
@@ -73,15 +67,15 @@ async fn the_replica_that_received_most_is_promoted_after_applying_it() {
     let mut e = engine(&c);
     e.round().await;
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 20).await;
+    w.wait_acked(20).await;
     // Replica 1 receives but no longer applies; then replica 2 no longer
     // receives: what follows is acknowledged by replica 1 alone.
     c.instances[1].exec("STOP SLAVE SQL_THREAD").await.unwrap();
     let n = w.count();
-    wait_writes(&w, n + 20).await;
+    w.wait_acked(n + 20).await;
     c.instances[2].exec("STOP SLAVE IO_THREAD").await.unwrap();
     let n = w.count();
-    wait_writes(&w, n + 20).await;
+    w.wait_acked(n + 20).await;
     c.instances[0].kill().unwrap();
     // Replica 2 tries its source again, and finds it dead.
     c.instances[2].exec("START SLAVE IO_THREAD").await.unwrap();
@@ -91,12 +85,12 @@ async fn the_replica_that_received_most_is_promoted_after_applying_it() {
     .await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     assert_eq!(record.successor.as_ref(), Some(&keys[1]), "{record:#?}");
-    let (_, acked) = w.finish().await;
+    let acked = w.finish().await;
     let s = snapshot(&keys[1]).await;
     assert!(!s.is_read_only() && s.replica.is_none(), "{s:?}");
-    assert_acked_on(&keys[1], &acked).await;
+    assert_acked(&keys[1], &admin_credentials(), &acked).await;
     wait_replicating_from(&keys[2], &keys[1]).await;
-    assert_acked_on(&keys[2], &acked).await;
+    assert_acked(&keys[2], &admin_credentials(), &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,8 +99,8 @@ async fn graceful_takeover_gets_read_only_through_a_held_lock() {
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     let mut e = engine(&c);
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 20).await;
-    let (_, acked) = w.finish().await;
+    w.wait_acked(20).await;
+    let acked = w.finish().await;
     let _held = lock_holder(&keys[0]).await;
     e.round().await;
     let plan = graceful_takeover(
@@ -124,7 +118,7 @@ async fn graceful_takeover_gets_read_only_through_a_held_lock() {
     assert!(snapshot(&keys[0]).await.is_read_only());
     assert!(!snapshot(&keys[1]).await.is_read_only());
     assert_eq!(read_only_statements(&keys[0]).await, 0);
-    assert_acked_on(&keys[1], &acked).await;
+    assert_acked(&keys[1], &admin_credentials(), &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,8 +127,8 @@ async fn a_fence_gets_read_only_through_a_held_lock() {
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     let mut e = engine(&c);
     let w = Writer::start(&c.instances[0]).await;
-    wait_writes(&w, 20).await;
-    let (_, acked) = w.finish().await;
+    w.wait_acked(20).await;
+    let acked = w.finish().await;
     let _held = lock_holder(&keys[0]).await;
     e.round().await;
     let plan = force_failover(e.topology(), &keys[0], &RecoveryOptions::default()).unwrap();
@@ -146,7 +140,7 @@ async fn a_fence_gets_read_only_through_a_held_lock() {
     assert!(snapshot(&keys[0]).await.is_read_only());
     assert_eq!(read_only_statements(&keys[0]).await, 0);
     let new = record.successor.clone().unwrap();
-    assert_acked_on(&new, &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
