@@ -367,6 +367,32 @@ impl Executor {
         first_error
     }
 
+    /// Runs `steps` of `plan` one group after the other, each whatever
+    /// the others did: no rollback, no hooks of a failed failover. For
+    /// steps whose failure is reported but undoes nothing (relay log
+    /// waits of a fence).
+    pub async fn run_each(
+        &self,
+        plan: &Plan,
+        meta: &OperationMeta,
+        steps: &[Step],
+    ) -> Vec<StepRecord> {
+        let mut sessions = Sessions {
+            config: &self.config,
+            open: BTreeMap::new(),
+        };
+        let run = Run {
+            plan,
+            meta,
+            t0: Instant::now(),
+        };
+        let mut records = Vec::new();
+        self.run_steps(&mut sessions, &run, steps, &mut records, false)
+            .await;
+        sessions.close().await;
+        records
+    }
+
     /// Executes `plan`; never panics, always returns the record.
     pub async fn execute(&self, plan: &Plan, meta: &OperationMeta) -> OperationRecord {
         let t0 = Instant::now();

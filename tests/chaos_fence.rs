@@ -1,0 +1,98 @@
+//! Chaos around the fence of a failover, on real mariadbd: replicas that
+//! cannot apply their relay log in time (a `MASTER_DELAY`, a stopped SQL
+//! thread) must neither undo the fence nor stop the promotion, and the
+//! operation never both restarts replication and promotes.
+
+mod support;
+
+use std::time::Duration;
+
+use orca::engine::executor::Outcome;
+use orca::plan::Step;
+use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_with_a_delayed_replica_and_a_stopped_sql_thread() {
+    let mut c = LocalCluster::start_with(Shape::primary_with_replicas(3), |_, o: MysqldOptions| {
+        o.with_semi_sync()
+    })
+    .await
+    .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    // keys[2] is delayed by 30 s, keys[3] has its SQL thread stopped.
+    c.instances[2]
+        .exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE")
+        .await
+        .unwrap();
+    let w = Writer::start(&c.instances[0]).await;
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= 30).then_some(())
+    })
+    .await;
+    c.instances[3].exec("STOP SLAVE SQL_THREAD").await.unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "more writes acknowledged",
+        || async { (w.count() >= 60).then_some(()) },
+    )
+    .await;
+    let mut e = engine_with(&c, Default::default(), |cfg| {
+        cfg.recovery.relay_apply_timeout = Duration::from_secs(5);
+    });
+    e.round().await;
+    c.instances[0].kill().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    assert_eq!(record.failed.as_ref(), Some(&keys[0]));
+    let new = record.successor.clone().expect("successor");
+    assert_eq!(new, keys[1], "the replica that applies without delay");
+    // The fence was not undone on the way to the promotion.
+    assert!(record.rollback.is_empty(), "rollback ran: {record:#?}");
+    let reset = record
+        .steps
+        .iter()
+        .position(|s| matches!(s.step, Step::ResetReplicaAll { .. }))
+        .expect("a promotion");
+    assert!(
+        !record.steps[..reset]
+            .iter()
+            .any(|s| matches!(s.step, Step::StartReplica { .. })),
+        "replication restarted before the promotion: {record:#?}"
+    );
+    // No relay wait for the delayed replica nor the stopped SQL thread.
+    assert!(
+        !record.steps.iter().any(|s| matches!(
+            &s.step,
+            Step::WaitRelayApplied { on, .. } if on == &keys[2] || on == &keys[3]
+        )),
+        "{record:#?}"
+    );
+    let (_, acked) = w.finish().await;
+    let s = snapshot(&new).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    assert_acked_on(&new, &acked).await;
+    // Every other replica follows the new primary, without error 1236/1950.
+    for k in [&keys[2], &keys[3]] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{k} connected to {new}"),
+            || async {
+                let s = snapshot(k).await;
+                let r = s.replica.as_ref()?;
+                assert!(
+                    !matches!(r.last_io_errno, 1236 | 1950),
+                    "{k}: IO error {} {}",
+                    r.last_io_errno,
+                    r.last_io_error
+                );
+                (r.source == new && r.io_running == orca::topology::instance::IoThreadState::Yes)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
