@@ -257,10 +257,12 @@ impl ClusterEngine {
         {
             self.pending_fence.insert(old.clone());
         }
-        self.last_recovery = Some(LastRecovery {
-            at: Instant::now(),
-            acknowledged: false,
-        });
+        if arms_anti_flap(&record) {
+            self.last_recovery = Some(LastRecovery {
+                at: Instant::now(),
+                acknowledged: false,
+            });
+        }
         report.recovery = Some(record);
         report
     }
@@ -502,6 +504,19 @@ impl ClusterEngine {
     }
 }
 
+/// Whether a recovery arms the anti-flap block: only one that changed the
+/// topology (a replica promoted or moved), as orchestrator blocks after a
+/// recovery, not after an attempt that was refused, vetoed or rolled back.
+fn arms_anti_flap(record: &OperationRecord) -> bool {
+    record.steps.iter().any(|s| {
+        s.outcome == StepOutcome::Done
+            && matches!(
+                s.step,
+                Step::ResetReplicaAll { .. } | Step::ChangeSource { .. }
+            )
+    })
+}
+
 /// Appends the steps of a later phase (which took `took`) to `record`.
 fn append_steps(record: &mut OperationRecord, steps: Vec<StepRecord>, took: Duration) {
     let offset = record.steps.len();
@@ -512,4 +527,119 @@ fn append_steps(record: &mut OperationRecord, steps: Vec<StepRecord>, took: Dura
         s
     }));
     record.duration_ms += u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::testing::key;
+
+    fn record(steps: &[(Step, StepOutcome)], outcome: Outcome) -> OperationRecord {
+        OperationRecord {
+            id: "x".into(),
+            cluster: "c".into(),
+            kind: PlanKind::RecoverDeadPrimary,
+            trigger: "DeadPrimary".into(),
+            failed: Some(key("p")),
+            successor: None,
+            lost_replicas: Vec::new(),
+            notes: Vec::new(),
+            started_at: 0,
+            duration_ms: 0,
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(index, (step, outcome))| StepRecord {
+                    index,
+                    step: step.clone(),
+                    description: step.to_string(),
+                    started_ms: 0,
+                    duration_ms: 0,
+                    outcome: outcome.clone(),
+                })
+                .collect(),
+            rollback: Vec::new(),
+            hook_errors: Vec::new(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn only_a_recovery_that_changed_the_topology_arms_the_anti_flap_block() {
+        let hooks = Step::RunHooks {
+            event: HookEvent::PreFailover,
+        };
+        let stop_io = Step::StopReplicaIo { on: key("r1") };
+        let reset = Step::ResetReplicaAll { on: key("r1") };
+        let failed = || StepOutcome::Failed("no".into());
+        let cases: Vec<(&str, OperationRecord, bool)> = vec![
+            (
+                "vetoed",
+                record(&[(hooks.clone(), failed())], Outcome::Vetoed("no".into())),
+                false,
+            ),
+            (
+                "refused: no plan",
+                record(
+                    &[(hooks.clone(), StepOutcome::Done)],
+                    Outcome::Failed("no plan: no candidate".into()),
+                ),
+                false,
+            ),
+            (
+                "rolled back before the promotion",
+                record(
+                    &[
+                        (hooks.clone(), StepOutcome::Done),
+                        (stop_io.clone(), failed()),
+                    ],
+                    Outcome::RolledBack("step 2 failed".into()),
+                ),
+                false,
+            ),
+            (
+                "the promotion failed",
+                record(
+                    &[
+                        (stop_io.clone(), StepOutcome::Done),
+                        (reset.clone(), failed()),
+                    ],
+                    Outcome::Failed("step 2 failed".into()),
+                ),
+                false,
+            ),
+            (
+                "completed",
+                record(
+                    &[
+                        (stop_io.clone(), StepOutcome::Done),
+                        (reset.clone(), StepOutcome::Done),
+                    ],
+                    Outcome::Succeeded,
+                ),
+                true,
+            ),
+            (
+                "promoted, a later step failed",
+                record(
+                    &[
+                        (reset.clone(), StepOutcome::Done),
+                        (
+                            Step::ChangeSource {
+                                on: key("r2"),
+                                source: key("r1"),
+                                position: crate::plan::SourcePosition::Gtid,
+                            },
+                            failed(),
+                        ),
+                    ],
+                    Outcome::Failed("step 2 failed".into()),
+                ),
+                true,
+            ),
+        ];
+        for (name, r, armed) in cases {
+            assert_eq!(arms_anti_flap(&r), armed, "{name}");
+        }
+    }
 }
