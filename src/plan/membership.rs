@@ -67,7 +67,10 @@ pub fn join_members(
 
 /// A primary that restarted read only, without a failover, may take
 /// writes again when it replicates from nothing, nothing else is writable
-/// and it holds everything the others hold. Returns the plan.
+/// and it holds everything the instances replicating hold. A read-only
+/// instance that replicates from nothing (a diverged former primary) is
+/// not weighed: it cannot follow anyone and is reported by
+/// [`join_members`]. Returns the plan.
 pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -> Option<Plan> {
     let snap = topo.get(primary)?.snapshot.as_ref()?;
     if !snap.is_read_only() || snap.replica.is_some() {
@@ -79,9 +82,10 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
         .filter(|n| &n.key != primary)
         .filter_map(|n| n.snapshot.as_ref())
         .collect();
+    let detached = |o: &Snapshot| o.is_read_only() && o.replica.is_none();
     if others
         .iter()
-        .any(|o| !o.is_read_only() || extra_transactions(o, snap).is_some())
+        .any(|o| !o.is_read_only() || (!detached(o) && extra_transactions(o, snap).is_some()))
     {
         return None;
     }
@@ -165,5 +169,15 @@ mod tests {
         assert_eq!(reopen_primary(&other_writable, &key("p"), false), None);
         let writable = Topology::build(vec![with_gtid(mariadb("p", 2), "0-2-10")], vec![]);
         assert_eq!(reopen_primary(&writable, &key("p"), false), None);
+        // A diverged former primary, detached, does not keep it read only.
+        let diverged = Topology::build(
+            vec![
+                restarted(),
+                with_gtid(replica_of("r", 3, "p"), "0-2-10"),
+                with_gtid(ro(mariadb("old", 1)), "0-1-3"),
+            ],
+            vec![],
+        );
+        assert!(reopen_primary(&diverged, &key("p"), false).is_some());
     }
 }
