@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::hooks::{HookPayload, Hooks};
 use crate::mysql::actions::Session;
-use crate::mysql::conn::{Timeouts, connect, query_rows};
+use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::{Credentials, Dialect, MysqlError};
-use crate::plan::{HookEvent, Plan, PlanKind, Step};
+use crate::plan::{HookEvent, Plan, PlanKind, SourcePosition, Step};
 use crate::topology::InstanceKey;
 
 /// How the executor reaches instances.
@@ -282,8 +282,18 @@ impl Executor {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
                     None => Ok(()),
                 },
-                Step::ChangeSource { source, .. } => {
-                    s.change_source_gtid(source, &self.config.repl).await
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::Gtid,
+                    ..
+                } => s.change_source_gtid(source, &self.config.repl).await,
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::OwnBinlog,
+                    ..
+                } => {
+                    let sql = dialect.change_source_gtid_own_binlog(source, &self.config.repl);
+                    exec(s.conn, s.key, limit, "changing the source", &sql).await
                 }
                 Step::StartReplica { .. } => s.start_replica().await,
                 Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,

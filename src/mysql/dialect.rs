@@ -168,6 +168,22 @@ impl Dialect {
     /// connect retry of 1 s and a heartbeat of 1 s so that a dead source is
     /// noticed fast.
     pub fn change_source_gtid(&self, source: &InstanceKey, creds: &Credentials) -> String {
+        self.change_source(source, creds, false)
+    }
+
+    /// Like [`Dialect::change_source_gtid`], but a MariaDB replica starts
+    /// from where its own binary log ends (`MASTER_USE_GTID=current_pos`):
+    /// a former primary's `gtid_slave_pos` predates its own writes.
+    pub fn change_source_gtid_own_binlog(
+        &self,
+        source: &InstanceKey,
+        creds: &Credentials,
+    ) -> String {
+        self.change_source(source, creds, true)
+    }
+
+    fn change_source(&self, source: &InstanceKey, creds: &Credentials, own: bool) -> String {
+        let use_gtid = if own { "current_pos" } else { "slave_pos" };
         let host = quote(&source.host);
         let user = quote(&creds.user);
         let pass = quote(creds.password());
@@ -175,7 +191,7 @@ impl Dialect {
         match self.flavor {
             Flavor::MariaDb => format!(
                 "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
-                 MASTER_PASSWORD={pass}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                 MASTER_PASSWORD={pass}, MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, \
                  MASTER_HEARTBEAT_PERIOD=0.5"
             ),
             Flavor::MySql if self.mysql_at_least(8, 0, 23) => format!(
@@ -239,6 +255,13 @@ mod tests {
         let maria = d("10.11.6-MariaDB", "").change_source_gtid(&src, &creds);
         assert!(maria.contains("MASTER_USE_GTID=slave_pos"));
         assert!(maria.contains("MASTER_PASSWORD='p\\'w'"));
+        let own = d("10.11.6-MariaDB", "").change_source_gtid_own_binlog(&src, &creds);
+        assert!(own.contains("MASTER_USE_GTID=current_pos"), "{own}");
+        let m84_own = d("8.4.3", "MySQL").change_source_gtid_own_binlog(&src, &creds);
+        assert_eq!(
+            m84_own,
+            d("8.4.3", "MySQL").change_source_gtid(&src, &creds)
+        );
         let m84 = d("8.4.3", "MySQL").change_source_gtid(&src, &creds);
         assert!(m84.starts_with("CHANGE REPLICATION SOURCE TO"));
         assert!(m84.contains("SOURCE_AUTO_POSITION=1"));

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::step::{Plan, PlanKind, SourcePosition, Step};
 use crate::topology::errant::extra_transactions;
 use crate::topology::graph::Topology;
-use crate::topology::{GtidSet, InstanceKey, Snapshot};
+use crate::topology::{Flavor, GtidSet, InstanceKey, Snapshot};
 
 /// Members to join to the primary, and those that cannot follow it.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,8 @@ pub struct Joining {
 
 /// Plans to point at `primary` every reachable read-only member that
 /// replicates from nothing (a new member, a fenced former primary) or from
-/// an address that is no member any more. A writable one is left to
+/// an address that is no member any more (with the primary side of
+/// semi-sync off). A writable one is left to
 /// fencing; one that holds transactions the primary lacks is reported;
 /// members that are `leaving` are not touched.
 pub fn join_members(
@@ -58,11 +59,42 @@ pub fn join_members(
         plan.steps.push(Step::ChangeSource {
             on: k.clone(),
             source: primary.clone(),
-            position: SourcePosition::Gtid,
+            position: join_position(snap),
         });
+        // A former primary with the primary side of semi-sync on would wait
+        // for acknowledgements of every transaction it applies.
+        if snap.semi_sync.primary_enabled {
+            plan.steps.push(Step::SetSemiSyncPrimary {
+                on: k.clone(),
+                enabled: false,
+            });
+        }
         plan.steps.push(Step::StartReplica { on: k.clone() });
     }
     Joining { plan, unjoinable }
+}
+
+/// Where a joining member starts reading: a MariaDB member whose own
+/// binary log goes beyond its `gtid_slave_pos` (a former primary, whose
+/// last transactions are its own writes) starts from the end of its
+/// binlog; from its stale `gtid_slave_pos` it would ask for transactions
+/// it has (error 1950 under gtid_strict_mode, duplicates, or 1236).
+fn join_position(snap: &Snapshot) -> SourcePosition {
+    let Some(current) = snap.gtid.executed.as_ref() else {
+        return SourcePosition::Gtid;
+    };
+    if snap.flavor != Flavor::MariaDb || current.is_empty() {
+        return SourcePosition::Gtid;
+    }
+    let behind = match snap.gtid.slave_pos.as_ref() {
+        Some(applied) => applied.contains(current) != Some(true),
+        None => true,
+    };
+    if behind {
+        SourcePosition::OwnBinlog
+    } else {
+        SourcePosition::Gtid
+    }
 }
 
 /// A primary that restarted read only, without a failover, may take
@@ -143,12 +175,87 @@ mod tests {
             })
             .collect();
         assert_eq!(moved, vec![&key("new"), &key("stray")]);
+        // The stray one replicated (its slave_pos is unknown here, so it is
+        // taken from its own binlog); the new one has no transactions.
+        let positions: Vec<(&InstanceKey, &SourcePosition)> = j
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ChangeSource { on, position, .. } => Some((on, position)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            positions,
+            vec![
+                (&key("new"), &SourcePosition::Gtid),
+                (&key("stray"), &SourcePosition::OwnBinlog)
+            ]
+        );
         assert_eq!(j.unjoinable.len(), 1);
         assert_eq!(j.unjoinable[0].0, key("old"));
         assert_eq!(j.unjoinable[0].1.to_string(), "0-1-3");
         let leaving = BTreeSet::from([key("new")]);
         let j = join_members(&topo, &key("p"), &members, &leaving);
         assert!(j.plan.steps.iter().all(|s| s.target() != Some(&key("new"))));
+    }
+
+    #[test]
+    fn a_former_primary_rejoins_from_the_end_of_its_own_binlog() {
+        let gtid = |s: &str| GtidSet::parse(Flavor::MariaDb, s).ok();
+        // Its own writes 0-1-1..10 are in its binlog; its slave_pos is
+        // older (or empty: it never replicated).
+        let mut old = with_gtid(ro(mariadb("old", 1)), "0-1-10");
+        old.gtid.slave_pos = gtid("0-1-3");
+        let mut never = with_gtid(ro(mariadb("never", 4)), "0-1-10");
+        never.gtid.slave_pos = None;
+        never.semi_sync.primary_enabled = true;
+        // A replica that was detached: everything it has was replicated.
+        let mut detached = with_gtid(ro(mariadb("detached", 3)), "0-1-10");
+        detached.gtid.slave_pos = gtid("0-1-10");
+        let topo = Topology::build(
+            vec![
+                with_gtid(mariadb("p", 2), "0-1-10,0-2-5"),
+                old,
+                never,
+                detached,
+            ],
+            vec![],
+        );
+        let members: BTreeSet<InstanceKey> = ["p", "old", "never", "detached"]
+            .iter()
+            .map(|h| key(h))
+            .collect();
+        let j = join_members(&topo, &key("p"), &members, &BTreeSet::new());
+        assert!(j.unjoinable.is_empty(), "{:?}", j.unjoinable);
+        let lines: Vec<String> = j
+            .plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::ChangeSource { .. }))
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "detached:3306: replicate from p:3306 (GTID)",
+                "never:3306: replicate from p:3306 (GTID, from the end of its own binlog)",
+                "old:3306: replicate from p:3306 (GTID, from the end of its own binlog)",
+            ]
+        );
+        assert!(j.plan.steps.contains(&Step::SetSemiSyncPrimary {
+            on: key("never"),
+            enabled: false
+        }));
+        assert_eq!(
+            j.plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s, Step::SetSemiSyncPrimary { .. }))
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ impl HookEvent {
 pub enum SourcePosition {
     /// GTID auto-positioning (MariaDB `slave_pos`, MySQL auto-position).
     Gtid,
+    /// GTID positioning from where the replica's own binary log ends
+    /// (MariaDB `current_pos`, MySQL auto-position): for a former primary,
+    /// whose last transactions are its own writes, not replicated ones.
+    OwnBinlog,
 }
 
 /// One step of a plan. Steps name instances; values only known at run time
@@ -169,9 +173,19 @@ impl fmt::Display for Step {
                     "{on}: wait until it has executed all of {of} (at most {timeout:?})"
                 )
             }
-            Step::ChangeSource { on, source, .. } => {
-                write!(f, "{on}: replicate from {source} (GTID)")
-            }
+            Step::ChangeSource {
+                on,
+                source,
+                position: SourcePosition::Gtid,
+            } => write!(f, "{on}: replicate from {source} (GTID)"),
+            Step::ChangeSource {
+                on,
+                source,
+                position: SourcePosition::OwnBinlog,
+            } => write!(
+                f,
+                "{on}: replicate from {source} (GTID, from the end of its own binlog)"
+            ),
             Step::StartReplica { on } => write!(f, "{on}: start replication"),
             Step::WaitReplicating { on, timeout } => {
                 write!(f, "{on}: wait until replicating (at most {timeout:?})")
