@@ -191,3 +191,45 @@ async fn a_former_primary_rejoins_after_the_failover() {
     .await;
     assert_acked_on(&keys[0], &acked).await;
 }
+
+/// When the only replica is delayed, it is promoted, having applied its
+/// relay log first: every acknowledged write is on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_replica_alone_is_promoted_with_its_relay_log_applied() {
+    let mut c = LocalCluster::start_with(Shape::primary_with_replicas(1), |_, o: MysqldOptions| {
+        o.with_semi_sync()
+    })
+    .await
+    .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    c.instances[1]
+        .exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE")
+        .await
+        .unwrap();
+    let w = Writer::start(&c.instances[0]).await;
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= 40).then_some(())
+    })
+    .await;
+    let mut e = engine(&c);
+    e.round().await;
+    c.instances[0].kill().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    assert_eq!(record.successor.as_ref(), Some(&keys[1]));
+    assert!(record.rollback.is_empty(), "{record:#?}");
+    assert!(
+        record
+            .steps
+            .iter()
+            .any(|s| matches!(&s.step, Step::ApplyRelayNow { on, .. } if on == &keys[1])),
+        "{record:#?}"
+    );
+    let (_, acked) = w.finish().await;
+    let s = snapshot(&keys[1]).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    assert_acked_on(&keys[1], &acked).await;
+}

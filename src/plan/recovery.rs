@@ -114,13 +114,34 @@ fn applies_relay(r: &Snapshot) -> bool {
 
 /// The candidate choice of a failover: replicas that do not apply their
 /// relay log (delayed, SQL thread stopped) are chosen only when no other
-/// replica can be.
+/// replica can be (the plan then makes the chosen one apply it first).
 fn choose_applying(
     topo: &Topology,
     failed: &InstanceKey,
     opts: &CandidateOptions,
 ) -> Result<super::candidate::CandidateChoice, PlanError> {
-    let choice = choose_candidate(topo, failed, opts)?;
+    let choice = match choose_candidate(topo, failed, opts) {
+        Err(PlanError::NoCandidate { .. }) => {
+            // Delayed replicas as a last resort: seen without their delay.
+            let mut undelayed = topo.clone();
+            for n in undelayed.nodes.values_mut() {
+                if let Some(r) = n.snapshot.as_mut().and_then(|s| s.replica.as_mut()) {
+                    r.sql_delay = 0;
+                }
+            }
+            match choose_candidate(&undelayed, failed, opts) {
+                Ok(mut c) => {
+                    c.notes.push(format!(
+                        "{} is a delayed replica but no other replica can be promoted",
+                        c.chosen
+                    ));
+                    return Ok(c);
+                }
+                Err(_) => choose_candidate(topo, failed, opts)?,
+            }
+        }
+        other => other?,
+    };
     let (replicas, _) = direct_replicas(topo, failed);
     let idle: Vec<&Snapshot> = replicas
         .iter()
@@ -220,6 +241,17 @@ fn failover(
                 not_applying(r).unwrap_or_default()
             ));
         }
+    }
+    // A chosen replica that does not apply by itself applies first; if it
+    // cannot, the failover stops before anything is promoted.
+    if replicas
+        .iter()
+        .any(|r| r.key == choice.chosen && !applies_relay(r))
+    {
+        plan.steps.push(Step::ApplyRelayNow {
+            on: choice.chosen.clone(),
+            timeout: opts.relay_apply_timeout,
+        });
     }
     promote_and_repoint(
         &mut plan,
@@ -811,6 +843,33 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("no other replica can be promoted")),
             "{plan}"
+        );
+        let applied_first = vec![
+            "run preFailover hooks",
+            "r3:3306: stop the replica IO thread",
+            "r3:3306: apply the relay log now, delay removed (at most 30s)",
+            "r3:3306: stop replication",
+        ];
+        assert_eq!(steps(&plan)[..4].to_vec(), applied_first);
+        // Applying comes after the fence, before the point of no return.
+        assert_eq!(fence_len(&plan), 2);
+        assert_eq!(plan.point_of_no_return, 4);
+        // A delayed replica, alone, likewise.
+        let mut delayed = r("r3", 13, "p", "0-1-12");
+        if let Some(st) = delayed.replica.as_mut() {
+            st.sql_delay = 30;
+        }
+        let alone = topology(vec![source_gone(delayed)], vec![down("p", None)]);
+        let plan = dead_primary(&alone, &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        assert_eq!(steps(&plan)[..4].to_vec(), applied_first);
+        // Not when another one can be promoted (r2 is delayed, r4 is not).
+        let plan = dead_primary(&idle_replicas(), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::ApplyRelayNow { .. }))
         );
     }
 

@@ -71,6 +71,16 @@ pub enum Step {
         #[serde(with = "millis")]
         timeout: Duration,
     },
+    /// Make a replica that does not apply its relay log by itself (a
+    /// configured delay, a stopped SQL thread) apply it now: SQL thread
+    /// stopped, delay set to 0 (the relay log kept), SQL thread started,
+    /// then wait until it has applied everything it received. The IO
+    /// thread is left as it is.
+    ApplyRelayNow {
+        on: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
     /// Stop both replication threads.
     StopReplica { on: InstanceKey },
     /// Forget every replication setting (`RESET SLAVE ALL` /
@@ -128,6 +138,7 @@ impl Step {
             Step::RunHooks { .. } => None,
             Step::StopReplicaIo { on }
             | Step::WaitRelayApplied { on, .. }
+            | Step::ApplyRelayNow { on, .. }
             | Step::StopReplica { on }
             | Step::ResetReplicaAll { on }
             | Step::SetReadOnly { on, .. }
@@ -146,6 +157,10 @@ impl fmt::Display for Step {
         match self {
             Step::RunHooks { event } => write!(f, "run {} hooks", event.name()),
             Step::StopReplicaIo { on } => write!(f, "{on}: stop the replica IO thread"),
+            Step::ApplyRelayNow { on, timeout } => write!(
+                f,
+                "{on}: apply the relay log now, delay removed (at most {timeout:?})"
+            ),
             Step::WaitRelayApplied { on, timeout } => {
                 write!(
                     f,
