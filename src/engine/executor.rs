@@ -1,6 +1,8 @@
 //! Executes a plan step by step against the instances, each step bounded in
 //! time, and records what each step did. A failure before the plan's point
 //! of no return runs its rollback; after it, the plan stops and reports.
+//! Steps whose failure undoes nothing (a fence's relay log waits) can also
+//! be run each on its own, without rollback.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
