@@ -5,12 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::executor::{Executor, OperationMeta, OperationRecord, Outcome, operation_id};
+use super::executor::{
+    Executor, OperationMeta, OperationRecord, Outcome, StepOutcome, StepRecord, operation_id,
+};
 use super::prober::{Inventory, Round};
 use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former};
 use crate::mysql::conn::{Timeouts, connect};
 use crate::mysql::heartbeat;
-use crate::plan::recovery::{RecoveryOptions, dead_intermediate_primary, dead_primary};
+use crate::plan::recovery::{
+    RecoveryOptions, abandon, after_fence, dead_intermediate_primary, dead_primary, fence_phases,
+};
 use crate::plan::{HookEvent, Plan, PlanKind, Step};
 use crate::topology::InstanceKey;
 use crate::topology::graph::{Role, Topology};
@@ -260,10 +264,12 @@ impl ClusterEngine {
             return report;
         }
         let record = self.recover(&failure).await;
-        self.last_recovery = Some(LastRecovery {
-            at: Instant::now(),
-            acknowledged: false,
-        });
+        if arms_anti_flap(&record) {
+            self.last_recovery = Some(LastRecovery {
+                at: Instant::now(),
+                acknowledged: false,
+            });
+        }
         report.recovery = Some(record);
         report
     }
@@ -469,9 +475,11 @@ impl ClusterEngine {
         plan
     }
 
-    /// Fence first (pre-failover hooks, IO threads stopped, relay logs
-    /// applied), then look again and choose the candidate from what the
-    /// replicas really hold, then promote.
+    /// Fence first (pre-failover hooks, IO threads stopped), let the
+    /// replicas apply their relay logs, then look again and choose the
+    /// candidate from what the replicas really hold, then promote. Once
+    /// the fence has run, the failover either promotes or is abandoned
+    /// (replication restarted, reported), never both.
     async fn recover_dead_primary(
         &mut self,
         failed: &InstanceKey,
@@ -486,64 +494,47 @@ impl ClusterEngine {
         self.executor
             .run_hooks(&first, meta, HookEvent::FailureDetected)
             .await;
-        let fence_end = first
-            .steps
-            .iter()
-            .position(|s| {
-                !matches!(
-                    s,
-                    Step::RunHooks { .. }
-                        | Step::StopReplicaIo { .. }
-                        | Step::WaitRelayApplied { .. }
-                )
-            })
-            .unwrap_or(first.steps.len());
-        let mut fence = first.clone();
-        fence.steps.truncate(fence_end);
-        fence.point_of_no_return = fence_end;
-        let mut record = self.executor.execute(&fence, meta).await;
-        if let Outcome::Vetoed(_) = record.outcome {
+        let phases = fence_phases(&first);
+        // A veto, or an IO thread that would not stop: the executor ran
+        // the rollback (replication restarted); nothing more happens.
+        let mut record = self.executor.execute(&phases.fence, meta).await;
+        if !record.outcome.succeeded() {
             return record;
         }
         // A relay log that could not be applied in time is reported, and
-        // the candidate is chosen from what was applied.
-        record.outcome = Outcome::Succeeded;
+        // the candidate is chosen from what was applied; the fence stays.
+        let t = Instant::now();
+        let waits = self.executor.run_each(&first, meta, &phases.waits).await;
+        let unapplied: Vec<String> = waits
+            .iter()
+            .filter_map(|w| match &w.outcome {
+                StepOutcome::Failed(e) => Some(format!("{}: {e}", w.description)),
+                StepOutcome::Done => None,
+            })
+            .collect();
+        append_steps(&mut record, waits, t.elapsed());
         self.probe_except(&BTreeSet::from([failed.clone()])).await;
         let second = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => self.with_wait_count(p),
             Err(e) => {
+                // Abandoned: replication restarted, nothing promoted.
+                let undo = self.executor.execute(&abandon(&first), meta).await;
                 let mut r = self.refused(kind, failed, meta, e.to_string()).await;
                 r.steps.splice(0..0, record.steps);
+                r.notes
+                    .splice(0..0, record.notes.into_iter().chain(unapplied));
+                r.rollback = undo.steps;
                 return r;
             }
         };
-        let mut promote = second.clone();
-        let skip = promote
-            .steps
-            .iter()
-            .position(|s| {
-                !matches!(
-                    s,
-                    Step::RunHooks { .. }
-                        | Step::StopReplicaIo { .. }
-                        | Step::WaitRelayApplied { .. }
-                )
-            })
-            .unwrap_or(promote.steps.len());
-        promote.steps.drain(..skip);
-        promote.point_of_no_return = 0;
-        promote.rollback.clear();
-        let rest = self.executor.execute(&promote, meta).await;
-        let offset = record.steps.len();
-        record.steps.extend(rest.steps.into_iter().map(|mut s| {
-            s.index += offset;
-            s.started_ms += record.duration_ms;
-            s
-        }));
+        let rest = self.executor.execute(&after_fence(&second), meta).await;
+        let (steps, ms) = (rest.steps, rest.duration_ms);
+        append_steps(&mut record, steps, Duration::from_millis(ms));
         record.successor = rest.successor;
         record.lost_replicas = rest.lost_replicas;
         record.notes = rest.notes;
-        record.duration_ms += rest.duration_ms;
+        record.notes.extend(unapplied);
+        record.rollback = rest.rollback;
         record.hook_errors.extend(rest.hook_errors);
         record.outcome = rest.outcome;
         record
@@ -568,5 +559,145 @@ impl ClusterEngine {
             .iter()
             .map(|(k, v)| (k.clone(), v.last_error.clone()))
             .collect()
+    }
+}
+
+/// Whether a recovery arms the anti-flap block: only one that changed the
+/// topology (a replica promoted or moved), as orchestrator blocks after a
+/// recovery, not after an attempt that was refused, vetoed or rolled back.
+fn arms_anti_flap(record: &OperationRecord) -> bool {
+    record.steps.iter().any(|s| {
+        s.outcome == StepOutcome::Done
+            && matches!(
+                s.step,
+                Step::ResetReplicaAll { .. } | Step::ChangeSource { .. }
+            )
+    })
+}
+
+/// Appends the steps of a later phase (which took `took`) to `record`.
+fn append_steps(record: &mut OperationRecord, steps: Vec<StepRecord>, took: Duration) {
+    let offset = record.steps.len();
+    let start = record.duration_ms;
+    record.steps.extend(steps.into_iter().map(|mut s| {
+        s.index += offset;
+        s.started_ms += start;
+        s
+    }));
+    record.duration_ms += u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::testing::key;
+
+    fn record(steps: &[(Step, StepOutcome)], outcome: Outcome) -> OperationRecord {
+        OperationRecord {
+            id: "x".into(),
+            cluster: "c".into(),
+            kind: PlanKind::RecoverDeadPrimary,
+            trigger: "DeadPrimary".into(),
+            failed: Some(key("p")),
+            successor: None,
+            lost_replicas: Vec::new(),
+            notes: Vec::new(),
+            started_at: 0,
+            duration_ms: 0,
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(index, (step, outcome))| StepRecord {
+                    index,
+                    step: step.clone(),
+                    description: step.to_string(),
+                    started_ms: 0,
+                    duration_ms: 0,
+                    outcome: outcome.clone(),
+                })
+                .collect(),
+            rollback: Vec::new(),
+            hook_errors: Vec::new(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn only_a_recovery_that_changed_the_topology_arms_the_anti_flap_block() {
+        let hooks = Step::RunHooks {
+            event: HookEvent::PreFailover,
+        };
+        let stop_io = Step::StopReplicaIo { on: key("r1") };
+        let reset = Step::ResetReplicaAll { on: key("r1") };
+        let failed = || StepOutcome::Failed("no".into());
+        let cases: Vec<(&str, OperationRecord, bool)> = vec![
+            (
+                "vetoed",
+                record(&[(hooks.clone(), failed())], Outcome::Vetoed("no".into())),
+                false,
+            ),
+            (
+                "refused: no plan",
+                record(
+                    &[(hooks.clone(), StepOutcome::Done)],
+                    Outcome::Failed("no plan: no candidate".into()),
+                ),
+                false,
+            ),
+            (
+                "rolled back before the promotion",
+                record(
+                    &[
+                        (hooks.clone(), StepOutcome::Done),
+                        (stop_io.clone(), failed()),
+                    ],
+                    Outcome::RolledBack("step 2 failed".into()),
+                ),
+                false,
+            ),
+            (
+                "the promotion failed",
+                record(
+                    &[
+                        (stop_io.clone(), StepOutcome::Done),
+                        (reset.clone(), failed()),
+                    ],
+                    Outcome::Failed("step 2 failed".into()),
+                ),
+                false,
+            ),
+            (
+                "completed",
+                record(
+                    &[
+                        (stop_io.clone(), StepOutcome::Done),
+                        (reset.clone(), StepOutcome::Done),
+                    ],
+                    Outcome::Succeeded,
+                ),
+                true,
+            ),
+            (
+                "promoted, a later step failed",
+                record(
+                    &[
+                        (reset.clone(), StepOutcome::Done),
+                        (
+                            Step::ChangeSource {
+                                on: key("r2"),
+                                source: key("r1"),
+                                position: crate::plan::SourcePosition::Gtid,
+                            },
+                            failed(),
+                        ),
+                    ],
+                    Outcome::Failed("step 2 failed".into()),
+                ),
+                true,
+            ),
+        ];
+        for (name, r, armed) in cases {
+            assert_eq!(arms_anti_flap(&r), armed, "{name}");
+        }
     }
 }

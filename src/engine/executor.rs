@@ -2,6 +2,8 @@
 //! time (a statement the client gave up on is killed on the server), and
 //! records what each step did. A failure before the plan's point
 //! of no return runs its rollback; after it, the plan stops and reports.
+//! Steps whose failure undoes nothing (a fence's relay log waits) can also
+//! be run each on its own, without rollback.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +15,7 @@ use super::hooks::{HookPayload, Hooks};
 use crate::mysql::actions::Session;
 use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::{Credentials, Dialect, MysqlError};
-use crate::plan::{HookEvent, Plan, PlanKind, Step};
+use crate::plan::{HookEvent, Plan, PlanKind, SourcePosition, Step};
 use crate::topology::InstanceKey;
 
 /// How the executor reaches instances.
@@ -121,6 +123,105 @@ fn parallel_group(steps: &[Step]) -> usize {
         })
         .count()
         .max(1)
+}
+
+/// Makes a delayed replica, or one whose SQL thread is stopped, apply its
+/// relay log now: SQL thread stopped where it is, delay removed (keeping
+/// the relay log), SQL thread started; then waits, at most `timeout`,
+/// until it has applied everything it received.
+async fn apply_relay_now(s: &mut Session<'_>, timeout: Duration) -> Result<(), MysqlError> {
+    let what = "applying the relay log now";
+    exec(s.conn, s.key, s.limit, what, s.dialect.stop_sql_thread()).await?;
+    let Some(status) = replica_status(s, what).await? else {
+        return Ok(());
+    };
+    if status.sql_delay > 0 {
+        let relay = status.relay.ok_or_else(|| MysqlError::Answer {
+            key: s.key.clone(),
+            what,
+            detail: "no relay log position".into(),
+        })?;
+        let sql = s.dialect.remove_delay(&relay);
+        exec(s.conn, s.key, s.limit, what, &sql).await?;
+    }
+    exec(s.conn, s.key, s.limit, what, s.dialect.start_sql_thread()).await?;
+    // Read and executed coordinates are not to be trusted right after the
+    // change: the SQL thread's state, and on MariaDB the GTIDs received
+    // against those applied, tell.
+    let deadline = Instant::now() + timeout;
+    loop {
+        let Some(status) = replica_status(s, what).await? else {
+            return Ok(());
+        };
+        if !status.sql_running {
+            return Err(MysqlError::Answer {
+                key: s.key.clone(),
+                what,
+                detail: format!(
+                    "the SQL thread stopped ({} {})",
+                    status.last_sql_errno, status.last_sql_error
+                ),
+            });
+        }
+        let idle = status
+            .sql_state
+            .as_deref()
+            .is_some_and(|st| st.to_ascii_lowercase().contains("read all relay log"));
+        if idle && gtids_applied(s, &status, what).await? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(MysqlError::Answer {
+                key: s.key.clone(),
+                what,
+                detail: format!("not applied within {timeout:?}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn replica_status(
+    s: &mut Session<'_>,
+    what: &'static str,
+) -> Result<Option<crate::topology::ReplicaStatus>, MysqlError> {
+    let rows = query_rows(s.conn, s.key, s.limit, what, s.dialect.replica_status()).await?;
+    crate::mysql::parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+        key: s.key.clone(),
+        source,
+    })
+}
+
+/// MariaDB: whether `gtid_slave_pos` holds every GTID the IO thread
+/// received (`Gtid_IO_Pos`); true when either is unknown.
+async fn gtids_applied(
+    s: &mut Session<'_>,
+    status: &crate::topology::ReplicaStatus,
+    what: &'static str,
+) -> Result<bool, MysqlError> {
+    use crate::topology::{Flavor, GtidSet};
+    let Some(io) = status
+        .gtid_io_pos
+        .as_deref()
+        .filter(|p| s.dialect.flavor == Flavor::MariaDb && !p.trim().is_empty())
+        .and_then(|p| GtidSet::parse(Flavor::MariaDb, p).ok())
+    else {
+        return Ok(true);
+    };
+    let rows = query_rows(
+        s.conn,
+        s.key,
+        s.limit,
+        what,
+        "SELECT @@GLOBAL.gtid_slave_pos AS p",
+    )
+    .await?;
+    let applied = rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.get("p").cloned().flatten())
+        .and_then(|p| GtidSet::parse(Flavor::MariaDb, &p).ok());
+    Ok(applied.is_none_or(|a| a.contains(&io) != Some(false)))
 }
 
 /// What one execution is about.
@@ -274,6 +375,7 @@ impl Executor {
                 Step::RunHooks { .. } => Ok(()),
                 Step::StopReplicaIo { .. } => s.stop_replica_io().await,
                 Step::WaitRelayApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
+                Step::ApplyRelayNow { timeout, .. } => apply_relay_now(&mut s, *timeout).await,
                 Step::StopReplica { .. } => s.stop_replica().await,
                 Step::ResetReplicaAll { .. } => s.reset_replica_all().await,
                 Step::SetReadOnly { read_only, .. } => s.set_read_only(*read_only).await,
@@ -288,8 +390,18 @@ impl Executor {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
                     None => Ok(()),
                 },
-                Step::ChangeSource { source, .. } => {
-                    s.change_source_gtid(source, &self.config.repl).await
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::Gtid,
+                    ..
+                } => s.change_source_gtid(source, &self.config.repl).await,
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::OwnBinlog,
+                    ..
+                } => {
+                    let sql = dialect.change_source_gtid_own_binlog(source, &self.config.repl);
+                    exec(s.conn, s.key, limit, "changing the source", &sql).await
                 }
                 Step::StartReplica { .. } => s.start_replica().await,
                 Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,
@@ -405,6 +517,32 @@ impl Executor {
             i += group;
         }
         first_error
+    }
+
+    /// Runs `steps` of `plan` one group after the other, each whatever
+    /// the others did: no rollback, no hooks of a failed failover. For
+    /// steps whose failure is reported but undoes nothing (relay log
+    /// waits of a fence).
+    pub async fn run_each(
+        &self,
+        plan: &Plan,
+        meta: &OperationMeta,
+        steps: &[Step],
+    ) -> Vec<StepRecord> {
+        let mut sessions = Sessions {
+            config: &self.config,
+            open: BTreeMap::new(),
+        };
+        let run = Run {
+            plan,
+            meta,
+            t0: Instant::now(),
+        };
+        let mut records = Vec::new();
+        self.run_steps(&mut sessions, &run, steps, &mut records, false)
+            .await;
+        sessions.close().await;
+        records
     }
 
     /// Executes `plan`; never panics, always returns the record.

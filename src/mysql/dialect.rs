@@ -3,7 +3,7 @@
 //! SOURCE) and 8.4 removed the old names; 8.2 added SHOW BINARY LOG STATUS
 //! and 8.4 removed SHOW MASTER STATUS. MariaDB keeps the old names.
 
-use crate::topology::{Flavor, InstanceKey, ParseError, Version};
+use crate::topology::{BinlogCoordinates, Flavor, InstanceKey, ParseError, Version};
 
 use super::Credentials;
 
@@ -163,11 +163,62 @@ impl Dialect {
         }
     }
 
+    pub fn stop_sql_thread(&self) -> &'static str {
+        if self.new_terms() {
+            "STOP REPLICA SQL_THREAD"
+        } else {
+            "STOP SLAVE SQL_THREAD"
+        }
+    }
+
+    pub fn start_sql_thread(&self) -> &'static str {
+        if self.new_terms() {
+            "START REPLICA SQL_THREAD"
+        } else {
+            "START SLAVE SQL_THREAD"
+        }
+    }
+
+    /// Removes the replication delay of a replica whose SQL thread is
+    /// stopped at `relay` (its position in its own relay log), keeping
+    /// what it received: MariaDB's CHANGE MASTER discards the relay log
+    /// unless it is told where to go on in it; MySQL keeps it when only
+    /// the applier's options change.
+    pub fn remove_delay(&self, relay: &BinlogCoordinates) -> String {
+        match self.flavor {
+            Flavor::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_DELAY=0, RELAY_LOG_FILE={}, RELAY_LOG_POS={}",
+                quote(&relay.file),
+                relay.pos
+            ),
+            Flavor::MySql if self.mysql_at_least(8, 0, 23) => {
+                "CHANGE REPLICATION SOURCE TO SOURCE_DELAY=0".to_string()
+            }
+            Flavor::MySql => "CHANGE MASTER TO MASTER_DELAY=0".to_string(),
+        }
+    }
+
     /// Points this instance at `source` with GTID positioning
     /// (MariaDB `MASTER_USE_GTID=slave_pos`, MySQL auto-position), a
     /// connect retry of 1 s and a heartbeat of 1 s so that a dead source is
     /// noticed fast.
     pub fn change_source_gtid(&self, source: &InstanceKey, creds: &Credentials) -> String {
+        self.change_source(source, creds, false)
+    }
+
+    /// Like [`Dialect::change_source_gtid`], but a MariaDB replica starts
+    /// from where its own binary log ends (`MASTER_USE_GTID=current_pos`):
+    /// a former primary's `gtid_slave_pos` predates its own writes.
+    pub fn change_source_gtid_own_binlog(
+        &self,
+        source: &InstanceKey,
+        creds: &Credentials,
+    ) -> String {
+        self.change_source(source, creds, true)
+    }
+
+    fn change_source(&self, source: &InstanceKey, creds: &Credentials, own: bool) -> String {
+        let use_gtid = if own { "current_pos" } else { "slave_pos" };
         let host = quote(&source.host);
         let user = quote(&creds.user);
         let pass = quote(creds.password());
@@ -175,7 +226,7 @@ impl Dialect {
         match self.flavor {
             Flavor::MariaDb => format!(
                 "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
-                 MASTER_PASSWORD={pass}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                 MASTER_PASSWORD={pass}, MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, \
                  MASTER_HEARTBEAT_PERIOD=0.5"
             ),
             Flavor::MySql if self.mysql_at_least(8, 0, 23) => format!(
@@ -239,9 +290,32 @@ mod tests {
         let maria = d("10.11.6-MariaDB", "").change_source_gtid(&src, &creds);
         assert!(maria.contains("MASTER_USE_GTID=slave_pos"));
         assert!(maria.contains("MASTER_PASSWORD='p\\'w'"));
+        let own = d("10.11.6-MariaDB", "").change_source_gtid_own_binlog(&src, &creds);
+        assert!(own.contains("MASTER_USE_GTID=current_pos"), "{own}");
+        let m84_own = d("8.4.3", "MySQL").change_source_gtid_own_binlog(&src, &creds);
+        assert_eq!(
+            m84_own,
+            d("8.4.3", "MySQL").change_source_gtid(&src, &creds)
+        );
         let m84 = d("8.4.3", "MySQL").change_source_gtid(&src, &creds);
         assert!(m84.starts_with("CHANGE REPLICATION SOURCE TO"));
         assert!(m84.contains("SOURCE_AUTO_POSITION=1"));
+        let relay = BinlogCoordinates {
+            file: "relay-bin.000002".into(),
+            pos: 627,
+        };
+        assert_eq!(
+            d("10.11.6-MariaDB", "").remove_delay(&relay),
+            "CHANGE MASTER TO MASTER_DELAY=0, RELAY_LOG_FILE='relay-bin.000002', RELAY_LOG_POS=627"
+        );
+        assert_eq!(
+            d("8.4.3", "MySQL").remove_delay(&relay),
+            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY=0"
+        );
+        assert_eq!(
+            d("8.4.3", "MySQL").stop_sql_thread(),
+            "STOP REPLICA SQL_THREAD"
+        );
         let m57 = d("5.7.44-log", "MySQL").change_source_gtid(&src, &creds);
         assert!(m57.contains("MASTER_AUTO_POSITION=1"));
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::step::{Plan, PlanKind, SourcePosition, Step};
 use crate::topology::errant::extra_transactions;
 use crate::topology::graph::Topology;
-use crate::topology::{GtidSet, InstanceKey, Snapshot};
+use crate::topology::{Flavor, GtidSet, InstanceKey, Snapshot};
 
 /// Members to join to the primary, and those that cannot follow it.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,8 @@ pub struct Joining {
 
 /// Plans to point at `primary` every reachable read-only member that
 /// replicates from nothing (a new member, a fenced former primary) or from
-/// an address that is no member any more. A writable one is left to
+/// an address that is no member any more (with the primary side of
+/// semi-sync off). A writable one is left to
 /// fencing; one that holds transactions the primary lacks is reported;
 /// members that are `leaving` are not touched.
 pub fn join_members(
@@ -58,16 +59,51 @@ pub fn join_members(
         plan.steps.push(Step::ChangeSource {
             on: k.clone(),
             source: primary.clone(),
-            position: SourcePosition::Gtid,
+            position: join_position(snap),
         });
+        // A former primary with the primary side of semi-sync on would wait
+        // for acknowledgements of every transaction it applies.
+        if snap.semi_sync.primary_enabled {
+            plan.steps.push(Step::SetSemiSyncPrimary {
+                on: k.clone(),
+                enabled: false,
+                wait_count: 1,
+            });
+        }
         plan.steps.push(Step::StartReplica { on: k.clone() });
     }
     Joining { plan, unjoinable }
 }
 
+/// Where a joining member starts reading: a MariaDB member whose own
+/// binary log goes beyond its `gtid_slave_pos` (a former primary, whose
+/// last transactions are its own writes) starts from the end of its
+/// binlog; from its stale `gtid_slave_pos` it would ask for transactions
+/// it has (error 1950 under gtid_strict_mode, duplicates, or 1236).
+fn join_position(snap: &Snapshot) -> SourcePosition {
+    let Some(current) = snap.gtid.executed.as_ref() else {
+        return SourcePosition::Gtid;
+    };
+    if snap.flavor != Flavor::MariaDb || current.is_empty() {
+        return SourcePosition::Gtid;
+    }
+    let behind = match snap.gtid.slave_pos.as_ref() {
+        Some(applied) => applied.contains(current) != Some(true),
+        None => true,
+    };
+    if behind {
+        SourcePosition::OwnBinlog
+    } else {
+        SourcePosition::Gtid
+    }
+}
+
 /// A primary that restarted read only, without a failover, may take
 /// writes again when it replicates from nothing, nothing else is writable
-/// and it holds everything the others hold. Returns the plan.
+/// and it holds everything the instances replicating hold. A read-only
+/// instance that replicates from nothing (a diverged former primary) is
+/// not weighed: it cannot follow anyone and is reported by
+/// [`join_members`]. Returns the plan.
 pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -> Option<Plan> {
     let snap = topo.get(primary)?.snapshot.as_ref()?;
     if !snap.is_read_only() || snap.replica.is_some() {
@@ -79,9 +115,10 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
         .filter(|n| &n.key != primary)
         .filter_map(|n| n.snapshot.as_ref())
         .collect();
+    let detached = |o: &Snapshot| o.is_read_only() && o.replica.is_none();
     if others
         .iter()
-        .any(|o| !o.is_read_only() || extra_transactions(o, snap).is_some())
+        .any(|o| !o.is_read_only() || (!detached(o) && extra_transactions(o, snap).is_some()))
     {
         return None;
     }
@@ -141,12 +178,88 @@ mod tests {
             })
             .collect();
         assert_eq!(moved, vec![&key("new"), &key("stray")]);
+        // The stray one replicated (its slave_pos is unknown here, so it is
+        // taken from its own binlog); the new one has no transactions.
+        let positions: Vec<(&InstanceKey, &SourcePosition)> = j
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ChangeSource { on, position, .. } => Some((on, position)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            positions,
+            vec![
+                (&key("new"), &SourcePosition::Gtid),
+                (&key("stray"), &SourcePosition::OwnBinlog)
+            ]
+        );
         assert_eq!(j.unjoinable.len(), 1);
         assert_eq!(j.unjoinable[0].0, key("old"));
         assert_eq!(j.unjoinable[0].1.to_string(), "0-1-3");
         let leaving = BTreeSet::from([key("new")]);
         let j = join_members(&topo, &key("p"), &members, &leaving);
         assert!(j.plan.steps.iter().all(|s| s.target() != Some(&key("new"))));
+    }
+
+    #[test]
+    fn a_former_primary_rejoins_from_the_end_of_its_own_binlog() {
+        let gtid = |s: &str| GtidSet::parse(Flavor::MariaDb, s).ok();
+        // Its own writes 0-1-1..10 are in its binlog; its slave_pos is
+        // older (or empty: it never replicated).
+        let mut old = with_gtid(ro(mariadb("old", 1)), "0-1-10");
+        old.gtid.slave_pos = gtid("0-1-3");
+        let mut never = with_gtid(ro(mariadb("never", 4)), "0-1-10");
+        never.gtid.slave_pos = None;
+        never.semi_sync.primary_enabled = true;
+        // A replica that was detached: everything it has was replicated.
+        let mut detached = with_gtid(ro(mariadb("detached", 3)), "0-1-10");
+        detached.gtid.slave_pos = gtid("0-1-10");
+        let topo = Topology::build(
+            vec![
+                with_gtid(mariadb("p", 2), "0-1-10,0-2-5"),
+                old,
+                never,
+                detached,
+            ],
+            vec![],
+        );
+        let members: BTreeSet<InstanceKey> = ["p", "old", "never", "detached"]
+            .iter()
+            .map(|h| key(h))
+            .collect();
+        let j = join_members(&topo, &key("p"), &members, &BTreeSet::new());
+        assert!(j.unjoinable.is_empty(), "{:?}", j.unjoinable);
+        let lines: Vec<String> = j
+            .plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::ChangeSource { .. }))
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "detached:3306: replicate from p:3306 (GTID)",
+                "never:3306: replicate from p:3306 (GTID, from the end of its own binlog)",
+                "old:3306: replicate from p:3306 (GTID, from the end of its own binlog)",
+            ]
+        );
+        assert!(j.plan.steps.contains(&Step::SetSemiSyncPrimary {
+            on: key("never"),
+            enabled: false,
+            wait_count: 1,
+        }));
+        assert_eq!(
+            j.plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s, Step::SetSemiSyncPrimary { .. }))
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -167,5 +280,15 @@ mod tests {
         assert_eq!(reopen_primary(&other_writable, &key("p"), false), None);
         let writable = Topology::build(vec![with_gtid(mariadb("p", 2), "0-2-10")], vec![]);
         assert_eq!(reopen_primary(&writable, &key("p"), false), None);
+        // A diverged former primary, detached, does not keep it read only.
+        let diverged = Topology::build(
+            vec![
+                restarted(),
+                with_gtid(replica_of("r", 3, "p"), "0-2-10"),
+                with_gtid(ro(mariadb("old", 1)), "0-1-3"),
+            ],
+            vec![],
+        );
+        assert!(reopen_primary(&diverged, &key("p"), false).is_some());
     }
 }

@@ -94,6 +94,96 @@ fn check_top(topo: &Topology, key: &InstanceKey) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// Why replica `r` does not apply its relay log by itself now (a
+/// configured delay, a stopped SQL thread), if it does not.
+fn not_applying(r: &Snapshot) -> Option<String> {
+    let status = r.replica.as_ref()?;
+    if status.sql_delay > 0 {
+        Some(format!("delayed replica, SQL_Delay {} s", status.sql_delay))
+    } else if !status.sql_running {
+        Some("the SQL thread is stopped".to_string())
+    } else {
+        None
+    }
+}
+
+/// Whether waiting for `r` to apply its relay log can end well.
+fn applies_relay(r: &Snapshot) -> bool {
+    not_applying(r).is_none()
+}
+
+/// The candidate choice of a failover: replicas that do not apply their
+/// relay log (delayed, SQL thread stopped) are chosen only when no other
+/// replica can be (the plan then makes the chosen one apply it first).
+fn choose_applying(
+    topo: &Topology,
+    failed: &InstanceKey,
+    opts: &CandidateOptions,
+) -> Result<super::candidate::CandidateChoice, PlanError> {
+    let choice = match choose_candidate(topo, failed, opts) {
+        Err(PlanError::NoCandidate { .. }) => {
+            // Delayed replicas as a last resort: seen without their delay.
+            let mut undelayed = topo.clone();
+            for n in undelayed.nodes.values_mut() {
+                if let Some(r) = n.snapshot.as_mut().and_then(|s| s.replica.as_mut()) {
+                    r.sql_delay = 0;
+                }
+            }
+            match choose_candidate(&undelayed, failed, opts) {
+                Ok(mut c) => {
+                    c.notes.push(format!(
+                        "{} is a delayed replica but no other replica can be promoted",
+                        c.chosen
+                    ));
+                    return Ok(c);
+                }
+                Err(_) => choose_candidate(topo, failed, opts)?,
+            }
+        }
+        other => other?,
+    };
+    let (replicas, _) = direct_replicas(topo, failed);
+    let idle: Vec<&Snapshot> = replicas
+        .iter()
+        .copied()
+        .filter(|r| !applies_relay(r))
+        .collect();
+    if !idle.iter().any(|r| r.key == choice.chosen) {
+        return Ok(choice);
+    }
+    let mut stricter = opts.clone();
+    for r in &idle {
+        stricter.rules.insert(r.key.clone(), PromotionRule::MustNot);
+    }
+    match choose_candidate(topo, failed, &stricter) {
+        Ok(mut better) => {
+            for r in idle
+                .iter()
+                .filter(|r| opts.rule(&r.key) != PromotionRule::MustNot)
+            {
+                let why = not_applying(r).unwrap_or_default();
+                let aside = format!("{} set aside", r.key);
+                better.notes.retain(|n| !n.starts_with(&aside));
+                better.notes.push(format!("{aside}: {why}"));
+                for (k, reason) in better.excluded.iter_mut() {
+                    if k == &r.key {
+                        *reason = why.clone();
+                    }
+                }
+            }
+            Ok(better)
+        }
+        Err(_) => {
+            let mut choice = choice;
+            choice.notes.push(format!(
+                "{} does not apply its relay log by itself but no other replica can be promoted",
+                choice.chosen
+            ));
+            Ok(choice)
+        }
+    }
+}
+
 fn failover(
     topo: &Topology,
     failed: &InstanceKey,
@@ -101,7 +191,7 @@ fn failover(
     kind: PlanKind,
 ) -> Result<Plan, PlanError> {
     check_top(topo, failed)?;
-    let choice = choose_candidate(topo, failed, &opts.candidate)?;
+    let choice = choose_applying(topo, failed, &opts.candidate)?;
     let (replicas, _) = direct_replicas(topo, failed);
     let old = topo.get(failed).and_then(|n| n.snapshot.as_ref());
 
@@ -139,8 +229,27 @@ fn failover(
         plan.steps.push(Step::StopReplicaIo { on: r.key.clone() });
     }
     for r in &replicas {
-        plan.steps.push(Step::WaitRelayApplied {
-            on: r.key.clone(),
+        if applies_relay(r) {
+            plan.steps.push(Step::WaitRelayApplied {
+                on: r.key.clone(),
+                timeout: opts.relay_apply_timeout,
+            });
+        } else {
+            plan.notes.push(format!(
+                "{}: no relay log wait ({})",
+                r.key,
+                not_applying(r).unwrap_or_default()
+            ));
+        }
+    }
+    // A chosen replica that does not apply by itself applies first; if it
+    // cannot, the failover stops before anything is promoted.
+    if replicas
+        .iter()
+        .any(|r| r.key == choice.chosen && !applies_relay(r))
+    {
+        plan.steps.push(Step::ApplyRelayNow {
+            on: choice.chosen.clone(),
             timeout: opts.relay_apply_timeout,
         });
     }
@@ -167,6 +276,67 @@ fn failover(
         });
     }
     Ok(plan)
+}
+
+/// A failover plan cut in the phases the engine runs one after the other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FencePhases {
+    /// Pre-failover hooks and IO threads stopped. A failure here (a veto,
+    /// an IO thread that would not stop) abandons the failover: the
+    /// plan's rollback restarts replication.
+    pub fence: Plan,
+    /// Relay log waits. A wait that fails is reported and does not undo
+    /// the fence: the candidate is chosen again from what was applied.
+    pub waits: Vec<Step>,
+}
+
+/// The steps at the start of a failover plan that make its fence: hooks,
+/// IO threads stopped, relay logs applied.
+pub fn fence_len(plan: &Plan) -> usize {
+    plan.steps
+        .iter()
+        .position(|s| {
+            !matches!(
+                s,
+                Step::RunHooks { .. } | Step::StopReplicaIo { .. } | Step::WaitRelayApplied { .. }
+            )
+        })
+        .unwrap_or(plan.steps.len())
+}
+
+/// Cuts the fence of a failover plan (see [`FencePhases`]).
+pub fn fence_phases(plan: &Plan) -> FencePhases {
+    let end = fence_len(plan);
+    let mut fence = plan.clone();
+    let (waits, stops): (Vec<Step>, Vec<Step>) = plan.steps[..end]
+        .iter()
+        .cloned()
+        .partition(|s| matches!(s, Step::WaitRelayApplied { .. }));
+    fence.steps = stops;
+    fence.point_of_no_return = fence.steps.len();
+    FencePhases { fence, waits }
+}
+
+/// What is left of a failover plan made again once its fence has run:
+/// the promotion and the repointing. Its rollback (replication restarted)
+/// still runs if a step before the promotion fails, since nothing was
+/// promoted then.
+pub fn after_fence(plan: &Plan) -> Plan {
+    let skip = fence_len(plan);
+    let mut rest = plan.clone();
+    rest.steps.drain(..skip);
+    rest.point_of_no_return = plan.point_of_no_return.saturating_sub(skip);
+    rest
+}
+
+/// The plan that abandons a failover whose fence ran: replication
+/// restarted on every replica the fence stopped, nothing promoted.
+pub fn abandon(plan: &Plan) -> Plan {
+    let mut undo = Plan::new(plan.kind);
+    undo.failed = plan.failed.clone();
+    undo.steps = plan.rollback.clone();
+    undo.point_of_no_return = 0;
+    undo
 }
 
 /// Makes `old` refuse writes: clients first (a long transaction, or a
@@ -621,6 +791,152 @@ mod tests {
         has_line(&plan, "  13. r1:3306: replicate from r2:3306 (GTID)");
         has_line(&plan, "  on failure before step 10:");
         has_line(&plan, "      - r3:3306: start replication");
+    }
+
+    /// The dead p with r1 (0-1-10), r2 (0-1-12) delayed, r3 (0-1-12)
+    /// with its SQL thread stopped, r4 (0-1-11).
+    fn idle_replicas() -> Topology {
+        let mut delayed = r("r2", 12, "p", "0-1-12");
+        if let Some(st) = delayed.replica.as_mut() {
+            st.sql_delay = 30;
+        }
+        let mut stopped = r("r3", 13, "p", "0-1-12");
+        if let Some(st) = stopped.replica.as_mut() {
+            st.sql_running = false;
+        }
+        let snaps = vec![
+            r("r1", 11, "p", "0-1-10"),
+            delayed,
+            stopped,
+            r("r4", 14, "p", "0-1-11"),
+        ];
+        topology(
+            snaps.into_iter().map(source_gone).collect(),
+            vec![down("p", None)],
+        )
+    }
+
+    #[test]
+    fn delayed_and_stopped_replicas_get_no_relay_wait_and_are_chosen_last() {
+        let plan = dead_primary(&idle_replicas(), &key("p"), &RecoveryOptions::default()).unwrap();
+        // r3 holds the most but does not apply: r4 is chosen, r3 is lost.
+        assert_eq!(plan.successor, Some(key("r4")));
+        let waits: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::WaitRelayApplied { .. }))
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            waits,
+            vec![
+                "r1:3306: wait until the relay log is applied (at most 30s)",
+                "r4:3306: wait until the relay log is applied (at most 30s)",
+            ]
+        );
+        has_line(
+            &plan,
+            "  note: r2:3306: no relay log wait (delayed replica, SQL_Delay 30 s)",
+        );
+        has_line(
+            &plan,
+            "  note: r3:3306: no relay log wait (the SQL thread is stopped)",
+        );
+        has_line(
+            &plan,
+            "  note: r3:3306 set aside: the SQL thread is stopped",
+        );
+        // Nothing better: the stopped one is chosen, and says so.
+        let mut stopped = r("r3", 13, "p", "0-1-12");
+        if let Some(st) = stopped.replica.as_mut() {
+            st.sql_running = false;
+        }
+        let alone = topology(vec![source_gone(stopped)], vec![down("p", None)]);
+        let plan = dead_primary(&alone, &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("no other replica can be promoted")),
+            "{plan}"
+        );
+        let applied_first = vec![
+            "run preFailover hooks",
+            "r3:3306: stop the replica IO thread",
+            "r3:3306: apply the relay log now, delay removed (at most 30s)",
+            "r3:3306: wait until it has executed everything it received (at most 30s)",
+            "r3:3306: stop replication",
+        ];
+        assert_eq!(steps(&plan)[..5].to_vec(), applied_first);
+        // Applying comes after the fence, before the point of no return.
+        assert_eq!(fence_len(&plan), 2);
+        assert_eq!(plan.point_of_no_return, 5);
+        // A delayed replica, alone, likewise.
+        let mut delayed = r("r3", 13, "p", "0-1-12");
+        if let Some(st) = delayed.replica.as_mut() {
+            st.sql_delay = 30;
+        }
+        let alone = topology(vec![source_gone(delayed)], vec![down("p", None)]);
+        let plan = dead_primary(&alone, &key("p"), &RecoveryOptions::default()).unwrap();
+        assert_eq!(plan.successor, Some(key("r3")));
+        assert_eq!(steps(&plan)[..5].to_vec(), applied_first);
+        // Not when another one can be promoted (r2 is delayed, r4 is not).
+        let plan = dead_primary(&idle_replicas(), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::ApplyRelayNow { .. }))
+        );
+    }
+
+    #[test]
+    fn the_fence_is_cut_from_the_promotion() {
+        let plan = dead_primary(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
+        let phases = fence_phases(&plan);
+        assert_eq!(
+            steps(&phases.fence),
+            vec![
+                "run preFailover hooks",
+                "r1:3306: stop the replica IO thread",
+                "r2:3306: stop the replica IO thread",
+                "r3:3306: stop the replica IO thread",
+            ]
+        );
+        // A failure in the fence restarts replication: nothing promoted.
+        assert_eq!(phases.fence.point_of_no_return, 4);
+        assert_eq!(phases.fence.rollback, plan.rollback);
+        assert_eq!(phases.waits.len(), 3);
+        assert!(
+            phases
+                .waits
+                .iter()
+                .all(|s| matches!(s, Step::WaitRelayApplied { .. }))
+        );
+        let rest = after_fence(&plan);
+        assert_eq!(
+            steps(&rest)[..2].to_vec(),
+            vec![
+                "r2:3306: wait until it has executed everything it received (at most 30s)",
+                "r2:3306: stop replication",
+            ]
+        );
+        assert_eq!(
+            rest.steps[rest.point_of_no_return],
+            Step::ResetReplicaAll { on: key("r2") }
+        );
+        assert_eq!(rest.rollback, plan.rollback);
+        assert_eq!(rest.steps.len() + 7, plan.steps.len());
+        let undo = abandon(&plan);
+        assert_eq!(
+            steps(&undo),
+            vec![
+                "r1:3306: start replication",
+                "r2:3306: start replication",
+                "r3:3306: start replication",
+            ]
+        );
+        assert!(undo.rollback.is_empty());
     }
 
     #[test]

@@ -84,6 +84,10 @@ impl FromStr for HookEvent {
 pub enum SourcePosition {
     /// GTID auto-positioning (MariaDB `slave_pos`, MySQL auto-position).
     Gtid,
+    /// GTID positioning from where the replica's own binary log ends
+    /// (MariaDB `current_pos`, MySQL auto-position): for a former primary,
+    /// whose last transactions are its own writes, not replicated ones.
+    OwnBinlog,
 }
 
 /// One step of a plan. Steps name instances; values only known at run time
@@ -100,6 +104,16 @@ pub enum Step {
     StopReplicaIo { on: InstanceKey },
     /// Wait until the replica has applied everything it has received.
     WaitRelayApplied {
+        on: InstanceKey,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    /// Make a replica that does not apply its relay log by itself (a
+    /// configured delay, a stopped SQL thread) apply it now: SQL thread
+    /// stopped, delay set to 0 (the relay log kept), SQL thread started,
+    /// then wait until it has applied everything it received. The IO
+    /// thread is left as it is.
+    ApplyRelayNow {
         on: InstanceKey,
         #[serde(with = "millis")]
         timeout: Duration,
@@ -178,6 +192,7 @@ impl Step {
             Step::RunHooks { .. } => None,
             Step::StopReplicaIo { on }
             | Step::WaitRelayApplied { on, .. }
+            | Step::ApplyRelayNow { on, .. }
             | Step::StopReplica { on }
             | Step::ResetReplicaAll { on }
             | Step::SetReadOnly { on, .. }
@@ -197,6 +212,10 @@ impl fmt::Display for Step {
         match self {
             Step::RunHooks { event } => write!(f, "run {} hooks", event.name()),
             Step::StopReplicaIo { on } => write!(f, "{on}: stop the replica IO thread"),
+            Step::ApplyRelayNow { on, timeout } => write!(
+                f,
+                "{on}: apply the relay log now, delay removed (at most {timeout:?})"
+            ),
             Step::WaitRelayApplied { on, timeout } => {
                 write!(
                     f,
@@ -233,9 +252,19 @@ impl fmt::Display for Step {
                     "{on}: wait until it has executed all of {of} (at most {timeout:?})"
                 )
             }
-            Step::ChangeSource { on, source, .. } => {
-                write!(f, "{on}: replicate from {source} (GTID)")
-            }
+            Step::ChangeSource {
+                on,
+                source,
+                position: SourcePosition::Gtid,
+            } => write!(f, "{on}: replicate from {source} (GTID)"),
+            Step::ChangeSource {
+                on,
+                source,
+                position: SourcePosition::OwnBinlog,
+            } => write!(
+                f,
+                "{on}: replicate from {source} (GTID, from the end of its own binlog)"
+            ),
             Step::StartReplica { on } => write!(f, "{on}: start replication"),
             Step::WaitReplicating { on, timeout } => {
                 write!(f, "{on}: wait until replicating (at most {timeout:?})")

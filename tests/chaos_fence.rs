@@ -1,0 +1,237 @@
+//! Chaos around the fence of a failover, on real mariadbd: replicas that
+//! cannot apply their relay log in time (a `MASTER_DELAY`, a stopped SQL
+//! thread) must neither undo the fence nor stop the promotion, and the
+//! operation never both restarts replication and promotes; afterwards the
+//! former primary rejoins the new one.
+
+mod support;
+
+use std::time::Duration;
+
+use orca::engine::executor::Outcome;
+use orca::plan::Step;
+use orca_sandbox::mysqld::admin_credentials;
+use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::writer::{Writer, assert_acked, ids_on};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_with_a_delayed_replica_and_a_stopped_sql_thread() {
+    let mut c = LocalCluster::start_with(Shape::primary_with_replicas(3), |_, o: MysqldOptions| {
+        o.with_semi_sync()
+    })
+    .await
+    .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    // keys[2] is delayed by 30 s, keys[3] has its SQL thread stopped.
+    c.instances[2]
+        .exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE")
+        .await
+        .unwrap();
+    let w = Writer::start(&c.instances[0]).await;
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= 30).then_some(())
+    })
+    .await;
+    c.instances[3].exec("STOP SLAVE SQL_THREAD").await.unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "more writes acknowledged",
+        || async { (w.count() >= 60).then_some(()) },
+    )
+    .await;
+    let mut e = engine_with(&c, Default::default(), |cfg| {
+        cfg.recovery.relay_apply_timeout = Duration::from_secs(5);
+    });
+    e.round().await;
+    c.instances[0].kill().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    assert_eq!(record.failed.as_ref(), Some(&keys[0]));
+    let new = record.successor.clone().expect("successor");
+    assert_eq!(new, keys[1], "the replica that applies without delay");
+    // The fence was not undone on the way to the promotion.
+    assert!(record.rollback.is_empty(), "rollback ran: {record:#?}");
+    let reset = record
+        .steps
+        .iter()
+        .position(|s| matches!(s.step, Step::ResetReplicaAll { .. }))
+        .expect("a promotion");
+    assert!(
+        !record.steps[..reset]
+            .iter()
+            .any(|s| matches!(s.step, Step::StartReplica { .. })),
+        "replication restarted before the promotion: {record:#?}"
+    );
+    // No relay wait for the delayed replica nor the stopped SQL thread.
+    assert!(
+        !record.steps.iter().any(|s| matches!(
+            &s.step,
+            Step::WaitRelayApplied { on, .. } if on == &keys[2] || on == &keys[3]
+        )),
+        "{record:#?}"
+    );
+    let acked = w.finish().await;
+    let s = snapshot(&new).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    assert_acked(&new, &admin_credentials(), &acked).await;
+    // Every other replica follows the new primary, without error 1236/1950.
+    for k in [&keys[2], &keys[3]] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{k} connected to {new}"),
+            || async {
+                let s = snapshot(k).await;
+                let r = s.replica.as_ref()?;
+                assert!(
+                    !matches!(r.last_io_errno, 1236 | 1950),
+                    "{k}: IO error {} {}",
+                    r.last_io_errno,
+                    r.last_io_error
+                );
+                (r.source == new && r.io_running == orca::topology::instance::IoThreadState::Yes)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// A former primary whose binary log holds its own last writes (all of
+/// them replicated before it died) rejoins the new primary after the
+/// failover without error 1236/1950: its replication position is where its
+/// own binary log ends, not its stale `gtid_slave_pos`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_former_primary_rejoins_after_the_failover() {
+    let mut c = LocalCluster::start_with(Shape::primary_with_replicas(2), |_, o: MysqldOptions| {
+        o.with_semi_sync()
+    })
+    .await
+    .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    let w = Writer::start(&c.instances[0]).await;
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= 40).then_some(())
+    })
+    .await;
+    let acked = w.finish().await;
+    // Everything the primary wrote is replicated before it dies.
+    for k in &keys[1..] {
+        eventually(Duration::from_secs(20), "replicas caught up", || async {
+            let ids = ids_on(k, &admin_credentials()).await;
+            acked.iter().all(|id| ids.contains(id)).then_some(())
+        })
+        .await;
+    }
+    // No heartbeat: a write in flight when it dies would be a real
+    // diverged tail, which must not rejoin.
+    let mut e = engine_with(&c, Default::default(), |cfg| cfg.heartbeat = false);
+    e.round().await;
+    c.instances[0].kill().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    let new = record.successor.clone().expect("successor");
+    c.instances[0].restart().await.unwrap();
+    // The engine fences it when it answers again.
+    rounds_until(&mut e, Duration::from_secs(30), "the fence", |r| {
+        r.fenced.contains(&keys[0]).then_some(())
+    })
+    .await;
+    // A round that sees it read only.
+    e.round().await;
+    let members = keys.iter().cloned().collect();
+    let joining =
+        orca::plan::membership::join_members(e.topology(), &new, &members, &Default::default());
+    assert!(joining.unjoinable.is_empty(), "{:?}", joining.unjoinable);
+    assert!(
+        joining
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::ChangeSource { on, .. } if on == &keys[0])),
+        "{}",
+        joining.plan
+    );
+    let meta = orca::engine::executor::OperationMeta {
+        id: "join".into(),
+        cluster: "test".into(),
+        trigger: "Join".into(),
+    };
+    let joined = e.executor.execute(&joining.plan, &meta).await;
+    assert_eq!(joined.outcome, Outcome::Succeeded, "{joined:#?}");
+    c.instances
+        .iter()
+        .find(|m| m.key() == new)
+        .unwrap()
+        .exec("INSERT INTO app.w VALUES (2000000)")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the former primary replicates",
+        || async {
+            let s = snapshot(&keys[0]).await;
+            let r = s.replica.as_ref()?;
+            assert!(
+                !matches!(r.last_io_errno, 1236 | 1950) && r.last_sql_errno == 0,
+                "IO error {} {}, SQL error {} {}",
+                r.last_io_errno,
+                r.last_io_error,
+                r.last_sql_errno,
+                r.last_sql_error
+            );
+            let ids = ids_on(&keys[0], &admin_credentials()).await;
+            (r.source == new && r.is_replicating() && ids.contains(&2_000_000)).then_some(())
+        },
+    )
+    .await;
+    assert_acked(&keys[0], &admin_credentials(), &acked).await;
+}
+
+/// When the only replica is delayed, it is promoted, having applied its
+/// relay log first: every acknowledged write is on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_replica_alone_is_promoted_with_its_relay_log_applied() {
+    let mut c = LocalCluster::start_with(Shape::primary_with_replicas(1), |_, o: MysqldOptions| {
+        o.with_semi_sync()
+    })
+    .await
+    .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    c.instances[1]
+        .exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE")
+        .await
+        .unwrap();
+    let w = Writer::start(&c.instances[0]).await;
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (w.count() >= 40).then_some(())
+    })
+    .await;
+    let mut e = engine(&c);
+    e.round().await;
+    c.instances[0].kill().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    assert_eq!(record.successor.as_ref(), Some(&keys[1]));
+    assert!(record.rollback.is_empty(), "{record:#?}");
+    assert!(
+        record
+            .steps
+            .iter()
+            .any(|s| matches!(&s.step, Step::ApplyRelayNow { on, .. } if on == &keys[1])),
+        "{record:#?}"
+    );
+    let acked = w.finish().await;
+    let s = snapshot(&keys[1]).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    assert_acked(&keys[1], &admin_credentials(), &acked).await;
+}
