@@ -10,6 +10,7 @@ use super::prober::{Inventory, Round};
 use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former};
 use crate::mysql::conn::{Timeouts, connect};
 use crate::mysql::heartbeat;
+use crate::plan::loss::LastSeenPrimary;
 use crate::plan::recovery::{RecoveryOptions, dead_intermediate_primary, dead_primary};
 use crate::plan::{HookEvent, Plan, PlanKind, Step};
 use crate::topology::InstanceKey;
@@ -478,7 +479,13 @@ impl ClusterEngine {
         meta: &OperationMeta,
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
-        let opts = self.recovery_options();
+        let mut opts = self.recovery_options();
+        opts.last_seen = self
+            .inventory
+            .known
+            .get(failed)
+            .and_then(|k| k.last_snapshot.as_ref())
+            .map(LastSeenPrimary::of);
         let first = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
             Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,
@@ -542,6 +549,7 @@ impl ClusterEngine {
         }));
         record.successor = rest.successor;
         record.lost_replicas = rest.lost_replicas;
+        record.lost_transactions = rest.lost_transactions;
         record.notes = rest.notes;
         record.duration_ms += rest.duration_ms;
         record.hook_errors.extend(rest.hook_errors);

@@ -14,7 +14,96 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::topology::{GtidSet, InstanceKey};
+use super::candidate::join;
+use super::error::PlanError;
+use crate::topology::{GtidSet, InstanceKey, Snapshot, Topology};
+
+/// A primary as orca last saw it answer (the prober keeps its last
+/// snapshot): what a failover needs of a primary that no longer does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeenPrimary {
+    pub key: InstanceKey,
+    /// Its semi-sync primary side was on.
+    pub semi_sync: bool,
+    /// `rpl_semi_sync_master_wait_for_slave_count` (1 on MariaDB).
+    pub wait_count: u32,
+    /// Its executed GTID set.
+    pub executed: Option<GtidSet>,
+}
+
+impl LastSeenPrimary {
+    pub fn of(s: &Snapshot) -> LastSeenPrimary {
+        LastSeenPrimary {
+            key: s.key.clone(),
+            semi_sync: s.semi_sync.primary_enabled,
+            wait_count: s.semi_sync.wait_count.max(1),
+            executed: s.gtid.executed.clone(),
+        }
+    }
+}
+
+/// What a failover of `failed` to `chosen` may lose. An automatic one
+/// (`automatic`) of a semi-sync primary is refused when the reachable
+/// replicas may miss an acknowledged write; a forced one goes on and says
+/// so in the notes. The transactions `failed` had (as last seen) that
+/// `chosen` lacks are returned.
+pub fn assess(
+    topo: &Topology,
+    failed: &InstanceKey,
+    chosen: &InstanceKey,
+    last: Option<&LastSeenPrimary>,
+    semi_sync: bool,
+    automatic: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<LostTransactions>, PlanError> {
+    let last = last.filter(|l| &l.key == failed);
+    if last.map_or(semi_sync, |l| l.semi_sync) {
+        let known = topo
+            .get(failed)
+            .map(|n| n.replicas.clone())
+            .unwrap_or_default();
+        let (reachable, unreachable): (Vec<_>, Vec<_>) = known
+            .iter()
+            .cloned()
+            .partition(|k| topo.get(k).is_some_and(|n| n.reachable()));
+        let quorum = AckQuorum {
+            replicas: known.len(),
+            reachable: reachable.len(),
+            wait_count: last.map_or(1, |l| l.wait_count),
+        };
+        if let Some(why) = quorum.shortfall(failed) {
+            if automatic {
+                return Err(PlanError::Invalid(format!(
+                    "{why} (unreachable: {}; a force failover goes on anyway)",
+                    join(&unreachable)
+                )));
+            }
+            notes.push(format!(
+                "forced despite: {why}; acknowledged writes held only by {} are lost",
+                join(&unreachable)
+            ));
+        }
+    }
+    let successor = topo.get(chosen).and_then(|n| n.snapshot.as_ref());
+    let progress = successor.and_then(|s| {
+        let received = s.replica.as_ref().and_then(|r| r.received());
+        match (s.gtid.executed.clone(), received) {
+            (Some(e), Some(r)) => e.union(&r).or(Some(e)),
+            (e, r) => e.or(r),
+        }
+    });
+    let lost = match (last.and_then(|l| l.executed.as_ref()), progress) {
+        (Some(old), Some(new)) => possibly_lost(old, &new),
+        _ => None,
+    };
+    if let Some(l) = &lost {
+        notes.push(format!(
+            "possibly lost: {} transaction(s) {failed} had at its last probe and {chosen} lacks: {}",
+            l.count, l.gtids
+        ));
+    }
+    Ok(lost)
+}
 
 /// The acknowledgement arithmetic of a semi-sync primary that is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +199,9 @@ pub fn possibly_lost(old: &GtidSet, successor: &GtidSet) -> Option<LostTransacti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::recovery::{RecoveryOptions, dead_primary, force_failover};
     use crate::topology::Flavor;
+    use crate::topology::testing::{down, key, replica_of, source_down, topology, with_gtid};
 
     #[test]
     fn ack_quorum() {
@@ -155,23 +246,105 @@ mod tests {
         assert!(why.contains("no automatic failover"), "{why}");
     }
 
+    /// Primary + 3 semi-sync replicas; the primary and `cut` are out of
+    /// reach.
+    fn partitioned(cut: &[&str]) -> Topology {
+        let mut snaps = Vec::new();
+        let mut unreachable = vec![down("p", None)];
+        for (i, r) in ["r1", "r2", "r3"].into_iter().enumerate() {
+            if cut.contains(&r) {
+                unreachable.push(down(r, Some("p")));
+            } else {
+                let mut s = with_gtid(source_down(replica_of(r, 2 + i as u32, "p")), "0-1-100");
+                s.semi_sync.replica_enabled = true;
+                snaps.push(s);
+            }
+        }
+        topology(snaps, unreachable)
+    }
+
+    fn last_seen(wait_count: u32, semi_sync: bool, executed: &str) -> RecoveryOptions {
+        let mut opts = RecoveryOptions::default();
+        opts.candidate.semi_sync = semi_sync;
+        opts.last_seen = Some(LastSeenPrimary {
+            key: key("p"),
+            semi_sync,
+            wait_count,
+            executed: Some(GtidSet::parse(Flavor::MariaDb, executed).expect("gtid")),
+        });
+        opts
+    }
+
+    #[test]
+    fn semi_sync_failover_needs_every_acknowledged_write() {
+        // cut off, wait count, automatic failover allowed
+        let table: &[(&[&str], u32, bool)] = &[
+            (&[], 1, true),
+            (&["r1"], 1, false),
+            (&["r1"], 2, true),
+            (&["r1", "r2"], 2, false),
+            (&["r1", "r2"], 3, true),
+        ];
+        for &(cut, wait, allowed) in table {
+            let topo = partitioned(cut);
+            let opts = last_seen(wait, true, "0-1-100");
+            let auto = dead_primary(&topo, &key("p"), &opts);
+            assert_eq!(auto.is_ok(), allowed, "{cut:?} wait {wait}: {auto:?}");
+            if let Err(e) = auto {
+                let why = e.to_string();
+                assert!(why.contains("no automatic failover"), "{why}");
+                assert!(why.contains("r1:3306"), "{why}");
+            }
+            // By hand it goes on, and says what may be lost.
+            let forced = force_failover(&topo, &key("p"), &opts).expect("forced");
+            assert_eq!(
+                forced.notes.iter().any(|n| n.starts_with("forced despite")),
+                !allowed,
+                "{:?}",
+                forced.notes
+            );
+        }
+        // An asynchronous cluster fails over with replicas cut off.
+        let topo = partitioned(&["r1"]);
+        assert!(dead_primary(&topo, &key("p"), &last_seen(1, false, "0-1-100")).is_ok());
+    }
+
+    #[test]
+    fn async_failover_reports_possibly_lost_transactions() {
+        let topo = partitioned(&[]);
+        let plan = dead_primary(&topo, &key("p"), &last_seen(1, false, "0-1-104")).expect("plan");
+        let lost = plan.lost_transactions.expect("lost");
+        assert_eq!((lost.gtids.as_str(), lost.count), ("0-1-101..104", 4));
+        assert!(
+            plan.notes.iter().any(|n| n.contains("possibly lost: 4")),
+            "{:?}",
+            plan.notes
+        );
+        let plan = dead_primary(&topo, &key("p"), &last_seen(1, false, "0-1-100")).expect("plan");
+        assert_eq!(plan.lost_transactions, None);
+        // Without a last snapshot nothing is claimed.
+        let plan = dead_primary(&topo, &key("p"), &RecoveryOptions::default()).expect("plan");
+        assert_eq!(plan.lost_transactions, None);
+    }
+
     #[test]
     fn lost_gtids() {
         let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let v = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
         // flavor, old, successor, lost (text, count)
-        let table: Vec<(Flavor, String, String, Option<(&str, u64)>)> = vec![
+        type Row = (Flavor, String, String, Option<(String, u64)>);
+        let table: Vec<Row> = vec![
             (
                 Flavor::MariaDb,
                 "0-1-105".into(),
                 "0-1-100".into(),
-                Some(("0-1-101..105", 5)),
+                Some(("0-1-101..105".into(), 5)),
             ),
             (
                 Flavor::MariaDb,
                 "0-1-101".into(),
                 "0-1-100".into(),
-                Some(("0-1-101", 1)),
+                Some(("0-1-101".into(), 1)),
             ),
             (Flavor::MariaDb, "0-1-100".into(), "0-1-100".into(), None),
             (
@@ -185,26 +358,26 @@ mod tests {
                 Flavor::MariaDb,
                 "0-1-10,1-1-3".into(),
                 "0-1-10".into(),
-                Some(("1-1-1..3", 3)),
+                Some(("1-1-1..3".into(), 3)),
             ),
             // an older server id in the domain does not count twice
             (
                 Flavor::MariaDb,
                 "0-2-50,0-1-55".into(),
                 "0-2-50".into(),
-                Some(("0-1-51..55", 5)),
+                Some(("0-1-51..55".into(), 5)),
             ),
             (
                 Flavor::MariaDb,
                 "0-1-7".into(),
                 "".into(),
-                Some(("0-1-1..7", 7)),
+                Some(("0-1-1..7".into(), 7)),
             ),
             (
                 Flavor::MySql,
                 format!("{u}:1-105,{v}:1-3"),
                 format!("{u}:1-100,{v}:1-3"),
-                Some((&*Box::leak(format!("{u}:101-105").into_boxed_str()), 5)),
+                Some((format!("{u}:101-105"), 5)),
             ),
             (
                 Flavor::MySql,
@@ -217,11 +390,7 @@ mod tests {
             let o = GtidSet::parse(flavor, &old).expect("old");
             let s = GtidSet::parse(flavor, &successor).expect("successor");
             let got = possibly_lost(&o, &s);
-            assert_eq!(
-                got.as_ref().map(|l| (l.gtids.as_str(), l.count)),
-                want,
-                "{old} - {successor}"
-            );
+            assert_eq!(got.map(|l| (l.gtids, l.count)), want, "{old} - {successor}");
         }
         // Flavors that do not compare: nothing is claimed.
         let o = GtidSet::parse(Flavor::MariaDb, "0-1-5").expect("old");
