@@ -16,7 +16,7 @@ use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
 use orca::topology::InstanceKey;
 use orca_sandbox::mysqld::admin_credentials;
 use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
-use support::writer::{Writer, assert_acked};
+use support::writer::{Writer, assert_acked, assert_acked_replicated};
 use support::*;
 
 async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
@@ -90,7 +90,7 @@ async fn the_replica_that_received_most_is_promoted_after_applying_it() {
     assert!(!s.is_read_only() && s.replica.is_none(), "{s:?}");
     assert_acked(&keys[1], &admin_credentials(), &acked).await;
     wait_replicating_from(&keys[2], &keys[1]).await;
-    assert_acked(&keys[2], &admin_credentials(), &acked).await;
+    assert_acked_replicated(&keys[2], &admin_credentials(), &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

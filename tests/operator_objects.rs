@@ -187,6 +187,7 @@ async fn job_hooks_follow_their_job() {
         failed: Some("127.20.0.1:3306".parse().unwrap()),
         successor: Some("127.20.0.2:3306".parse().unwrap()),
         lost_replicas: vec![],
+        lost_transactions: None,
         recovery_id: "r-1".into(),
         error: None,
     };

@@ -271,11 +271,14 @@ impl MysqldOptions {
     /// replica. orca turns the primary side on when it promotes.
     pub fn with_semi_sync(mut self) -> Self {
         let primary_side = if self.read_only { "OFF" } else { "ON" };
+        let timeout =
+            orca::mysql::dialect::semi_sync_timeout_max_ms(orca::topology::Flavor::MariaDb)
+                .to_string();
         for (k, v) in [
             ("rpl-semi-sync-master-enabled", primary_side),
             ("rpl-semi-sync-slave-enabled", "ON"),
             ("rpl-semi-sync-master-wait-point", "AFTER_SYNC"),
-            ("rpl-semi-sync-master-timeout", "3600000"),
+            ("rpl-semi-sync-master-timeout", timeout.as_str()),
             // Stopping the IO thread of a semi-sync replica connects to the
             // source to end its dump thread; against a hung source that
             // waits this long (seconds).

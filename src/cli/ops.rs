@@ -266,6 +266,7 @@ impl OpArgs {
             candidate: candidate.clone(),
             relay_apply_timeout: duration("relay-apply-timeout", &self.relay_apply_timeout)?,
             catch_up_timeout: duration("catch-up-timeout", &self.catch_up_timeout)?,
+            last_seen: None,
         };
         let takeover = TakeoverOptions {
             candidate,

@@ -12,6 +12,7 @@ use super::prober::{Inventory, Round};
 use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former};
 use crate::mysql::conn::{Timeouts, connect};
 use crate::mysql::heartbeat;
+use crate::plan::loss::LastSeenPrimary;
 use crate::plan::recovery::{
     RecoveryOptions, abandon, after_fence, dead_intermediate_primary, dead_primary, fence_phases,
 };
@@ -486,7 +487,13 @@ impl ClusterEngine {
         meta: &OperationMeta,
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
-        let opts = self.recovery_options();
+        let mut opts = self.recovery_options();
+        opts.last_seen = self
+            .inventory
+            .known
+            .get(failed)
+            .and_then(|k| k.last_snapshot.as_ref())
+            .map(LastSeenPrimary::of);
         let first = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
             Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,
@@ -532,6 +539,7 @@ impl ClusterEngine {
         append_steps(&mut record, steps, Duration::from_millis(ms));
         record.successor = rest.successor;
         record.lost_replicas = rest.lost_replicas;
+        record.lost_transactions = rest.lost_transactions;
         record.notes = rest.notes;
         record.notes.extend(unapplied);
         record.rollback = rest.rollback;
@@ -601,6 +609,7 @@ mod tests {
             failed: Some(key("p")),
             successor: None,
             lost_replicas: Vec::new(),
+            lost_transactions: None,
             notes: Vec::new(),
             started_at: 0,
             duration_ms: 0,

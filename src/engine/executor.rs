@@ -15,6 +15,7 @@ use super::hooks::{HookPayload, Hooks};
 use crate::mysql::actions::Session;
 use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::{Credentials, Dialect, MysqlError};
+use crate::plan::loss::LostTransactions;
 use crate::plan::{HookEvent, Plan, PlanKind, SourcePosition, Step};
 use crate::topology::InstanceKey;
 
@@ -75,6 +76,9 @@ pub struct OperationRecord {
     pub failed: Option<InstanceKey>,
     pub successor: Option<InstanceKey>,
     pub lost_replicas: Vec<(InstanceKey, String)>,
+    /// Transactions the failed primary had at its last probe that the
+    /// successor lacks (possibly lost).
+    pub lost_transactions: Option<LostTransactions>,
     pub notes: Vec<String>,
     /// Seconds since the Unix epoch when the operation started.
     pub started_at: u64,
@@ -305,6 +309,7 @@ impl Executor {
             failed: plan.failed.clone(),
             successor: plan.successor.clone(),
             lost_replicas: plan.lost_replicas.iter().map(|(k, _)| k.clone()).collect(),
+            lost_transactions: plan.lost_transactions.as_ref().map(|l| l.gtids.clone()),
             recovery_id: meta.id.clone(),
             error,
         }
@@ -609,6 +614,7 @@ impl Executor {
             failed: plan.failed.clone(),
             successor: plan.successor.clone(),
             lost_replicas: plan.lost_replicas.clone(),
+            lost_transactions: plan.lost_transactions.clone(),
             notes: plan.notes.clone(),
             started_at,
             duration_ms: t0.elapsed().as_millis() as u64,

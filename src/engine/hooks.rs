@@ -61,6 +61,10 @@ pub struct HookPayload {
     pub failed: Option<InstanceKey>,
     pub successor: Option<InstanceKey>,
     pub lost_replicas: Vec<InstanceKey>,
+    /// Transactions the failed primary had at its last probe that the
+    /// successor lacks, in the flavor's GTID notation (possibly lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_transactions: Option<String>,
     pub recovery_id: String,
     /// Why the operation failed (failed-failover hooks only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +179,10 @@ async fn run_one(target: &HookTarget, payload: &HookPayload) -> Result<(), Strin
                 .env("ORCA_FAILED", opt(&payload.failed))
                 .env("ORCA_SUCCESSOR", opt(&payload.successor))
                 .env("ORCA_LOST_REPLICAS", join(&payload.lost_replicas))
+                .env(
+                    "ORCA_LOST_TRANSACTIONS",
+                    payload.lost_transactions.clone().unwrap_or_default(),
+                )
                 .env("ORCA_RECOVERY_ID", &payload.recovery_id)
                 .env("ORCA_ERROR", payload.error.clone().unwrap_or_default())
                 .stdin(Stdio::piped())
@@ -213,6 +221,7 @@ mod tests {
             failed: Some(InstanceKey::new("10.0.0.1", 3306)),
             successor: Some(InstanceKey::new("10.0.0.2", 3306)),
             lost_replicas: vec![InstanceKey::new("10.0.0.3", 3306)],
+            lost_transactions: Some("0-1-101..105".into()),
             recovery_id: "r-1".into(),
             error: None,
         }
@@ -254,6 +263,7 @@ mod tests {
         .unwrap();
         assert_eq!(json["failureType"], "DeadPrimary");
         assert_eq!(json["lostReplicas"][0], "10.0.0.3:3306");
+        assert_eq!(json["lostTransactions"], "0-1-101..105");
 
         let mut veto = Hooks::default();
         veto.add(HookEvent::PreFailover, cmd("echo no >&2; exit 3"));

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::crd::cluster::{FlavorHint, MySQLCluster};
 use super::crd::names::label;
+use crate::mysql::dialect::semi_sync_timeout_max_ms;
 use crate::topology::Flavor;
 
 /// Keys of the credentials Secret.
@@ -151,7 +152,10 @@ pub fn my_cnf(c: &MySQLCluster) -> String {
                     "rpl-semi-sync-master-wait-point".into(),
                     "AFTER_SYNC".into(),
                 ));
-                settings.push(("rpl-semi-sync-master-timeout".into(), "3600000".into()));
+                settings.push((
+                    "rpl-semi-sync-master-timeout".into(),
+                    semi_sync_timeout_max_ms(Flavor::MariaDb).to_string(),
+                ));
                 settings.push(("rpl-semi-sync-slave-kill-conn-timeout".into(), "1".into()));
             }
             Flavor::MySql => {
@@ -165,7 +169,10 @@ pub fn my_cnf(c: &MySQLCluster) -> String {
                     "rpl-semi-sync-source-wait-for-replica-count".into(),
                     wait.to_string(),
                 ));
-                settings.push(("rpl-semi-sync-source-timeout".into(), "3600000".into()));
+                settings.push((
+                    "rpl-semi-sync-source-timeout".into(),
+                    semi_sync_timeout_max_ms(Flavor::MySql).to_string(),
+                ));
             }
         }
     }

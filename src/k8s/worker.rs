@@ -722,6 +722,13 @@ impl Worker {
         } else {
             format!("{message}; lost replicas: {}", lost.join(", "))
         };
+        let message = match &record.lost_transactions {
+            Some(l) => format!(
+                "{message}; possibly lost transactions ({}): {}",
+                l.count, l.gtids
+            ),
+            None => message,
+        };
         if ok && promoted {
             self.apply_roles(cluster, pods, new_primary.as_deref())
                 .await?;

@@ -363,6 +363,23 @@ impl Session<'_> {
         wait_count: u32,
     ) -> Result<(), MysqlError> {
         let v = if on { "ON" } else { "OFF" };
+        if on {
+            // Never fall back to asynchronous replication (see
+            // `semi_sync_timeout_max_ms`).
+            let flavor = self.dialect.flavor;
+            let new_names = flavor == Flavor::MySql && self.semi_sync_new_names().await?;
+            let name = if new_names {
+                "rpl_semi_sync_source_timeout"
+            } else {
+                "rpl_semi_sync_master_timeout"
+            };
+            let max = super::dialect::semi_sync_timeout_max_ms(self.dialect.flavor);
+            self.exec(
+                "setting the semi-sync timeout",
+                &format!("SET GLOBAL {name} = {max}"),
+            )
+            .await?;
+        }
         match self.dialect.flavor {
             Flavor::MariaDb => {
                 self.exec(

@@ -15,6 +15,20 @@ pub struct Dialect {
     pub version: Version,
 }
 
+/// The semi-sync timeout orca sets wherever it turns the primary side on:
+/// the largest the server takes, so a primary that loses its acknowledging
+/// replicas blocks its writers instead of falling back to asynchronous
+/// replication (a write a client saw committed is then always on a
+/// replica). MariaDB 10.11 takes and keeps 2^64-1 ms (checked with
+/// `SET GLOBAL` and read back; a commit then waits); MySQL documents
+/// 4294967295 as the maximum of `rpl_semi_sync_source_timeout`.
+pub const fn semi_sync_timeout_max_ms(flavor: Flavor) -> u64 {
+    match flavor {
+        Flavor::MariaDb => u64::MAX,
+        Flavor::MySql => 4_294_967_295,
+    }
+}
+
 /// Global variables a probe reads, in one `SHOW GLOBAL VARIABLES` round
 /// trip (names a server lacks are simply absent from the answer).
 pub const PROBE_VARIABLES: &[&str] = &[

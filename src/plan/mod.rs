@@ -6,6 +6,7 @@
 //! - [`legality`]: whether one instance may replicate from another;
 //! - [`recovery`]: dead primary, force failover, force takeover, dead
 //!   intermediate primary;
+//! - [`loss`]: what a failover may lose (semi-sync quorum, GTIDs);
 //! - [`takeover`]: graceful takeover (switchover);
 //! - [`refactor`]: relocate, move up, move below, repoint, take siblings,
 //!   regroup replicas.
@@ -13,6 +14,7 @@
 pub mod candidate;
 pub mod error;
 pub mod legality;
+pub mod loss;
 pub mod membership;
 pub mod recovery;
 pub mod refactor;

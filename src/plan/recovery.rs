@@ -17,6 +17,7 @@ use super::candidate::{
 };
 use super::error::PlanError;
 use super::legality::{LegalityOptions, Refusal, can_replicate_from, healthy, locate};
+use super::loss::{LastSeenPrimary, assess};
 use super::step::{HookEvent, Plan, PlanKind, SourcePosition, Step};
 use crate::topology::{InstanceKey, Snapshot, Topology};
 
@@ -31,6 +32,10 @@ pub struct RecoveryOptions {
     /// everything a still reachable old primary has.
     #[serde(with = "millis")]
     pub catch_up_timeout: Duration,
+    /// The failed primary as last seen, when it no longer answers (the
+    /// engine sets it from the prober's memory for each recovery).
+    #[serde(default, skip)]
+    pub last_seen: Option<LastSeenPrimary>,
 }
 
 impl Default for RecoveryOptions {
@@ -39,6 +44,7 @@ impl Default for RecoveryOptions {
             candidate: CandidateOptions::default(),
             relay_apply_timeout: Duration::from_secs(30),
             catch_up_timeout: Duration::from_secs(10),
+            last_seen: None,
         }
     }
 }
@@ -199,6 +205,18 @@ fn failover(
     plan.failed = Some(failed.clone());
     plan.successor = Some(choice.chosen.clone());
     plan.notes = choice.notes;
+    let last = old
+        .map(LastSeenPrimary::of)
+        .or_else(|| opts.last_seen.clone());
+    plan.lost_transactions = assess(
+        topo,
+        failed,
+        &choice.chosen,
+        last.as_ref(),
+        opts.candidate.semi_sync,
+        kind == PlanKind::RecoverDeadPrimary,
+        &mut plan.notes,
+    )?;
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PreFailover,
     });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::PlanError;
+use super::loss::LostTransactions;
 use crate::topology::InstanceKey;
 
 /// Moments at which hooks run. The names are the fields of a
@@ -329,6 +330,10 @@ pub struct Plan {
     pub lost_replicas: Vec<(InstanceKey, String)>,
     /// Why the plan is the way it is (candidate choice, exclusions).
     pub notes: Vec<String>,
+    /// Transactions the failed primary had at its last probe that the
+    /// successor lacks (possibly lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_transactions: Option<LostTransactions>,
 }
 
 impl Plan {
@@ -342,6 +347,7 @@ impl Plan {
             rollback: Vec::new(),
             lost_replicas: Vec::new(),
             notes: Vec::new(),
+            lost_transactions: None,
         }
     }
 }

@@ -150,3 +150,18 @@ pub async fn assert_acked(key: &InstanceKey, creds: &Credentials, acked: &[u64])
         &missing[..missing.len().min(20)]
     );
 }
+
+/// For a replica, which may still be catching up: waits (at most 30 s)
+/// until every acknowledged id has arrived on `key`, then asserts it as
+/// [`assert_acked`] does.
+pub async fn assert_acked_replicated(key: &InstanceKey, creds: &Credentials, acked: &[u64]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let have = ids_on(key, creds).await;
+        if acked.iter().all(|id| have.contains(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_acked(key, creds, acked).await;
+}
