@@ -15,18 +15,9 @@ use orca::plan::recovery::{RecoveryOptions, force_failover};
 use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
 use orca::topology::InstanceKey;
 use orca_sandbox::mysqld::admin_credentials;
-use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use orca_sandbox::{LocalCluster, Shape};
 use support::writer::{Writer, assert_acked, assert_acked_replicated};
 use support::*;
-
-async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
-    LocalCluster::start_with(
-        Shape::primary_with_replicas(replicas),
-        |_, o: MysqldOptions| o.with_semi_sync(),
-    )
-    .await
-    .unwrap()
-}
 
 fn meta(kind: PlanKind) -> OperationMeta {
     OperationMeta {

@@ -70,12 +70,7 @@ fn generated_crds_are_structural() {
 fn schema_of(
     crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> serde_json::Value {
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("schema");
-    serde_json::to_value(schema).expect("json")
+    orca::k8s::crd::schema_json(crd).expect("the CRD has a schema")
 }
 
 /// The sandbox API server refuses what a real one refuses, in its words.

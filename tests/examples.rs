@@ -13,13 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn schema_of<K: CustomResourceExt>() -> Value {
-    let crd = K::crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("CRD has a schema");
-    serde_json::to_value(schema).expect("schema as JSON")
+    orca::k8s::crd::schema_json(&K::crd()).expect("CRD has a schema")
 }
 
 fn example_files() -> Vec<PathBuf> {

@@ -9,18 +9,9 @@ use orca::engine::executor::Outcome;
 use orca::engine::hooks::{HookTarget, Hooks};
 use orca::plan::HookEvent;
 use orca_sandbox::mysqld::admin_credentials;
-use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use orca_sandbox::{LocalCluster, Shape};
 use support::writer::{Writer, assert_acked, ids_on};
 use support::*;
-
-async fn semi_sync_cluster(replicas: usize) -> LocalCluster {
-    LocalCluster::start_with(
-        Shape::primary_with_replicas(replicas),
-        |_, o: MysqldOptions| o.with_semi_sync(),
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_primary() {

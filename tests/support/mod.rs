@@ -210,3 +210,13 @@ pub fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// A primary with `replicas` semi-sync replicas on loopback.
+pub async fn semi_sync_cluster(replicas: usize) -> orca_sandbox::LocalCluster {
+    orca_sandbox::LocalCluster::start_with(
+        orca_sandbox::Shape::primary_with_replicas(replicas),
+        |_, o: orca_sandbox::MysqldOptions| o.with_semi_sync(),
+    )
+    .await
+    .expect("start a semi-sync cluster")
+}

@@ -586,9 +586,9 @@ fn named_port(pod: &Value, named: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ops::{DeleteOpts, Deleted, WriteOpts};
+    use super::super::ops::tests::{opts, rt};
+    use super::super::ops::{DeleteOpts, Deleted};
     use super::super::patch::PatchType;
-    use super::super::types::ResourceType;
     use super::*;
 
     fn state() -> State {
@@ -598,22 +598,6 @@ mod tests {
                 "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
         }
         s
-    }
-
-    fn rt(s: &State, group: &str, plural: &str) -> ResourceType {
-        s.registry
-            .all()
-            .iter()
-            .find(|t| t.group == group && t.plural == plural)
-            .cloned()
-            .unwrap()
-    }
-
-    fn opts() -> WriteOpts {
-        WriteOpts {
-            manager: "test".into(),
-            ..WriteOpts::default()
-        }
     }
 
     #[test]

@@ -1589,7 +1589,7 @@ enum ScaleWrite {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn state() -> State {
@@ -1599,7 +1599,7 @@ mod tests {
         s
     }
 
-    fn rt(s: &State, group: &str, plural: &str) -> ResourceType {
+    pub(in crate::apiserver) fn rt(s: &State, group: &str, plural: &str) -> ResourceType {
         s.registry
             .all()
             .iter()
@@ -1608,7 +1608,7 @@ mod tests {
             .unwrap()
     }
 
-    fn opts() -> WriteOpts {
+    pub(in crate::apiserver) fn opts() -> WriteOpts {
         WriteOpts {
             manager: "test".into(),
             ..WriteOpts::default()

@@ -42,6 +42,13 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![MySQLCluster::crd(), FailoverPolicy::crd()]
 }
 
+/// The OpenAPI v3 schema of a CRD's first version as JSON (what an API
+/// server validates objects against), if it has one.
+pub fn schema_json(crd: &CustomResourceDefinition) -> Option<serde_json::Value> {
+    let schema = crd.spec.versions.first()?.schema.as_ref()?;
+    serde_json::to_value(schema.open_api_v3_schema.as_ref()?).ok()
+}
+
 /// One CRD as YAML, as written to `crds/`.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
     serde_yaml_ng::to_string(crd).map_err(|source| CrdError::Serialize {
@@ -87,12 +94,7 @@ mod tests {
     use super::*;
 
     fn schema_of(crd: &CustomResourceDefinition) -> Value {
-        let schema = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("schema");
-        serde_json::to_value(schema).expect("json")
+        schema_json(crd).expect("schema")
     }
 
     #[test]
