@@ -19,7 +19,6 @@ use crate::plan::recovery::{
 use crate::plan::{HookEvent, Plan, PlanKind, Step};
 use crate::topology::InstanceKey;
 use crate::topology::graph::{Role, Topology};
-use crate::topology::instance::SemiSync;
 
 /// How one cluster's engine behaves.
 #[derive(Debug, Clone)]
@@ -96,10 +95,6 @@ pub struct ClusterEngine {
     last_recovery: Option<LastRecovery>,
     /// Primaries replaced by a failover, to fence when they answer again.
     pending_fence: BTreeSet<InstanceKey>,
-    /// The semi-sync settings of the primary when it last answered: a
-    /// recovery keeps them (candidate choice and the new primary's wait
-    /// count) once it is gone.
-    primary_semi_sync: Option<SemiSync>,
     pub records: Vec<OperationRecord>,
 }
 
@@ -122,7 +117,6 @@ impl ClusterEngine {
             findings: Vec::new(),
             last_recovery: None,
             pending_fence: BTreeSet::new(),
-            primary_semi_sync: None,
             records: Vec::new(),
         }
     }
@@ -430,50 +424,15 @@ impl ClusterEngine {
         record
     }
 
-    /// Remembers the only writable primary, and its semi-sync settings.
+    /// Remembers the only writable primary (which of two writable tops is
+    /// the former one).
     fn remember_primary(&mut self) {
         let mut writable = self.topology.nodes.values().filter(|n| {
             n.role == Role::Primary && n.snapshot.as_ref().is_some_and(|s| !s.is_read_only())
         });
         if let (Some(n), None) = (writable.next(), writable.next()) {
             self.context.primary = Some(n.key.clone());
-            self.primary_semi_sync = n.snapshot.as_ref().map(|s| s.semi_sync.clone());
         }
-    }
-
-    /// The recovery settings with the cluster's semi-sync state: on when
-    /// the primary had it on or a replica has its side on.
-    fn recovery_options(&self) -> RecoveryOptions {
-        let mut opts = self.config.recovery.clone();
-        let replica_side = self.topology.nodes.values().any(|n| {
-            n.snapshot
-                .as_ref()
-                .is_some_and(|s| s.semi_sync.replica_enabled)
-        });
-        opts.candidate.semi_sync |= replica_side
-            || self
-                .primary_semi_sync
-                .as_ref()
-                .is_some_and(|s| s.primary_enabled);
-        opts
-    }
-
-    /// The new primary waits for as many acknowledgements as the old one.
-    fn with_wait_count(&self, mut plan: Plan) -> Plan {
-        let Some(n) = self.primary_semi_sync.as_ref().map(|s| s.wait_count.max(1)) else {
-            return plan;
-        };
-        for step in &mut plan.steps {
-            if let Step::SetSemiSyncPrimary {
-                enabled: true,
-                wait_count,
-                ..
-            } = step
-            {
-                *wait_count = (*wait_count).max(n);
-            }
-        }
-        plan
     }
 
     /// Fence first (pre-failover hooks, IO threads stopped), let the
@@ -487,7 +446,7 @@ impl ClusterEngine {
         meta: &OperationMeta,
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
-        let mut opts = self.recovery_options();
+        let mut opts = self.config.recovery.clone();
         opts.last_seen = self
             .inventory
             .known
@@ -522,7 +481,7 @@ impl ClusterEngine {
         append_steps(&mut record, waits, t.elapsed());
         self.probe_except(&BTreeSet::from([failed.clone()])).await;
         let second = match dead_primary(&self.topology, failed, &opts) {
-            Ok(p) => self.with_wait_count(p),
+            Ok(p) => p,
             Err(e) => {
                 // Abandoned: replication restarted, nothing promoted.
                 let undo = self.executor.execute(&abandon(&first), meta).await;

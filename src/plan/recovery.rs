@@ -197,23 +197,25 @@ fn failover(
     kind: PlanKind,
 ) -> Result<Plan, PlanError> {
     check_top(topo, failed)?;
-    let choice = choose_applying(topo, failed, &opts.candidate)?;
     let (replicas, _) = direct_replicas(topo, failed);
     let old = topo.get(failed).and_then(|n| n.snapshot.as_ref());
+    let last = last_seen(old, failed, opts);
+    // A semi-sync cluster (the primary's side on when it was last seen, or
+    // any replica's): the candidate must hold what any replica received.
+    let mut candidate = opts.candidate.clone();
+    candidate.semi_sync |= semi_sync_cluster(&replicas, last.as_ref());
+    let choice = choose_applying(topo, failed, &candidate)?;
 
     let mut plan = Plan::new(kind);
     plan.failed = Some(failed.clone());
     plan.successor = Some(choice.chosen.clone());
     plan.notes = choice.notes;
-    let last = old
-        .map(LastSeenPrimary::of)
-        .or_else(|| opts.last_seen.clone());
     plan.lost_transactions = assess(
         topo,
         failed,
         &choice.chosen,
         last.as_ref(),
-        opts.candidate.semi_sync,
+        candidate.semi_sync,
         kind == PlanKind::RecoverDeadPrimary,
         &mut plan.notes,
     )?;
@@ -275,6 +277,7 @@ fn failover(
         &mut plan,
         topo,
         failed,
+        last.as_ref(),
         &choice.chosen,
         &replicas,
         choice.lost,
@@ -377,10 +380,28 @@ fn fence(plan: &mut Plan, old: &Snapshot) {
 /// point of no return is its reset; semi-sync goes on before it is
 /// writable), then makes every other replica in `replicas` replicate from
 /// it, except the lost ones, which are only stopped.
+/// The replaced primary as it answers now, else as it was last seen.
+fn last_seen(
+    old: Option<&Snapshot>,
+    failed: &InstanceKey,
+    opts: &RecoveryOptions,
+) -> Option<LastSeenPrimary> {
+    old.map(LastSeenPrimary::of)
+        .or_else(|| opts.last_seen.clone().filter(|l| &l.key == failed))
+}
+
+/// Whether the cluster replicates semi-synchronously: the primary's side
+/// was on when last seen, or a replica's is on.
+fn semi_sync_cluster(replicas: &[&Snapshot], last: Option<&LastSeenPrimary>) -> bool {
+    replicas.iter().any(|r| r.semi_sync.replica_enabled) || last.is_some_and(|l| l.semi_sync)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn promote_and_repoint(
     plan: &mut Plan,
     topo: &Topology,
     failed: &InstanceKey,
+    last: Option<&LastSeenPrimary>,
     chosen: &InstanceKey,
     replicas: &[&Snapshot],
     lost: Vec<(InstanceKey, String)>,
@@ -394,14 +415,12 @@ fn promote_and_repoint(
     plan.point_of_no_return = plan.steps.len();
     plan.steps
         .push(Step::ResetReplicaAll { on: chosen.clone() });
-    let old = topo.get(failed).and_then(|n| n.snapshot.as_ref());
-    let semi_sync = replicas.iter().any(|r| r.semi_sync.replica_enabled)
-        || old.is_some_and(|s| s.semi_sync.primary_enabled);
-    if semi_sync {
+    // The new primary waits for as many acknowledgements as the old one.
+    if semi_sync_cluster(replicas, last) {
         plan.steps.push(Step::SetSemiSyncPrimary {
             on: chosen.clone(),
             enabled: true,
-            wait_count: old.map_or(1, |s| s.semi_sync.wait_count.max(1)),
+            wait_count: last.map_or(1, |l| l.wait_count),
         });
     }
     plan.steps.push(Step::SetReadOnly {
@@ -504,6 +523,7 @@ pub fn force_takeover(
         &mut plan,
         topo,
         primary,
+        last_seen(old, primary, opts).as_ref(),
         target,
         &replicas,
         lost,
