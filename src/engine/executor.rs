@@ -129,105 +129,6 @@ fn parallel_group(steps: &[Step]) -> usize {
         .max(1)
 }
 
-/// Makes a delayed replica, or one whose SQL thread is stopped, apply its
-/// relay log now: SQL thread stopped where it is, delay removed (keeping
-/// the relay log), SQL thread started; then waits, at most `timeout`,
-/// until it has applied everything it received.
-async fn apply_relay_now(s: &mut Session<'_>, timeout: Duration) -> Result<(), MysqlError> {
-    let what = "applying the relay log now";
-    exec(s.conn, s.key, s.limit, what, s.dialect.stop_sql_thread()).await?;
-    let Some(status) = replica_status(s, what).await? else {
-        return Ok(());
-    };
-    if status.sql_delay > 0 {
-        let relay = status.relay.ok_or_else(|| MysqlError::Answer {
-            key: s.key.clone(),
-            what,
-            detail: "no relay log position".into(),
-        })?;
-        let sql = s.dialect.remove_delay(&relay);
-        exec(s.conn, s.key, s.limit, what, &sql).await?;
-    }
-    exec(s.conn, s.key, s.limit, what, s.dialect.start_sql_thread()).await?;
-    // Read and executed coordinates are not to be trusted right after the
-    // change: the SQL thread's state, and on MariaDB the GTIDs received
-    // against those applied, tell.
-    let deadline = Instant::now() + timeout;
-    loop {
-        let Some(status) = replica_status(s, what).await? else {
-            return Ok(());
-        };
-        if !status.sql_running {
-            return Err(MysqlError::Answer {
-                key: s.key.clone(),
-                what,
-                detail: format!(
-                    "the SQL thread stopped ({} {})",
-                    status.last_sql_errno, status.last_sql_error
-                ),
-            });
-        }
-        let idle = status
-            .sql_state
-            .as_deref()
-            .is_some_and(|st| st.to_ascii_lowercase().contains("read all relay log"));
-        if idle && gtids_applied(s, &status, what).await? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(MysqlError::Answer {
-                key: s.key.clone(),
-                what,
-                detail: format!("not applied within {timeout:?}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn replica_status(
-    s: &mut Session<'_>,
-    what: &'static str,
-) -> Result<Option<crate::topology::ReplicaStatus>, MysqlError> {
-    let rows = query_rows(s.conn, s.key, s.limit, what, s.dialect.replica_status()).await?;
-    crate::mysql::parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
-        key: s.key.clone(),
-        source,
-    })
-}
-
-/// MariaDB: whether `gtid_slave_pos` holds every GTID the IO thread
-/// received (`Gtid_IO_Pos`); true when either is unknown.
-async fn gtids_applied(
-    s: &mut Session<'_>,
-    status: &crate::topology::ReplicaStatus,
-    what: &'static str,
-) -> Result<bool, MysqlError> {
-    use crate::topology::{Flavor, GtidSet};
-    let Some(io) = status
-        .gtid_io_pos
-        .as_deref()
-        .filter(|p| s.dialect.flavor == Flavor::MariaDb && !p.trim().is_empty())
-        .and_then(|p| GtidSet::parse(Flavor::MariaDb, p).ok())
-    else {
-        return Ok(true);
-    };
-    let rows = query_rows(
-        s.conn,
-        s.key,
-        s.limit,
-        what,
-        "SELECT @@GLOBAL.gtid_slave_pos AS p",
-    )
-    .await?;
-    let applied = rows
-        .into_iter()
-        .next()
-        .and_then(|r| r.get("p").cloned().flatten())
-        .and_then(|p| GtidSet::parse(Flavor::MariaDb, &p).ok());
-    Ok(applied.is_none_or(|a| a.contains(&io) != Some(false)))
-}
-
 /// What one execution is about.
 #[derive(Clone, Copy)]
 struct Run<'a> {
@@ -380,7 +281,7 @@ impl Executor {
                 Step::RunHooks { .. } => Ok(()),
                 Step::StopReplicaIo { .. } => s.stop_replica_io().await,
                 Step::WaitRelayApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
-                Step::ApplyRelayNow { timeout, .. } => apply_relay_now(&mut s, *timeout).await,
+                Step::ApplyRelayNow { timeout, .. } => s.apply_relay_now(*timeout).await,
                 Step::StopReplica { .. } => s.stop_replica().await,
                 Step::ResetReplicaAll { .. } => s.reset_replica_all().await,
                 Step::SetReadOnly { read_only, .. } => s.set_read_only(*read_only).await,
@@ -404,10 +305,7 @@ impl Executor {
                     source,
                     position: SourcePosition::OwnBinlog,
                     ..
-                } => {
-                    let sql = dialect.change_source_gtid_own_binlog(source, &self.config.repl);
-                    exec(s.conn, s.key, limit, "changing the source", &sql).await
-                }
+                } => s.change_source_own_binlog(source, &self.config.repl).await,
                 Step::StartReplica { .. } => s.start_replica().await,
                 Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,
             }

@@ -10,7 +10,7 @@ use super::conn::{exec, query_rows};
 use super::dialect::quote;
 use super::parse;
 use super::{Credentials, Dialect, MysqlError};
-use crate::topology::{Flavor, GtidSet, InstanceKey};
+use crate::topology::{Flavor, GtidSet, InstanceKey, ReplicaStatus};
 
 /// An open connection to one instance, with its dialect and time limit.
 pub struct Session<'a> {
@@ -66,14 +66,7 @@ impl Session<'_> {
     /// relay log of a GTID replica whose threads are started from both
     /// stopped.
     pub async fn stop_replica_io(&mut self) -> Result<(), MysqlError> {
-        let rows = self
-            .rows("reading replica status", self.dialect.replica_status())
-            .await?;
-        let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
-            key: self.key.clone(),
-            source,
-        })?;
-        if let Some(r) = status
+        if let Some(r) = self.replica_status().await?
             && !r.sql_running
             && r.last_sql_errno == 0
             && r.io_running != crate::topology::instance::IoThreadState::No
@@ -271,16 +264,56 @@ impl Session<'_> {
     /// Waits until the SQL thread and its workers have executed everything
     /// the IO thread received (the IO thread should be stopped first), at
     /// most `timeout`. Fails at once if the SQL thread is not running.
+    /// Makes a delayed replica, or one whose SQL thread is stopped, apply
+    /// its relay log now: SQL thread stopped where it is, delay removed
+    /// (keeping the relay log, which MariaDB's `CHANGE MASTER` would
+    /// otherwise discard), SQL thread started; then waits, at most
+    /// `timeout`, until it has executed everything it received.
+    pub async fn apply_relay_now(&mut self, timeout: Duration) -> Result<(), MysqlError> {
+        let what = "applying the relay log now";
+        self.exec(what, self.dialect.stop_sql_thread()).await?;
+        let Some(status) = self.replica_status().await? else {
+            return Ok(());
+        };
+        if status.sql_delay > 0 {
+            let relay = status
+                .relay
+                .ok_or_else(|| self.answer(what, "no relay log position"))?;
+            let sql = self.dialect.remove_delay(&relay);
+            self.exec(what, &sql).await?;
+        }
+        self.exec(what, self.dialect.start_sql_thread()).await?;
+        self.wait_relay_applied(timeout).await
+    }
+
+    /// Replicates from `source` by GTID, starting from the end of this
+    /// server's own binary log (a former primary whose last transactions
+    /// are its own writes).
+    pub async fn change_source_own_binlog(
+        &mut self,
+        source: &InstanceKey,
+        repl: &Credentials,
+    ) -> Result<(), MysqlError> {
+        let sql = self.dialect.change_source_gtid_own_binlog(source, repl);
+        self.exec("changing the source", &sql).await
+    }
+
+    /// The default channel's replica status, `None` on a server that
+    /// replicates from nothing.
+    async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, MysqlError> {
+        let rows = self
+            .rows("reading replica status", self.dialect.replica_status())
+            .await?;
+        parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
+            key: self.key.clone(),
+            source,
+        })
+    }
+
     pub async fn wait_relay_applied(&mut self, timeout: Duration) -> Result<(), MysqlError> {
         let deadline = Instant::now() + timeout;
-        let status_sql = self.dialect.replica_status();
         loop {
-            let rows = self.rows("reading replica status", status_sql).await?;
-            let status = parse::replica_status(&rows).map_err(|source| MysqlError::Parse {
-                key: self.key.clone(),
-                source,
-            })?;
-            let Some(r) = status else {
+            let Some(r) = self.replica_status().await? else {
                 return Ok(());
             };
             let executed = self.applied_gtids().await?;
