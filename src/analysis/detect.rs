@@ -436,7 +436,7 @@ fn primary_checks(topo: &Topology, node: &Node, snap: &Snapshot, out: &mut Vec<F
 /// The reachable, writable instances that replicate from nothing, in key
 /// order (co-primaries, which replicate from each other, are not among
 /// them).
-fn writable_tops(topo: &Topology) -> Vec<&Node> {
+pub fn writable_tops(topo: &Topology) -> Vec<&Node> {
     topo.nodes
         .values()
         .filter(|n| n.role == Role::Primary && n.source.is_none())

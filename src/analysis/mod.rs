@@ -10,5 +10,5 @@ pub mod instance;
 
 pub use cluster::{AnalysisContext, ExternalSignal, Finding};
 pub use codes::{ClusterProblemCode, Problem, Severity};
-pub use detect::{analyze, primary_and_former};
+pub use detect::{analyze, primary_and_former, writable_tops};
 pub use instance::{Thresholds, instance_problems};

@@ -9,7 +9,9 @@ use super::executor::{
     Executor, OperationMeta, OperationRecord, Outcome, StepOutcome, StepRecord, operation_id,
 };
 use super::prober::{Inventory, Round};
-use crate::analysis::{AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former};
+use crate::analysis::{
+    AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former, writable_tops,
+};
 use crate::mysql::conn::{Timeouts, connect};
 use crate::mysql::heartbeat;
 use crate::plan::loss::LastSeenPrimary;
@@ -427,11 +429,8 @@ impl ClusterEngine {
     /// Remembers the only writable primary (which of two writable tops is
     /// the former one).
     fn remember_primary(&mut self) {
-        let mut writable = self.topology.nodes.values().filter(|n| {
-            n.role == Role::Primary && n.snapshot.as_ref().is_some_and(|s| !s.is_read_only())
-        });
-        if let (Some(n), None) = (writable.next(), writable.next()) {
-            self.context.primary = Some(n.key.clone());
+        if let [primary] = writable_tops(&self.topology).as_slice() {
+            self.context.primary = Some(primary.key.clone());
         }
     }
 

@@ -655,8 +655,6 @@ impl Worker {
         Ok(())
     }
 
-    /// The new primary after an operation, with labels, Services, status
-    /// and an Event.
     /// Runs the plan of an operation a person asked for, then records
     /// its outcome.
     async fn run_requested(
@@ -677,6 +675,8 @@ impl Worker {
             .await
     }
 
+    /// The new primary after an operation, with labels, Services, status
+    /// and an Event.
     async fn after_operation(
         &mut self,
         cluster: &MySQLCluster,
