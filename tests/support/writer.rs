@@ -7,8 +7,9 @@
 //! nothing.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use orca::mysql::Credentials;
@@ -19,13 +20,18 @@ use orca_sandbox::mysqld::{admin_credentials, app_credentials};
 /// The table writers fill, one row per acknowledged write.
 const TABLE: &str = "app.w";
 
-/// Writes rows into `app.w` through one address, one autocommit INSERT at
-/// a time, and records every id whose INSERT the server acknowledged;
-/// stops at the first error or when told.
+/// How many connections a writer keeps open.
+const POOL: usize = 4;
+
+/// Writes rows into `app.w` through one address from a pool of long-lived
+/// connections, one autocommit INSERT at a time on each, and records every
+/// id whose INSERT the server acknowledged, with when. A plain writer's
+/// connections each stop at their first error; a persistent one's
+/// reconnect and go on, as an application's pool does.
 pub struct Writer {
-    acked: Arc<Mutex<Vec<u64>>>,
+    acked: Arc<Mutex<Vec<(u64, Instant)>>>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<String>,
+    tasks: Vec<tokio::task::JoinHandle<String>>,
 }
 
 async fn connect(key: &InstanceKey, creds: &Credentials) -> mysql_async::Conn {
@@ -53,51 +59,115 @@ impl Writer {
     /// created with the admin account).
     pub async fn start(primary: &orca_sandbox::Mysqld) -> Writer {
         create_table(&primary.key(), &admin_credentials()).await;
-        Writer::spawn(primary.key(), app_credentials()).await
+        Writer::spawn(primary.key(), app_credentials(), false).await
     }
 
     /// Writes through `key` (a Service's endpoint, say) as `creds`, which
     /// also create the table.
     pub async fn start_as(key: InstanceKey, creds: Credentials) -> Writer {
         create_table(&key, &creds).await;
-        Writer::spawn(key, creds).await
+        Writer::spawn(key, creds, false).await
     }
 
-    async fn spawn(key: InstanceKey, creds: Credentials) -> Writer {
+    /// Writes through `key` as `creds` and keeps going: after an error a
+    /// connection reconnects (every 100 ms) and writes again, so every
+    /// write the server at `key` accepts, at any time, is recorded. The
+    /// table is created with the admin account.
+    pub async fn persistent(key: InstanceKey, creds: Credentials) -> Writer {
+        create_table(&key, &admin_credentials()).await;
+        Writer::spawn(key, creds, true).await
+    }
+
+    async fn spawn(key: InstanceKey, creds: Credentials, persistent: bool) -> Writer {
         let mut conn = connect(&key, &creds).await;
-        // Continue after whatever an earlier writer left.
-        let mut id: u64 = conn
+        // Continue after whatever an earlier writer left, far enough that
+        // two writers never collide.
+        let last: u64 = conn
             .query_first(format!("SELECT COALESCE(MAX(id), 0) FROM {TABLE}"))
             .await
             .expect("the last id")
             .unwrap_or(0);
-        let acked: Arc<Mutex<Vec<u64>>> = Default::default();
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let record = acked.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                if *stopped.borrow() {
-                    return "stopped".into();
-                }
-                id += 1;
-                let insert = conn.query_drop(format!("INSERT INTO {TABLE} (id) VALUES ({id})"));
-                tokio::select! {
-                    r = tokio::time::timeout(Duration::from_secs(30), insert) => match r {
-                        Ok(Ok(())) => record.lock().unwrap().push(id),
-                        Ok(Err(e)) => return e.to_string(),
-                        Err(_) => return "write timed out".into(),
-                    },
-                    _ = stopped.changed() => return "stopped".into(),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Writer { acked, stop, task }
+        let _ = conn.disconnect().await;
+        let next = Arc::new(AtomicU64::new(
+            last + 1 + NEXT_BLOCK.fetch_add(1_000_000, Ordering::SeqCst),
+        ));
+        let acked: Arc<Mutex<Vec<(u64, Instant)>>> = Default::default();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = (0..POOL)
+            .map(|_| {
+                let (key, creds, next, record) =
+                    (key.clone(), creds.clone(), next.clone(), acked.clone());
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let mut conn: Option<mysql_async::Conn> = None;
+                    loop {
+                        if *stopped.borrow() {
+                            return "stopped".into();
+                        }
+                        let c = match conn.as_mut() {
+                            Some(c) => c,
+                            None => {
+                                let t = Timeouts {
+                                    connect: Duration::from_secs(2),
+                                    ..Timeouts::default()
+                                };
+                                match orca::mysql::connect(&key, &creds, t).await {
+                                    Ok(c) => conn.insert(c),
+                                    Err(_) if persistent => {
+                                        tokio::time::sleep(Duration::from_millis(100)).await;
+                                        continue;
+                                    }
+                                    Err(e) => return e.to_string(),
+                                }
+                            }
+                        };
+                        let id = next.fetch_add(1, Ordering::SeqCst);
+                        let insert =
+                            c.query_drop(format!("INSERT INTO {TABLE} (id) VALUES ({id})"));
+                        let failed = tokio::select! {
+                            r = tokio::time::timeout(Duration::from_secs(30), insert) => match r {
+                                Ok(Ok(())) => {
+                                    record.lock().unwrap().push((id, Instant::now()));
+                                    None
+                                }
+                                Ok(Err(e)) => Some(e.to_string()),
+                                Err(_) => Some("write timed out".to_string()),
+                            },
+                            _ = stopped.changed() => return "stopped".into(),
+                        };
+                        match failed {
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                            Some(_) if persistent => {
+                                conn = None;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Some(why) => return why,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writer { acked, stop, tasks }
     }
 
     /// How many writes were acknowledged so far.
     pub fn count(&self) -> usize {
         self.acked.lock().unwrap().len()
+    }
+
+    /// The ids acknowledged after `t`.
+    pub fn acked_after(&self, t: Instant) -> Vec<u64> {
+        let acked = self.acked.lock().unwrap();
+        acked
+            .iter()
+            .filter(|(_, at)| *at > t)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// When the first write was acknowledged, if one was.
+    pub fn first_ack(&self) -> Option<Instant> {
+        self.acked.lock().unwrap().iter().map(|(_, at)| *at).min()
     }
 
     /// Waits (at most 20 s) until `n` writes are acknowledged.
@@ -111,15 +181,28 @@ impl Writer {
     /// Stops writing; returns the acknowledged ids.
     pub async fn finish(self) -> Vec<u64> {
         let _ = self.stop.send(true);
-        let why = self.task.await.unwrap_or_else(|e| e.to_string());
-        let acked = self.acked.lock().unwrap().clone();
+        let mut why = Vec::new();
+        for t in self.tasks {
+            why.push(t.await.unwrap_or_else(|e| e.to_string()));
+        }
+        let acked: Vec<u64> = self
+            .acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         eprintln!(
-            "writer: {} writes acknowledged; it ended: {why}",
-            acked.len()
+            "writer: {} writes acknowledged; its connections ended: {}",
+            acked.len(),
+            why.join("; ")
         );
         acked
     }
 }
+
+/// Each writer of a test process takes its ids from its own block.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
 
 /// Ids present in `app.w` on an instance, read as `creds`; a table not
 /// there yet (not replicated so far) reads as empty.
