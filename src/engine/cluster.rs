@@ -18,9 +18,10 @@ use crate::plan::loss::LastSeenPrimary;
 use crate::plan::recovery::{
     RecoveryOptions, abandon, after_fence, dead_intermediate_primary, dead_primary, fence_phases,
 };
-use crate::plan::{HookEvent, Plan, PlanKind, Step};
+use crate::plan::{HookEvent, Plan, PlanKind, Step, fence_steps};
 use crate::topology::InstanceKey;
 use crate::topology::graph::{Role, Topology};
+use crate::topology::instance::IoThreadState;
 
 /// How one cluster's engine behaves.
 #[derive(Debug, Clone)]
@@ -134,6 +135,7 @@ impl ClusterEngine {
     /// Forgets an instance that left the cluster: no more fencing of it.
     pub fn forget(&mut self, key: &InstanceKey) {
         self.pending_fence.remove(key);
+        self.executor.write_locks.forget(key);
         self.inventory.remove(key);
     }
 
@@ -221,6 +223,36 @@ impl ClusterEngine {
         if let Some((_, former)) = primary_and_former(&self.topology, &self.context) {
             self.pending_fence.extend(former);
         }
+        // A fenced instance that was made a replica by someone else (a
+        // repoint from the command line) has a role again: its write lock
+        // would only hold its replication up.
+        for key in self.executor.write_locks.keys() {
+            let started = self
+                .topology
+                .get(&key)
+                .and_then(|n| n.snapshot.as_ref())
+                .and_then(|s| s.replica.as_ref())
+                .is_some_and(|r| r.io_running != IoThreadState::No || r.sql_running);
+            if started {
+                let limit = self.executor.config.timeouts.query;
+                match self.executor.write_locks.release(&key, true, limit).await {
+                    Ok(()) => {
+                        tracing::info!(cluster = %self.config.cluster, instance = %key, "the fenced former primary replicates again: its write lock is released")
+                    }
+                    Err(e) => {
+                        tracing::warn!(cluster = %self.config.cluster, instance = %key, error = %e, "releasing the write lock of a former primary that replicates again")
+                    }
+                }
+            }
+        }
+        // A fence whose write lock was lost (the server restarted, its
+        // connection was killed) is taken again.
+        let lost = self
+            .executor
+            .write_locks
+            .check(self.executor.config.timeouts.query)
+            .await;
+        self.pending_fence.extend(lost);
         let fenced = self.fence_returned().await;
         if self.config.heartbeat {
             self.write_heartbeats().await;
@@ -271,18 +303,25 @@ impl ClusterEngine {
         report
     }
 
-    /// Fences former primaries that answer again: read only, clients
-    /// disconnected. They stay out of the topology's writes until an
-    /// operator repoints or re-provisions them.
+    /// Fences former primaries that answer again: clients disconnected,
+    /// read only, writes locked for every account (see
+    /// [`super::fence`]). They stay out of the topology's writes until an
+    /// operator repoints or re-provisions them; one that replicates again
+    /// meanwhile is a replica, not fenced.
     async fn fence_returned(&mut self) -> Vec<InstanceKey> {
         let mut fenced = Vec::new();
         let pending: Vec<InstanceKey> = self.pending_fence.iter().cloned().collect();
         for key in pending {
             let node = self.topology.get(&key);
-            let already = node
+            let replicates = node
                 .and_then(|n| n.snapshot.as_ref())
-                .is_some_and(|s| s.is_read_only());
-            if !already {
+                .and_then(|s| s.replica.as_ref())
+                .is_some_and(|r| r.is_replicating());
+            if replicates {
+                self.pending_fence.remove(&key);
+                continue;
+            }
+            if !self.executor.write_locks.holds(&key) {
                 // Clients first: a commit still waiting for a semi-sync
                 // acknowledgement holds locks that read_only would wait
                 // on, and its client must get an error, not an ack. The
@@ -290,14 +329,7 @@ impl ClusterEngine {
                 // tried whether or not the probe answered.
                 let mut plan = Plan::new(PlanKind::ForceFailover);
                 plan.failed = Some(key.clone());
-                plan.steps = vec![
-                    Step::KillClientConnections { on: key.clone() },
-                    Step::SetReadOnly {
-                        on: key.clone(),
-                        read_only: true,
-                    },
-                    Step::KillClientConnections { on: key.clone() },
-                ];
+                plan.steps = fence_steps(&key);
                 let meta = OperationMeta {
                     id: operation_id(&self.config.cluster, PlanKind::ForceFailover),
                     cluster: self.config.cluster.clone(),
@@ -305,7 +337,8 @@ impl ClusterEngine {
                 };
                 let mut config = self.executor.config.clone();
                 config.timeouts.connect = Duration::from_millis(500);
-                let fencer = Executor::new(config, Default::default());
+                let mut fencer = Executor::new(config, Default::default());
+                fencer.write_locks = self.executor.write_locks.clone();
                 let record = fencer.execute(&plan, &meta).await;
                 if !record.outcome.succeeded() {
                     continue;
@@ -314,7 +347,7 @@ impl ClusterEngine {
             tracing::warn!(
                 cluster = %self.config.cluster,
                 instance = %key,
-                "the former primary answers again: fenced (read only, clients disconnected); repoint or re-provision it"
+                "the former primary answers again: fenced (clients disconnected, read only, writes locked for every account); repoint or re-provision it"
             );
             self.pending_fence.remove(&key);
             fenced.push(key);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mysql_async::Conn;
 use serde::Serialize;
 
+use super::fence::WriteLocks;
 use super::hooks::{HookPayload, Hooks};
 use crate::mysql::actions::Session;
 use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
@@ -140,6 +141,8 @@ struct Run<'a> {
 pub struct Executor {
     pub config: ExecutorConfig,
     pub hooks: Hooks,
+    /// The write locks held on fenced former primaries (shared by clones).
+    pub write_locks: WriteLocks,
 }
 
 /// Open sessions of one operation, one per instance.
@@ -193,7 +196,11 @@ impl Sessions<'_> {
 
 impl Executor {
     pub fn new(config: ExecutorConfig, hooks: Hooks) -> Self {
-        Executor { config, hooks }
+        Executor {
+            config,
+            hooks,
+            write_locks: WriteLocks::default(),
+        }
     }
 
     fn payload(
@@ -267,6 +274,29 @@ impl Executor {
             _ => None,
         };
         let limit = self.config.timeouts.query;
+        match step {
+            Step::LockWrites { .. } => return self.lock_writes(sessions, &on).await,
+            Step::UnlockWrites { .. } => {
+                return self
+                    .write_locks
+                    .release(&on, false, limit)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            _ => {}
+        }
+        // An instance with a role again loses its write lock: before it is
+        // made writable (its waiting writes then go on, it is the primary).
+        if let Step::SetReadOnly {
+            read_only: false, ..
+        } = step
+        {
+            self.write_locks
+                .release(&on, false, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let spare: Vec<u32> = self.write_locks.connection_id(&on).into_iter().collect();
         let mut conn_id = None;
         let result = async {
             let (conn, dialect) = sessions.get(&on).await?;
@@ -291,7 +321,10 @@ impl Executor {
                     ..
                 } => s.set_semi_sync_primary(*enabled, *wait_count).await,
                 Step::WaitReceivedApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
-                Step::KillClientConnections { .. } => s.kill_client_connections().await.map(|_| ()),
+                Step::KillClientConnections { .. } => {
+                    s.kill_clients(&spare, false).await.map(|_| ())
+                }
+                Step::LockWrites { .. } | Step::UnlockWrites { .. } => Ok(()),
                 Step::WaitCaughtUp { timeout, .. } => match &wait_for {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
                     None => Ok(()),
@@ -314,6 +347,13 @@ impl Executor {
         if result.is_err() {
             sessions.forget(&on);
         }
+        // ... and once it replicates (its clients killed first: a write
+        // that waited on the lock must not be acknowledged by a replica).
+        if let (Step::StartReplica { .. }, Ok(())) = (step, &result)
+            && let Err(e) = self.write_locks.release(&on, true, limit).await
+        {
+            tracing::warn!(instance = %on, error = %e, "releasing the write lock of a former primary that replicates again");
+        }
         // The client gave up, the server did not: a statement left running
         // (a `SET GLOBAL read_only` waiting on a lock) is stopped.
         if let (Err(MysqlError::Timeout { .. }), Some(id)) = (&result, conn_id) {
@@ -321,6 +361,43 @@ impl Executor {
         }
         let secrets = [self.config.repl.password(), self.config.admin.password()];
         result.map_err(|e| crate::mysql::conn::redact(&e.to_string(), &secrets))
+    }
+
+    /// Takes the global read lock on `on` with the operation's session,
+    /// which then leaves the operation and is kept in
+    /// [`Executor::write_locks`] (the next step on `on` opens another).
+    async fn lock_writes(
+        &self,
+        sessions: &mut Sessions<'_>,
+        on: &InstanceKey,
+    ) -> Result<(), String> {
+        let limit = self.config.timeouts.query;
+        let spare: Vec<u32> = self.write_locks.connection_id(on).into_iter().collect();
+        let locked = async {
+            let (conn, dialect) = sessions.get(on).await?;
+            let mut s = Session {
+                conn,
+                key: on,
+                dialect,
+                limit,
+            };
+            s.lock_writes(&spare).await
+        }
+        .await;
+        match (locked, sessions.open.remove(on)) {
+            (Ok(()), Some((conn, dialect))) => {
+                self.write_locks.keep(on, conn, dialect).await;
+                Ok(())
+            }
+            (Ok(()), None) => Err("the session that took the lock is gone".into()),
+            (Err(e), conn) => {
+                if let Some((conn, _)) = conn {
+                    let _ = tokio::time::timeout(limit, conn.disconnect()).await;
+                }
+                let secrets = [self.config.repl.password(), self.config.admin.password()];
+                Err(crate::mysql::conn::redact(&e.to_string(), &secrets))
+            }
+        }
     }
 
     /// `KILL QUERY id` on `key`, from a new connection (best effort,

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod executor;
+pub mod fence;
 pub mod hooks;
 pub mod prober;
 

@@ -12,6 +12,15 @@ use super::parse;
 use super::{Credentials, Dialect, MysqlError};
 use crate::topology::{Flavor, GtidSet, InstanceKey, ReplicaStatus};
 
+/// Whether a processlist state is a wait for a lock that keeps writes
+/// out: MariaDB's backup lock and global read lock, MySQL's global read
+/// lock and commit lock.
+pub fn waits_for_a_lock(state: &str) -> bool {
+    let s = state.to_ascii_lowercase();
+    s.starts_with("waiting for")
+        && (s.contains("backup lock") || s.contains("read lock") || s.contains("commit lock"))
+}
+
 /// An open connection to one instance, with its dialect and time limit.
 pub struct Session<'a> {
     pub conn: &'a mut Conn,
@@ -162,10 +171,21 @@ impl Session<'_> {
     /// Kills every client connection but this one and the server's own
     /// threads (replication, event scheduler). Returns how many were killed.
     pub async fn kill_client_connections(&mut self) -> Result<usize, MysqlError> {
+        self.kill_clients(&[], false).await
+    }
+
+    /// Kills client connections as [`Session::kill_client_connections`]
+    /// does, sparing the connection ids in `spare` (orca's own, holding a
+    /// lock); with `only_waiting`, only those waiting for a lock.
+    pub async fn kill_clients(
+        &mut self,
+        spare: &[u32],
+        only_waiting: bool,
+    ) -> Result<usize, MysqlError> {
         let rows = self
             .rows(
                 "listing connections",
-                "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST \
+                "SELECT ID, USER, COMMAND, STATE FROM information_schema.PROCESSLIST \
                  WHERE ID <> CONNECTION_ID()",
             )
             .await?;
@@ -182,7 +202,9 @@ impl Session<'_> {
                     | "Slave_SQL"
                     | "Slave_worker"
             ) || matches!(user.as_str(), "system user" | "event_scheduler");
-            if server_thread || id.parse::<u64>().is_err() {
+            let Ok(id) = id.parse::<u32>() else { continue };
+            let waiting = waits_for_a_lock(&get("STATE"));
+            if server_thread || spare.contains(&id) || (only_waiting && !waiting) {
                 continue;
             }
             match self
@@ -196,6 +218,34 @@ impl Session<'_> {
             }
         }
         Ok(killed)
+    }
+
+    /// Takes the global read lock on this session (`FLUSH TABLES WITH READ
+    /// LOCK`): until the session ends or unlocks, no account writes on
+    /// the server, whatever its privileges. A running write holds it up:
+    /// the wait is bounded on the server (`lock_wait_timeout` of 1 s) and
+    /// each time it runs out, client connections but `spare` are killed
+    /// and it is tried again, within the statement limit.
+    pub async fn lock_writes(&mut self, spare: &[u32]) -> Result<(), MysqlError> {
+        self.exec("bounding lock waits", "SET SESSION lock_wait_timeout = 1")
+            .await?;
+        let deadline = Instant::now() + self.limit;
+        loop {
+            match self
+                .exec("locking writes", "FLUSH TABLES WITH READ LOCK")
+                .await
+            {
+                Err(e) if e.server_code() == Some(1205) && Instant::now() < deadline => {
+                    self.kill_clients(spare, false).await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Releases the global read lock of this session.
+    pub async fn unlock_writes(&mut self) -> Result<(), MysqlError> {
+        self.exec("unlocking writes", "UNLOCK TABLES").await
     }
 
     /// What this instance has executed, for another to wait on: MySQL
@@ -456,5 +506,25 @@ impl Session<'_> {
         };
         self.exec("setting semi-sync", &format!("SET GLOBAL {name} = {v}"))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waits_for_a_lock;
+
+    #[test]
+    fn lock_waits_are_told_from_other_states() {
+        for (state, waits) in [
+            ("Waiting for backup lock", true),
+            ("Waiting for global read lock", true),
+            ("Waiting for commit lock", true),
+            ("Waiting for table metadata lock", false),
+            ("User sleep", false),
+            ("", false),
+            ("Sending data", false),
+        ] {
+            assert_eq!(waits_for_a_lock(state), waits, "{state:?}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use super::candidate::{
 use super::error::PlanError;
 use super::legality::{LegalityOptions, Refusal, can_replicate_from, healthy, locate};
 use super::loss::{LastSeenPrimary, assess};
-use super::step::{HookEvent, Plan, PlanKind, SourcePosition, Step};
+use super::step::{HookEvent, Plan, PlanKind, SourcePosition, Step, fence_steps, unfence_steps};
 use crate::topology::{InstanceKey, Snapshot, Topology};
 
 /// Settings of a recovery.
@@ -226,7 +226,7 @@ fn failover(
         (PlanKind::ForceFailover, Some(old)) => {
             fence(&mut plan, old);
             plan.notes.push(format!(
-                "{failed} is fenced (read only, client connections killed) and left detached"
+                "{failed} is fenced (clients killed, read only, writes locked for every account while orca runs) and left detached"
             ));
             true
         }
@@ -290,11 +290,8 @@ fn failover(
         .iter()
         .map(|r| Step::StartReplica { on: r.key.clone() })
         .collect();
-    if fenced && let Some(old) = old.filter(|o| !o.is_read_only()) {
-        plan.rollback.push(Step::SetReadOnly {
-            on: old.key.clone(),
-            read_only: false,
-        });
+    if fenced && let Some(old) = old {
+        plan.rollback.extend(unfence_steps(old));
     }
     Ok(plan)
 }
@@ -360,20 +357,9 @@ pub fn abandon(plan: &Plan) -> Plan {
     undo
 }
 
-/// Makes `old` refuse writes: clients first (a long transaction, or a
-/// commit waiting for a semi-sync acknowledgement, would block read_only),
-/// then read only, then the clients that connected meanwhile.
+/// Makes `old` refuse writes from every account (see [`fence_steps`]).
 fn fence(plan: &mut Plan, old: &Snapshot) {
-    plan.steps.push(Step::KillClientConnections {
-        on: old.key.clone(),
-    });
-    plan.steps.push(Step::SetReadOnly {
-        on: old.key.clone(),
-        read_only: true,
-    });
-    plan.steps.push(Step::KillClientConnections {
-        on: old.key.clone(),
-    });
+    plan.steps.extend(fence_steps(&old.key));
 }
 
 /// Promotes `chosen` once it has executed everything it received (the
@@ -509,7 +495,7 @@ pub fn force_takeover(
             timeout: opts.catch_up_timeout,
         });
         plan.notes.push(format!(
-            "{primary} is fenced (read only, client connections killed) and left detached"
+            "{primary} is fenced (clients killed, read only, writes locked for every account while orca runs) and left detached"
         ));
     } else {
         plan.notes.push(format!(
@@ -536,11 +522,8 @@ pub fn force_takeover(
         .iter()
         .map(|r| Step::StartReplica { on: r.key.clone() })
         .collect();
-    if let Some(old) = old.filter(|o| !o.is_read_only()) {
-        plan.rollback.push(Step::SetReadOnly {
-            on: old.key.clone(),
-            read_only: false,
-        });
+    if let Some(old) = old {
+        plan.rollback.extend(unfence_steps(old));
     }
     Ok(plan)
 }
@@ -1065,11 +1048,12 @@ mod tests {
         assert_eq!(plan.kind, PlanKind::ForceFailover);
         assert_eq!(plan.successor, Some(key("r2")));
         assert_eq!(
-            steps(&plan)[..5].to_vec(),
+            steps(&plan)[..6].to_vec(),
             vec![
                 "run preFailover hooks",
                 "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
+                "p:3306: lock writes for every account (a global read lock orca holds)",
                 "p:3306: kill client connections",
                 "r1:3306: stop the replica IO thread",
             ]
@@ -1078,7 +1062,7 @@ mod tests {
             plan.steps[plan.point_of_no_return],
             Step::ResetReplicaAll { on: key("r2") }
         );
-        assert_eq!(plan.point_of_no_return, 12);
+        assert_eq!(plan.point_of_no_return, 13);
         assert!(
             !plan
                 .steps
@@ -1091,6 +1075,7 @@ mod tests {
                 "r1:3306: start replication",
                 "r2:3306: start replication",
                 "r3:3306: start replication",
+                "p:3306: release its write lock",
                 "p:3306: set read_only=OFF",
             ]
         );
@@ -1100,7 +1085,7 @@ mod tests {
         );
         has_line(
             &plan,
-            "  note: p:3306 is fenced (read only, client connections killed) and left detached",
+            "  note: p:3306 is fenced (clients killed, read only, writes locked for every account while orca runs) and left detached",
         );
         // Unreachable: the same as a dead primary, with a warning.
         let plan = force_failover(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
@@ -1126,6 +1111,7 @@ mod tests {
                 "run preFailover hooks",
                 "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
+                "p:3306: lock writes for every account (a global read lock orca holds)",
                 "p:3306: kill client connections",
                 "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "r1:3306: stop the replica IO thread",
@@ -1146,7 +1132,7 @@ mod tests {
         );
         // r2 is ahead of r1 now, but r1 catches up with p first.
         assert!(plan.lost_replicas.is_empty());
-        assert_eq!(plan.point_of_no_return, 10);
+        assert_eq!(plan.point_of_no_return, 11);
         has_line(
             &plan,
             "plan: force-takeover, replacing p:3306, successor r1:3306",

@@ -144,6 +144,16 @@ pub enum Step {
     },
     /// Kill every client connection except replication and orca's own.
     KillClientConnections { on: InstanceKey },
+    /// Take a global read lock (`FLUSH TABLES WITH READ LOCK`) on a fenced
+    /// former primary and keep it, on a connection orca holds open: no
+    /// account can write there, not even those `read_only` lets through
+    /// (root, `READ ONLY ADMIN`, `SUPER` on MySQL before `super_read_only`).
+    /// The lock goes when the instance has a role again: once it
+    /// replicates (after its `StartReplica`, its clients killed first) or
+    /// right before it is made writable.
+    LockWrites { on: InstanceKey },
+    /// Release the write lock of [`Step::LockWrites`] (a fence undone).
+    UnlockWrites { on: InstanceKey },
     /// Wait until `on` has executed everything `of` has executed (read
     /// from `of` when the step starts).
     WaitCaughtUp {
@@ -166,6 +176,39 @@ pub enum Step {
         #[serde(with = "millis")]
         timeout: Duration,
     },
+}
+
+/// The fence of a primary that must take no more writes: its clients
+/// killed first (a long transaction, or a commit waiting for a semi-sync
+/// acknowledgement, would block read_only), read only, writes locked for
+/// the accounts read_only does not stop, then the clients that connected
+/// meanwhile (those waiting on the lock get an error, not a late
+/// acknowledgement).
+pub fn fence_steps(on: &InstanceKey) -> Vec<Step> {
+    vec![
+        Step::KillClientConnections { on: on.clone() },
+        Step::SetReadOnly {
+            on: on.clone(),
+            read_only: true,
+        },
+        Step::LockWrites { on: on.clone() },
+        Step::KillClientConnections { on: on.clone() },
+    ]
+}
+
+/// What undoes [`fence_steps`] on `old`, as it was before: its write
+/// lock released, and writable again if it was.
+pub fn unfence_steps(old: &crate::topology::Snapshot) -> Vec<Step> {
+    let mut steps = vec![Step::UnlockWrites {
+        on: old.key.clone(),
+    }];
+    if !old.is_read_only() {
+        steps.push(Step::SetReadOnly {
+            on: old.key.clone(),
+            read_only: false,
+        });
+    }
+    steps
 }
 
 fn one() -> u32 {
@@ -200,6 +243,8 @@ impl Step {
             | Step::SetSemiSyncPrimary { on, .. }
             | Step::WaitReceivedApplied { on, .. }
             | Step::KillClientConnections { on }
+            | Step::LockWrites { on }
+            | Step::UnlockWrites { on }
             | Step::WaitCaughtUp { on, .. }
             | Step::ChangeSource { on, .. }
             | Step::StartReplica { on }
@@ -247,6 +292,11 @@ impl fmt::Display for Step {
                 "{on}: wait until it has executed everything it received (at most {timeout:?})"
             ),
             Step::KillClientConnections { on } => write!(f, "{on}: kill client connections"),
+            Step::LockWrites { on } => write!(
+                f,
+                "{on}: lock writes for every account (a global read lock orca holds)"
+            ),
+            Step::UnlockWrites { on } => write!(f, "{on}: release its write lock"),
             Step::WaitCaughtUp { on, of, timeout } => {
                 write!(
                     f,

@@ -10,7 +10,7 @@ use super::candidate::{CandidateOptions, choose_candidate, direct_replicas, join
 use super::error::PlanError;
 use super::legality::{Refusal, compatible};
 use super::recovery::{millis, promotable_replica};
-use super::step::{HookEvent, Plan, PlanKind, SourcePosition, Step};
+use super::step::{HookEvent, Plan, PlanKind, SourcePosition, Step, fence_steps, unfence_steps};
 use crate::topology::{InstanceKey, Snapshot, Topology};
 
 /// Settings of a graceful takeover.
@@ -74,29 +74,19 @@ pub fn graceful_takeover(
     plan.failed = Some(primary.clone());
     plan.successor = Some(t.clone());
     plan.notes = notes;
-    plan.steps = vec![
-        Step::RunHooks {
-            event: HookEvent::PreGracefulTakeover,
-        },
-        // Clients first: a long transaction, or a commit waiting for a
-        // semi-sync acknowledgement, would block read_only.
-        Step::KillClientConnections {
-            on: primary.clone(),
-        },
-        Step::SetReadOnly {
-            on: primary.clone(),
-            read_only: true,
-        },
-        Step::KillClientConnections {
-            on: primary.clone(),
-        },
+    plan.steps = vec![Step::RunHooks {
+        event: HookEvent::PreGracefulTakeover,
+    }];
+    // Fenced for every account until it replicates from the target.
+    plan.steps.extend(fence_steps(primary));
+    plan.steps.extend([
         Step::WaitCaughtUp {
             on: t.clone(),
             of: primary.clone(),
             timeout: opts.catch_up_timeout,
         },
         Step::StopReplica { on: t.clone() },
-    ];
+    ]);
     plan.point_of_no_return = plan.steps.len();
     plan.steps.push(Step::ResetReplicaAll { on: t.clone() });
     // Semi-sync before writes: no write acknowledged without a replica.
@@ -139,12 +129,7 @@ pub fn graceful_takeover(
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PostGracefulTakeover,
     });
-    if !old.is_read_only() {
-        plan.rollback.push(Step::SetReadOnly {
-            on: primary.clone(),
-            read_only: false,
-        });
-    }
+    plan.rollback.extend(unfence_steps(old));
     plan.rollback.push(Step::StartReplica { on: t.clone() });
     plan.notes
         .push(format!("{primary} becomes a read-only replica of {t}"));
@@ -304,6 +289,7 @@ mod tests {
                 "run preGracefulTakeover hooks",
                 "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
+                "p:3306: lock writes for every account (a global read lock orca holds)",
                 "p:3306: kill client connections",
                 "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "r1:3306: stop replication",
@@ -320,10 +306,11 @@ mod tests {
                 "run postGracefulTakeover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 6);
+        assert_eq!(plan.point_of_no_return, 7);
         assert_eq!(
             plan.rollback,
             vec![
+                Step::UnlockWrites { on: key("p") },
                 Step::SetReadOnly {
                     on: key("p"),
                     read_only: false
@@ -336,9 +323,10 @@ mod tests {
             &plan,
             "plan: graceful-takeover, replacing p:3306, successor r1:3306",
         );
-        has_line(&plan, "   6. r1:3306: stop replication (undone on failure)");
-        has_line(&plan, "   7. r1:3306: reset all replication settings");
-        has_line(&plan, "  on failure before step 7:");
+        has_line(&plan, "   7. r1:3306: stop replication (undone on failure)");
+        has_line(&plan, "   8. r1:3306: reset all replication settings");
+        has_line(&plan, "  on failure before step 8:");
+        has_line(&plan, "      - p:3306: release its write lock");
         has_line(&plan, "      - p:3306: set read_only=OFF");
         has_line(&plan, "      - r1:3306: start replication");
         has_line(
@@ -367,6 +355,7 @@ mod tests {
                 "run preGracefulTakeover hooks",
                 "p:3306: kill client connections",
                 "p:3306: set read_only=ON",
+                "p:3306: lock writes for every account (a global read lock orca holds)",
                 "p:3306: kill client connections",
                 "a:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "a:3306: stop replication",
@@ -582,6 +571,13 @@ mod tests {
         });
         let plan = graceful_takeover(&t, &key("p"), Some(&key("r2")), &TakeoverOptions::default())
             .unwrap();
-        assert_eq!(plan.rollback, vec![Step::StartReplica { on: key("r2") }]);
+        // Its write lock released, nothing more.
+        assert_eq!(
+            plan.rollback,
+            vec![
+                Step::UnlockWrites { on: key("p") },
+                Step::StartReplica { on: key("r2") }
+            ]
+        );
     }
 }
