@@ -100,11 +100,6 @@ async fn acked_after(w: &Writer, t: Instant, what: &str) -> Instant {
     .await
 }
 
-/// Every write acknowledged by `w` so far.
-fn acked_so_far(w: &Writer, since: Instant) -> Vec<u64> {
-    w.acked_after(since)
-}
-
 /// A client of the primary, as the application account, whose work would
 /// last [`LONG`] before it commits.
 struct LongClient {
@@ -118,31 +113,31 @@ struct LongClient {
 }
 
 #[derive(Clone, Copy)]
-enum Long {
+enum Work {
     /// `BEGIN; INSERT` (a row lock held), then a 60 s statement in the
     /// transaction, then `COMMIT`.
     StatementInTransaction,
     /// One autocommit `INSERT ... SELECT SLEEP(60)`: a write statement
     /// running for 60 s, which read_only must wait for.
-    LongInsert,
+    InsertSelectSleep,
     /// `BEGIN; INSERT`, then nothing for 60 s (or until told), then
     /// `COMMIT`.
     IdleInTransaction,
 }
 
 impl LongClient {
-    async fn start(key: &InstanceKey, kind: Long, id: u64) -> LongClient {
+    async fn start(key: &InstanceKey, kind: Work, id: u64) -> LongClient {
         let mut conn = orca::mysql::connect(key, &app_credentials(), Timeouts::default())
             .await
             .unwrap_or_else(|e| panic!("connect to {key} as the application: {e}"));
         let secs = LONG.as_secs();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (what, commit_now) = match kind {
-            Long::StatementInTransaction => ("a 60 s statement in a transaction", None),
-            Long::LongInsert => ("a 60 s INSERT ... SELECT SLEEP", None),
-            Long::IdleInTransaction => ("a transaction idle for 60 s", Some(tx)),
+            Work::StatementInTransaction => ("a 60 s statement in a transaction", None),
+            Work::InsertSelectSleep => ("a 60 s INSERT ... SELECT SLEEP", None),
+            Work::IdleInTransaction => ("a transaction idle for 60 s", Some(tx)),
         };
-        if !matches!(kind, Long::LongInsert) {
+        if !matches!(kind, Work::InsertSelectSleep) {
             conn.query_drop("BEGIN").await.expect("BEGIN");
             conn.query_drop(format!("INSERT INTO app.w (id) VALUES ({id})"))
                 .await
@@ -151,17 +146,17 @@ impl LongClient {
         let task = tokio::spawn(async move {
             let work = async {
                 match kind {
-                    Long::StatementInTransaction => {
+                    Work::StatementInTransaction => {
                         conn.query_drop(format!("SELECT SLEEP({secs})")).await?;
                         conn.query_drop("COMMIT").await
                     }
-                    Long::LongInsert => {
+                    Work::InsertSelectSleep => {
                         conn.query_drop(format!(
                             "INSERT INTO app.w (id) SELECT {id} FROM (SELECT SLEEP({secs}) AS s) AS t"
                         ))
                         .await
                     }
-                    Long::IdleInTransaction => {
+                    Work::IdleInTransaction => {
                         tokio::select! {
                             _ = rx => {}
                             _ = tokio::time::sleep(LONG) => {}
@@ -256,9 +251,9 @@ async fn takeover_under_a_60s_transaction(c: LocalCluster) {
     // Ids far from the writers' blocks.
     let base = 900_000_000_000;
     let clients = vec![
-        LongClient::start(primary, Long::StatementInTransaction, base + 1).await,
-        LongClient::start(primary, Long::LongInsert, base + 2).await,
-        LongClient::start(primary, Long::IdleInTransaction, base + 3).await,
+        LongClient::start(primary, Work::StatementInTransaction, base + 1).await,
+        LongClient::start(primary, Work::InsertSelectSleep, base + 2).await,
+        LongClient::start(primary, Work::IdleInTransaction, base + 3).await,
     ];
     // Both 60 s statements run when the takeover is asked for.
     eventually(Duration::from_secs(10), "the 60 s statements", || async {
@@ -403,10 +398,10 @@ async fn takeover_by_a_throttled_target(c: LocalCluster) {
     );
 
     // The throttle is removed: the target catches up with every write
-    // acknowledged so far.
+    // acknowledged so far (all of them after `since`).
     backup.query_drop("UNLOCK TABLES").await.unwrap();
     let _ = backup.disconnect().await;
-    assert_acked_replicated(target, &admin_credentials(), &acked_so_far(&w, since)).await;
+    assert_acked_replicated(target, &admin_credentials(), &w.acked_after(since)).await;
     wait_replicating_from(target, primary).await;
 
     // A second takeover to the same target succeeds.
