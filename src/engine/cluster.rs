@@ -459,6 +459,16 @@ impl ClusterEngine {
         record
     }
 
+    /// A primary as it was last seen answering: what a failover compares
+    /// its successor with (possibly lost transactions, semi-sync).
+    pub fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
+        self.inventory
+            .known
+            .get(key)
+            .and_then(|k| k.last_snapshot.as_ref())
+            .map(LastSeenPrimary::of)
+    }
+
     /// Remembers the only writable primary (which of two writable tops is
     /// the former one).
     fn remember_primary(&mut self) {
@@ -479,12 +489,7 @@ impl ClusterEngine {
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
         let mut opts = self.config.recovery.clone();
-        opts.last_seen = self
-            .inventory
-            .known
-            .get(failed)
-            .and_then(|k| k.last_snapshot.as_ref())
-            .map(LastSeenPrimary::of);
+        opts.last_seen = self.last_seen(failed);
         let first = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
             Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,

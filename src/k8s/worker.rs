@@ -364,7 +364,7 @@ impl Worker {
                 "FormerPrimaryFenced",
                 "Fence",
                 format!(
-                    "the former primary {} answers again: made read only",
+                    "the former primary {} answers again: fenced (read only, writes locked for every account)",
                     pod_of(&pods, k)
                 ),
             )
@@ -983,8 +983,11 @@ impl Worker {
         self.set_running(kind, target.clone()).await?;
         self.engine_mut().round().await;
         let topo = self.engine_mut().topology().clone();
-        let opts = self.engine_mut().config.recovery.clone();
         let pkey = primary.as_ref().and_then(|n| key_of(pods, n));
+        // A dead primary as last seen: what may be lost, whether it was
+        // semi-synchronous.
+        let mut opts = self.engine_mut().config.recovery.clone();
+        opts.last_seen = pkey.as_ref().and_then(|k| self.engine.last_seen(k));
         if let Request::Recover = r {
             let failure = self
                 .engine_mut()

@@ -487,8 +487,20 @@ pub fn force_takeover(
     plan.steps.push(Step::RunHooks {
         event: HookEvent::PreFailover,
     });
+    // A target that does not apply its relay log by itself (a delay, a
+    // stopped SQL thread) is made to, before it can catch up.
+    let apply_now = not_applying(target_snap).map(|why| {
+        plan.notes.push(format!(
+            "{target} applies its relay log now ({why}): its delay is removed"
+        ));
+        Step::ApplyRelayNow {
+            on: target.clone(),
+            timeout: opts.relay_apply_timeout,
+        }
+    });
     if let Some(old) = old {
         fence(&mut plan, old);
+        plan.steps.extend(apply_now.clone());
         plan.steps.push(Step::WaitCaughtUp {
             on: target.clone(),
             of: primary.clone(),
@@ -504,6 +516,9 @@ pub fn force_takeover(
     }
     for r in &replicas {
         plan.steps.push(Step::StopReplicaIo { on: r.key.clone() });
+    }
+    if old.is_none() {
+        plan.steps.extend(apply_now);
     }
     promote_and_repoint(
         &mut plan,
@@ -903,6 +918,75 @@ mod tests {
         assert_eq!(steps(&plan)[..5].to_vec(), applied_first);
         // Not when another one can be promoted (r2 is delayed, r4 is not).
         let plan = dead_primary(&idle_replicas(), &key("p"), &RecoveryOptions::default()).unwrap();
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::ApplyRelayNow { .. }))
+        );
+    }
+
+    #[test]
+    fn force_takeover_of_a_delayed_target_applies_its_relay_log_first() {
+        let delayed = |t: &mut Topology| {
+            if let Some(st) = t
+                .nodes
+                .get_mut(&key("r2"))
+                .and_then(|n| n.snapshot.as_mut())
+                .and_then(|s| s.replica.as_mut())
+            {
+                st.sql_delay = 30;
+            }
+        };
+        // Reachable primary: fenced, then the target applies, then it
+        // catches up with the primary.
+        let mut t = star(true);
+        delayed(&mut t);
+        let plan = force_takeover(&t, &key("p"), &key("r2"), &RecoveryOptions::default()).unwrap();
+        let s = steps(&plan);
+        let apply = s
+            .iter()
+            .position(|l| l.starts_with("r2:3306: apply the relay log now"))
+            .unwrap_or_else(|| panic!("{plan}"));
+        let fenced = s
+            .iter()
+            .position(|l| l.starts_with("p:3306: lock writes"))
+            .unwrap();
+        let caught_up = s
+            .iter()
+            .position(|l| l.starts_with("r2:3306: wait until it has executed all of p:3306"))
+            .unwrap();
+        assert!(fenced < apply && apply < caught_up, "{plan}");
+        assert!(apply < plan.point_of_no_return);
+        has_line(
+            &plan,
+            "  note: r2:3306 applies its relay log now (delayed replica, SQL_Delay 30 s): its delay is removed",
+        );
+        // Unreachable primary: after the IO threads stop.
+        let mut t = star(false);
+        delayed(&mut t);
+        let plan = force_takeover(&t, &key("p"), &key("r2"), &RecoveryOptions::default()).unwrap();
+        let s = steps(&plan);
+        let apply = s
+            .iter()
+            .position(|l| l.starts_with("r2:3306: apply the relay log now"))
+            .unwrap_or_else(|| panic!("{plan}"));
+        let last_stop = s
+            .iter()
+            .rposition(|l| l.ends_with("stop the replica IO thread"))
+            .unwrap();
+        assert!(
+            last_stop < apply && apply < plan.point_of_no_return,
+            "{plan}"
+        );
+        // A target that applies by itself gets no such step.
+        let plan = force_takeover(
+            &star(true),
+            &key("p"),
+            &key("r2"),
+            &RecoveryOptions::default(),
+        )
+        .unwrap();
         assert!(
             !plan
                 .steps
