@@ -212,15 +212,15 @@ async fn a_second_crash_within_the_anti_flap_period_waits_for_an_acknowledgement
             && l.contains("anti-flap")),
         "{logs}"
     );
-    // Round after round (each probes every server that answers: at least
-    // ten more connections on a survivor), nothing is recovered and
-    // nothing moves.
+    // Round after round (each probes every server that answers: five more
+    // connections on a survivor are five rounds at least), nothing is
+    // recovered, nothing moves, and the wait is told once.
     let mut watch = orca::mysql::connect(&survivors[0], &admin_credentials(), Default::default())
         .await
         .unwrap();
     let before = connections(&mut watch).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while connections(&mut watch).await < before + 10 {
+    while connections(&mut watch).await < before + 5 {
         assert!(std::time::Instant::now() < deadline, "orca stopped probing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -229,6 +229,14 @@ async fn a_second_crash_within_the_anti_flap_period_waits_for_an_acknowledgement
         orca.records().len(),
         1,
         "a second recovery ran unacknowledged"
+    );
+    assert_eq!(
+        orca.logs()
+            .matches("automatic recovery waits for an acknowledgement")
+            .count(),
+        1,
+        "{}",
+        orca.logs()
     );
     for k in &survivors {
         let s = snapshot(k).await;
