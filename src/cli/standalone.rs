@@ -90,6 +90,9 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
     };
     tracing::info!(cluster = %cluster, auto_recover = engine.config.auto_recover, "orca standalone started");
+    // Whether the failure now blocked by the anti-flap period was said to
+    // wait for an acknowledgement (once per blocked failure).
+    let mut told_blocked = false;
     loop {
         let report = engine.round().await;
         if let Some(r) = &report.recovery {
@@ -99,6 +102,19 @@ pub async fn run(args: StandaloneArgs) -> u8 {
                     tracing::error!(cluster = %cluster, error = %e, "cannot print the recovery record")
                 }
             }
+        }
+        match engine.blocked_by_anti_flap() {
+            Some(why) if report.blocked.is_some() && engine.config.auto_recover => {
+                if !told_blocked {
+                    let pid = std::process::id();
+                    tracing::warn!(
+                        cluster = %cluster,
+                        "automatic recovery waits for an acknowledgement: {why}; acknowledge the last recovery with SIGUSR1 (kill -USR1 {pid}), or recover by hand (orca recover)"
+                    );
+                    told_blocked = true;
+                }
+            }
+            _ => told_blocked = false,
         }
         tokio::select! {
             _ = tokio::time::sleep(engine.next_delay()) => {}

@@ -178,12 +178,17 @@ impl ClusterEngine {
         round
     }
 
-    /// Writes the heartbeat on every writable primary (best effort).
-    async fn write_heartbeats(&self) {
+    /// Writes the heartbeat on every writable primary (best effort), but
+    /// never on a former primary: not on one fenced this round (`fenced`;
+    /// the probe saw it writable, and orca's account is not stopped by
+    /// read_only), nor on one still to fence. A row written there would be
+    /// a transaction the new primary lacks.
+    async fn write_heartbeats(&self, fenced: &[InstanceKey]) {
         let limit = self.config.probe_timeouts.query;
         for n in self.topology.nodes.values() {
             let writable = n.snapshot.as_ref().is_some_and(|s| !s.is_read_only());
-            if n.role != Role::Primary || !writable {
+            let former = fenced.contains(&n.key) || self.pending_fence.contains(&n.key);
+            if n.role != Role::Primary || !writable || former {
                 continue;
             }
             let Ok(mut conn) = connect(
@@ -255,7 +260,7 @@ impl ClusterEngine {
         self.pending_fence.extend(lost);
         let fenced = self.fence_returned().await;
         if self.config.heartbeat {
-            self.write_heartbeats().await;
+            self.write_heartbeats(&fenced).await;
         }
         let findings = analyze(&self.topology, &self.context);
         let new_findings: Vec<Finding> = findings
