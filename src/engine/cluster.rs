@@ -216,6 +216,7 @@ impl ClusterEngine {
             tracing::info!(cluster = %self.config.cluster, instance = %k, "instance stopped answering");
         }
         self.remember_primary();
+        self.remember_semi_sync_primaries();
         // Two writable primaries: the former one is fenced at once, after
         // an automatic or a manual operation alike.
         if let Some((_, former)) = primary_and_former(&self.topology, &self.context) {
@@ -434,6 +435,36 @@ impl ClusterEngine {
         }
     }
 
+    /// `key` as orca last saw it answer, with the replicas that did not
+    /// acknowledge semi-sync writes then.
+    fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
+        let primary = self.inventory.known.get(key)?.last_snapshot.as_ref()?;
+        let others = self
+            .inventory
+            .known
+            .values()
+            .filter_map(|k| k.last_snapshot.as_ref());
+        Some(LastSeenPrimary::remembered(primary, others))
+    }
+
+    /// Tells the analysis how the semi-sync primaries it no longer reaches
+    /// were last seen.
+    fn remember_semi_sync_primaries(&mut self) {
+        let gone: Vec<InstanceKey> = self
+            .topology
+            .nodes
+            .values()
+            .filter(|n| !n.reachable())
+            .map(|n| n.key.clone())
+            .collect();
+        self.context.last_seen = gone
+            .iter()
+            .filter_map(|k| self.last_seen(k))
+            .filter(|l| l.semi_sync)
+            .map(|l| (l.key.clone(), l))
+            .collect();
+    }
+
     /// Fence first (pre-failover hooks, IO threads stopped), let the
     /// replicas apply their relay logs, then look again and choose the
     /// candidate from what the replicas really hold, then promote. Once
@@ -446,12 +477,7 @@ impl ClusterEngine {
     ) -> OperationRecord {
         let kind = PlanKind::RecoverDeadPrimary;
         let mut opts = self.config.recovery.clone();
-        opts.last_seen = self
-            .inventory
-            .known
-            .get(failed)
-            .and_then(|k| k.last_snapshot.as_ref())
-            .map(LastSeenPrimary::of);
+        opts.last_seen = self.last_seen(failed);
         let first = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
             Err(e) => return self.refused(kind, failed, meta, e.to_string()).await,
