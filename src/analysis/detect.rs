@@ -328,10 +328,10 @@ fn quorum_shortfall(topo: &Topology, ctx: &AnalysisContext, key: &InstanceKey) -
     let (quorum, unreachable) = AckQuorum::of(topo, key, last.wait_count, &last.not_acknowledging);
     let why = quorum.shortfall(key)?;
     if unreachable.is_empty() {
-        return Some(format!("; {why}; nothing done"));
+        return Some(format!("; {why}, nothing done"));
     }
     Some(format!(
-        "; {why}; nothing done: a force-failover may lose the acknowledged writes only {} {}",
+        "; {why}, nothing done; a force-failover may lose the acknowledged writes only {} {}",
         list(&unreachable),
         if unreachable.len() == 1 {
             "has"
@@ -1141,7 +1141,7 @@ mod tests {
                      and with waitCount 1 every acknowledged write is on a reachable one only when 3 are \
                      (replicas - waitCount + 1); an acknowledged write may be only on the unreachable \
                      ones, or p:3306 may still be committing with them (a partition): no automatic \
-                     failover; nothing done: a force-failover may lose the acknowledged writes only \
+                     failover, nothing done; a force-failover may lose the acknowledged writes only \
                      r1:3306 has",
                 ),
             ),
