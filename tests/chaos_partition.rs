@@ -160,6 +160,36 @@ impl Drop for Cut {
     }
 }
 
+/// Checks that the cut holds for `key`: a process on the majority side
+/// cannot open a connection to it, the test process can.
+async fn assert_cut(side: &Side, key: &InstanceKey) {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["1", "bash", "-c"])
+        .arg(format!("exec 3<>/dev/tcp/{}/{}", key.host, key.port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    join_cgroup_at_exec(&mut cmd, &side.dir).expect("join the cgroup");
+    let status = tokio::process::Command::from(cmd)
+        .status()
+        .await
+        .expect("run timeout and bash");
+    assert!(
+        !status.success(),
+        "a process in {} still connects to {key}: the cut did not take (the rules match the cgroup at level 1 of the cgroup2 hierarchy)",
+        side.dir.display()
+    );
+    let direct = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((key.host.as_str(), key.port)),
+    )
+    .await;
+    assert!(
+        matches!(direct, Ok(Ok(_))),
+        "the test process cannot connect to {key} during the cut: {direct:?}"
+    );
+}
+
 /// `orca standalone` on the majority side: recovery records on stdout,
 /// findings and steps in its log (stderr).
 struct Orca {
@@ -304,10 +334,15 @@ impl Scenario {
         }
     }
 
-    fn cut(&mut self, name: &str) -> Instant {
+    /// Cuts P and R1 off; returns when.
+    async fn cut(&mut self, name: &str) -> Instant {
         let (p, r1) = (&self.keys[0], &self.keys[1]);
         self.cut = Some(Cut::new(name, &self._side, &[p, r1]));
-        Instant::now()
+        let at = Instant::now();
+        for k in [p, r1] {
+            assert_cut(&self._side, k).await;
+        }
+        at
     }
 
     fn heal(&mut self) -> Instant {
@@ -364,7 +399,7 @@ async fn a_minority_that_still_acknowledges_is_not_failed_over() {
     writer.wait_acked(50).await;
     s.wait_orca_saw_everything().await;
 
-    let cut_at = s.cut("acks");
+    let cut_at = s.cut("acks").await;
     // orca sees the primary dead (R2 and R3 cannot reach it, R1 is out of
     // reach too), and says why it does nothing.
     let finding = s
@@ -420,8 +455,11 @@ async fn a_minority_that_still_acknowledges_is_not_failed_over() {
         !records.iter().any(promoted),
         "a failover ran while the cut-off replica could acknowledge: {records:#?}"
     );
+    // Every attempt was refused by the quorum rule, before any step.
     for r in &records {
-        assert_ne!(r["outcome"]["result"], "succeeded", "{r:#}");
+        assert_eq!(r["outcome"]["result"], "failed", "{r:#}");
+        let why = r["outcome"]["detail"].as_str().unwrap_or_default();
+        assert!(why.contains("no automatic failover"), "{r:#}");
     }
     assert!(
         !snapshot(&p).await.is_read_only(),
@@ -447,7 +485,7 @@ async fn a_minority_that_cannot_acknowledge_is_failed_over_and_fenced() {
     old.wait_acked(50).await;
     s.wait_orca_saw_everything().await;
 
-    let cut_at = s.cut("noack");
+    let cut_at = s.cut("noack").await;
     let record = eventually(
         CUT.saturating_sub(Duration::from_secs(10)),
         "a failover",
