@@ -251,6 +251,10 @@ pub struct MysqldOptions {
     pub read_only: bool,
     /// Further `my.cnf` settings, `name = value`.
     pub extra: Vec<(String, String)>,
+    /// A cgroup (v2) directory the server's process joins before it runs:
+    /// every socket it opens carries that cgroup, which nftables' `socket
+    /// cgroupv2` matches (a test cuts the network of some servers so).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl MysqldOptions {
@@ -260,7 +264,15 @@ impl MysqldOptions {
             gtid_domain_id: 0,
             read_only: false,
             extra: Vec::new(),
+            cgroup: None,
         }
+    }
+
+    /// Runs the server in the cgroup (v2) directory `dir` (see
+    /// [`MysqldOptions::cgroup`]).
+    pub fn in_cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cgroup = Some(dir.into());
+        self
     }
 
     /// Semi-synchronous replication: the replica side everywhere, the
@@ -411,16 +423,18 @@ impl Mysqld {
     }
 
     async fn start_process(&mut self) -> Result<(), MysqldError> {
-        let child = Command::new(find_binary("mariadbd")?)
-            .arg(format!(
-                "--defaults-file={}",
-                self.dir.join("my.cnf").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io("starting mariadbd"))?;
+        let mut cmd = Command::new(find_binary("mariadbd")?);
+        cmd.arg(format!(
+            "--defaults-file={}",
+            self.dir.join("my.cnf").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(cgroup) = &self.options.cgroup {
+            join_cgroup_at_exec(&mut cmd, cgroup).map_err(io("joining the server's cgroup"))?;
+        }
+        let child = cmd.spawn().map_err(io("starting mariadbd"))?;
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(30)).await
     }
@@ -527,6 +541,37 @@ impl Mysqld {
         let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
         r
     }
+}
+
+/// Makes the process `cmd` starts join the cgroup (v2) directory `dir`
+/// before it runs its program, so that every socket it opens carries that
+/// cgroup. The process must be allowed to write `dir/cgroup.procs` (root
+/// is).
+pub fn join_cgroup_at_exec(cmd: &mut Command, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe system calls (open, write, close) on a path
+    // prepared before the fork; writing "0" moves the writing process.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc;
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// Kills a server left running by a process that died without cleaning up

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{ClusterProblemCode, Severity};
+use crate::plan::loss::LastSeenPrimary;
 use crate::topology::InstanceKey;
 
 /// One problem of a replication tree.
@@ -106,6 +107,12 @@ pub struct AnalysisContext {
     /// this one is.
     #[serde(default)]
     pub primary: Option<InstanceKey>,
+    /// Semi-sync primaries orca no longer reaches, as it last saw them
+    /// (the engine fills it from its memory): the finding of a dead one
+    /// says when the replicas orca reaches may miss an acknowledged write,
+    /// which keeps orca from failing over by itself.
+    #[serde(default)]
+    pub last_seen: BTreeMap<InstanceKey, LastSeenPrimary>,
 }
 
 impl Default for AnalysisContext {
@@ -117,6 +124,7 @@ impl Default for AnalysisContext {
             stalled_ms: BTreeMap::new(),
             stall_threshold_ms: 1_500,
             primary: None,
+            last_seen: BTreeMap::new(),
         }
     }
 }

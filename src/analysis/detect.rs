@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::cluster::{AnalysisContext, Finding};
 use super::codes::ClusterProblemCode as Code;
+use crate::plan::loss::AckQuorum;
 use crate::topology::InstanceKey;
 use crate::topology::graph::{Node, Role, Topology};
 use crate::topology::instance::{IoThreadState, ReplicaStatus, Snapshot};
@@ -182,11 +183,12 @@ fn unreachable_source(topo: &Topology, ctx: &AnalysisContext, node: &Node) -> Op
         code,
         instance: node.key.clone(),
         replicas: vote.all.clone(),
-        description: describe_unreachable(ctx, node, &vote, intermediate, downtimed),
+        description: describe_unreachable(topo, ctx, node, &vote, intermediate, downtimed),
     })
 }
 
 fn describe_unreachable(
+    topo: &Topology,
     ctx: &AnalysisContext,
     node: &Node,
     vote: &Vote,
@@ -244,6 +246,9 @@ fn describe_unreachable(
                 "; downtimed {} with a stopped IO thread left out",
                 list(&vote.excused)
             ));
+        }
+        if !intermediate && !downtimed {
+            s.push_str(&quorum_shortfall(topo, ctx, &node.key).unwrap_or_default());
         }
     } else {
         let mut parts = Vec::new();
@@ -312,6 +317,28 @@ fn describe_unreachable(
         });
     }
     s
+}
+
+/// Why a failover of the semi-sync primary `key` (dead, as its replicas
+/// agree) would not be automatic, when the replicas orca reaches may miss
+/// an acknowledged write: the quorum rule of [`crate::plan::loss`], from
+/// the primary as last seen. Starts with "; ".
+fn quorum_shortfall(topo: &Topology, ctx: &AnalysisContext, key: &InstanceKey) -> Option<String> {
+    let last = ctx.last_seen.get(key).filter(|l| l.semi_sync)?;
+    let (quorum, unreachable) = AckQuorum::of(topo, key, last.wait_count, &last.not_acknowledging);
+    let why = quorum.shortfall(key)?;
+    if unreachable.is_empty() {
+        return Some(format!("; {why}, nothing done"));
+    }
+    Some(format!(
+        "; {why}, nothing done; a force-failover may lose the acknowledged writes only {} {}",
+        list(&unreachable),
+        if unreachable.len() == 1 {
+            "has"
+        } else {
+            "have"
+        }
+    ))
 }
 
 /// Checks of a reachable primary (or co-primary).
@@ -1085,6 +1112,129 @@ mod tests {
             got[0].description,
             "p:3306 is unreachable (connection refused; its node is not ready) and its 2 replicas \
              r1:3306, r2:3306 cannot connect to it"
+        );
+    }
+
+    #[test]
+    fn a_dead_semi_sync_primary_says_when_the_reachable_replicas_may_miss_an_acknowledged_write() {
+        use crate::plan::loss::LastSeenPrimary;
+        use std::collections::BTreeSet;
+        // cut off, not acknowledging, wait count, last seen as semi-sync,
+        // downtimed: the explanation expected, if any
+        type Row = (
+            &'static [&'static str],
+            &'static [&'static str],
+            u32,
+            bool,
+            bool,
+            Option<&'static str>,
+        );
+        let table: &[Row] = &[
+            (
+                &["r1"],
+                &[],
+                1,
+                true,
+                false,
+                Some(
+                    "; semi-sync: 2 of the 3 replicas of p:3306 that acknowledge writes are reachable, \
+                     and with waitCount 1 every acknowledged write is on a reachable one only when 3 are \
+                     (replicas - waitCount + 1); an acknowledged write may be only on the unreachable \
+                     ones, or p:3306 may still be committing with them (a partition): no automatic \
+                     failover, nothing done; a force-failover may lose the acknowledged writes only \
+                     r1:3306 has",
+                ),
+            ),
+            // enough replicas reachable: nothing to explain
+            (&["r1"], &[], 2, true, false, None),
+            (&[], &[], 1, true, false, None),
+            // the cut-off replica does not acknowledge
+            (&["r1"], &["r1"], 1, true, false, None),
+            (
+                &["r1", "r2"],
+                &["r1"],
+                1,
+                true,
+                false,
+                Some("only r2:3306 has"),
+            ),
+            // not semi-sync: the loss is reported by the recovery instead
+            (&["r1"], &[], 1, false, false, None),
+            // downtimed: no recovery either way, and it says so
+            (&["r1"], &[], 1, true, true, None),
+        ];
+        for &(cut, silent, wait, semi_sync, downtime, want) in table {
+            let mut snaps = Vec::new();
+            let mut unreached = vec![down("p", None)];
+            for (i, r) in ["r1", "r2", "r3"].into_iter().enumerate() {
+                if cut.contains(&r) {
+                    unreached.push(down(r, Some("p")));
+                } else {
+                    snaps.push(source_down(replica_of(r, 2 + i as u32, "p")));
+                }
+            }
+            let mut ctx = if downtime {
+                downtimed(&["p"])
+            } else {
+                AnalysisContext::default()
+            };
+            ctx.last_seen.insert(
+                key("p"),
+                LastSeenPrimary {
+                    key: key("p"),
+                    semi_sync,
+                    wait_count: wait,
+                    executed: None,
+                    not_acknowledging: silent.iter().map(|h| key(h)).collect::<BTreeSet<_>>(),
+                },
+            );
+            let got = run(snaps, unreached, &ctx);
+            let f = got
+                .iter()
+                .find(|f| f.instance == key("p"))
+                .unwrap_or_else(|| panic!("{cut:?}: {got:?}"));
+            let case = format!("{cut:?} {silent:?} wait {wait} semi-sync {semi_sync}");
+            assert_eq!(f.is_failure(), !downtime, "{case}: {f}");
+            match want {
+                Some(why) => {
+                    assert!(f.description.contains(why), "{case}: {}", f.description);
+                    assert!(f.description.contains("no automatic failover"), "{case}");
+                }
+                None => assert!(
+                    !f.description.contains("semi-sync"),
+                    "{case}: {}",
+                    f.description
+                ),
+            }
+        }
+        // The full sentence of the first row.
+        let mut ctx = AnalysisContext::default();
+        ctx.last_seen.insert(
+            key("p"),
+            LastSeenPrimary {
+                key: key("p"),
+                semi_sync: true,
+                wait_count: 1,
+                executed: None,
+                not_acknowledging: BTreeSet::new(),
+            },
+        );
+        let got = run(
+            vec![
+                source_down(replica_of("r2", 3, "p")),
+                source_down(replica_of("r3", 4, "p")),
+            ],
+            vec![down("p", None), down("r1", Some("p"))],
+            &ctx,
+        );
+        assert_eq!(got[0].code, Code::DeadPrimaryAndSomeReplicas);
+        assert!(
+            got[0].description.starts_with(
+                "p:3306 is unreachable (connection refused) and its replicas r2:3306, r3:3306 \
+                 cannot connect to it; r1:3306 is unreachable too; semi-sync: 2 of the 3"
+            ),
+            "{}",
+            got[0].description
         );
     }
 

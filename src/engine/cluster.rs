@@ -223,6 +223,7 @@ impl ClusterEngine {
             tracing::info!(cluster = %self.config.cluster, instance = %k, "instance stopped answering");
         }
         self.remember_primary();
+        self.remember_semi_sync_primaries();
         // Two writable primaries: the former one is fenced at once, after
         // an automatic or a manual operation alike.
         if let Some((_, former)) = primary_and_former(&self.topology, &self.context) {
@@ -480,6 +481,36 @@ impl ClusterEngine {
         if let [primary] = writable_tops(&self.topology).as_slice() {
             self.context.primary = Some(primary.key.clone());
         }
+    }
+
+    /// `key` as orca last saw it answer, with the replicas that did not
+    /// acknowledge semi-sync writes then.
+    fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
+        let primary = self.inventory.known.get(key)?.last_snapshot.as_ref()?;
+        let others = self
+            .inventory
+            .known
+            .values()
+            .filter_map(|k| k.last_snapshot.as_ref());
+        Some(LastSeenPrimary::remembered(primary, others))
+    }
+
+    /// Tells the analysis how the semi-sync primaries it no longer reaches
+    /// were last seen.
+    fn remember_semi_sync_primaries(&mut self) {
+        let gone: Vec<InstanceKey> = self
+            .topology
+            .nodes
+            .values()
+            .filter(|n| !n.reachable())
+            .map(|n| n.key.clone())
+            .collect();
+        self.context.last_seen = gone
+            .iter()
+            .filter_map(|k| self.last_seen(k))
+            .filter(|l| l.semi_sync)
+            .map(|l| (l.key.clone(), l))
+            .collect();
     }
 
     /// Fence first (pre-failover hooks, IO threads stopped), let the

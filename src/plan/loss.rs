@@ -2,15 +2,18 @@
 //! GTID sets alone.
 //!
 //! - Semi-sync: an acknowledged write is on at least `wait_count` of the
-//!   primary's `replicas`. A failover that keeps every such write needs a
-//!   replica holding it among the reachable ones, for any choice of
-//!   acknowledging replicas: `reachable >= replicas - wait_count + 1`.
-//!   Below that, orca does not fail over by itself (a minority partition
-//!   holding the primary and one replica would otherwise go on committing
-//!   acknowledged writes nobody else has: split brain).
+//!   primary's `replicas` that acknowledge (those whose semi-sync replica
+//!   side is on). A failover that keeps every such write needs a replica
+//!   holding it among the reachable ones, for any choice of acknowledging
+//!   replicas: `reachable >= replicas - wait_count + 1`. Below that, orca
+//!   does not fail over by itself (a minority partition holding the
+//!   primary and one replica would otherwise go on committing acknowledged
+//!   writes nobody else has: split brain), and says so.
 //! - Asynchronous replication: the transactions the dead primary had (at
 //!   its last probe) that the successor lacks are possibly lost; they are
 //!   reported.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,16 +32,43 @@ pub struct LastSeenPrimary {
     pub wait_count: u32,
     /// Its executed GTID set.
     pub executed: Option<GtidSet>,
+    /// Its replicas whose semi-sync replica side was off when orca last saw
+    /// them: they acknowledge nothing, so no acknowledged write waits for
+    /// them and the arithmetic leaves them out.
+    #[serde(default)]
+    pub not_acknowledging: BTreeSet<InstanceKey>,
 }
 
 impl LastSeenPrimary {
+    /// From the primary's snapshot alone: every replica counts as one that
+    /// acknowledges.
     pub fn of(s: &Snapshot) -> LastSeenPrimary {
         LastSeenPrimary {
             key: s.key.clone(),
             semi_sync: s.semi_sync.primary_enabled,
             wait_count: s.semi_sync.wait_count.max(1),
             executed: s.gtid.executed.clone(),
+            not_acknowledging: BTreeSet::new(),
         }
+    }
+
+    /// From the primary's last snapshot and the last snapshots of the
+    /// other instances: those that replicated from it with their semi-sync
+    /// replica side off do not acknowledge.
+    pub fn remembered<'a>(
+        primary: &Snapshot,
+        others: impl IntoIterator<Item = &'a Snapshot>,
+    ) -> LastSeenPrimary {
+        let mut last = LastSeenPrimary::of(primary);
+        last.not_acknowledging = others
+            .into_iter()
+            .filter(|s| {
+                s.replica.as_ref().is_some_and(|r| r.source == primary.key)
+                    && !s.semi_sync.replica_enabled
+            })
+            .map(|s| s.key.clone())
+            .collect();
+        last
     }
 }
 
@@ -58,19 +88,13 @@ pub fn assess(
 ) -> Result<Option<LostTransactions>, PlanError> {
     let last = last.filter(|l| &l.key == failed);
     if last.map_or(semi_sync, |l| l.semi_sync) {
-        let known = topo
-            .get(failed)
-            .map(|n| n.replicas.clone())
-            .unwrap_or_default();
-        let (reachable, unreachable): (Vec<_>, Vec<_>) = known
-            .iter()
-            .cloned()
-            .partition(|k| topo.get(k).is_some_and(|n| n.reachable()));
-        let quorum = AckQuorum {
-            replicas: known.len(),
-            reachable: reachable.len(),
-            wait_count: last.map_or(1, |l| l.wait_count),
-        };
+        let none = BTreeSet::new();
+        let (quorum, unreachable) = AckQuorum::of(
+            topo,
+            failed,
+            last.map_or(1, |l| l.wait_count),
+            last.map_or(&none, |l| &l.not_acknowledging),
+        );
         if let Some(why) = quorum.shortfall(failed) {
             if automatic {
                 return Err(PlanError::Invalid(format!(
@@ -108,7 +132,8 @@ pub fn assess(
 /// The acknowledgement arithmetic of a semi-sync primary that is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckQuorum {
-    /// The dead primary's replicas known to orca (reachable or not).
+    /// The dead primary's replicas known to orca (reachable or not) that
+    /// acknowledge writes.
     pub replicas: usize,
     /// Of those, the ones orca reaches.
     pub reachable: usize,
@@ -117,6 +142,37 @@ pub struct AckQuorum {
 }
 
 impl AckQuorum {
+    /// The arithmetic of a failover of `failed`, which waited for
+    /// `wait_count` acknowledgements, in `topo`; its replicas in
+    /// `not_acknowledging` do not count. Also returns the acknowledging
+    /// replicas orca does not reach (those whose writes a failover may
+    /// lose).
+    pub fn of(
+        topo: &Topology,
+        failed: &InstanceKey,
+        wait_count: u32,
+        not_acknowledging: &BTreeSet<InstanceKey>,
+    ) -> (AckQuorum, Vec<InstanceKey>) {
+        let known: Vec<InstanceKey> = topo
+            .get(failed)
+            .map(|n| n.replicas.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| !not_acknowledging.contains(k))
+            .collect();
+        let (reachable, mut unreachable): (Vec<_>, Vec<_>) = known
+            .iter()
+            .cloned()
+            .partition(|k| topo.get(k).is_some_and(|n| n.reachable()));
+        unreachable.sort();
+        let quorum = AckQuorum {
+            replicas: known.len(),
+            reachable: reachable.len(),
+            wait_count,
+        };
+        (quorum, unreachable)
+    }
+
     /// Reachable replicas needed so that every acknowledged write is on one
     /// of them.
     pub fn needed(&self) -> usize {
@@ -134,10 +190,11 @@ impl AckQuorum {
             return None;
         }
         Some(format!(
-            "semi-sync: {failed} waited for {} acknowledgement(s) from its {} replicas, and only {} of them are reachable (needed: {}); an acknowledged write may be only on the unreachable ones, or {failed} may still be committing with them (a partition): no automatic failover",
-            self.wait_count.max(1),
-            self.replicas,
+            "semi-sync: {} of the {} replicas of {failed} that acknowledge writes {} reachable, and with waitCount {} every acknowledged write is on a reachable one only when {} are (replicas - waitCount + 1); an acknowledged write may be only on the unreachable ones, or {failed} may still be committing with them (a partition): no automatic failover",
             self.reachable,
+            self.replicas,
+            if self.reachable == 1 { "is" } else { "are" },
+            self.wait_count.max(1),
             self.needed()
         ))
     }
@@ -240,10 +297,68 @@ mod tests {
             .shortfall(&InstanceKey::new("p", 3306))
             .unwrap_or_default();
         assert!(
-            why.contains("only 2 of them are reachable (needed: 3)"),
+            why.contains(
+                "2 of the 3 replicas of p:3306 that acknowledge writes are reachable, and with waitCount 1 every acknowledged write is on a reachable one only when 3 are"
+            ),
             "{why}"
         );
         assert!(why.contains("no automatic failover"), "{why}");
+    }
+
+    #[test]
+    fn replicas_that_do_not_acknowledge_are_left_out_of_the_quorum() {
+        // cut off, not acknowledging, wait count: (replicas, reachable,
+        // met, unreachable acknowledging replicas)
+        type Row = (
+            &'static [&'static str],
+            &'static [&'static str],
+            u32,
+            (usize, usize, bool, &'static [&'static str]),
+        );
+        let table: &[Row] = &[
+            (&[], &[], 1, (3, 3, true, &[])),
+            (&["r1"], &[], 1, (3, 2, false, &["r1"])),
+            // the cut-off replica never acknowledges: the reachable ones
+            // hold every acknowledged write
+            (&["r1"], &["r1"], 1, (2, 2, true, &[])),
+            // a reachable replica that does not acknowledge changes nothing
+            (&["r1"], &["r2"], 1, (2, 1, false, &["r1"])),
+            (&["r1", "r2"], &["r1"], 1, (2, 1, false, &["r2"])),
+            (&["r1", "r2"], &["r1"], 2, (2, 1, true, &["r2"])),
+            (&["r1"], &["r1", "r2", "r3"], 1, (0, 0, false, &[])),
+        ];
+        for &(cut, silent, wait, (replicas, reachable, met, lost)) in table {
+            let topo = partitioned(cut);
+            let silent: BTreeSet<InstanceKey> = silent.iter().map(|h| key(h)).collect();
+            let (q, unreachable) = AckQuorum::of(&topo, &key("p"), wait, &silent);
+            let want = AckQuorum {
+                replicas,
+                reachable,
+                wait_count: wait,
+            };
+            assert_eq!(q, want, "{cut:?} {silent:?} wait {wait}");
+            assert_eq!(q.met(), met, "{q:?}");
+            let lost: Vec<InstanceKey> = lost.iter().map(|h| key(h)).collect();
+            assert_eq!(unreachable, lost, "{cut:?} {silent:?} wait {wait}");
+        }
+    }
+
+    #[test]
+    fn the_last_seen_primary_names_its_replicas_that_do_not_acknowledge() {
+        let mut p = with_gtid(crate::topology::testing::mariadb("p", 1), "0-1-100");
+        p.semi_sync.primary_enabled = true;
+        let mut r1 = replica_of("r1", 2, "p");
+        r1.semi_sync.replica_enabled = false;
+        let mut r2 = replica_of("r2", 3, "p");
+        r2.semi_sync.replica_enabled = true;
+        // not a replica of p: not its business
+        let mut other = replica_of("x", 4, "q");
+        other.semi_sync.replica_enabled = false;
+        let last = LastSeenPrimary::remembered(&p, [&p, &r1, &r2, &other]);
+        assert!(last.semi_sync);
+        assert_eq!(last.wait_count, 1);
+        assert_eq!(last.not_acknowledging, BTreeSet::from([key("r1")]));
+        assert_eq!(LastSeenPrimary::of(&p).not_acknowledging, BTreeSet::new());
     }
 
     /// Primary + 3 semi-sync replicas; the primary and `cut` are out of
@@ -271,6 +386,7 @@ mod tests {
             semi_sync,
             wait_count,
             executed: Some(GtidSet::parse(Flavor::MariaDb, executed).expect("gtid")),
+            not_acknowledging: BTreeSet::new(),
         });
         opts
     }
@@ -307,6 +423,22 @@ mod tests {
         // An asynchronous cluster fails over with replicas cut off.
         let topo = partitioned(&["r1"]);
         assert!(dead_primary(&topo, &key("p"), &last_seen(1, false, "0-1-100")).is_ok());
+        // A cut-off replica that does not acknowledge holds no acknowledged
+        // write the others lack: cut off, not acknowledging, allowed.
+        let table: &[(&[&str], &[&str], bool)] = &[
+            (&["r1"], &["r1"], true),
+            (&["r1"], &["r2"], false),
+            (&["r1", "r2"], &["r1"], false),
+        ];
+        for &(cut, silent, allowed) in table {
+            let topo = partitioned(cut);
+            let mut opts = last_seen(1, true, "0-1-100");
+            if let Some(l) = opts.last_seen.as_mut() {
+                l.not_acknowledging = silent.iter().map(|h| key(h)).collect();
+            }
+            let auto = dead_primary(&topo, &key("p"), &opts);
+            assert_eq!(auto.is_ok(), allowed, "{cut:?} {silent:?}: {auto:?}");
+        }
     }
 
     #[test]
