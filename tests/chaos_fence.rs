@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use orca::engine::executor::Outcome;
 use orca::plan::Step;
+use orca::topology::InstanceKey;
+use orca::topology::instance::IoThreadState;
 use orca_sandbox::mysqld::admin_credentials;
 use support::writer::{Writer, assert_acked, ids_on};
 use support::*;
@@ -218,4 +220,119 @@ async fn a_delayed_replica_alone_is_promoted_with_its_relay_log_applied() {
     let s = snapshot(&keys[1]).await;
     assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
     assert_acked(&keys[1], &admin_credentials(), &acked).await;
+}
+
+/// Waits until no replica of `keys` stops with error 1236/1950 and each
+/// replicates from `new`.
+async fn replicating_without_position_errors(keys: &[InstanceKey], new: &InstanceKey) {
+    for k in keys.iter().filter(|k| *k != new) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{k} connected to {new}"),
+            || async {
+                let s = snapshot(k).await;
+                let r = s.replica.as_ref()?;
+                assert!(
+                    !matches!(r.last_io_errno, 1236 | 1950),
+                    "{k}: IO error {} {}",
+                    r.last_io_errno,
+                    r.last_io_error
+                );
+                (r.source == *new && r.io_running == IoThreadState::Yes).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// SIGSTOP of the primary of a semi-sync cluster with one delayed replica
+/// and one whose SQL thread is stopped; it resumes 2 s into the failover
+/// (counted from the fence's first stopped IO thread). Every acknowledged
+/// write is on the new primary, no replica stops with error 1236/1950,
+/// and the resumed primary acknowledges no write after the new primary's
+/// first: its writers, which keep reconnecting, are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigstop_with_a_delayed_replica_and_a_stopped_sql_thread_resumed_during_the_failover() {
+    let c = semi_sync_cluster(3).await;
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    c.instances[2]
+        .exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=30; START SLAVE")
+        .await
+        .unwrap();
+    let w = Writer::persistent(keys[0].clone(), orca_sandbox::mysqld::app_credentials()).await;
+    w.wait_acked(30).await;
+    c.instances[3].exec("STOP SLAVE SQL_THREAD").await.unwrap();
+    w.wait_acked(60).await;
+    let mut e = engine_with(&c, Default::default(), |cfg| {
+        cfg.recovery.relay_apply_timeout = Duration::from_secs(5);
+    });
+    e.round().await;
+    c.instances[0].pause().unwrap();
+    // SIGCONT 2 s after the fence stops the first IO thread.
+    let pid = c.instances[0].pid().expect("the primary runs");
+    let watched = keys[1].clone();
+    let resumer = tokio::spawn(async move {
+        loop {
+            let s = snapshot(&watched).await;
+            if s.replica
+                .as_ref()
+                .is_some_and(|r| r.io_running == IoThreadState::No)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        )
+        .expect("SIGCONT");
+    });
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    let new = record.successor.clone().expect("successor");
+    assert_ne!(
+        new, keys[2],
+        "the delayed replica was promoted: {record:#?}"
+    );
+    assert!(record.rollback.is_empty(), "rollback ran: {record:#?}");
+    // The new primary's first write.
+    let on_new = Writer::persistent(new.clone(), orca_sandbox::mysqld::app_credentials()).await;
+    on_new.wait_acked(1).await;
+    let first = on_new.first_ack().expect("a first write");
+    resumer.await.unwrap();
+    // The resumed primary is fenced once it answers.
+    rounds_until(
+        &mut e,
+        Duration::from_secs(30),
+        "the resumed primary fenced",
+        |r| r.fenced.contains(&keys[0]).then_some(()),
+    )
+    .await;
+    let fenced_at = std::time::Instant::now();
+    // A few more rounds while the old primary's writers keep trying.
+    let until = fenced_at + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        e.round().await;
+        tokio::time::sleep(e.next_delay()).await;
+    }
+    let late = w.acked_after(first);
+    assert!(
+        late.is_empty(),
+        "the former primary acknowledged {} writes after the new primary's first",
+        late.len()
+    );
+    let acked = w.finish().await;
+    let acked_new = on_new.finish().await;
+    let s = snapshot(&new).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    assert_acked(&new, &admin_credentials(), &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked_new).await;
+    let old = snapshot(&keys[0]).await;
+    assert!(old.is_read_only(), "the resumed primary is writable");
+    replicating_without_position_errors(&keys[1..], &new).await;
 }

@@ -846,8 +846,10 @@ async fn rolling_update_goes_from_the_highest_ordinal() {
     loop {
         let s = c.sets().get("ru").await.expect("get");
         let st = s.status.clone().expect("status");
-        let p2 = c.pod("ru-2").await;
-        if st.updated_replicas == Some(1)
+        // Between its deletion and its re-creation the pod is not there.
+        let p2 = c.pods().get_opt("ru-2").await.expect("get pod");
+        if let Some(p2) = p2
+            && st.updated_replicas == Some(1)
             && p2.labels().get("controller-revision-hash") == st.update_revision.as_ref()
             && is_ready(&p2)
         {

@@ -465,16 +465,6 @@ impl ClusterEngine {
         record
     }
 
-    /// A primary as it was last seen answering: what a failover compares
-    /// its successor with (possibly lost transactions, semi-sync).
-    pub fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
-        self.inventory
-            .known
-            .get(key)
-            .and_then(|k| k.last_snapshot.as_ref())
-            .map(LastSeenPrimary::of)
-    }
-
     /// Remembers the only writable primary (which of two writable tops is
     /// the former one).
     fn remember_primary(&mut self) {
@@ -484,8 +474,9 @@ impl ClusterEngine {
     }
 
     /// `key` as orca last saw it answer, with the replicas that did not
-    /// acknowledge semi-sync writes then.
-    fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
+    /// acknowledge semi-sync writes then: what a failover compares its
+    /// successor with (possibly lost transactions, semi-sync quorum).
+    pub fn last_seen(&self, key: &InstanceKey) -> Option<LastSeenPrimary> {
         let primary = self.inventory.known.get(key)?.last_snapshot.as_ref()?;
         let others = self
             .inventory
