@@ -341,24 +341,37 @@ fn quorum_shortfall(topo: &Topology, ctx: &AnalysisContext, key: &InstanceKey) -
     ))
 }
 
+/// How long a commit waits for a semi-sync acknowledgement: the largest
+/// timeout a server takes (MySQL's is 2^32 - 1 ms) is orca's "never fall
+/// back".
+fn stall(timeout_ms: u64) -> String {
+    if timeout_ms >= u64::from(u32::MAX) {
+        "until one connects (the timeout never falls back to asynchronous)".into()
+    } else {
+        format!("for up to {}", secs(timeout_ms))
+    }
+}
+
 /// Checks of a reachable primary (or co-primary).
 fn primary_checks(topo: &Topology, node: &Node, snap: &Snapshot, out: &mut Vec<Finding>) {
     let mut replicas = node.replicas.clone();
     replicas.sort();
     let ss = &snap.semi_sync;
-    if ss.primary_enabled && ss.primary_active && ss.clients < ss.wait_count {
+    // A read-only one (a fenced former primary) takes no commits to stall.
+    if ss.primary_enabled && ss.primary_active && ss.clients < ss.wait_count && !snap.is_read_only()
+    {
         out.push(Finding {
             code: Code::LockedSemiSyncPrimary,
             instance: node.key.clone(),
             replicas: replicas.clone(),
             description: format!(
-                "{} has semi-sync active and waits for {} replica acknowledgement{} but has {} semi-sync replica{} connected: commits stall for up to {}",
+                "{} has semi-sync active and waits for {} replica acknowledgement{} but has {} semi-sync replica{} connected: commits stall {}",
                 node.key,
                 ss.wait_count,
                 plural(ss.wait_count as usize),
                 ss.clients,
                 plural(ss.clients as usize),
-                secs(ss.timeout_ms)
+                stall(ss.timeout_ms)
             ),
         });
     }
@@ -845,6 +858,8 @@ mod tests {
         locked.semi_sync.wait_count = 1;
         locked.semi_sync.clients = 0;
         locked.semi_sync.timeout_ms = 10_000;
+        let mut fenced_locked = locked.clone();
+        fenced_locked.read_only = true;
         let mut read_only = mariadb("p", 1);
         read_only.read_only = true;
         let mut statement = replica_of("r2", 3, "p");
@@ -909,6 +924,12 @@ mod tests {
                     (UnreachablePrimaryWithLaggingReplicas, "p"),
                     (ReplicaLagging, "r1"),
                 ],
+            ),
+            case(
+                "a read-only primary with semi-sync and no replica takes no commits to stall",
+                vec![fenced_locked],
+                vec![],
+                &[],
             ),
             case(
                 "locked semi-sync primary",
@@ -1693,6 +1714,19 @@ mod tests {
                 (Code::ReplicaLagging, "b".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_semi_sync_timeout_that_never_falls_back_reads_as_such() {
+        assert_eq!(stall(10_000), format!("for up to {}", secs(10_000)));
+        let never = stall(crate::mysql::dialect::semi_sync_timeout_max_ms(
+            crate::topology::Flavor::MariaDb,
+        ));
+        assert!(never.starts_with("until one connects"), "{never}");
+        let never = stall(crate::mysql::dialect::semi_sync_timeout_max_ms(
+            crate::topology::Flavor::MySql,
+        ));
+        assert!(never.starts_with("until one connects"), "{never}");
     }
 
     #[test]

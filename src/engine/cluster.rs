@@ -98,6 +98,10 @@ pub struct ClusterEngine {
     last_recovery: Option<LastRecovery>,
     /// Primaries replaced by a failover, to fence when they answer again.
     pending_fence: BTreeSet<InstanceKey>,
+    /// The failed instance and why its recovery was refused at the last
+    /// attempt: the same refusal is not run again (hooks, a record) every
+    /// round while nothing changes.
+    standing_refusal: Option<(InstanceKey, String)>,
     pub records: Vec<OperationRecord>,
 }
 
@@ -120,6 +124,7 @@ impl ClusterEngine {
             findings: Vec::new(),
             last_recovery: None,
             pending_fence: BTreeSet::new(),
+            standing_refusal: None,
             records: Vec::new(),
         }
     }
@@ -285,6 +290,7 @@ impl ClusterEngine {
             ..RoundReport::default()
         };
         let Some(failure) = findings.iter().find(|f| f.code.is_failure()).cloned() else {
+            self.standing_refusal = None;
             return report;
         };
         if !self.config.auto_recover {
@@ -298,7 +304,18 @@ impl ClusterEngine {
             report.blocked = Some(why);
             return report;
         }
+        // Refused as at the last attempt: reported once, not again.
+        let refusal = self
+            .plan_refusal(&failure)
+            .map(|why| (failure.instance.clone(), why));
+        if let Some((_, why)) = &refusal
+            && self.standing_refusal == refusal
+        {
+            report.blocked = Some(format!("no automatic recovery: {why}"));
+            return report;
+        }
         let record = self.recover(&failure).await;
+        self.standing_refusal = refusal;
         if arms_anti_flap(&record) {
             self.last_recovery = Some(LastRecovery {
                 at: Instant::now(),
@@ -380,6 +397,25 @@ impl ClusterEngine {
         } else {
             self.config.probe_interval
         }
+    }
+
+    /// Why the recovery of `failure` would be refused now, if it would:
+    /// the plan alone, nothing run.
+    fn plan_refusal(&self, failure: &Finding) -> Option<String> {
+        let failed = &failure.instance;
+        let refused = match failure.code {
+            ClusterProblemCode::DeadIntermediatePrimary
+            | ClusterProblemCode::DeadIntermediatePrimaryAndSomeReplicas
+            | ClusterProblemCode::DeadIntermediatePrimaryWithSingleReplica => {
+                dead_intermediate_primary(&self.topology, failed, &self.config.recovery).err()
+            }
+            _ => {
+                let mut opts = self.config.recovery.clone();
+                opts.last_seen = self.last_seen(failed);
+                dead_primary(&self.topology, failed, &opts).err()
+            }
+        };
+        refused.map(|e| e.to_string())
     }
 
     /// Recovers one failure (automatically, or by a manual request, which
