@@ -268,15 +268,18 @@ async fn sigstop_with_a_delayed_replica_and_a_stopped_sql_thread_resumed_during_
     });
     e.round().await;
     c.instances[0].pause().unwrap();
-    // SIGCONT 2 s after the fence stops the first IO thread.
+    // SIGCONT 2 s after the failover starts: once a replica's IO thread
+    // is stopped (the fence) or it replicates from another source (the
+    // failover went faster than this look), at the latest after 60 s.
     let pid = c.instances[0].pid().expect("the primary runs");
-    let watched = keys[1].clone();
+    let (watched, old) = (keys[1].clone(), keys[0].clone());
     let resumer = tokio::spawn(async move {
-        loop {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < give_up {
             let s = snapshot(&watched).await;
             if s.replica
                 .as_ref()
-                .is_some_and(|r| r.io_running == IoThreadState::No)
+                .is_none_or(|r| r.io_running == IoThreadState::No || r.source != old)
             {
                 break;
             }

@@ -10,104 +10,14 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use orca::topology::InstanceKey;
-use orca_sandbox::mysqld::{admin_credentials, app_credentials, repl_credentials};
+use orca_sandbox::mysqld::{admin_credentials, app_credentials};
+use support::standalone::Standalone;
 use support::writer::{Writer, assert_acked};
 use support::*;
-
-/// `orca standalone` as a child process: records on stdout, logs on
-/// stderr, each to a file.
-struct Standalone {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Standalone {
-    fn start(seeds: &[InstanceKey]) -> Standalone {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("stdout");
-        let err = dir.path().join("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_orca"))
-            .args(["standalone", "--log", "info", "--cluster", "flap"])
-            .args(
-                seeds
-                    .iter()
-                    .flat_map(|k| ["--seed".to_string(), k.to_string()]),
-            )
-            .env("ORCA_USER", admin_credentials().user)
-            .env("ORCA_PASSWORD", admin_credentials().password())
-            .env("ORCA_REPL_USER", repl_credentials().user)
-            .env("ORCA_REPL_PASSWORD", repl_credentials().password())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("run orca standalone");
-        Standalone {
-            child,
-            out,
-            err,
-            _dir: dir,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap()
-    }
-
-    /// The recovery records printed so far.
-    fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record ({e}): {l}")))
-            .collect()
-    }
-
-    /// Waits for the `n`th record (counting from 1).
-    async fn record(&self, n: usize, what: &str) -> serde_json::Value {
-        eventually(Duration::from_secs(60), what, || async {
-            self.records().get(n - 1).cloned()
-        })
-        .await
-    }
-
-    /// Waits until the logs contain `needle`.
-    async fn logged(&self, needle: &str) {
-        eventually(Duration::from_secs(30), needle, || async {
-            self.logs().contains(needle).then_some(())
-        })
-        .await;
-    }
-
-    /// What a user does to acknowledge the last recovery.
-    fn acknowledge(&self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- orca standalone stderr ---\n{}\n--- stdout ---\n{}",
-                std::fs::read_to_string(&self.err).unwrap_or_default(),
-                std::fs::read_to_string(&self.out).unwrap_or_default()
-            );
-        }
-    }
-}
 
 fn key_of(v: &serde_json::Value) -> InstanceKey {
     v.as_str()
@@ -134,7 +44,7 @@ async fn a_second_crash_within_the_anti_flap_period_waits_for_an_acknowledgement
     let mut c = semi_sync_cluster(3).await;
     let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
     // The default anti-flap period (1h) outlasts the test.
-    let orca = Standalone::start(&keys);
+    let orca = Standalone::start("flap", &keys);
     orca.logged("orca standalone started").await;
     // A round has seen the healthy topology once orca's heartbeat is on
     // the primary.

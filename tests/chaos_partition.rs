@@ -39,15 +39,14 @@ mod support;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use orca::topology::InstanceKey;
-use orca_sandbox::mysqld::{
-    admin_credentials, app_credentials, join_cgroup_at_exec, repl_credentials,
-};
+use orca_sandbox::mysqld::{admin_credentials, app_credentials, join_cgroup_at_exec};
 use orca_sandbox::{LocalCluster, MysqldOptions, Shape};
+use support::standalone::Standalone;
 use support::writer::{Writer, assert_acked, assert_acked_replicated};
 use support::*;
 
@@ -190,85 +189,15 @@ async fn assert_cut(side: &Side, key: &InstanceKey) {
     );
 }
 
-/// `orca standalone` on the majority side: recovery records on stdout,
-/// findings and steps in its log (stderr).
-struct Orca {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Orca {
-    fn start(name: &str, side: &Side, seeds: &[InstanceKey]) -> Orca {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("stdout");
-        let err = dir.path().join("stderr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orca"));
-        cmd.args(["standalone", "--log", "info", "--cluster", name])
-            .args(
-                seeds
-                    .iter()
-                    .flat_map(|k| ["--seed".to_string(), k.to_string()]),
-            )
-            .env("ORCA_USER", admin_credentials().user)
-            .env("ORCA_PASSWORD", admin_credentials().password())
-            .env("ORCA_REPL_USER", repl_credentials().user)
-            .env("ORCA_REPL_PASSWORD", repl_credentials().password())
-            .stdout(std::fs::File::create(&out).expect("stdout file"))
-            .stderr(std::fs::File::create(&err).expect("stderr file"))
-            .stdin(Stdio::null());
-        join_cgroup_at_exec(&mut cmd, &side.dir).expect("join the cgroup");
-        let child = cmd.spawn().expect("start orca standalone");
-        Orca {
-            child,
-            out,
-            err,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    /// The recovery records printed so far.
-    fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record ({e}): {l}")))
-            .collect()
-    }
-
-    /// Waits until the log has a line containing every one of `needles`;
-    /// returns it.
-    async fn wait_log(&self, limit: Duration, needles: &[&str]) -> String {
-        let what = format!("orca logging a line with {needles:?}");
-        let deadline = Instant::now() + limit;
-        loop {
-            let log = self.log();
-            if let Some(l) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
-                return l.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Orca {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- orca standalone log ---\n{}", self.log());
-        }
-    }
+/// `orca standalone` on the majority side, in its cgroup.
+fn start_orca(name: &str, side: &Side, seeds: &[InstanceKey]) -> Standalone {
+    let mut cmd = Standalone::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_orca")),
+        name,
+        seeds,
+    );
+    join_cgroup_at_exec(&mut cmd, &side.dir).expect("join the cgroup");
+    Standalone::spawn(cmd)
 }
 
 /// Whether a recovery record changed the topology (promoted or moved a
@@ -287,7 +216,7 @@ fn promoted(record: &serde_json::Value) -> bool {
 /// first, the cgroup last.
 struct Scenario {
     cut: Option<Cut>,
-    orca: Orca,
+    orca: Standalone,
     _cluster: LocalCluster,
     keys: Vec<InstanceKey>,
     _side: Side,
@@ -313,7 +242,7 @@ impl Scenario {
             .await
             .expect("start a semi-sync primary with three replicas");
         let keys: Vec<InstanceKey> = cluster.instances.iter().map(|m| m.key()).collect();
-        let orca = Orca::start(name, &side, &keys);
+        let orca = start_orca(name, &side, &keys);
         orca.wait_log(Duration::from_secs(15), &["orca standalone started"])
             .await;
         Scenario {

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod kubectl;
 pub mod sandbox;
+pub mod standalone;
 pub mod widget;
 pub mod writer;
 
