@@ -21,6 +21,12 @@ pub fn waits_for_a_lock(state: &str) -> bool {
         && (s.contains("backup lock") || s.contains("read lock") || s.contains("commit lock"))
 }
 
+/// Whether a processlist state is a commit waiting for a semi-sync
+/// acknowledgement (MariaDB and MySQL say it alike).
+pub fn waits_for_an_acknowledgement(state: &str) -> bool {
+    state.to_ascii_lowercase().contains("semi-sync ack")
+}
+
 /// An open connection to one instance, with its dialect and time limit.
 pub struct Session<'a> {
     pub conn: &'a mut Conn,
@@ -189,6 +195,16 @@ impl Session<'_> {
                  WHERE ID <> CONNECTION_ID()",
             )
             .await?;
+        // A commit waiting for a semi-sync acknowledgement may lead a group
+        // commit: once it is killed, the group commits, and a member of
+        // the group whose connection is still open gets its OK, with no
+        // replica holding the write. So those waiting for the
+        // acknowledgement are killed last, after every other connection.
+        let mut rows = rows;
+        rows.sort_by_key(|r| {
+            let state = r.get("STATE").cloned().flatten().unwrap_or_default();
+            waits_for_an_acknowledgement(&state)
+        });
         let mut killed = 0;
         for r in rows {
             let get = |c: &str| r.get(c).cloned().flatten().unwrap_or_default();
@@ -525,6 +541,18 @@ mod tests {
             ("Sending data", false),
         ] {
             assert_eq!(waits_for_a_lock(state), waits, "{state:?}");
+        }
+        for (state, waits) in [
+            ("Waiting for semi-sync ACK from slave", true),
+            ("Waiting for semi-sync ACK from replica", true),
+            ("Commit", false),
+            ("Waiting for prior transaction to commit", false),
+        ] {
+            assert_eq!(
+                super::waits_for_an_acknowledgement(state),
+                waits,
+                "{state:?}"
+            );
         }
     }
 }
