@@ -325,6 +325,7 @@ fn print_record(record: &OperationRecord, json: bool) {
         let result = match &s.outcome {
             crate::engine::executor::StepOutcome::Done => "done".to_string(),
             crate::engine::executor::StepOutcome::Failed(e) => format!("FAILED: {e}"),
+            crate::engine::executor::StepOutcome::Skipped(why) => format!("skipped: {why}"),
         };
         println!(
             "  {:>2}. [{:>5} ms] {} — {result}",
@@ -352,6 +353,7 @@ fn print_record(record: &OperationRecord, json: bool) {
         Outcome::Vetoed(e) => println!("vetoed: {e}"),
         Outcome::RolledBack(e) => println!("rolled back: {e}"),
         Outcome::Failed(e) => println!("failed: {e}"),
+        Outcome::Deposed(stopped) => println!("not the leader any more: {stopped}"),
     }
 }
 
@@ -359,7 +361,7 @@ fn exit_for(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Succeeded => EXIT_OK,
         Outcome::Vetoed(_) => EXIT_VETOED,
-        Outcome::RolledBack(_) | Outcome::Failed(_) => EXIT_FAILED,
+        Outcome::RolledBack(_) | Outcome::Failed(_) | Outcome::Deposed(_) => EXIT_FAILED,
     }
 }
 

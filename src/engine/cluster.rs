@@ -362,6 +362,7 @@ impl ClusterEngine {
                 config.timeouts.connect = Duration::from_millis(500);
                 let mut fencer = Executor::new(config, Default::default());
                 fencer.write_locks = self.executor.write_locks.clone();
+                fencer.fence = self.executor.fence.clone();
                 let record = fencer.execute(&plan, &meta).await;
                 if !record.outcome.succeeded() {
                     continue;
@@ -490,7 +491,9 @@ impl ClusterEngine {
             event: HookEvent::FailureDetected,
         });
         let mut record = self.executor.execute(&plan, meta).await;
-        record.outcome = Outcome::Failed(format!("no plan: {why}"));
+        if !matches!(record.outcome, Outcome::Deposed(_)) {
+            record.outcome = Outcome::Failed(format!("no plan: {why}"));
+        }
         let mut failed_plan = plan.clone();
         failed_plan.steps.clear();
         record.hook_errors.extend(
@@ -570,15 +573,22 @@ impl ClusterEngine {
         // A relay log that could not be applied in time is reported, and
         // the candidate is chosen from what was applied; the fence stays.
         let t = Instant::now();
-        let waits = self.executor.run_each(&first, meta, &phases.waits).await;
+        let (waits, deposed) = self.executor.run_each(&first, meta, &phases.waits).await;
         let unapplied: Vec<String> = waits
             .iter()
             .filter_map(|w| match &w.outcome {
                 StepOutcome::Failed(e) => Some(format!("{}: {e}", w.description)),
-                StepOutcome::Done => None,
+                StepOutcome::Done | StepOutcome::Skipped(_) => None,
             })
             .collect();
+        let offset = record.steps.len();
         append_steps(&mut record, waits, t.elapsed());
+        if let Some(stopped) = deposed {
+            // Not the leader any more: nothing more, not even the abandon.
+            record.notes.extend(unapplied);
+            record.outcome = Outcome::Deposed(stopped).after_steps(offset);
+            return record;
+        }
         self.probe_except(&BTreeSet::from([failed.clone()])).await;
         let second = match dead_primary(&self.topology, failed, &opts) {
             Ok(p) => p,
@@ -590,10 +600,15 @@ impl ClusterEngine {
                 r.notes
                     .splice(0..0, record.notes.into_iter().chain(unapplied));
                 r.rollback = undo.steps;
+                if let Outcome::Deposed(mut stopped) = undo.outcome {
+                    stopped.rollback = true;
+                    r.outcome = Outcome::Deposed(stopped);
+                }
                 return r;
             }
         };
         let rest = self.executor.execute(&after_fence(&second), meta).await;
+        let offset = record.steps.len();
         let (steps, ms) = (rest.steps, rest.duration_ms);
         append_steps(&mut record, steps, Duration::from_millis(ms));
         record.successor = rest.successor;
@@ -603,7 +618,7 @@ impl ClusterEngine {
         record.notes.extend(unapplied);
         record.rollback = rest.rollback;
         record.hook_errors.extend(rest.hook_errors);
-        record.outcome = rest.outcome;
+        record.outcome = rest.outcome.after_steps(offset);
         record
     }
 

@@ -4,6 +4,13 @@
 //! of no return runs its rollback; after it, the plan stops and reports.
 //! Steps whose failure undoes nothing (a fence's relay log waits) can also
 //! be run each on its own, without rollback.
+//!
+//! With leader election, every step that changes something
+//! ([`Step::mutates`]) is preceded by the fence check of the epoch
+//! ([`LeaderFence::check`]) with a budget covering that step
+//! ([`fence_budget`]); the epoch it returns is what [`Step::RecordEpoch`]
+//! records. A replica that is no longer the leader stops at that step
+//! boundary ([`Outcome::Deposed`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,11 +20,13 @@ use serde::Serialize;
 
 use super::fence::WriteLocks;
 use super::hooks::{HookPayload, Hooks};
+use crate::ha::{Epoch, HaError, NotLeader};
 use crate::mysql::actions::Session;
 use crate::mysql::conn::{Timeouts, connect, exec, query_rows};
 use crate::mysql::{Credentials, Dialect, MysqlError};
 use crate::plan::loss::LostTransactions;
 use crate::plan::{HookEvent, Plan, PlanKind, SourcePosition, Step};
+use crate::topology::Flavor;
 use crate::topology::InstanceKey;
 
 /// How the executor reaches instances.
@@ -35,6 +44,9 @@ pub struct ExecutorConfig {
 pub enum StepOutcome {
     Done,
     Failed(String),
+    /// The step had nothing to do here, and why (an epoch to record
+    /// without leader election).
+    Skipped(String),
 }
 
 /// One executed step.
@@ -59,11 +71,107 @@ pub enum Outcome {
     RolledBack(String),
     /// A step failed after the point of no return.
     Failed(String),
+    /// This replica of orca is no longer the leader: the executor stopped
+    /// at a step boundary and ran nothing more, not even the rollback. The
+    /// new leader owns the cluster now and rolls the operation forward or
+    /// back from this record and what the servers show; a rollback run by
+    /// the old one could undo what the new one is doing.
+    Deposed(Stopped),
+}
+
+/// Where an executor that lost the leadership stopped.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Stopped {
+    /// The step (its index, from 0) at which the executor stopped: not run
+    /// when the fence refused it; run, and failed, when it found a newer
+    /// epoch recorded on the server ([`Step::RecordEpoch`]).
+    pub index: usize,
+    /// Whether `index` is in the plan's rollback rather than its steps.
+    pub rollback: bool,
+    /// The step, for people.
+    pub step: String,
+    /// Why this replica is not the leader.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped at {}step {} ({}): {}",
+            if self.rollback { "rollback " } else { "" },
+            self.index + 1,
+            self.step,
+            self.reason
+        )
+    }
 }
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
         matches!(self, Outcome::Succeeded)
+    }
+
+    /// The same outcome of a plan that ran after `offset` steps of the
+    /// same operation (a later phase).
+    pub fn after_steps(self, offset: usize) -> Outcome {
+        match self {
+            Outcome::Deposed(mut s) if !s.rollback => {
+                s.index += offset;
+                Outcome::Deposed(s)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The leadership the executor asks for before each step that changes
+/// something. [`crate::ha::Fence`] is the real one.
+pub trait LeaderFence: Send + Sync {
+    /// `Ok(epoch)` while this replica is the leader and its term lasts at
+    /// least `needed` more.
+    fn check(&self, needed: Duration) -> Result<Epoch, NotLeader>;
+}
+
+impl LeaderFence for crate::ha::Fence {
+    fn check(&self, needed: Duration) -> Result<Epoch, NotLeader> {
+        crate::ha::Fence::check(self, needed)
+    }
+}
+
+/// How long a step may take to change what it changes, which the term
+/// must outlast: reaching the server (a session may have to be opened)
+/// and its statement, for every step on a server; zero for a hook, which
+/// only needs the leadership when it starts (orca cannot bound a hook by
+/// the term: a Job hook may run for minutes) and for a step that changes
+/// nothing. A step that waits after its change ([`Step::ApplyRelayNow`])
+/// counts its change, not its wait, which changes nothing more.
+pub fn fence_budget(step: &Step, timeouts: Timeouts) -> Duration {
+    match step {
+        Step::RunHooks { .. } => Duration::ZERO,
+        s if s.mutates() => timeouts.connect + timeouts.query,
+        _ => Duration::ZERO,
+    }
+}
+
+/// What the executor does with an answer of the fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceVerdict {
+    /// The leader, with a term long enough: take the step.
+    Go(Epoch),
+    /// The leader, with a term too short for the step: wait for a renew,
+    /// at most this long (until the term ends).
+    Wait(Duration),
+    /// Not the leader: stop here.
+    Stop(String),
+}
+
+/// The fence's answer as a verdict.
+pub fn fence_verdict(answer: Result<Epoch, NotLeader>) -> FenceVerdict {
+    match answer {
+        Ok(epoch) => FenceVerdict::Go(epoch),
+        Err(NotLeader::TooShort { remaining, .. }) => FenceVerdict::Wait(remaining),
+        Err(e) => FenceVerdict::Stop(e.to_string()),
     }
 }
 
@@ -130,6 +238,49 @@ fn parallel_group(steps: &[Step]) -> usize {
         .max(1)
 }
 
+/// Where `steps[index]` stopped an executor that is not the leader.
+fn stopped_at(steps: &[Step], index: usize, rollback: bool, reason: String) -> Stopped {
+    Stopped {
+        index,
+        rollback,
+        step: steps.get(index).map(|s| s.to_string()).unwrap_or_default(),
+        reason,
+    }
+}
+
+/// Whether the rollback runs after the plan's steps ended so: after a
+/// failure before the point of no return, and never when this replica
+/// is not the leader any more (the new one decides).
+fn runs_rollback(plan: &Plan, ending: &Ending) -> bool {
+    ending.deposed.is_none()
+        && ending
+            .first_error
+            .as_ref()
+            .is_some_and(|(i, _)| *i < plan.point_of_no_return)
+}
+
+/// The outcome of `plan` whose steps ended as `steps` and whose rollback,
+/// if it ran, as `rollback`.
+fn outcome_of(plan: &Plan, steps: Ending, rollback: Option<Ending>) -> Outcome {
+    if let Some((index, reason)) = steps.deposed {
+        return Outcome::Deposed(stopped_at(&plan.steps, index, false, reason));
+    }
+    let Some((i, e)) = steps.first_error else {
+        return Outcome::Succeeded;
+    };
+    if let Some((index, reason)) = rollback.and_then(|r| r.deposed) {
+        let reason = format!("{reason} (rolling back after step {} failed: {e})", i + 1);
+        return Outcome::Deposed(stopped_at(&plan.rollback, index, true, reason));
+    }
+    if matches!(plan.steps.get(i), Some(Step::RunHooks { event }) if event.may_veto()) {
+        Outcome::Vetoed(e)
+    } else if i < plan.point_of_no_return {
+        Outcome::RolledBack(format!("step {} failed: {e}", i + 1))
+    } else {
+        Outcome::Failed(format!("step {} failed: {e}", i + 1))
+    }
+}
+
 /// What one execution is about.
 #[derive(Clone, Copy)]
 struct Run<'a> {
@@ -143,6 +294,38 @@ pub struct Executor {
     pub hooks: Hooks,
     /// The write locks held on fenced former primaries (shared by clones).
     pub write_locks: WriteLocks,
+    /// The leadership checked before every step that changes something;
+    /// `None` without leader election (orca standalone, a one-shot
+    /// command), where every step is taken and no epoch is recorded.
+    pub fence: Option<std::sync::Arc<dyn LeaderFence>>,
+}
+
+/// How a step ended, before it is recorded.
+enum Ran {
+    Done,
+    Skipped(String),
+    Failed(String),
+    /// A newer epoch is recorded on the server: another replica of orca
+    /// leads now.
+    NewerEpoch(String),
+}
+
+impl From<Result<(), String>> for Ran {
+    fn from(r: Result<(), String>) -> Ran {
+        match r {
+            Ok(()) => Ran::Done,
+            Err(e) => Ran::Failed(e),
+        }
+    }
+}
+
+/// How a run of steps ended.
+#[derive(Default)]
+struct Ending {
+    /// The first step that failed, and why.
+    first_error: Option<(usize, String)>,
+    /// The step at which the leadership was found lost, and why.
+    deposed: Option<(usize, String)>,
 }
 
 /// Open sessions of one operation, one per instance.
@@ -200,6 +383,56 @@ impl Executor {
             config,
             hooks,
             write_locks: WriteLocks::default(),
+            fence: None,
+        }
+    }
+
+    /// Checks the leadership of `fence` (the operator's) before every step
+    /// that changes something; `None` takes every step.
+    pub fn set_fence(&mut self, fence: Option<crate::ha::Fence>) {
+        self.fence = fence.map(|f| std::sync::Arc::new(f) as std::sync::Arc<dyn LeaderFence>);
+    }
+
+    /// The fence check before `step`: `Ok(None)` without leader election
+    /// or for a step that changes nothing, `Ok(Some(epoch))` when this
+    /// replica leads for the step's budget (waiting, within the term, for
+    /// a renew when the term left is too short), `Err(why)` when it does
+    /// not.
+    async fn admit(&self, step: &Step) -> Result<Option<Epoch>, String> {
+        let Some(fence) = &self.fence else {
+            return Ok(None);
+        };
+        if !step.mutates() {
+            return Ok(None);
+        }
+        let needed = fence_budget(step, self.config.timeouts);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let answer = fence.check(needed);
+            match fence_verdict(answer.clone()) {
+                FenceVerdict::Go(epoch) => return Ok(Some(epoch)),
+                FenceVerdict::Stop(why) => return Err(why),
+                FenceVerdict::Wait(remaining) => {
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + remaining);
+                    let now = Instant::now();
+                    if now >= until {
+                        return Err(answer.err().map(|e| e.to_string()).unwrap_or_default());
+                    }
+                    tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
+                }
+            }
+        }
+    }
+
+    /// The fence check before hooks outside a plan (failure detected,
+    /// failed failover): a replica that is not the leader runs none.
+    fn hooks_admitted(&self, event: HookEvent) -> Result<(), String> {
+        match &self.fence {
+            Some(fence) => fence
+                .check(Duration::ZERO)
+                .map(|_| ())
+                .map_err(|e| format!("{} hooks not run: {e}", event.name())),
+            None => Ok(()),
         }
     }
 
@@ -230,6 +463,9 @@ impl Executor {
         meta: &OperationMeta,
         event: HookEvent,
     ) -> Vec<String> {
+        if let Err(e) = self.hooks_admitted(event) {
+            return vec![e];
+        }
         self.hooks
             .run(&self.payload(plan, meta, event, None))
             .await
@@ -239,6 +475,68 @@ impl Executor {
     }
 
     async fn run_step(
+        &self,
+        sessions: &mut Sessions<'_>,
+        plan: &Plan,
+        meta: &OperationMeta,
+        step: &Step,
+        epoch: Option<Epoch>,
+    ) -> Ran {
+        if let Step::RecordEpoch { on } = step {
+            return self.record_epoch(sessions, on, epoch).await;
+        }
+        self.take_step(sessions, plan, meta, step).await.into()
+    }
+
+    /// Records `epoch` on `on` (see [`Step::RecordEpoch`]).
+    async fn record_epoch(
+        &self,
+        sessions: &mut Sessions<'_>,
+        on: &InstanceKey,
+        epoch: Option<Epoch>,
+    ) -> Ran {
+        let Some(epoch) = epoch else {
+            return Ran::Skipped("no leader election: no epoch to record".into());
+        };
+        let limit = self.config.timeouts.query;
+        // An instance about to be writable holds no write lock (it would
+        // block the write).
+        if let Err(e) = self.write_locks.release(on, false, limit).await {
+            return Ran::Failed(e.to_string());
+        }
+        let recorded = async {
+            let (conn, dialect) = sessions.get(on).await?;
+            // MySQL's super_read_only refuses even orca's account; read_only
+            // stays on, so no client writes until the step that clears it.
+            if dialect.flavor == Flavor::MySql {
+                exec(
+                    conn,
+                    on,
+                    limit,
+                    "clearing super_read_only",
+                    "SET GLOBAL super_read_only = OFF",
+                )
+                .await?;
+            }
+            crate::ha::record_epoch(conn, on, limit, epoch).await
+        }
+        .await;
+        let secrets = [self.config.repl.password(), self.config.admin.password()];
+        let redact = |e: &HaError| crate::mysql::conn::redact(&e.to_string(), &secrets);
+        match recorded {
+            Ok(()) => Ran::Done,
+            Err(e) => {
+                sessions.forget(on);
+                if e.is_stale_epoch() {
+                    Ran::NewerEpoch(redact(&e))
+                } else {
+                    Ran::Failed(redact(&e))
+                }
+            }
+        }
+    }
+
+    async fn take_step(
         &self,
         sessions: &mut Sessions<'_>,
         plan: &Plan,
@@ -324,7 +622,9 @@ impl Executor {
                 Step::KillClientConnections { .. } => {
                     s.kill_clients(&spare, false).await.map(|_| ())
                 }
-                Step::LockWrites { .. } | Step::UnlockWrites { .. } => Ok(()),
+                Step::LockWrites { .. } | Step::UnlockWrites { .. } | Step::RecordEpoch { .. } => {
+                    Ok(())
+                }
                 Step::WaitCaughtUp { timeout, .. } => match &wait_for {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
                     None => Ok(()),
@@ -436,29 +736,47 @@ impl Executor {
         steps: &[Step],
         records: &mut Vec<StepRecord>,
         stop_on_error: bool,
-    ) -> Option<(usize, String)> {
+    ) -> Ending {
         let Run { plan, meta, t0 } = *run;
-        let mut first_error = None;
+        let mut ending = Ending::default();
         let mut i = 0;
         while i < steps.len() {
             // Fencing steps on different replicas run side by side: a hung
             // source makes each of them slow, and they do not depend on
             // each other.
             let group = parallel_group(&steps[i..]);
+            // The leadership right before the step (a group's steps are
+            // all of one kind, so one check covers them): a replica that
+            // lost it stops at this boundary, whatever `stop_on_error`.
+            let epoch = match self.admit(&steps[i]).await {
+                Ok(epoch) => epoch,
+                Err(why) => {
+                    tracing::warn!(
+                        cluster = %meta.cluster,
+                        operation = %meta.id,
+                        step = i + 1,
+                        reason = %why,
+                        "not the leader any more: the operation stops before \"{}\"",
+                        steps[i]
+                    );
+                    ending.deposed = Some((i, why));
+                    break;
+                }
+            };
             let started = t0.elapsed();
-            let results: Vec<Result<(), String>> = if group > 1 {
+            let results: Vec<Ran> = if group > 1 {
                 futures::future::join_all(steps[i..i + group].iter().map(|step| async move {
                     let mut own = Sessions {
                         config: &self.config,
                         open: BTreeMap::new(),
                     };
-                    let r = self.run_step(&mut own, plan, meta, step).await;
+                    let r = self.run_step(&mut own, plan, meta, step, epoch).await;
                     own.close().await;
                     r
                 }))
                 .await
             } else {
-                vec![self.run_step(sessions, plan, meta, &steps[i]).await]
+                vec![self.run_step(sessions, plan, meta, &steps[i], epoch).await]
             };
             let duration = t0.elapsed() - started;
             let mut stop = false;
@@ -466,8 +784,9 @@ impl Executor {
                 let index = i + j;
                 let step = &steps[index];
                 let outcome = match &r {
-                    Ok(()) => StepOutcome::Done,
-                    Err(e) => StepOutcome::Failed(e.clone()),
+                    Ran::Done => StepOutcome::Done,
+                    Ran::Skipped(why) => StepOutcome::Skipped(why.clone()),
+                    Ran::Failed(e) | Ran::NewerEpoch(e) => StepOutcome::Failed(e.clone()),
                 };
                 tracing::info!(
                     cluster = %meta.cluster,
@@ -486,9 +805,16 @@ impl Executor {
                     duration_ms: duration.as_millis() as u64,
                     outcome,
                 });
-                if let Err(e) = r {
-                    first_error.get_or_insert((index, e));
-                    stop = stop_on_error;
+                match r {
+                    Ran::Done | Ran::Skipped(_) => {}
+                    Ran::Failed(e) => {
+                        ending.first_error.get_or_insert((index, e));
+                        stop = stop || stop_on_error;
+                    }
+                    Ran::NewerEpoch(e) => {
+                        ending.deposed.get_or_insert((index, e));
+                        stop = true;
+                    }
                 }
             }
             if stop {
@@ -496,19 +822,20 @@ impl Executor {
             }
             i += group;
         }
-        first_error
+        ending
     }
 
     /// Runs `steps` of `plan` one group after the other, each whatever
     /// the others did: no rollback, no hooks of a failed failover. For
     /// steps whose failure is reported but undoes nothing (relay log
-    /// waits of a fence).
+    /// waits of a fence). Stops only where this replica turns out not to
+    /// be the leader any more, and says where.
     pub async fn run_each(
         &self,
         plan: &Plan,
         meta: &OperationMeta,
         steps: &[Step],
-    ) -> Vec<StepRecord> {
+    ) -> (Vec<StepRecord>, Option<Stopped>) {
         let mut sessions = Sessions {
             config: &self.config,
             open: BTreeMap::new(),
@@ -519,10 +846,14 @@ impl Executor {
             t0: Instant::now(),
         };
         let mut records = Vec::new();
-        self.run_steps(&mut sessions, &run, steps, &mut records, false)
+        let ending = self
+            .run_steps(&mut sessions, &run, steps, &mut records, false)
             .await;
         sessions.close().await;
-        records
+        let stopped = ending
+            .deposed
+            .map(|(index, reason)| stopped_at(steps, index, false, reason));
+        (records, stopped)
     }
 
     /// Executes `plan`; never panics, always returns the record.
@@ -540,25 +871,18 @@ impl Executor {
         let mut rollback = Vec::new();
         let mut hook_errors = Vec::new();
         let run = Run { plan, meta, t0 };
-        let error = self
+        let ending = self
             .run_steps(&mut sessions, &run, &plan.steps, &mut steps, true)
             .await;
-        let outcome = match error {
-            None => Outcome::Succeeded,
-            Some((i, e)) => {
-                if i < plan.point_of_no_return {
-                    self.run_steps(&mut sessions, &run, &plan.rollback, &mut rollback, false)
-                        .await;
-                }
-                if matches!(plan.steps.get(i), Some(Step::RunHooks { event }) if event.may_veto()) {
-                    Outcome::Vetoed(e)
-                } else if i < plan.point_of_no_return {
-                    Outcome::RolledBack(format!("step {} failed: {e}", i + 1))
-                } else {
-                    Outcome::Failed(format!("step {} failed: {e}", i + 1))
-                }
-            }
+        let undone = if runs_rollback(plan, &ending) {
+            Some(
+                self.run_steps(&mut sessions, &run, &plan.rollback, &mut rollback, false)
+                    .await,
+            )
+        } else {
+            None
         };
+        let outcome = outcome_of(plan, ending, undone);
         sessions.close().await;
         let failover = matches!(
             plan.kind,
@@ -567,19 +891,25 @@ impl Executor {
                 | PlanKind::ForceFailover
                 | PlanKind::ForceTakeover
         );
+        // A deposed replica runs no hook: the new leader reports.
         if failover && matches!(outcome, Outcome::Failed(_) | Outcome::RolledBack(_)) {
             let err = match &outcome {
                 Outcome::Failed(e) | Outcome::RolledBack(e) => Some(e.clone()),
                 _ => None,
             };
-            let payload = self.payload(plan, meta, HookEvent::FailedFailover, err);
-            hook_errors.extend(
-                self.hooks
-                    .run(&payload)
-                    .await
-                    .into_iter()
-                    .map(|e| e.to_string()),
-            );
+            match self.hooks_admitted(HookEvent::FailedFailover) {
+                Ok(()) => {
+                    let payload = self.payload(plan, meta, HookEvent::FailedFailover, err);
+                    hook_errors.extend(
+                        self.hooks
+                            .run(&payload)
+                            .await
+                            .into_iter()
+                            .map(|e| e.to_string()),
+                    );
+                }
+                Err(e) => hook_errors.push(e),
+            }
         }
         OperationRecord {
             id: meta.id.clone(),
@@ -598,5 +928,403 @@ impl Executor {
             hook_errors,
             outcome,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::engine::hooks::HookTarget;
+
+    fn key(h: &str) -> InstanceKey {
+        InstanceKey::new(h, 3306)
+    }
+
+    /// The leader for `valid` checks, then a follower.
+    struct Checks {
+        valid: usize,
+        asked: AtomicUsize,
+        budgets: std::sync::Mutex<Vec<Duration>>,
+    }
+
+    impl Checks {
+        fn new(valid: usize) -> Arc<Checks> {
+            Arc::new(Checks {
+                valid,
+                asked: AtomicUsize::new(0),
+                budgets: Default::default(),
+            })
+        }
+    }
+
+    impl LeaderFence for Checks {
+        fn check(&self, needed: Duration) -> Result<Epoch, NotLeader> {
+            if let Ok(mut b) = self.budgets.lock() {
+                b.push(needed);
+            }
+            if self.asked.fetch_add(1, Ordering::SeqCst) < self.valid {
+                Ok(Epoch(4))
+            } else {
+                Err(NotLeader::Follower {
+                    holder: Some("orca-1".into()),
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn budgets_cover_what_a_step_changes() {
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            query: Duration::from_secs(3),
+        };
+        let five = Duration::from_secs(5);
+        let long = Duration::from_secs(300);
+        let table: Vec<(Step, Duration)> = vec![
+            (
+                Step::RunHooks {
+                    event: HookEvent::PreFailover,
+                },
+                Duration::ZERO,
+            ),
+            (Step::StopReplica { on: key("a") }, five),
+            (
+                Step::SetReadOnly {
+                    on: key("a"),
+                    read_only: false,
+                },
+                five,
+            ),
+            (Step::RecordEpoch { on: key("a") }, five),
+            (Step::LockWrites { on: key("a") }, five),
+            // its change, not its wait
+            (
+                Step::ApplyRelayNow {
+                    on: key("a"),
+                    timeout: long,
+                },
+                five,
+            ),
+            (
+                Step::WaitCaughtUp {
+                    on: key("a"),
+                    of: key("b"),
+                    timeout: long,
+                },
+                Duration::ZERO,
+            ),
+        ];
+        for (step, want) in table {
+            assert_eq!(fence_budget(&step, t), want, "{step}");
+        }
+    }
+
+    #[test]
+    fn fence_answers_as_verdicts() {
+        let s = Duration::from_secs;
+        assert_eq!(fence_verdict(Ok(Epoch(3))), FenceVerdict::Go(Epoch(3)));
+        assert_eq!(
+            fence_verdict(Err(NotLeader::TooShort {
+                epoch: 3,
+                remaining: s(2),
+                needed: s(5)
+            })),
+            FenceVerdict::Wait(s(2))
+        );
+        for (e, text) in [
+            (
+                NotLeader::Follower {
+                    holder: Some("b".into()),
+                },
+                "not the leader (the lease is held by b)",
+            ),
+            (
+                NotLeader::Expired { epoch: 3 },
+                "the term of epoch 3 has ended without a renew",
+            ),
+            (NotLeader::Stopped, "leader election has stopped"),
+        ] {
+            assert_eq!(fence_verdict(Err(e)), FenceVerdict::Stop(text.into()));
+        }
+    }
+
+    fn plan() -> Plan {
+        let mut p = Plan::new(PlanKind::GracefulTakeover);
+        p.steps = vec![
+            Step::RunHooks {
+                event: HookEvent::PreGracefulTakeover,
+            },
+            Step::SetReadOnly {
+                on: key("p"),
+                read_only: true,
+            },
+            Step::StopReplica { on: key("r") },
+            Step::ResetReplicaAll { on: key("r") },
+            Step::RecordEpoch { on: key("r") },
+        ];
+        p.point_of_no_return = 3;
+        p.rollback = vec![Step::SetReadOnly {
+            on: key("p"),
+            read_only: false,
+        }];
+        p
+    }
+
+    fn ending(first_error: Option<usize>, deposed: Option<usize>) -> Ending {
+        Ending {
+            first_error: first_error.map(|i| (i, "boom".into())),
+            deposed: deposed.map(|i| (i, "not the leader".into())),
+        }
+    }
+
+    #[test]
+    fn outcomes_and_rollbacks() {
+        let p = plan();
+        let stopped = |index: usize, rollback: bool, reason: &str| {
+            let steps = if rollback { &p.rollback } else { &p.steps };
+            Outcome::Deposed(Stopped {
+                index,
+                rollback,
+                step: steps[index].to_string(),
+                reason: reason.into(),
+            })
+        };
+        // (name, steps' ending, rollback's ending, rollback runs, outcome)
+        let cases: Vec<(&str, Ending, Option<Ending>, bool, Outcome)> = vec![
+            (
+                "all done",
+                ending(None, None),
+                None,
+                false,
+                Outcome::Succeeded,
+            ),
+            (
+                "a veto",
+                ending(Some(0), None),
+                Some(ending(None, None)),
+                true,
+                Outcome::Vetoed("boom".into()),
+            ),
+            (
+                "a failure before the point of no return",
+                ending(Some(2), None),
+                Some(ending(None, None)),
+                true,
+                Outcome::RolledBack("step 3 failed: boom".into()),
+            ),
+            (
+                "a failure after it",
+                ending(Some(3), None),
+                None,
+                false,
+                Outcome::Failed("step 4 failed: boom".into()),
+            ),
+            (
+                "deposed before the point of no return: no rollback",
+                ending(None, Some(1)),
+                None,
+                false,
+                stopped(1, false, "not the leader"),
+            ),
+            (
+                "deposed after it",
+                ending(None, Some(4)),
+                None,
+                false,
+                stopped(4, false, "not the leader"),
+            ),
+            (
+                "deposed while rolling back",
+                ending(Some(2), None),
+                Some(ending(None, Some(0))),
+                true,
+                stopped(
+                    0,
+                    true,
+                    "not the leader (rolling back after step 3 failed: boom)",
+                ),
+            ),
+        ];
+        for (name, steps, rollback, runs, want) in cases {
+            assert_eq!(runs_rollback(&p, &steps), runs, "{name}");
+            assert_eq!(outcome_of(&p, steps, rollback), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_later_phase_counts_from_the_earlier_steps() {
+        let s = |rollback| Stopped {
+            index: 1,
+            rollback,
+            step: "x".into(),
+            reason: "y".into(),
+        };
+        assert_eq!(
+            Outcome::Deposed(s(false)).after_steps(5),
+            Outcome::Deposed(Stopped {
+                index: 6,
+                ..s(false)
+            })
+        );
+        assert_eq!(
+            Outcome::Deposed(s(true)).after_steps(5),
+            Outcome::Deposed(s(true))
+        );
+        assert_eq!(Outcome::Succeeded.after_steps(5), Outcome::Succeeded);
+        assert_eq!(
+            s(false).to_string(),
+            "stopped at step 2 (x): y",
+            "people read the step number from 1"
+        );
+        assert_eq!(s(true).to_string(), "stopped at rollback step 2 (x): y");
+        assert_eq!(
+            serde_json::to_value(Outcome::Deposed(s(false))).unwrap(),
+            serde_json::json!({
+                "result": "deposed",
+                "detail": {"index": 1, "rollback": false, "step": "x", "reason": "y"}
+            })
+        );
+    }
+
+    /// Hooks change nothing on a server, so a plan of hooks runs without
+    /// one: the first hook runs, the fence then refuses the second, which
+    /// does not run, nor does anything after it.
+    #[tokio::test]
+    async fn a_deposed_executor_stops_at_the_next_step() {
+        let dir = std::env::temp_dir().join(format!("orca-deposed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut hooks = Hooks::default();
+        for (event, file) in [
+            (HookEvent::PreFailover, "pre"),
+            (HookEvent::PostFailover, "post"),
+            (HookEvent::FailedFailover, "failed"),
+        ] {
+            hooks.add(
+                event,
+                HookTarget::Command {
+                    command: format!("touch {}", dir.join(file).display()),
+                    timeout: Duration::from_secs(5),
+                },
+            );
+        }
+        let config = ExecutorConfig {
+            admin: Credentials::new("root", ""),
+            repl: Credentials::new("repl", ""),
+            timeouts: Timeouts::default(),
+        };
+        let mut e = Executor::new(config, hooks);
+        let checks = Checks::new(1);
+        e.fence = Some(checks.clone());
+        let mut p = Plan::new(PlanKind::ForceFailover);
+        p.steps = vec![
+            Step::RunHooks {
+                event: HookEvent::PreFailover,
+            },
+            Step::RunHooks {
+                event: HookEvent::PostFailover,
+            },
+        ];
+        p.point_of_no_return = 2;
+        p.rollback = vec![Step::RunHooks {
+            event: HookEvent::FailedFailover,
+        }];
+        let meta = OperationMeta {
+            id: "op".into(),
+            cluster: "c".into(),
+            trigger: "test".into(),
+        };
+        let record = e.execute(&p, &meta).await;
+        assert_eq!(
+            record.outcome,
+            Outcome::Deposed(Stopped {
+                index: 1,
+                rollback: false,
+                step: "run postFailover hooks".into(),
+                reason: "not the leader (the lease is held by orca-1)".into(),
+            })
+        );
+        assert_eq!(record.steps.len(), 1, "{record:#?}");
+        assert_eq!(record.steps[0].outcome, StepOutcome::Done);
+        assert!(record.rollback.is_empty(), "no rollback: {record:#?}");
+        assert!(dir.join("pre").exists());
+        assert!(!dir.join("post").exists(), "the refused step did not run");
+        assert!(!dir.join("failed").exists(), "no failed-failover hook");
+        // One check per step that changes something, hooks with no budget.
+        assert_eq!(checks.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            *checks.budgets.lock().unwrap(),
+            vec![Duration::ZERO, Duration::ZERO]
+        );
+        // Hooks outside a plan ask too.
+        let errors = e.run_hooks(&p, &meta, HookEvent::FailureDetected).await;
+        assert_eq!(
+            errors,
+            vec!["failureDetected hooks not run: not the leader (the lease is held by orca-1)"]
+        );
+        // Without a fence the same plan runs to its end.
+        e.fence = None;
+        let record = e.execute(&p, &meta).await;
+        assert_eq!(record.outcome, Outcome::Succeeded);
+        assert!(dir.join("post").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A term too short for a step is waited on, within the term: a renew
+    /// that comes lets the step go; none stops it when the term ends.
+    #[tokio::test]
+    async fn a_short_term_waits_for_a_renew_within_the_term() {
+        struct Renewing {
+            asked: AtomicUsize,
+            renew_after: usize,
+        }
+        impl LeaderFence for Renewing {
+            fn check(&self, needed: Duration) -> Result<Epoch, NotLeader> {
+                if self.asked.fetch_add(1, Ordering::SeqCst) < self.renew_after {
+                    Err(NotLeader::TooShort {
+                        epoch: 2,
+                        remaining: Duration::from_millis(300),
+                        needed,
+                    })
+                } else {
+                    Ok(Epoch(2))
+                }
+            }
+        }
+        let config = ExecutorConfig {
+            admin: Credentials::new("root", ""),
+            repl: Credentials::new("repl", ""),
+            timeouts: Timeouts::default(),
+        };
+        let step = Step::StopReplica { on: key("a") };
+        let mut e = Executor::new(config, Hooks::default());
+        e.fence = Some(Arc::new(Renewing {
+            asked: AtomicUsize::new(0),
+            renew_after: 2,
+        }));
+        assert_eq!(e.admit(&step).await, Ok(Some(Epoch(2))));
+        e.fence = Some(Arc::new(Renewing {
+            asked: AtomicUsize::new(0),
+            renew_after: usize::MAX,
+        }));
+        let t = Instant::now();
+        let refused = e.admit(&step).await.unwrap_err();
+        assert!(
+            refused.contains("has 300 ms left, the step needs 5000 ms"),
+            "{refused}"
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        // Waits change nothing: no check at all.
+        let wait = Step::WaitReplicating {
+            on: key("a"),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(e.admit(&wait).await, Ok(None));
     }
 }

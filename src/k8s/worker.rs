@@ -287,6 +287,7 @@ impl Worker {
         let engine = &mut self.engine;
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
+        engine.executor.set_fence(self.fence.clone());
         resolved.apply(engine, &pods);
         let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
         for k in &pod_keys {
@@ -711,6 +712,10 @@ impl Worker {
             Outcome::Vetoed(e) => format!("{} vetoed: {e}", record.kind.name()),
             Outcome::RolledBack(e) => format!("{} rolled back: {e}", record.kind.name()),
             Outcome::Failed(e) => format!("{} failed: {e}", record.kind.name()),
+            Outcome::Deposed(s) => format!(
+                "{} stopped, not the leader any more: {s}",
+                record.kind.name()
+            ),
         };
         let lost: Vec<String> = record
             .lost_replicas

@@ -124,6 +124,10 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
     }
     let mut plan = Plan::new(PlanKind::ForceTakeover);
     plan.successor = Some(primary.clone());
+    // The epoch before it takes writes (see `Step::RecordEpoch`).
+    plan.steps.push(Step::RecordEpoch {
+        on: primary.clone(),
+    });
     // Semi-sync first: no write may be acknowledged without a replica.
     if semi_sync {
         plan.steps.push(Step::SetSemiSyncPrimary {
@@ -270,7 +274,34 @@ mod tests {
             vec![],
         );
         let plan = reopen_primary(&topo, &key("p"), true).unwrap();
-        assert_eq!(plan.steps.len(), 2);
+        // The epoch first, then semi-sync, then writes.
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::RecordEpoch { on: key("p") },
+                Step::SetSemiSyncPrimary {
+                    on: key("p"),
+                    enabled: true,
+                    wait_count: 1,
+                },
+                Step::SetReadOnly {
+                    on: key("p"),
+                    read_only: false,
+                },
+            ]
+        );
+        assert_eq!(crate::plan::step::check_epoch_placement(&plan), Ok(()));
+        let plan = reopen_primary(&topo, &key("p"), false).unwrap();
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::RecordEpoch { on: key("p") },
+                Step::SetReadOnly {
+                    on: key("p"),
+                    read_only: false,
+                },
+            ]
+        );
         let ahead = Topology::build(
             vec![restarted(), with_gtid(replica_of("r", 3, "p"), "0-2-11")],
             vec![],

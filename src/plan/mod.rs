@@ -28,5 +28,8 @@ pub use recovery::{
     RecoveryOptions, dead_intermediate_primary, dead_primary, force_failover, force_takeover,
 };
 pub use refactor::{move_below, move_up, regroup_replicas, relocate, repoint, take_siblings};
-pub use step::{HookEvent, Plan, PlanKind, SourcePosition, Step, fence_steps, unfence_steps};
+pub use step::{
+    HookEvent, Plan, PlanKind, SourcePosition, Step, fence_steps, unfence_steps,
+    writable_without_epoch,
+};
 pub use takeover::{TakeoverOptions, graceful_takeover};

@@ -401,6 +401,10 @@ fn promote_and_repoint(
     plan.point_of_no_return = plan.steps.len();
     plan.steps
         .push(Step::ResetReplicaAll { on: chosen.clone() });
+    // The epoch before it can take writes, and before semi-sync: with its
+    // primary side on and no replica yet, the write would wait for an
+    // acknowledgement nobody sends.
+    plan.steps.push(Step::RecordEpoch { on: chosen.clone() });
     // The new primary waits for as many acknowledgements as the old one.
     if semi_sync_cluster(replicas, last) {
         plan.steps.push(Step::SetSemiSyncPrimary {
@@ -711,6 +715,7 @@ fn new_source_for(
 mod tests {
     use super::*;
     use crate::plan::candidate::AHEAD;
+    use crate::plan::step::check_epoch_placement;
     use crate::topology::testing::{
         down, key, mariadb, replica_of, source_gone, topology, with_gtid,
     };
@@ -776,6 +781,87 @@ mod tests {
     }
 
     #[test]
+    fn every_promotion_records_the_epoch_before_writes() {
+        let semi = |t: Topology| {
+            let snaps = t
+                .nodes
+                .values()
+                .filter_map(|n| n.snapshot.clone())
+                .map(|mut s| {
+                    s.semi_sync.replica_enabled = s.is_replica();
+                    s
+                })
+                .collect();
+            topology(snaps, vec![down("p", None)])
+        };
+        let d = RecoveryOptions::default();
+        let cases: Vec<(&str, Plan)> = vec![
+            (
+                "dead primary",
+                dead_primary(&star(false), &key("p"), &d).unwrap(),
+            ),
+            (
+                "dead primary, semi-sync",
+                dead_primary(&semi(star(false)), &key("p"), &d).unwrap(),
+            ),
+            (
+                "dead primary in a chain",
+                dead_primary(&chain(&["p"]), &key("p"), &d).unwrap(),
+            ),
+            (
+                "force failover",
+                force_failover(&star(true), &key("p"), &d).unwrap(),
+            ),
+            (
+                "force takeover of a live primary",
+                force_takeover(&star(true), &key("p"), &key("r1"), &d).unwrap(),
+            ),
+            (
+                "force takeover of a dead primary",
+                force_takeover(&star(false), &key("p"), &key("r1"), &d).unwrap(),
+            ),
+        ];
+        for (name, plan) in cases {
+            assert_eq!(check_epoch_placement(&plan), Ok(()), "{name}:\n{plan}");
+            // Cut in phases, the epoch is in the promotion, not the fence.
+            let phases = fence_phases(&plan);
+            assert!(
+                !phases
+                    .fence
+                    .steps
+                    .iter()
+                    .chain(&phases.waits)
+                    .any(|s| matches!(s, Step::RecordEpoch { .. })),
+                "{name}"
+            );
+            assert_eq!(
+                check_epoch_placement(&after_fence(&plan)),
+                Ok(()),
+                "{name}: after the fence"
+            );
+            // A rollback restores the old primary as it was, in the
+            // same term: it records nothing (with semi-sync and its
+            // replicas stopped, the write would wait for them).
+            assert!(
+                !plan
+                    .rollback
+                    .iter()
+                    .any(|s| matches!(s, Step::RecordEpoch { .. })),
+                "{name}"
+            );
+        }
+        let semi_plan = dead_primary(&semi(star(false)), &key("p"), &d).unwrap();
+        let texts = steps(&semi_plan);
+        let at = |t: &str| texts.iter().position(|s| s == t).unwrap();
+        assert!(
+            at(
+                "r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)"
+            ) < at("r2:3306: semi-sync primary side ON (waits for 1 acknowledgement)"),
+            "{semi_plan}"
+        );
+    }
+
+    #[test]
     fn dead_primary_with_three_replicas() {
         let plan = dead_primary(&star(false), &key("p"), &RecoveryOptions::default()).unwrap();
         assert_eq!(plan.kind, PlanKind::RecoverDeadPrimary);
@@ -794,6 +880,7 @@ mod tests {
                 "r2:3306: wait until it has executed everything it received (at most 30s)",
                 "r2:3306: stop replication",
                 "r2:3306: reset all replication settings",
+                "r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r2:3306: set read_only=OFF",
                 "r1:3306: stop replication",
                 "r1:3306: replicate from r2:3306 (GTID)",
@@ -824,7 +911,11 @@ mod tests {
         );
         has_line(&plan, "   9. r2:3306: stop replication (undone on failure)");
         has_line(&plan, "  10. r2:3306: reset all replication settings");
-        has_line(&plan, "  13. r1:3306: replicate from r2:3306 (GTID)");
+        has_line(
+            &plan,
+            "  11. r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
+        );
+        has_line(&plan, "  14. r1:3306: replicate from r2:3306 (GTID)");
         has_line(&plan, "  on failure before step 10:");
         has_line(&plan, "      - r3:3306: start replication");
     }
@@ -1063,6 +1154,7 @@ mod tests {
                 "r3:3306: wait until it has executed everything it received (at most 5s)",
                 "r3:3306: stop replication",
                 "r3:3306: reset all replication settings",
+                "r3:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r3:3306: set read_only=OFF",
                 "r1:3306: stop replication",
                 "r1:3306: replicate from r3:3306 (GTID)",
@@ -1092,6 +1184,7 @@ mod tests {
                 "a:3306: wait until it has executed everything it received (at most 30s)",
                 "a:3306: stop replication",
                 "a:3306: reset all replication settings",
+                "a:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "a:3306: set read_only=OFF",
                 "run postFailover hooks",
             ]
@@ -1204,6 +1297,7 @@ mod tests {
                 "r1:3306: wait until it has executed everything it received (at most 30s)",
                 "r1:3306: stop replication",
                 "r1:3306: reset all replication settings",
+                "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r1:3306: set read_only=OFF",
                 "r2:3306: stop replication",
                 "r2:3306: replicate from r1:3306 (GTID)",
@@ -1249,8 +1343,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            steps(&plan)[8..].to_vec(),
+            steps(&plan)[6..].to_vec(),
             vec![
+                "r1:3306: reset all replication settings",
+                "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
+                "r1:3306: set read_only=OFF",
                 "r2:3306: stop replication",
                 "r3:3306: stop replication",
                 "run postFailover hooks",

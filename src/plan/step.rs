@@ -176,6 +176,12 @@ pub enum Step {
         #[serde(with = "millis")]
         timeout: Duration,
     },
+    /// Record the leader's epoch in `orca_meta.epoch` on an instance about
+    /// to be made writable; refused (and the instance left read only)
+    /// when a newer epoch is recorded there. Without leader election
+    /// (orca standalone, a one-shot command) there is no epoch: the step
+    /// changes nothing and is recorded as skipped.
+    RecordEpoch { on: InstanceKey },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -248,9 +254,58 @@ impl Step {
             | Step::WaitCaughtUp { on, .. }
             | Step::ChangeSource { on, .. }
             | Step::StartReplica { on }
-            | Step::WaitReplicating { on, .. } => Some(on),
+            | Step::WaitReplicating { on, .. }
+            | Step::RecordEpoch { on } => Some(on),
         }
     }
+
+    /// Whether the step changes something, and so must be preceded by the
+    /// fence check of the epoch: everything but the waits, which only
+    /// read. A hook counts: it may act on anything (a proxy, DNS, the
+    /// servers), and a pre-failover hook is the leader's decision to go
+    /// on.
+    pub fn mutates(&self) -> bool {
+        match self {
+            Step::WaitRelayApplied { .. }
+            | Step::WaitReceivedApplied { .. }
+            | Step::WaitCaughtUp { .. }
+            | Step::WaitReplicating { .. } => false,
+            Step::RunHooks { .. }
+            | Step::StopReplicaIo { .. }
+            | Step::ApplyRelayNow { .. }
+            | Step::StopReplica { .. }
+            | Step::ResetReplicaAll { .. }
+            | Step::SetReadOnly { .. }
+            | Step::SetSemiSyncPrimary { .. }
+            | Step::KillClientConnections { .. }
+            | Step::LockWrites { .. }
+            | Step::UnlockWrites { .. }
+            | Step::ChangeSource { .. }
+            | Step::StartReplica { .. }
+            | Step::RecordEpoch { .. } => true,
+        }
+    }
+}
+
+/// The instances `steps` make writable (`read_only` off) without recording
+/// the epoch on them first ([`Step::RecordEpoch`] earlier in `steps`), in
+/// order. Every plan's steps must have none.
+pub fn writable_without_epoch(steps: &[Step]) -> Vec<InstanceKey> {
+    let mut recorded = std::collections::BTreeSet::new();
+    let mut missing = Vec::new();
+    for s in steps {
+        match s {
+            Step::RecordEpoch { on } => {
+                recorded.insert(on);
+            }
+            Step::SetReadOnly {
+                on,
+                read_only: false,
+            } if !recorded.contains(on) => missing.push(on.clone()),
+            _ => {}
+        }
+    }
+    missing
 }
 
 impl fmt::Display for Step {
@@ -320,6 +375,10 @@ impl fmt::Display for Step {
             Step::WaitReplicating { on, timeout } => {
                 write!(f, "{on}: wait until replicating (at most {timeout:?})")
             }
+            Step::RecordEpoch { on } => write!(
+                f,
+                "{on}: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)"
+            ),
         }
     }
 }
@@ -440,6 +499,58 @@ impl fmt::Display for Plan {
     }
 }
 
+/// Where a plan records the epoch of the instance it makes writable, as
+/// every plan must: once, on the successor, after the point of no return
+/// (no rollback repoints an instance that holds the epoch write) and
+/// after its reset, before its semi-sync primary side goes on (the write
+/// would wait for an acknowledgement no replica sends yet) and before it
+/// is made writable. `Err` says what is wrong.
+#[cfg(test)]
+pub(crate) fn check_epoch_placement(plan: &Plan) -> Result<(), String> {
+    let successor = plan.successor.as_ref().ok_or("no successor")?;
+    let at = |want: &dyn Fn(&Step) -> bool| plan.steps.iter().position(want);
+    let records: Vec<usize> = (0..plan.steps.len())
+        .filter(|&i| matches!(plan.steps[i], Step::RecordEpoch { .. }))
+        .collect();
+    let [record] = records.as_slice() else {
+        return Err(format!("{} RecordEpoch steps, not one", records.len()));
+    };
+    let record = *record;
+    if plan.steps[record].target() != Some(successor) {
+        return Err(format!("the epoch is recorded on {}", plan.steps[record]));
+    }
+    if !writable_without_epoch(&plan.steps).is_empty() {
+        return Err("an instance is made writable without its epoch".into());
+    }
+    if record < plan.point_of_no_return {
+        return Err("the epoch is recorded before the point of no return".into());
+    }
+    let on_successor = |s: &Step| s.target() == Some(successor);
+    if let Some(reset) = at(&|s| matches!(s, Step::ResetReplicaAll { .. }) && on_successor(s))
+        && reset > record
+    {
+        return Err("the epoch is recorded before the reset".into());
+    }
+    let writable = at(&|s| {
+        on_successor(s)
+            && matches!(
+                s,
+                Step::SetReadOnly {
+                    read_only: false,
+                    ..
+                } | Step::SetSemiSyncPrimary { enabled: true, .. }
+            )
+    })
+    .ok_or("the successor is never made writable")?;
+    if writable != record + 1 {
+        return Err(format!(
+            "step {} comes between the epoch and making it writable",
+            plan.steps[record + 1]
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +598,164 @@ mod tests {
                      failedFailover, preGracefulTakeover, postGracefulTakeover)"
                 )
             );
+        }
+    }
+
+    #[test]
+    fn which_steps_change_something() {
+        let k = || InstanceKey::new("a", 3306);
+        let t = Duration::from_secs(1);
+        let table: Vec<(Step, bool)> = vec![
+            (
+                Step::RunHooks {
+                    event: HookEvent::PreFailover,
+                },
+                true,
+            ),
+            (
+                Step::RunHooks {
+                    event: HookEvent::PostGracefulTakeover,
+                },
+                true,
+            ),
+            (Step::StopReplicaIo { on: k() }, true),
+            (
+                Step::WaitRelayApplied {
+                    on: k(),
+                    timeout: t,
+                },
+                false,
+            ),
+            (
+                Step::ApplyRelayNow {
+                    on: k(),
+                    timeout: t,
+                },
+                true,
+            ),
+            (Step::StopReplica { on: k() }, true),
+            (Step::ResetReplicaAll { on: k() }, true),
+            (
+                Step::SetReadOnly {
+                    on: k(),
+                    read_only: true,
+                },
+                true,
+            ),
+            (
+                Step::SetReadOnly {
+                    on: k(),
+                    read_only: false,
+                },
+                true,
+            ),
+            (
+                Step::SetSemiSyncPrimary {
+                    on: k(),
+                    enabled: true,
+                    wait_count: 1,
+                },
+                true,
+            ),
+            (
+                Step::WaitReceivedApplied {
+                    on: k(),
+                    timeout: t,
+                },
+                false,
+            ),
+            (Step::KillClientConnections { on: k() }, true),
+            (Step::LockWrites { on: k() }, true),
+            (Step::UnlockWrites { on: k() }, true),
+            (
+                Step::WaitCaughtUp {
+                    on: k(),
+                    of: InstanceKey::new("b", 3306),
+                    timeout: t,
+                },
+                false,
+            ),
+            (
+                Step::ChangeSource {
+                    on: k(),
+                    source: InstanceKey::new("b", 3306),
+                    position: SourcePosition::Gtid,
+                },
+                true,
+            ),
+            (Step::StartReplica { on: k() }, true),
+            (
+                Step::WaitReplicating {
+                    on: k(),
+                    timeout: t,
+                },
+                false,
+            ),
+            (Step::RecordEpoch { on: k() }, true),
+        ];
+        for (step, mutates) in &table {
+            assert_eq!(step.mutates(), *mutates, "{step}");
+        }
+        // The fence's own steps all change the primary.
+        assert!(fence_steps(&k()).iter().all(Step::mutates));
+    }
+
+    #[test]
+    fn an_instance_made_writable_needs_its_epoch_first() {
+        let a = || InstanceKey::new("a", 3306);
+        let b = || InstanceKey::new("b", 3306);
+        let writable = |k: InstanceKey| Step::SetReadOnly {
+            on: k,
+            read_only: false,
+        };
+        let record = |k: InstanceKey| Step::RecordEpoch { on: k };
+        let cases: Vec<(&str, Vec<Step>, Vec<InstanceKey>)> = vec![
+            (
+                "nothing made writable",
+                vec![Step::StopReplica { on: a() }],
+                vec![],
+            ),
+            ("recorded first", vec![record(a()), writable(a())], vec![]),
+            (
+                "recorded with steps between",
+                vec![
+                    record(a()),
+                    Step::SetSemiSyncPrimary {
+                        on: a(),
+                        enabled: true,
+                        wait_count: 1,
+                    },
+                    writable(a()),
+                ],
+                vec![],
+            ),
+            ("not recorded", vec![writable(a())], vec![a()]),
+            (
+                "recorded after",
+                vec![writable(a()), record(a())],
+                vec![a()],
+            ),
+            (
+                "recorded on another",
+                vec![record(b()), writable(a())],
+                vec![a()],
+            ),
+            (
+                "read only on is no promotion",
+                vec![Step::SetReadOnly {
+                    on: a(),
+                    read_only: true,
+                }],
+                vec![],
+            ),
+            (
+                "two instances",
+                vec![record(a()), writable(a()), writable(b())],
+                vec![b()],
+            ),
+        ];
+        for (name, steps, want) in cases {
+            assert_eq!(writable_without_epoch(&steps), want, "{name}");
         }
     }
 }

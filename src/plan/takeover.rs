@@ -89,6 +89,10 @@ pub fn graceful_takeover(
     ]);
     plan.point_of_no_return = plan.steps.len();
     plan.steps.push(Step::ResetReplicaAll { on: t.clone() });
+    // The epoch before the target can take writes, and before semi-sync:
+    // with its primary side on and no replica yet, the write would wait
+    // for an acknowledgement nobody sends.
+    plan.steps.push(Step::RecordEpoch { on: t.clone() });
     // Semi-sync before writes: no write acknowledged without a replica.
     let semi_sync = old.semi_sync.primary_enabled;
     if semi_sync {
@@ -294,6 +298,7 @@ mod tests {
                 "r1:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "r1:3306: stop replication",
                 "r1:3306: reset all replication settings",
+                "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r1:3306: set read_only=OFF",
                 "r2:3306: stop replication",
                 "r2:3306: replicate from r1:3306 (GTID)",
@@ -336,6 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn the_target_records_the_epoch_before_writes() {
+        let semi = star_with(|s| {
+            s.semi_sync.primary_enabled = !s.is_replica();
+            s.semi_sync.replica_enabled = s.is_replica();
+        });
+        let d = TakeoverOptions::default();
+        let cases: Vec<(&str, Plan)> = vec![
+            (
+                "named target",
+                graceful_takeover(&star(), &key("p"), Some(&key("r1")), &d).unwrap(),
+            ),
+            (
+                "best target",
+                graceful_takeover(&star(), &key("p"), None, &d).unwrap(),
+            ),
+            (
+                "semi-sync",
+                graceful_takeover(&semi, &key("p"), Some(&key("r3")), &d).unwrap(),
+            ),
+        ];
+        for (name, plan) in cases {
+            assert_eq!(
+                crate::plan::step::check_epoch_placement(&plan),
+                Ok(()),
+                "{name}:\n{plan}"
+            );
+        }
+        let plan = graceful_takeover(&semi, &key("p"), Some(&key("r3")), &d).unwrap();
+        let texts = steps(&plan);
+        assert_eq!(
+            texts[7..10].to_vec(),
+            vec![
+                "r3:3306: reset all replication settings",
+                "r3:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
+                "r3:3306: semi-sync primary side ON (waits for 1 acknowledgement)",
+            ],
+            "{plan}"
+        );
+    }
+
+    #[test]
     fn graceful_takeover_in_a_chain() {
         // p → a → b → c: a is p's only replica; b and c follow a.
         let t = topology(
@@ -360,6 +406,7 @@ mod tests {
                 "a:3306: wait until it has executed all of p:3306 (at most 10s)",
                 "a:3306: stop replication",
                 "a:3306: reset all replication settings",
+                "a:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "a:3306: set read_only=OFF",
                 "p:3306: replicate from a:3306 (GTID)",
                 "p:3306: start replication",
