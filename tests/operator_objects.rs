@@ -89,7 +89,10 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
         .get(&cluster.credentials_secret_name())
         .await
         .unwrap();
-    assert!(secret.data.unwrap().contains_key("root-password"));
+    let data = secret.data.unwrap();
+    assert!(data.contains_key("root-password"));
+    assert_eq!(data["app-username"].0, b"app");
+    assert_eq!(data["app-password"].0.len(), 24);
     assert!(
         cluster
             .finalizers()
@@ -128,6 +131,39 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
         },
     )
     .await;
+    let _ = stop.send(());
+    let _ = op.await;
+}
+
+/// A credentials Secret without the application account's keys (the
+/// user's own, or one from before orca had the account) gets them; the
+/// keys it has are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_application_keys_are_added_to_an_existing_secret() {
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    sb.install_crds().await;
+    let ctx = Context::new(c.clone(), "test-operator", None);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    sb.kubectl().apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: mine\nstringData:\n  root-password: r00t\n  replication-password: repl\n  app-username: shop\n",
+    );
+    sb.kubectl().apply(
+        "apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: db\nspec:\n  image: mariadb:10.11\n  credentialsSecret: mine\n",
+    );
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let data = eventually(Duration::from_secs(20), "app-password added", || async {
+        let s = secrets.get("mine").await.unwrap();
+        s.data.filter(|d| d.contains_key("app-password"))
+    })
+    .await;
+    assert_eq!(data["root-password"].0, b"r00t");
+    assert_eq!(data["replication-password"].0, b"repl");
+    assert_eq!(data["app-username"].0, b"shop", "a present key is kept");
+    assert_eq!(data["app-password"].0.len(), 24);
     let _ = stop.send(());
     let _ = op.await;
 }
