@@ -72,8 +72,12 @@ async fn a_must_not_typo_is_never_promoted() {
         "db-2",
         "orca.dev/promotion-rule=prefer_not",
     ]);
-    sb.kubectl()
-        .ok(&["annotate", "pod", "db-1", "orca.dev/promotion-rule=must-not"]);
+    sb.kubectl().ok(&[
+        "annotate",
+        "pod",
+        "db-1",
+        "orca.dev/promotion-rule=must-not",
+    ]);
     let invalid = eventually(Duration::from_secs(20), "InvalidAnnotation", || async {
         let e = events_of(&sb, "InvalidAnnotation");
         (!e.is_empty()).then_some(e)
@@ -93,7 +97,10 @@ async fn a_must_not_typo_is_never_promoted() {
         .await;
     assert_eq!(serde_json::to_value(op.phase).unwrap(), "Failed", "{op:?}");
     assert!(
-        op.message.as_deref().unwrap_or_default().contains("must_not"),
+        op.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("must_not"),
         "{op:?}"
     );
     assert_eq!(sb.primary("db").await, "db-0");
@@ -103,7 +110,11 @@ async fn a_must_not_typo_is_never_promoted() {
         .ok(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
     sb.wait_succeeded("db", "Failover", Duration::from_secs(60))
         .await;
-    assert_eq!(sb.primary("db").await, "db-2", "the typo'd pod was promoted");
+    assert_eq!(
+        sb.primary("db").await,
+        "db-2",
+        "the typo'd pod was promoted"
+    );
     let new_key = sb.primary_endpoint("db", None).await;
     assert_eq!(new_key, sb.pod_ip("db-2").await);
     assert_acked(&new_key, &sb.app("db").await, &acked).await;
@@ -188,17 +199,17 @@ async fn an_unreadable_policy_stops_failover_until_it_reads() {
     let failed = wait_condition(&sb, "Failed", "PolicyUnreadable").await;
     assert!(failed.contains("no failover"), "{failed}");
     // The primary dies: nothing moves while the policy cannot be read.
-    sb.kubectl().ok(&[
-        "annotate",
-        "pod",
-        &primary,
-        "sandbox.orca.dev/fault=crash",
-    ]);
+    sb.kubectl()
+        .ok(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
     tokio::time::sleep(Duration::from_secs(20)).await;
     let c = sb.mysql_cluster("db").await;
     let status = c.status.unwrap();
     assert_eq!(status.primary.as_deref(), Some(primary.as_str()));
-    assert!(status.last_operation.is_none(), "{:?}", status.last_operation);
+    assert!(
+        status.last_operation.is_none(),
+        "{:?}",
+        status.last_operation
+    );
     assert!(events_of(&sb, "Failover").is_empty());
     assert!(events_of(&sb, "DeadPrimary").is_empty());
     // One Event for the whole time it could not be read.

@@ -50,7 +50,9 @@ async fn app_account_is_confined(sb: &Sandbox, replica: &str) {
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.expect("SHOW GRANTS");
     let _ = conn.disconnect().await;
     assert!(
-        grants.iter().any(|g| g.starts_with("GRANT ALL PRIVILEGES ON `app`.*")),
+        grants
+            .iter()
+            .any(|g| g.starts_with("GRANT ALL PRIVILEGES ON `app`.*")),
         "{grants:?}"
     );
     assert!(

@@ -100,18 +100,43 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
     );
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), ns);
     assert!(pdb.get_opt(&cluster_name).await.unwrap().is_some());
-    // No pods run here: the cluster waits for them and says so.
+    // Its failoverPolicyRef names a policy not created yet: nothing is
+    // done until it exists (never the defaults in its place)...
     let api: Api<MySQLCluster> = Api::namespaced(c.clone(), ns);
     eventually(
         Duration::from_secs(10),
-        "a Reconciling condition",
+        "a Failed condition for the missing policy",
         || async {
             let c = api.get(&cluster_name).await.unwrap();
             c.status?
                 .conditions
                 .iter()
                 .find(|c| {
-                    c.type_ == "Reconciling" && c.status == "True" && c.reason == "WaitingForPods"
+                    c.type_ == "Failed"
+                        && c.status == "True"
+                        && c.reason == "PolicyUnreadable"
+                        && c.message.contains("careful")
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    sb.kubectl()
+        .apply(&std::fs::read_to_string("examples/failoverpolicy.yaml").unwrap());
+    // ...then, as no pods run here, the cluster waits for them and says so.
+    eventually(
+        Duration::from_secs(10),
+        "a Reconciling condition",
+        || async {
+            let s = api.get(&cluster_name).await.unwrap().status?;
+            s.conditions.iter().find(|c| {
+                c.type_ == "Reconciling" && c.status == "True" && c.reason == "WaitingForPods"
+            })?;
+            // The policy reads: its condition is cleared.
+            s.conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == "Failed" && c.status == "False" && c.reason == "PolicyReadable"
                 })
                 .map(|_| ())
         },

@@ -26,7 +26,12 @@ const MAX_DATABASE_LEN: usize = 64;
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
 /// Accounts of the server and of orca, which the application account must
 /// not be.
-const RESERVED_USERS: [&str; 4] = ["root", "mariadb.sys", "mysql.sys", super::objects::REPL_USER];
+const RESERVED_USERS: [&str; 4] = [
+    "root",
+    "mariadb.sys",
+    "mysql.sys",
+    super::objects::REPL_USER,
+];
 
 /// Why `user` cannot be the application account, if it cannot.
 pub fn check_user(user: &str) -> Result<(), String> {
@@ -43,8 +48,7 @@ pub fn check_user(user: &str) -> Result<(), String> {
             "the application account name {user:?} may hold only letters, digits, '_', '-' and '.'"
         ));
     }
-    if RESERVED_USERS.iter().any(|r| r.eq_ignore_ascii_case(user)) || user.starts_with("mysql.")
-    {
+    if RESERVED_USERS.iter().any(|r| r.eq_ignore_ascii_case(user)) || user.starts_with("mysql.") {
         return Err(format!(
             "{user:?} is an account of the server or of orca, not an application account"
         ));
@@ -100,7 +104,9 @@ pub fn statements(user: &str, password: &str, databases: &[String]) -> Result<Ve
         .iter()
         .map(|db| format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
         .collect();
-    out.push(format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}"));
+    out.push(format!(
+        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}"
+    ));
     out.push(format!("ALTER USER {account} IDENTIFIED BY {pw}"));
     for db in databases {
         out.push(format!(
@@ -150,7 +156,12 @@ mod tests {
             ("a23456789012345678901234567890123", false),
         ];
         for (name, ok) in cases {
-            assert_eq!(check_user(name).is_ok(), ok, "{name:?}: {:?}", check_user(name));
+            assert_eq!(
+                check_user(name).is_ok(),
+                ok,
+                "{name:?}: {:?}",
+                check_user(name)
+            );
         }
     }
 
@@ -209,7 +220,10 @@ mod tests {
         assert_eq!(inner, r"a\'b\\c");
         let sql = statements("app", r"a'b\c", &[]).unwrap().join("; ");
         let shown = crate::mysql::conn::redact(&sql, &[&raw, &inner]);
-        assert!(!shown.contains("a'b") && !shown.contains(r"a\'b"), "{shown}");
+        assert!(
+            !shown.contains("a'b") && !shown.contains(r"a\'b"),
+            "{shown}"
+        );
     }
 
     #[test]

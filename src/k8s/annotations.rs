@@ -248,7 +248,10 @@ mod tests {
             (&[(rule, "")], &[rule]),
             (&[(down, "tomorrow")], &[down]),
             (&[(down, "")], &[down]),
-            (&[(rule, "never"), (down, "2030-13-01T00:00:00Z")], &[down, rule]),
+            (
+                &[(rule, "never"), (down, "2030-13-01T00:00:00Z")],
+                &[down, rule],
+            ),
             (&[(rule, "prefer"), (down, "soon")], &[down]),
             // Not orca's: ignored.
             (&[("orca.dev/promotion_rule", "x"), ("other", "y")], &[]),

@@ -242,7 +242,11 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .as_ref()
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-    let string = secret.string_data.as_ref().and_then(|d| d.get(key)).cloned();
+    let string = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned();
     data.or(string).filter(|s| !s.is_empty())
 }
 
@@ -551,7 +555,12 @@ mod tests {
         if !data.is_empty() {
             s.data = Some(
                 data.iter()
-                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
                     .collect(),
             );
         }
@@ -573,7 +582,11 @@ mod tests {
         let (user, pw) = (secret_keys::APP_USERNAME, secret_keys::APP_PASSWORD);
         // (data, stringData, keys the patch adds)
         let cases: &[(&[(&str, &str)], &[(&str, &str)], &[(&str, &str)])] = &[
-            (&[("root-password", "r")], &[], &[(user, "app"), (pw, "gen")]),
+            (
+                &[("root-password", "r")],
+                &[],
+                &[(user, "app"), (pw, "gen")],
+            ),
             (&[(user, "shop")], &[], &[(pw, "gen")]),
             (&[(pw, "mine")], &[], &[(user, "app")]),
             (&[(user, "")], &[], &[(user, "app"), (pw, "gen")]),

@@ -362,7 +362,11 @@ mod tests {
             (Neutral, &[(rule, "")], MustNot),
             // A downtime orca cannot read: not promotable either.
             (Prefer, &[(down, "tomorrow")], MustNot),
-            (Neutral, &[(rule, "prefer"), (down, "2030-02-30T00:00:00Z")], MustNot),
+            (
+                Neutral,
+                &[(rule, "prefer"), (down, "2030-02-30T00:00:00Z")],
+                MustNot,
+            ),
         ];
         for (policy, pairs, want) in cases {
             assert_eq!(pod_rule(*policy, &ann(pairs)), *want, "{policy} {pairs:?}");
@@ -373,7 +377,10 @@ mod tests {
         PodView {
             name: name.into(),
             ordinal: None,
-            key: Some(crate::topology::InstanceKey::new(format!("10.0.0.{}", name.len()), 3306)),
+            key: Some(crate::topology::InstanceKey::new(
+                format!("10.0.0.{}", name.len()),
+                3306,
+            )),
             ready: true,
             deleting: false,
             restarting: false,
@@ -388,7 +395,13 @@ mod tests {
             pod("db-0", &[]),
             pod("db-1", &[(annotation::PROMOTION_RULE, "must-not")]),
             pod("db-2", &[(annotation::PROMOTION_RULE, "prefer")]),
-            pod("db-3", &[(annotation::DOWNTIME, "later"), (annotation::PROMOTION_RULE, "x")]),
+            pod(
+                "db-3",
+                &[
+                    (annotation::DOWNTIME, "later"),
+                    (annotation::PROMOTION_RULE, "x"),
+                ],
+            ),
         ];
         let got: Vec<(String, String, String)> = invalid_annotations(&pods)
             .into_iter()
@@ -433,11 +446,36 @@ mod tests {
             (policy, false, "found", ""),
             (policy, true, "found", ""),
             (|| Err(api(404, "NotFound")), false, "defaults", ""),
-            (|| Err(api(404, "NotFound")), true, "unreadable", "does not exist"),
-            (|| Err(api(403, "Forbidden")), false, "unreadable", "403 Forbidden"),
-            (|| Err(api(500, "InternalError")), false, "unreadable", "500"),
-            (|| Err(api(503, "ServiceUnavailable")), true, "unreadable", "503"),
-            (|| Err(api(429, "TooManyRequests")), false, "unreadable", "429"),
+            (
+                || Err(api(404, "NotFound")),
+                true,
+                "unreadable",
+                "does not exist",
+            ),
+            (
+                || Err(api(403, "Forbidden")),
+                false,
+                "unreadable",
+                "403 Forbidden",
+            ),
+            (
+                || Err(api(500, "InternalError")),
+                false,
+                "unreadable",
+                "500",
+            ),
+            (
+                || Err(api(503, "ServiceUnavailable")),
+                true,
+                "unreadable",
+                "503",
+            ),
+            (
+                || Err(api(429, "TooManyRequests")),
+                false,
+                "unreadable",
+                "429",
+            ),
             (timeout, false, "unreadable", "timed out"),
             (undecodable, false, "unreadable", "cannot be decoded"),
         ];

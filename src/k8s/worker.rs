@@ -275,8 +275,14 @@ impl Worker {
         );
         if !self.policy_unreadable {
             self.policy_unreadable = true;
-            self.event(cluster, true, "PolicyUnreadable", "ReadPolicy", message.clone())
-                .await;
+            self.event(
+                cluster,
+                true,
+                "PolicyUnreadable",
+                "ReadPolicy",
+                message.clone(),
+            )
+            .await;
         }
         if let Err(e) = self
             .patch_status(json!({
@@ -299,10 +305,11 @@ impl Worker {
             .map(|(pod, m)| (pod.clone(), m.annotation.clone(), m.value.clone()))
             .collect();
         for (pod, m) in &found {
-            if self
-                .reported_annotations
-                .insert((pod.clone(), m.annotation.clone(), m.value.clone()))
-            {
+            if self.reported_annotations.insert((
+                pod.clone(),
+                m.annotation.clone(),
+                m.value.clone(),
+            )) {
                 self.event(
                     cluster,
                     true,
@@ -328,7 +335,7 @@ impl Worker {
             tracing::warn!(cluster = %self.name, reason = ?e, "not the leader of the current epoch: this worker stops");
             return Ok(None);
         }
-        let Some(cluster) = self.clusters().get_opt(&self.name).await? else {
+        let Some(mut cluster) = self.clusters().get_opt(&self.name).await? else {
             return Ok(None);
         };
         if cluster.metadata.deletion_timestamp.is_some() {
@@ -363,18 +370,36 @@ impl Worker {
             Ok(r) => r,
             Err(why) => return self.policy_unreadable(&cluster, why).await,
         };
+        let readable = format!(
+            "the FailoverPolicy {} reads again",
+            policy::policy_name(&cluster).0
+        );
         if std::mem::take(&mut self.policy_unreadable) {
             self.event(
                 &cluster,
                 false,
                 "PolicyReadable",
                 "ReadPolicy",
-                format!(
-                    "the FailoverPolicy {} is readable again",
-                    policy::policy_name(&cluster).0
-                ),
+                readable.clone(),
             )
             .await;
+        }
+        // Clear the condition (here and in what this round writes next),
+        // even if another operator instance set it.
+        let stale = cluster.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::FAILED && c.reason == "PolicyUnreadable")
+        });
+        if stale {
+            let conds = conditions(
+                &cluster,
+                &[(condition::FAILED, false, "PolicyReadable", readable)],
+            );
+            self.patch_status(json!({ "conditions": conds })).await?;
+            if let Some(s) = cluster.status.as_mut() {
+                s.conditions = conds;
+            }
         }
         let engine = &mut self.engine;
         engine.executor.config.admin = root.clone();
@@ -660,7 +685,14 @@ impl Worker {
         let run = async {
             let mut conn = connect(&k, root, t).await?;
             for sql in &statements {
-                exec(&mut conn, &k, t.query, "making the application account", sql).await?;
+                exec(
+                    &mut conn,
+                    &k,
+                    t.query,
+                    "making the application account",
+                    sql,
+                )
+                .await?;
             }
             let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
             Ok::<(), crate::mysql::MysqlError>(())
@@ -676,17 +708,19 @@ impl Worker {
                     format!(
                         "the application account {} has every privilege on {} and no other",
                         app.user,
-                        if dbs.is_empty() { "no database".to_string() } else { dbs.join(", ") }
+                        if dbs.is_empty() {
+                            "no database".to_string()
+                        } else {
+                            dbs.join(", ")
+                        }
                     ),
                 )
                 .await;
             }
             Err(e) => {
                 let [raw, quoted] = accounts::secrets(app.password());
-                let text = crate::mysql::conn::redact(
-                    &e.to_string(),
-                    &[&raw, &quoted, root.password()],
-                );
+                let text =
+                    crate::mysql::conn::redact(&e.to_string(), &[&raw, &quoted, root.password()]);
                 self.app_account_failed(cluster, fp, format!("on {}: {text}", pod.name))
                     .await;
             }
