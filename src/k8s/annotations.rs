@@ -238,7 +238,8 @@ mod tests {
         let rule = annotation::PROMOTION_RULE;
         let down = annotation::DOWNTIME;
         // (annotations, the malformed ones by key)
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, &[&str])] = &[
             (&[], &[]),
             (&[(rule, "must_not")], &[]),
             (&[(rule, " prefer ")], &[]),

@@ -581,7 +581,8 @@ mod tests {
         assert_eq!(b64("app"), json!("YXBw"));
         let (user, pw) = (secret_keys::APP_USERNAME, secret_keys::APP_PASSWORD);
         // (data, stringData, keys the patch adds)
-        let cases: &[(&[(&str, &str)], &[(&str, &str)], &[(&str, &str)])] = &[
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, Pairs, Pairs)] = &[
             (
                 &[("root-password", "r")],
                 &[],

@@ -348,7 +348,8 @@ mod tests {
         let rule = annotation::PROMOTION_RULE;
         let down = annotation::DOWNTIME;
         // (policy's rule, annotations, rule in force)
-        let cases: &[(PromotionRule, &[(&str, &str)], PromotionRule)] = &[
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(PromotionRule, Pairs, PromotionRule)] = &[
             (Neutral, &[], Neutral),
             (Prefer, &[], Prefer),
             (Prefer, &[(rule, "prefer_not")], PreferNot),
