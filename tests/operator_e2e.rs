@@ -25,16 +25,52 @@ async fn write_through(key: &InstanceKey, creds: &Credentials, n: usize) -> Writ
 
 /// Writes through the primary Service's current endpoint until `n` writes
 /// are acknowledged; returns the endpoint, the credentials written with
-/// and the writer.
+/// and the writer. The writes go as the application account from the
+/// cluster's Secret, never as root, whom read_only does not stop on
+/// MariaDB: a write as root could land on a replica or a fenced server
+/// and prove nothing.
 async fn write_through_primary(sb: &Sandbox, n: usize) -> (InstanceKey, Credentials, Writer) {
     let pkey = sb.primary_endpoint("db", None).await;
-    // The operator creates no application account yet (its Secret holds
-    // the root and replication passwords only), so these writes go as
-    // root, whom read_only does not stop on MariaDB: the operator's app
-    // account arrives with its own Secret key; then write with it here.
-    let root = sb.root("db").await;
-    let w = write_through(&pkey, &root, n).await;
-    (pkey, root, w)
+    let app = sb.app("db").await;
+    let w = write_through(&pkey, &app, n).await;
+    (pkey, app, w)
+}
+
+/// The application account from the Secret has privileges on its own
+/// database only (nothing on `*.*` but USAGE), and `replica` refuses its
+/// writes: read_only stops it, as it does not stop root.
+async fn app_account_is_confined(sb: &Sandbox, replica: &str) {
+    use mysql_async::prelude::Queryable;
+    let app = sb.app("db").await;
+    assert_eq!(app.user, "app");
+    let pkey = sb.primary_endpoint("db", None).await;
+    let mut conn = orca::mysql::connect(&pkey, &app, Default::default())
+        .await
+        .expect("the application account connects to the primary");
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.expect("SHOW GRANTS");
+    let _ = conn.disconnect().await;
+    assert!(
+        grants
+            .iter()
+            .any(|g| g.starts_with("GRANT ALL PRIVILEGES ON `app`.*")),
+        "{grants:?}"
+    );
+    assert!(
+        grants
+            .iter()
+            .all(|g| g.starts_with("GRANT USAGE ON *.*") || g.contains(" ON `app`.*")),
+        "{grants:?}"
+    );
+    let rkey = sb.pod_ip(replica).await;
+    let mut conn = orca::mysql::connect(&rkey, &app, Default::default())
+        .await
+        .expect("the application account connects to a replica");
+    let refused = conn
+        .query_drop("INSERT INTO app.w (id) VALUES (999999999999)")
+        .await
+        .expect_err("a replica takes no write from the application account");
+    let _ = conn.disconnect().await;
+    assert!(refused.to_string().contains("read-only"), "{refused}");
 }
 
 /// Applies a three-pod cluster `db` and waits until it is healthy;
@@ -111,15 +147,16 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     let out = sb.kubectl().ok(&["get", "mysql", "-o", "wide"]);
     assert!(out.contains(&primary) && out.contains("True"), "{out}");
 
-    let (_, root, w) = write_through_primary(&sb, 30).await;
+    let (_, app, w) = write_through_primary(&sb, 30).await;
     sb.kubectl()
         .ok(&["annotate", "mysql/db", "orca.dev/graceful-takeover=auto"]);
     sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
     let (new, new_key) = moved(&sb, &primary, &pkey).await;
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
     wait_source(&sb, "db", &primary, &new).await;
+    app_account_is_confined(&sb, &primary).await;
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
     let c = sb.mysql_cluster("db").await;
@@ -160,7 +197,7 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
 async fn failover_case(fault: &str) {
     let sb = Sandbox::cluster(&["--restart-delay", "20s"]).await;
     let primary = boot(&sb, true).await;
-    let (pkey, root, w) = write_through_primary(&sb, 50).await;
+    let (pkey, app, w) = write_through_primary(&sb, 50).await;
     sb.kubectl().ok(&[
         "annotate",
         "pod",
@@ -173,7 +210,7 @@ async fn failover_case(fault: &str) {
     let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
     let other = ["db-0", "db-1", "db-2"]
         .into_iter()
         .find(|p| *p != primary && *p != new)
@@ -209,7 +246,7 @@ async fn failover_case(fault: &str) {
     assert!(events.contains("DeadPrimary"), "{events}");
     // The returned primary never takes writes.
     let old_key = sb.pod_ip(&primary).await;
-    let s = orca::mysql::probe::probe(&old_key, &root, Default::default())
+    let s = orca::mysql::probe::probe(&old_key, &sb.root("db").await, Default::default())
         .await
         .unwrap();
     assert!(s.is_read_only());
@@ -229,14 +266,14 @@ async fn sigstop_of_the_primary_fails_over() {
 async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     let sb = Sandbox::cluster(&[]).await;
     let primary = boot(&sb, true).await;
-    let (pkey, root, w) = write_through_primary(&sb, 30).await;
+    let (pkey, app, w) = write_through_primary(&sb, 30).await;
     sb.kubectl()
         .ok(&["delete", "pod", &primary, "--wait=false"]);
     sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
     let (new, new_key) = moved(&sb, &primary, &pkey).await;
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
     let events = sb.event_reasons("db");
     assert!(events.contains("PrimaryLeaving"), "{events}");
     assert!(
@@ -250,7 +287,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     // Draining the node of the new primary's pod (through the eviction
     // API, as kubectl drain does) is a graceful takeover too.
     let key = sb.primary_endpoint("db", None).await;
-    let w = write_through(&key, &root, 20).await;
+    let w = write_through(&key, &app, 20).await;
     sb.kubectl().ok(&[
         "drain",
         "sandbox-node",
@@ -272,7 +309,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
     let acked = w.finish().await;
     sb.kubectl().ok(&["uncordon", "sandbox-node"]);
     let newest = sb.primary_endpoint("db", Some(&key)).await;
-    assert_acked(&newest, &root, &acked).await;
+    assert_acked(&newest, &app, &acked).await;
     let events = sb.event_reasons("db");
     let reasons: Vec<&str> = events
         .lines()
@@ -289,7 +326,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
 async fn scale_three_to_five_to_three() {
     let sb = Sandbox::cluster(&[]).await;
     let primary = boot(&sb, false).await;
-    let (_, root, w) = write_through_primary(&sb, 20).await;
+    let (_, app, w) = write_through_primary(&sb, 20).await;
     let acked = w.finish().await;
     scale(&sb, 5);
     eventually(BOOT, "5 ready", || async {
@@ -299,7 +336,7 @@ async fn scale_three_to_five_to_three() {
     .await;
     for p in ["db-3", "db-4"] {
         wait_source(&sb, "db", p, &primary).await;
-        assert_acked(&sb.pod_ip(p).await, &root, &acked).await;
+        assert_acked(&sb.pod_ip(p).await, &app, &acked).await;
     }
     // Hand the primary role to the last pod, then scale it away: orca
     // moves the role before the pod goes.
@@ -327,7 +364,7 @@ async fn scale_three_to_five_to_three() {
     )
     .await;
     let new_key = sb.primary_endpoint("db", None).await;
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,7 +382,7 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     assert_eq!(after.primary, before.primary);
     assert_eq!(after.last_operation, before.last_operation);
     assert!(!sb.event_reasons("db").contains("Failover"));
-    let (pkey, root, w) = write_through_primary(&sb, 20).await;
+    let (pkey, app, w) = write_through_primary(&sb, 20).await;
     // Stop it, break the cluster, start it again: it resumes and recovers.
     sb.stop_operator();
     sb.kubectl()
@@ -356,7 +393,7 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     sb.wait_succeeded("db", "Failover", Duration::from_secs(90))
         .await;
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
 }
 
 /// A one-request-at-a-time HTTP server that records request bodies.
@@ -409,7 +446,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
     ));
     let primary = boot(&sb, true).await;
     assert_eq!(primary, "db-0");
-    let (pkey, root, w) = write_through_primary(&sb, 30).await;
+    let (pkey, app, w) = write_through_primary(&sb, 30).await;
     sb.kubectl()
         .ok(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
     // Automatic failover is off: the failure is reported, nothing moves.
@@ -436,7 +473,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
         .await;
     assert_eq!(sb.primary("db").await, "db-2");
     let new_key = sb.primary_endpoint("db", Some(&pkey)).await;
-    assert_acked(&new_key, &root, &acked).await;
+    assert_acked(&new_key, &app, &acked).await;
     // The post-failover webhook got the documented payload.
     let body = eventually(Duration::from_secs(10), "the webhook", || async {
         bodies.lock().unwrap().first().cloned()

@@ -89,7 +89,10 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
         .get(&cluster.credentials_secret_name())
         .await
         .unwrap();
-    assert!(secret.data.unwrap().contains_key("root-password"));
+    let data = secret.data.unwrap();
+    assert!(data.contains_key("root-password"));
+    assert_eq!(data["app-username"].0, b"app");
+    assert_eq!(data["app-password"].0.len(), 24);
     assert!(
         cluster
             .finalizers()
@@ -97,18 +100,43 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
     );
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), ns);
     assert!(pdb.get_opt(&cluster_name).await.unwrap().is_some());
-    // No pods run here: the cluster waits for them and says so.
+    // Its failoverPolicyRef names a policy not created yet: nothing is
+    // done until it exists (never the defaults in its place)...
     let api: Api<MySQLCluster> = Api::namespaced(c.clone(), ns);
     eventually(
         Duration::from_secs(10),
-        "a Reconciling condition",
+        "a Failed condition for the missing policy",
         || async {
             let c = api.get(&cluster_name).await.unwrap();
             c.status?
                 .conditions
                 .iter()
                 .find(|c| {
-                    c.type_ == "Reconciling" && c.status == "True" && c.reason == "WaitingForPods"
+                    c.type_ == "Failed"
+                        && c.status == "True"
+                        && c.reason == "PolicyUnreadable"
+                        && c.message.contains("careful")
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    sb.kubectl()
+        .apply(&std::fs::read_to_string("examples/failoverpolicy.yaml").unwrap());
+    // ...then, as no pods run here, the cluster waits for them and says so.
+    eventually(
+        Duration::from_secs(10),
+        "a Reconciling condition",
+        || async {
+            let s = api.get(&cluster_name).await.unwrap().status?;
+            s.conditions.iter().find(|c| {
+                c.type_ == "Reconciling" && c.status == "True" && c.reason == "WaitingForPods"
+            })?;
+            // The policy reads: its condition is cleared.
+            s.conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == "Failed" && c.status == "False" && c.reason == "PolicyReadable"
                 })
                 .map(|_| ())
         },
@@ -128,6 +156,39 @@ async fn a_cluster_becomes_its_objects_and_goes_with_them() {
         },
     )
     .await;
+    let _ = stop.send(());
+    let _ = op.await;
+}
+
+/// A credentials Secret without the application account's keys (the
+/// user's own, or one from before orca had the account) gets them; the
+/// keys it has are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_application_keys_are_added_to_an_existing_secret() {
+    let sb = Sandbox::api_server();
+    let c = sb.client().await;
+    sb.install_crds().await;
+    let ctx = Context::new(c.clone(), "test-operator", None);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    sb.kubectl().apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: mine\nstringData:\n  root-password: r00t\n  replication-password: repl\n  app-username: shop\n",
+    );
+    sb.kubectl().apply(
+        "apiVersion: orca.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: db\nspec:\n  image: mariadb:10.11\n  credentialsSecret: mine\n",
+    );
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let data = eventually(Duration::from_secs(20), "app-password added", || async {
+        let s = secrets.get("mine").await.unwrap();
+        s.data.filter(|d| d.contains_key("app-password"))
+    })
+    .await;
+    assert_eq!(data["root-password"].0, b"r00t");
+    assert_eq!(data["replication-password"].0, b"repl");
+    assert_eq!(data["app-username"].0, b"shop", "a present key is kept");
+    assert_eq!(data["app-password"].0.len(), 24);
     let _ = stop.send(());
     let _ = op.await;
 }

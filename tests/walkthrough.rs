@@ -48,4 +48,12 @@ async fn the_readme_walkthrough_works() {
         "{stdout}"
     );
     assert!(stdout.contains("GracefulTakeover"), "{stdout}");
+    // The application account wrote, a replica refused it, and its write
+    // from before the failover is on the new primary.
+    assert!(stdout.contains("the replica refused the write"), "{stdout}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert!(
+        stdout.contains("first") && stdout.contains("after the failover"),
+        "{stdout}"
+    );
 }

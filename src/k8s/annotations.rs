@@ -151,6 +151,23 @@ pub fn downtimed(annotations: &BTreeMap<String, String>, now_unix: i64) -> Resul
     }
 }
 
+/// The orca annotations of a pod that orca cannot read (a promotion rule
+/// or a downtime), in annotation order. Each makes the pod must_not (see
+/// [`policy::pod_rule`](super::policy::pod_rule)); a malformed downtime
+/// is otherwise no downtime.
+pub fn pod_problems(annotations: &BTreeMap<String, String>) -> Vec<Malformed> {
+    let mut out = Vec::new();
+    if let Err(m) = promotion_rule(annotations) {
+        out.push(m);
+    }
+    // Whether a downtime reads does not depend on the time.
+    if let Err(m) = downtimed(annotations, 0) {
+        out.push(m);
+    }
+    out.sort_by(|a, b| a.annotation.cmp(&b.annotation));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +231,41 @@ mod tests {
         assert!(downtimed(&ann(&[(annotation::DOWNTIME, "2030-01-01T00:00:00Z")]), t).unwrap());
         assert!(!downtimed(&ann(&[(annotation::DOWNTIME, "2020-01-01T00:00:00Z")]), t).unwrap());
         assert!(downtimed(&ann(&[(annotation::DOWNTIME, "tomorrow")]), t).is_err());
+    }
+
+    #[test]
+    fn malformed_pod_annotations() {
+        let rule = annotation::PROMOTION_RULE;
+        let down = annotation::DOWNTIME;
+        // (annotations, the malformed ones by key)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, &[&str])] = &[
+            (&[], &[]),
+            (&[(rule, "must_not")], &[]),
+            (&[(rule, " prefer ")], &[]),
+            (&[(down, "2030-01-01T00:00:00Z")], &[]),
+            (&[(rule, "must-not")], &[rule]),
+            (&[(rule, "MUST_NOT")], &[rule]),
+            (&[(rule, "")], &[rule]),
+            (&[(down, "tomorrow")], &[down]),
+            (&[(down, "")], &[down]),
+            (
+                &[(rule, "never"), (down, "2030-13-01T00:00:00Z")],
+                &[down, rule],
+            ),
+            (&[(rule, "prefer"), (down, "soon")], &[down]),
+            // Not orca's: ignored.
+            (&[("orca.dev/promotion_rule", "x"), ("other", "y")], &[]),
+        ];
+        for (pairs, want) in cases {
+            let got: Vec<String> = pod_problems(&ann(pairs))
+                .into_iter()
+                .map(|m| m.annotation)
+                .collect();
+            assert_eq!(got, want.to_vec(), "{pairs:?}");
+        }
+        let m = &pod_problems(&ann(&[(rule, "must-not")]))[0];
+        assert_eq!(m.value, "must-not");
+        assert!(m.to_string().contains("must_not"), "{m}");
     }
 }

@@ -1,12 +1,14 @@
 //! The Kubernetes adapter: orca's custom resources ([`crd`]), the objects
 //! of a cluster built from its spec ([`objects`], pure), annotations
-//! ([`annotations`], pure), the FailoverPolicy in force ([`policy`]), and
-//! the controller ([`operator`]) with one [`worker::Worker`] per cluster
-//! that feeds pods to the engine and writes labels, the primary Service,
-//! status and Events; and what they and the sandbox share: the client
-//! with its timeouts ([`client`]), Kubernetes timestamps ([`time`]) and pod
+//! ([`annotations`], pure), the application account ([`accounts`], pure),
+//! the FailoverPolicy in force ([`policy`]), and the controller
+//! ([`operator`]) with one [`worker::Worker`] per cluster that feeds pods
+//! to the engine and writes labels, the primary Service, status and
+//! Events; and what they and the sandbox share: the client with its
+//! timeouts ([`client`]), Kubernetes timestamps ([`time`]) and pod
 //! ordinals ([`ordinal`]).
 
+pub mod accounts;
 pub mod annotations;
 mod client;
 pub mod crd;

@@ -28,6 +28,10 @@ pub mod secret_keys {
     pub const ROOT_PASSWORD: &str = "root-password";
     /// The replication account's password.
     pub const REPL_PASSWORD: &str = "replication-password";
+    /// The application account's name (`app` when absent).
+    pub const APP_USERNAME: &str = "app-username";
+    /// The application account's password.
+    pub const APP_PASSWORD: &str = "app-password";
 }
 
 /// The replication account orca creates on the primary.
@@ -204,9 +208,15 @@ pub fn config_map(c: &MySQLCluster) -> Result<ConfigMap, ObjectError> {
     )
 }
 
-/// A credentials Secret holding the given passwords, for a cluster that
-/// names none that exists (the operator draws them at random).
-pub fn credentials_secret(c: &MySQLCluster, root: &str, repl: &str) -> Result<Secret, ObjectError> {
+/// A credentials Secret holding the given passwords (root, replication,
+/// application), for a cluster that names none that exists (the operator
+/// draws them at random); the application account is [`DEFAULT_USER`](super::accounts::DEFAULT_USER).
+pub fn credentials_secret(
+    c: &MySQLCluster,
+    root: &str,
+    repl: &str,
+    app: &str,
+) -> Result<Secret, ObjectError> {
     build(
         "the credentials Secret",
         json!({
@@ -217,9 +227,69 @@ pub fn credentials_secret(c: &MySQLCluster, root: &str, repl: &str) -> Result<Se
             "stringData": {
                 secret_keys::ROOT_PASSWORD: root,
                 secret_keys::REPL_PASSWORD: repl,
+                secret_keys::APP_USERNAME: super::accounts::DEFAULT_USER,
+                secret_keys::APP_PASSWORD: app,
             },
         }),
     )
+}
+
+/// The value of `key` in a Secret (`data`, else `stringData`), unless
+/// empty.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let string = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned();
+    data.or(string).filter(|s| !s.is_empty())
+}
+
+/// The application account of a credentials Secret: `app-username`
+/// (default `app`) and `app-password`; `None` while it has no password.
+pub fn app_credentials(secret: &Secret) -> Option<crate::mysql::Credentials> {
+    let password = secret_value(secret, secret_keys::APP_PASSWORD)?;
+    let user = secret_value(secret, secret_keys::APP_USERNAME)
+        .unwrap_or_else(|| super::accounts::DEFAULT_USER.to_string());
+    Some(crate::mysql::Credentials::new(user, password))
+}
+
+/// Whether a credentials Secret lacks a key of the application account.
+pub fn lacks_app_keys(secret: &Secret) -> bool {
+    secret_value(secret, secret_keys::APP_USERNAME).is_none()
+        || secret_value(secret, secret_keys::APP_PASSWORD).is_none()
+}
+
+/// The merge patch that adds the application account's missing keys to
+/// an existing credentials Secret (a cluster created before orca had the
+/// account, or a Secret of the user's without them): the default name,
+/// `password`; keys already there are kept. Conditional on the Secret's
+/// resourceVersion, so that a concurrent change is not overwritten. `None`
+/// when nothing is missing.
+pub fn app_keys_patch(secret: &Secret, password: &str) -> Option<serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    let mut add = |key: &str, value: &str| {
+        if secret_value(secret, key).is_none() {
+            data.insert(
+                key.to_string(),
+                json!(k8s_openapi::ByteString(value.as_bytes().to_vec())),
+            );
+        }
+    };
+    add(secret_keys::APP_USERNAME, super::accounts::DEFAULT_USER);
+    add(secret_keys::APP_PASSWORD, password);
+    if data.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "metadata": { "resourceVersion": secret.metadata.resource_version },
+        "data": data,
+    }))
 }
 
 /// A shell loop for the preStop hook: a pod that is the primary waits
@@ -468,7 +538,80 @@ mod tests {
         assert_eq!(r.get("orca.dev/role").map(String::as_str), Some("replica"));
         assert!(pod_disruption_budget(&c).is_ok());
         assert!(config_map(&c).unwrap().data.unwrap()["orca.cnf"].contains("[mysqld]"));
-        let s = credentials_secret(&c, "a", "b").unwrap();
-        assert_eq!(s.string_data.unwrap()["root-password"], "a");
+        let s = credentials_secret(&c, "a", "b", "c").unwrap();
+        let data = s.string_data.clone().unwrap();
+        assert_eq!(data["root-password"], "a");
+        assert_eq!(data["replication-password"], "b");
+        assert_eq!(data["app-username"], "app");
+        assert_eq!(data["app-password"], "c");
+        assert!(!lacks_app_keys(&s));
+        let app = app_credentials(&s).unwrap();
+        assert_eq!((app.user.as_str(), app.password()), ("app", "c"));
+    }
+
+    fn secret(data: &[(&str, &str)], string_data: &[(&str, &str)]) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.resource_version = Some("7".into());
+        if !data.is_empty() {
+            s.data = Some(
+                data.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        if !string_data.is_empty() {
+            s.string_data = Some(
+                string_data
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn missing_application_keys_are_added_and_present_ones_kept() {
+        let b64 = |v: &str| json!(k8s_openapi::ByteString(v.as_bytes().to_vec()));
+        assert_eq!(b64("app"), json!("YXBw"));
+        let (user, pw) = (secret_keys::APP_USERNAME, secret_keys::APP_PASSWORD);
+        // (data, stringData, keys the patch adds)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, Pairs, Pairs)] = &[
+            (
+                &[("root-password", "r")],
+                &[],
+                &[(user, "app"), (pw, "gen")],
+            ),
+            (&[(user, "shop")], &[], &[(pw, "gen")]),
+            (&[(pw, "mine")], &[], &[(user, "app")]),
+            (&[(user, "")], &[], &[(user, "app"), (pw, "gen")]),
+            (&[(user, "shop"), (pw, "mine")], &[], &[]),
+            (&[], &[(user, "shop"), (pw, "mine")], &[]),
+        ];
+        for (data, string_data, want) in cases {
+            let s = secret(data, string_data);
+            let patch = app_keys_patch(&s, "gen");
+            assert_eq!(lacks_app_keys(&s), patch.is_some(), "{data:?}");
+            let Some(patch) = patch else {
+                assert!(want.is_empty(), "{data:?}");
+                continue;
+            };
+            assert_eq!(patch["metadata"]["resourceVersion"], "7");
+            let added = patch["data"].as_object().unwrap();
+            assert_eq!(added.len(), want.len(), "{data:?}: {patch}");
+            for (k, v) in *want {
+                assert_eq!(added[*k], b64(v), "{data:?}");
+            }
+        }
+        // A password without a name is the default name's.
+        let app = app_credentials(&secret(&[(pw, "mine")], &[])).unwrap();
+        assert_eq!(app.user, "app");
+        assert!(app_credentials(&secret(&[(user, "shop")], &[])).is_none());
     }
 }

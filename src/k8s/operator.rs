@@ -99,15 +99,34 @@ where
 
 async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<(), OperatorError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    if api.get_opt(&c.credentials_secret_name()).await?.is_some() {
+    let password = || random_password().map_err(|e| OperatorError::Other(e.to_string()));
+    if let Some(existing) = api.get_opt(&c.credentials_secret_name()).await? {
+        // A Secret from before the application account, or the user's
+        // without it: the missing keys are added, the others kept.
+        if objects::lacks_app_keys(&existing)
+            && let Some(patch) = objects::app_keys_patch(&existing, &password()?)
+        {
+            match api
+                .patch(
+                    &existing.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Changed meanwhile: the next reconcile looks again.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         return Ok(());
     }
-    let root = random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
-    let repl = random_password().map_err(|e| OperatorError::Other(e.to_string()))?;
+    let (root, repl, app) = (password()?, password()?, password()?);
     match api
         .create(
             &PostParams::default(),
-            &objects::credentials_secret(c, &root, &repl)?,
+            &objects::credentials_secret(c, &root, &repl, &app)?,
         )
         .await
     {

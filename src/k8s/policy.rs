@@ -31,6 +31,96 @@ pub struct ResolvedPolicy {
     pub hooks: Hooks,
 }
 
+/// The policy a cluster names: `spec.failoverPolicyRef` (explicit), else
+/// the namespace's `default` (implicit).
+pub fn policy_name(cluster: &MySQLCluster) -> (String, bool) {
+    match &cluster.spec.failover_policy_ref {
+        Some(name) => (name.clone(), true),
+        None => ("default".into(), false),
+    }
+}
+
+/// What one read of a cluster's FailoverPolicy means: the policy
+/// (`Ok(Some)`), the built-in defaults (`Ok(None)`: no `default` policy in
+/// the namespace, and none named), or nothing at all (`Err`, why).
+///
+/// Only a policy known not to exist means the defaults (automatic
+/// failover on, no hooks that could veto). A read that failed (forbidden,
+/// a server error, a timeout, an object orca cannot decode) says nothing
+/// about the policy, and neither does a `failoverPolicyRef` that names a
+/// policy that does not exist (a typo, a policy deleted or not yet
+/// created): the worker then takes no action until a read succeeds.
+pub fn read_outcome(
+    name: &str,
+    explicit: bool,
+    read: Result<FailoverPolicy, kube::Error>,
+) -> Result<Option<FailoverPolicy>, String> {
+    match read {
+        Ok(p) => Ok(Some(p)),
+        Err(kube::Error::Api(s)) if s.is_not_found() && !explicit => Ok(None),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Err(format!(
+            "the FailoverPolicy {name} named by spec.failoverPolicyRef does not exist"
+        )),
+        Err(kube::Error::Api(s)) => Err(format!(
+            "the FailoverPolicy {name} cannot be read: the API server answered {} {}: {}",
+            s.code, s.reason, s.message
+        )),
+        // A decoding error quotes the value it could not read: the
+        // policy's strings (a webhook URL may carry a token) stay out.
+        Err(kube::Error::SerdeError(e)) => Err(format!(
+            "the FailoverPolicy {name} cannot be decoded: {}",
+            withhold_quoted(&e.to_string())
+        )),
+        Err(e) => Err(format!("the FailoverPolicy {name} cannot be read: {e}")),
+    }
+}
+
+/// `text` with whatever stands between double quotes withheld.
+fn withhold_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            }
+            quoted = !quoted;
+            if !quoted {
+                out.push('"');
+            }
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The promotion rule of one pod: must_not when any of its orca
+/// annotations is malformed (a promotion rule or a downtime orca cannot
+/// read: the most restrictive reading of what a person meant, never "no
+/// annotation"), else its `orca.dev/promotion-rule` annotation, else the
+/// policy's entry for it.
+pub fn pod_rule(from_policy: PromotionRule, pod: &BTreeMap<String, String>) -> PromotionRule {
+    if !annotations::pod_problems(pod).is_empty() {
+        return PromotionRule::MustNot;
+    }
+    match annotations::promotion_rule(pod) {
+        Ok(Some(r)) => r,
+        _ => from_policy,
+    }
+}
+
+/// The malformed orca annotations of each pod, by pod name.
+pub fn invalid_annotations(pods: &[PodView]) -> Vec<(String, annotations::Malformed)> {
+    pods.iter()
+        .flat_map(|p| {
+            annotations::pod_problems(&p.annotations)
+                .into_iter()
+                .map(|m| (p.name.clone(), m))
+        })
+        .collect()
+}
+
 /// Resolves the policy of `cluster` (`found` is the referenced policy, or
 /// the namespace's `default`, if it exists).
 pub fn resolve(
@@ -97,11 +187,7 @@ impl ResolvedPolicy {
         let mut rules = BTreeMap::new();
         for p in pods {
             let Some(k) = &p.key else { continue };
-            let from_policy = s.promotion_rule_for(&p.name);
-            let rule = match annotations::promotion_rule(&p.annotations) {
-                Ok(Some(r)) => r,
-                _ => from_policy,
-            };
+            let rule = pod_rule(s.promotion_rule_for(&p.name), &p.annotations);
             if rule != PromotionRule::Neutral {
                 rules.insert(k.clone(), rule);
             }
@@ -240,5 +326,183 @@ impl ExternalHook for JobHook {
         payload: &'a HookPayload,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(self.run_job(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::crd::names::annotation;
+    use kube::core::Status;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_rule_from_annotations_and_policy() {
+        use PromotionRule::*;
+        let rule = annotation::PROMOTION_RULE;
+        let down = annotation::DOWNTIME;
+        // (policy's rule, annotations, rule in force)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(PromotionRule, Pairs, PromotionRule)] = &[
+            (Neutral, &[], Neutral),
+            (Prefer, &[], Prefer),
+            (Prefer, &[(rule, "prefer_not")], PreferNot),
+            (MustNot, &[(rule, "prefer")], Prefer),
+            (Neutral, &[(down, "2030-01-01T00:00:00Z")], Neutral),
+            // A typo is the most restrictive reading, never "no annotation"
+            // (which would leave the policy's rule, or neutral).
+            (Neutral, &[(rule, "must-not")], MustNot),
+            (Prefer, &[(rule, "must-not")], MustNot),
+            (Prefer, &[(rule, "Prefer")], MustNot),
+            (Neutral, &[(rule, "")], MustNot),
+            // A downtime orca cannot read: not promotable either.
+            (Prefer, &[(down, "tomorrow")], MustNot),
+            (
+                Neutral,
+                &[(rule, "prefer"), (down, "2030-02-30T00:00:00Z")],
+                MustNot,
+            ),
+        ];
+        for (policy, pairs, want) in cases {
+            assert_eq!(pod_rule(*policy, &ann(pairs)), *want, "{policy} {pairs:?}");
+        }
+    }
+
+    fn pod(name: &str, pairs: &[(&str, &str)]) -> PodView {
+        PodView {
+            name: name.into(),
+            ordinal: None,
+            key: Some(crate::topology::InstanceKey::new(
+                format!("10.0.0.{}", name.len()),
+                3306,
+            )),
+            ready: true,
+            deleting: false,
+            restarting: false,
+            role_label: None,
+            annotations: ann(pairs),
+        }
+    }
+
+    #[test]
+    fn malformed_annotations_by_pod() {
+        let pods = [
+            pod("db-0", &[]),
+            pod("db-1", &[(annotation::PROMOTION_RULE, "must-not")]),
+            pod("db-2", &[(annotation::PROMOTION_RULE, "prefer")]),
+            pod(
+                "db-3",
+                &[
+                    (annotation::DOWNTIME, "later"),
+                    (annotation::PROMOTION_RULE, "x"),
+                ],
+            ),
+        ];
+        let got: Vec<(String, String, String)> = invalid_annotations(&pods)
+            .into_iter()
+            .map(|(p, m)| (p, m.annotation, m.value))
+            .collect();
+        let own = |p: &str, a: &str, v: &str| (p.to_string(), a.to_string(), v.to_string());
+        assert_eq!(
+            got,
+            vec![
+                own("db-1", annotation::PROMOTION_RULE, "must-not"),
+                own("db-3", annotation::DOWNTIME, "later"),
+                own("db-3", annotation::PROMOTION_RULE, "x"),
+            ]
+        );
+    }
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            Status::failure("the server says so", reason).with_code(code),
+        ))
+    }
+
+    #[test]
+    fn what_a_policy_read_means() {
+        let policy = || Ok(FailoverPolicy::new("p", FailoverPolicySpec::default()));
+        let undecodable = || {
+            let e = serde_json::from_str::<FailoverPolicy>(
+                r#"{"apiVersion":"orca.dev/v1alpha1","kind":"FailoverPolicy","metadata":{"name":"p"},"spec":{"autoFailover":"https://hooks.example/T0KEN"}}"#,
+            )
+            .unwrap_err();
+            Err(kube::Error::SerdeError(e))
+        };
+        let timeout = || {
+            Err(kube::Error::Service(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ))))
+        };
+        type Read = fn() -> Result<FailoverPolicy, kube::Error>;
+        // (read, explicit reference, found / defaults / unreadable, in the why)
+        let cases: &[(Read, bool, &str, &str)] = &[
+            (policy, false, "found", ""),
+            (policy, true, "found", ""),
+            (|| Err(api(404, "NotFound")), false, "defaults", ""),
+            (
+                || Err(api(404, "NotFound")),
+                true,
+                "unreadable",
+                "does not exist",
+            ),
+            (
+                || Err(api(403, "Forbidden")),
+                false,
+                "unreadable",
+                "403 Forbidden",
+            ),
+            (
+                || Err(api(500, "InternalError")),
+                false,
+                "unreadable",
+                "500",
+            ),
+            (
+                || Err(api(503, "ServiceUnavailable")),
+                true,
+                "unreadable",
+                "503",
+            ),
+            (
+                || Err(api(429, "TooManyRequests")),
+                false,
+                "unreadable",
+                "429",
+            ),
+            (timeout, false, "unreadable", "timed out"),
+            (undecodable, false, "unreadable", "cannot be decoded"),
+        ];
+        for (i, (read, explicit, want, why)) in cases.iter().enumerate() {
+            let got = read_outcome("p", *explicit, read());
+            let kind = match &got {
+                Ok(Some(_)) => "found",
+                Ok(None) => "defaults",
+                Err(_) => "unreadable",
+            };
+            assert_eq!(kind, *want, "case {i}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains(why), "case {i}: {e}");
+                assert!(e.contains("FailoverPolicy p"), "case {i}: {e}");
+                assert!(!e.contains("T0KEN"), "case {i}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn quoted_values_are_withheld() {
+        assert_eq!(
+            withhold_quoted(r#"invalid type: string "s3cret", expected a boolean at line 1"#),
+            r#"invalid type: string "…", expected a boolean at line 1"#
+        );
+        assert_eq!(withhold_quoted("no quotes"), "no quotes");
+        assert_eq!(withhold_quoted(r#"open "unterminated"#), r#"open "…"#);
     }
 }

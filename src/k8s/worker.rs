@@ -14,6 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::accounts;
 use super::annotations::{self, Request};
 use super::crd::cluster::{
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase,
@@ -52,6 +53,9 @@ pub enum WorkerError {
     Objects(#[from] objects::ObjectError),
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The FailoverPolicy cannot be read: the round does nothing.
+    #[error("{0}")]
+    PolicyUnreadable(String),
 }
 
 /// What orca knows of one pod.
@@ -122,6 +126,16 @@ pub struct Worker {
     announced: BTreeSet<(String, InstanceKey)>,
     /// The primary pod orca saw being deleted and already handed over.
     handed_over: BTreeSet<String>,
+    /// The policy could not be read last round (and that was reported).
+    policy_unreadable: bool,
+    /// Malformed pod annotations reported, as (pod, annotation, value).
+    reported_annotations: BTreeSet<(String, String, String)>,
+    /// The malformed pod annotations of this round, as status shows them.
+    invalid_annotations: Vec<String>,
+    /// The application account as last made on the primary, and as last
+    /// reported failing ([`accounts::fingerprint`]).
+    app_account: Option<u64>,
+    app_account_reported: Option<u64>,
 }
 
 fn creds_from(secret: &Secret) -> Result<(Credentials, Credentials), WorkerError> {
@@ -168,6 +182,11 @@ impl Worker {
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
+            policy_unreadable: false,
+            reported_annotations: BTreeSet::new(),
+            invalid_annotations: Vec::new(),
+            app_account: None,
+            app_account_reported: None,
         }
     }
 
@@ -229,20 +248,83 @@ impl Worker {
         Ok(())
     }
 
-    async fn policy(&self, cluster: &MySQLCluster) -> ResolvedPolicy {
+    /// The policy in force, or why it cannot be known
+    /// ([`policy::read_outcome`]).
+    async fn policy(&self, cluster: &MySQLCluster) -> Result<ResolvedPolicy, String> {
         let api: Api<FailoverPolicy> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = cluster
-            .spec
-            .failover_policy_ref
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let found = api.get_opt(&name).await.ok().flatten();
-        policy::resolve(
+        let (name, explicit) = policy::policy_name(cluster);
+        let found = policy::read_outcome(&name, explicit, api.get(&name).await)?;
+        Ok(policy::resolve(
             cluster,
             found.as_ref(),
             self.client.clone(),
             &self.namespace,
-        )
+        ))
+    }
+
+    /// The policy cannot be read: this round acts on nothing (its error
+    /// ends it, and the worker retries), with an Event when that starts
+    /// and the Failed condition while it lasts.
+    async fn policy_unreadable(
+        &mut self,
+        cluster: &MySQLCluster,
+        why: String,
+    ) -> Result<Option<Duration>, WorkerError> {
+        let message = format!(
+            "{why}: orca takes no action on this cluster (no failover, no operation) until it can read it"
+        );
+        if !self.policy_unreadable {
+            self.policy_unreadable = true;
+            self.event(
+                cluster,
+                true,
+                "PolicyUnreadable",
+                "ReadPolicy",
+                message.clone(),
+            )
+            .await;
+        }
+        if let Err(e) = self
+            .patch_status(json!({
+                "conditions": conditions(cluster, &[(condition::FAILED, true, "PolicyUnreadable", message)]),
+            }))
+            .await
+        {
+            tracing::warn!(cluster = %self.name, error = %e, "cannot write the PolicyUnreadable condition");
+        }
+        Err(WorkerError::PolicyUnreadable(why))
+    }
+
+    /// Malformed pod annotations: an Event once per pod and value, and
+    /// the list the Degraded condition shows. Such a pod is not promoted
+    /// ([`policy::pod_rule`]).
+    async fn report_pod_annotations(&mut self, cluster: &MySQLCluster, pods: &[PodView]) {
+        let found = policy::invalid_annotations(pods);
+        let current: BTreeSet<(String, String, String)> = found
+            .iter()
+            .map(|(pod, m)| (pod.clone(), m.annotation.clone(), m.value.clone()))
+            .collect();
+        for (pod, m) in &found {
+            if self.reported_annotations.insert((
+                pod.clone(),
+                m.annotation.clone(),
+                m.value.clone(),
+            )) {
+                self.event(
+                    cluster,
+                    true,
+                    "InvalidAnnotation",
+                    "Validate",
+                    format!("pod {pod}: {m}; {pod} is not promoted while it stands"),
+                )
+                .await;
+            }
+        }
+        self.reported_annotations.retain(|k| current.contains(k));
+        self.invalid_annotations = found
+            .iter()
+            .map(|(pod, m)| format!("{m} (pod {pod}, not promoted while it stands)"))
+            .collect();
     }
 
     /// One round; returns how long to wait before the next.
@@ -253,7 +335,7 @@ impl Worker {
             tracing::warn!(cluster = %self.name, reason = ?e, "not the leader of the current epoch: this worker stops");
             return Ok(None);
         }
-        let Some(cluster) = self.clusters().get_opt(&self.name).await? else {
+        let Some(mut cluster) = self.clusters().get_opt(&self.name).await? else {
             return Ok(None);
         };
         if cluster.metadata.deletion_timestamp.is_some() {
@@ -275,6 +357,7 @@ impl Worker {
             return Ok(Some(Duration::from_secs(1)));
         };
         let (root, repl) = creds_from(&secret)?;
+        let app = objects::app_credentials(&secret);
         let pods: Vec<PodView> = self
             .pods()
             .list(&ListParams::default().labels(&format!("{}={}", label::CLUSTER, self.name)))
@@ -283,7 +366,41 @@ impl Worker {
             .iter()
             .map(|p| PodView::of(p, &self.name))
             .collect();
-        let resolved = self.policy(&cluster).await;
+        let resolved = match self.policy(&cluster).await {
+            Ok(r) => r,
+            Err(why) => return self.policy_unreadable(&cluster, why).await,
+        };
+        let readable = format!(
+            "the FailoverPolicy {} reads again",
+            policy::policy_name(&cluster).0
+        );
+        if std::mem::take(&mut self.policy_unreadable) {
+            self.event(
+                &cluster,
+                false,
+                "PolicyReadable",
+                "ReadPolicy",
+                readable.clone(),
+            )
+            .await;
+        }
+        // Clear the condition (here and in what this round writes next),
+        // even if another operator instance set it.
+        let stale = cluster.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::FAILED && c.reason == "PolicyUnreadable")
+        });
+        if stale {
+            let conds = conditions(
+                &cluster,
+                &[(condition::FAILED, false, "PolicyReadable", readable)],
+            );
+            self.patch_status(json!({ "conditions": conds })).await?;
+            if let Some(s) = cluster.status.as_mut() {
+                s.conditions = conds;
+            }
+        }
         let engine = &mut self.engine;
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
@@ -337,10 +454,13 @@ impl Worker {
             .filter(|p| annotations::downtimed(&p.annotations, now).unwrap_or(false))
             .filter_map(|p| p.key.clone())
             .collect();
+        self.report_pod_annotations(&cluster, &pods).await;
 
         let status = cluster.status.clone().unwrap_or_default();
         if status.primary.is_none() {
-            return self.bootstrap(&cluster, &pods, &root, &repl).await;
+            return self
+                .bootstrap(&cluster, &pods, &root, &repl, app.as_ref())
+                .await;
         }
         let report = self.engine_mut().round().await;
         for f in &report.new_findings {
@@ -373,6 +493,8 @@ impl Worker {
         }
         primary = self.operations(&cluster, &pods, primary).await?;
         self.reopen_primary(&cluster, &pods, primary.as_deref())
+            .await;
+        self.ensure_app_account(&cluster, &pods, primary.as_deref(), &root, app.as_ref())
             .await;
         self.join_replicas(&cluster, &pods, primary.as_deref())
             .await;
@@ -412,6 +534,7 @@ impl Worker {
         pods: &[PodView],
         root: &Credentials,
         repl: &Credentials,
+        app: Option<&Credentials>,
     ) -> Result<Option<Duration>, WorkerError> {
         let wanted = cluster.spec.replicas.max(1) as usize;
         let ready: Vec<&PodView> = pods
@@ -466,6 +589,12 @@ impl Worker {
                 format!("ALTER USER {user} IDENTIFIED BY {pw}"),
                 format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}"),
             ];
+            // The application account too, when it is in order; if not,
+            // ensure_app_account reports it.
+            let dbs = &cluster.spec.app_databases;
+            let app_sql = app.and_then(|a| accounts::statements(&a.user, a.password(), dbs).ok());
+            let app_secrets = app.map(|a| accounts::secrets(a.password()));
+            statements.extend(app_sql.iter().flatten().cloned());
             if semi {
                 statements.push(match objects::flavor(cluster) {
                     crate::topology::Flavor::MariaDb => {
@@ -486,14 +615,16 @@ impl Worker {
                 exec(&mut conn, &pkey, t.query, "bootstrapping the primary", &sql)
                     .await
                     .map_err(|e| {
-                        let text = crate::mysql::conn::redact(
-                            &e.to_string(),
-                            &[repl.password(), root.password()],
-                        );
+                        let mut secrets = vec![repl.password(), root.password()];
+                        secrets.extend(app_secrets.iter().flatten().map(String::as_str));
+                        let text = crate::mysql::conn::redact(&e.to_string(), &secrets);
                         WorkerError::Credentials(format!("bootstrapping {primary_pod}: {text}"))
                     })?;
             }
             let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
+            if let (Some(a), Some(_)) = (app, app_sql) {
+                self.app_account = Some(accounts::fingerprint(&a.user, a.password(), dbs));
+            }
         }
         self.event(
             cluster,
@@ -509,6 +640,107 @@ impl Worker {
         self.apply_roles(cluster, pods, Some(&primary_pod)).await?;
         self.write_status(cluster, pods, Some(&primary_pod)).await?;
         Ok(Some(Duration::from_millis(500)))
+    }
+
+    /// The application account on the primary, made (idempotently) when
+    /// this worker starts and whenever it changes (the Secret's keys,
+    /// `spec.appDatabases`): so a cluster from before the account gets it
+    /// too. Only on a primary the last probe saw writable; a failure is
+    /// an Event (once) and is retried next round, and holds up nothing
+    /// else.
+    async fn ensure_app_account(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+        root: &Credentials,
+        app: Option<&Credentials>,
+    ) {
+        // No keys yet: the reconciler adds them to the Secret.
+        let Some(app) = app else { return };
+        let dbs = &cluster.spec.app_databases;
+        let fp = accounts::fingerprint(&app.user, app.password(), dbs);
+        if self.app_account == Some(fp) {
+            return;
+        }
+        let statements = match accounts::statements(&app.user, app.password(), dbs) {
+            Ok(s) => s,
+            Err(why) => return self.app_account_failed(cluster, fp, why).await,
+        };
+        let Some(pod) = primary.and_then(|n| pods.iter().find(|p| p.name == n)) else {
+            return;
+        };
+        let Some(k) = pod.key.clone().filter(|_| !pod.deleting) else {
+            return;
+        };
+        let writable = self
+            .engine
+            .topology()
+            .get(&k)
+            .and_then(|n| n.snapshot.as_ref())
+            .is_some_and(|s| !s.is_read_only());
+        if !writable {
+            return;
+        }
+        let t = Timeouts::default();
+        let run = async {
+            let mut conn = connect(&k, root, t).await?;
+            for sql in &statements {
+                exec(
+                    &mut conn,
+                    &k,
+                    t.query,
+                    "making the application account",
+                    sql,
+                )
+                .await?;
+            }
+            let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
+            Ok::<(), crate::mysql::MysqlError>(())
+        };
+        match run.await {
+            Ok(()) => {
+                self.app_account = Some(fp);
+                self.event(
+                    cluster,
+                    false,
+                    "AppAccountReady",
+                    "Bootstrap",
+                    format!(
+                        "the application account {} has every privilege on {} and no other",
+                        app.user,
+                        if dbs.is_empty() {
+                            "no database".to_string()
+                        } else {
+                            dbs.join(", ")
+                        }
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                let [raw, quoted] = accounts::secrets(app.password());
+                let text =
+                    crate::mysql::conn::redact(&e.to_string(), &[&raw, &quoted, root.password()]);
+                self.app_account_failed(cluster, fp, format!("on {}: {text}", pod.name))
+                    .await;
+            }
+        }
+    }
+
+    async fn app_account_failed(&mut self, cluster: &MySQLCluster, fp: u64, why: String) {
+        tracing::warn!(cluster = %self.name, "the application account: {why}");
+        if self.app_account_reported != Some(fp) {
+            self.app_account_reported = Some(fp);
+            self.event(
+                cluster,
+                true,
+                "AppAccountFailed",
+                "Bootstrap",
+                format!("the application account cannot be made: {why}"),
+            )
+            .await;
+        }
     }
 
     /// The primary's server restarted (read only, as every server starts)
@@ -1119,10 +1351,11 @@ impl Worker {
             .and_then(|k| topo.get(&k).and_then(|n| n.snapshot.clone()))
             .is_some_and(|s| !s.is_read_only());
         let failure = findings.iter().find(|f| f.is_failure());
-        let degraded: Vec<String> = findings
+        let mut degraded: Vec<String> = findings
             .iter()
             .map(|f| format!("{} ({})", f.code, pod_of(pods, &f.instance)))
             .collect();
+        degraded.extend(self.invalid_annotations.iter().cloned());
         let healthy = findings.is_empty()
             && ready == pods.len()
             && pods.len() as i32 == cluster.spec.replicas;
@@ -1166,10 +1399,12 @@ impl Worker {
                 (
                     condition::DEGRADED,
                     !degraded.is_empty(),
-                    if degraded.is_empty() {
-                        "NoProblems"
-                    } else {
+                    if !findings.is_empty() {
                         "Problems"
+                    } else if !degraded.is_empty() {
+                        "InvalidAnnotation"
+                    } else {
+                        "NoProblems"
                     },
                     degraded.join(", "),
                 ),

@@ -111,16 +111,33 @@ impl Sandbox {
         op
     }
 
-    /// The root credentials of a cluster (from its Secret).
-    pub async fn root(&self, name: &str) -> Credentials {
+    /// The value of `key` in a cluster's credentials Secret.
+    async fn credential(&self, name: &str, key: &str) -> String {
         let secrets: Api<Secret> = Api::namespaced(self.client().await, NS);
         let s = secrets
             .get(&format!("{name}-credentials"))
             .await
             .expect("the credentials Secret");
-        let pw =
-            String::from_utf8(s.data.expect("data")["root-password"].0.clone()).expect("utf-8");
-        Credentials::new("root", pw)
+        let data = s.data.expect("data");
+        let v = data
+            .get(key)
+            .unwrap_or_else(|| panic!("the credentials Secret has no {key}"));
+        String::from_utf8(v.0.clone()).expect("utf-8")
+    }
+
+    /// The root credentials of a cluster (from its Secret).
+    pub async fn root(&self, name: &str) -> Credentials {
+        Credentials::new("root", self.credential(name, "root-password").await)
+    }
+
+    /// The application account of a cluster (from its Secret), which has
+    /// privileges on the application's databases only: read_only stops
+    /// its writes, as it does not stop root's on MariaDB.
+    pub async fn app(&self, name: &str) -> Credentials {
+        Credentials::new(
+            self.credential(name, "app-username").await,
+            self.credential(name, "app-password").await,
+        )
     }
 
     /// The addresses behind a Service.

@@ -94,6 +94,16 @@ pub struct MySQLClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 
+    /// Databases of the application account (`app-username` and
+    /// `app-password` in the credentials Secret, generated when absent):
+    /// orca creates them on the primary and grants the account every
+    /// privilege on them, and nothing else, so that `read_only` stops its
+    /// writes on replicas and on a fenced former primary. Name each one
+    /// (no wildcards, no system schema). Grants are only added: removing a
+    /// name does not revoke its grant.
+    #[serde(default = "default_app_databases")]
+    pub app_databases: Vec<String>,
+
     /// Name of a FailoverPolicy in the same namespace. When absent, orca
     /// uses the defaults of an empty FailoverPolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +112,10 @@ pub struct MySQLClusterSpec {
 
 fn default_replicas() -> i32 {
     3
+}
+
+fn default_app_databases() -> Vec<String> {
+    vec![crate::k8s::accounts::DEFAULT_DATABASE.to_string()]
 }
 
 /// The server family, when the user states it instead of letting orca
@@ -404,6 +418,11 @@ impl MySQLClusterSpec {
         if let Some(name) = &self.failover_policy_ref {
             check_dns_subdomain(&mut p, "spec.failoverPolicyRef", name);
         }
+        for (i, db) in self.app_databases.iter().enumerate() {
+            if let Err(e) = crate::k8s::accounts::check_database(db) {
+                p.push(&format!("spec.appDatabases[{i}]"), e);
+            }
+        }
         p.into_result()
     }
 
@@ -461,6 +480,7 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.replicas, 3);
         assert!(!s.semi_sync_enabled());
+        assert_eq!(s.app_databases, vec!["app".to_string()]);
     }
 
     #[test]
@@ -471,7 +491,8 @@ mod tests {
             "mysqldConfig": {"bad key": "x", "ok_key": "two\nlines"},
             "storage": {"size": "lots", "storageClassName": "Fast_SSD"},
             "credentialsSecret": "My Secret",
-            "failoverPolicyRef": "-policy"
+            "failoverPolicyRef": "-policy",
+            "appDatabases": ["app", "mysql", "app_%"]
         }));
         let errs = s.validate().unwrap_err();
         let starts: Vec<&str> = errs
@@ -489,6 +510,8 @@ mod tests {
                 "spec.storage.storageClassName",
                 "spec.credentialsSecret",
                 "spec.failoverPolicyRef",
+                "spec.appDatabases[1]",
+                "spec.appDatabases[2]",
             ],
             "{errs:#?}"
         );
