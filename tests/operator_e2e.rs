@@ -11,7 +11,7 @@ use orca::topology::InstanceKey;
 use support::cluster::cluster_yaml;
 use support::eventually;
 use support::sandbox::Sandbox;
-use support::writer::{Writer, assert_acked};
+use support::writer::{Writer, assert_acked, assert_acked_replicated};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -447,6 +447,14 @@ async fn failover_policy_manual_recovery_and_hooks() {
     let primary = boot(&sb, true).await;
     assert_eq!(primary, "db-0");
     let (pkey, app, w) = write_through_primary(&sb, 30).await;
+    // The writes settle on both replicas before the crash: this test is
+    // about the policy. With a write in flight, db-1 (must_not) may hold
+    // one db-2 lacks, and the recovery is then refused rather than lose
+    // it (the chaos suite covers writes in flight).
+    let acked = w.finish().await;
+    for pod in ["db-1", "db-2"] {
+        assert_acked_replicated(&sb.pod_ip(pod).await, &app, &acked).await;
+    }
     sb.kubectl()
         .ok(&["annotate", "pod", "db-0", "sandbox.orca.dev/fault=crash"]);
     // Automatic failover is off: the failure is reported, nothing moves.
@@ -464,7 +472,6 @@ async fn failover_policy_manual_recovery_and_hooks() {
     })
     .await;
     assert_eq!(sb.primary("db").await, "db-0");
-    let acked = w.finish().await;
     // A manual recovery, which the policy's rules still shape: db-1 must
     // not be promoted.
     sb.kubectl()
