@@ -296,11 +296,7 @@ async fn sigstop_with_a_delayed_replica_and_a_stopped_sql_thread_resumed_during_
     .await;
     let fenced_at = std::time::Instant::now();
     // A few more rounds while the old primary's writers keep trying.
-    let until = fenced_at + Duration::from_secs(3);
-    while std::time::Instant::now() < until {
-        e.round().await;
-        tokio::time::sleep(e.next_delay()).await;
-    }
+    rounds_for(&mut e, Duration::from_secs(3)).await;
     // A commit the replicas had acknowledged before the fence may reach
     // its client only once the primary resumes: such a late answer is for
     // a write the new primary has. A write the former primary took after

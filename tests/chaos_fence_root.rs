@@ -57,11 +57,7 @@ async fn root_and_application_writers_are_both_stopped_on_a_fenced_former_primar
     let fenced_at = Instant::now();
     let rows = rows_on(&keys[0]).await;
     // Rounds go on; the writers keep trying, reconnecting after each error.
-    let until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < until {
-        e.round().await;
-        tokio::time::sleep(e.next_delay()).await;
-    }
+    rounds_for(&mut e, Duration::from_secs(4)).await;
     assert!(
         root.acked_after(fenced_at).is_empty(),
         "root got {} writes acknowledged by the fenced former primary",
@@ -98,11 +94,7 @@ async fn root_and_application_writers_are_both_stopped_on_a_fenced_former_primar
     let refenced_at = Instant::now();
     assert_ne!(e.executor.write_locks.connection_id(&keys[0]), Some(id));
     let rows = rows_on(&keys[0]).await;
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        e.round().await;
-        tokio::time::sleep(e.next_delay()).await;
-    }
+    rounds_for(&mut e, Duration::from_secs(3)).await;
     assert!(root.acked_after(refenced_at).is_empty());
     assert!(app.acked_after(refenced_at).is_empty());
     assert_eq!(

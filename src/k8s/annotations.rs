@@ -169,10 +169,11 @@ pub fn pod_problems(annotations: &BTreeMap<String, String>) -> Vec<Malformed> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// Annotations from pairs (shared by the policy's tests).
+    pub(crate) fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -332,15 +332,9 @@ impl ExternalHook for JobHook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::annotations::tests::ann;
     use crate::k8s::crd::names::annotation;
     use kube::core::Status;
-
-    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn a_pod_rule_from_annotations_and_policy() {

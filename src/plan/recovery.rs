@@ -1029,24 +1029,29 @@ mod tests {
                 st.sql_delay = 30;
             }
         };
+        // Where the first (or last) step starting or ending with `text` is.
+        let at = |plan: &Plan, text: &str, last: bool| {
+            let s = steps(plan);
+            let found = |l: &String| l.starts_with(text) || l.ends_with(text);
+            let i = if last {
+                s.iter().rposition(found)
+            } else {
+                s.iter().position(found)
+            };
+            i.unwrap_or_else(|| panic!("no step {text:?} in {plan}"))
+        };
         // Reachable primary: fenced, then the target applies, then it
         // catches up with the primary.
         let mut t = star(true);
         delayed(&mut t);
         let plan = force_takeover(&t, &key("p"), &key("r2"), &RecoveryOptions::default()).unwrap();
-        let s = steps(&plan);
-        let apply = s
-            .iter()
-            .position(|l| l.starts_with("r2:3306: apply the relay log now"))
-            .unwrap_or_else(|| panic!("{plan}"));
-        let fenced = s
-            .iter()
-            .position(|l| l.starts_with("p:3306: lock writes"))
-            .unwrap();
-        let caught_up = s
-            .iter()
-            .position(|l| l.starts_with("r2:3306: wait until it has executed all of p:3306"))
-            .unwrap();
+        let apply = at(&plan, "r2:3306: apply the relay log now", false);
+        let fenced = at(&plan, "p:3306: lock writes", false);
+        let caught_up = at(
+            &plan,
+            "r2:3306: wait until it has executed all of p:3306",
+            false,
+        );
         assert!(fenced < apply && apply < caught_up, "{plan}");
         assert!(apply < plan.point_of_no_return);
         has_line(
@@ -1057,15 +1062,8 @@ mod tests {
         let mut t = star(false);
         delayed(&mut t);
         let plan = force_takeover(&t, &key("p"), &key("r2"), &RecoveryOptions::default()).unwrap();
-        let s = steps(&plan);
-        let apply = s
-            .iter()
-            .position(|l| l.starts_with("r2:3306: apply the relay log now"))
-            .unwrap_or_else(|| panic!("{plan}"));
-        let last_stop = s
-            .iter()
-            .rposition(|l| l.ends_with("stop the replica IO thread"))
-            .unwrap();
+        let apply = at(&plan, "r2:3306: apply the relay log now", false);
+        let last_stop = at(&plan, "stop the replica IO thread", true);
         assert!(
             last_stop < apply && apply < plan.point_of_no_return,
             "{plan}"

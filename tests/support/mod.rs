@@ -166,6 +166,15 @@ pub async fn rounds_until<T>(
     }
 }
 
+/// Runs engine rounds (with the engine's own pacing) for `span`.
+pub async fn rounds_for(engine: &mut orca::engine::ClusterEngine, span: Duration) {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        engine.round().await;
+        tokio::time::sleep(engine.next_delay()).await;
+    }
+}
+
 /// A probe of one instance.
 pub async fn snapshot(key: &InstanceKey) -> orca::topology::Snapshot {
     orca::mysql::probe::probe(
