@@ -372,7 +372,7 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     let mut sb = Sandbox::cluster(&["--no-operator", "--restart-delay", "60s"]).await;
     sb.start_operator("op-a");
     sb.wait_crds_or_install().await;
-    let primary = boot(&sb, false).await;
+    let primary = boot(&sb, true).await;
     let before = sb.mysql_cluster("db").await.status.unwrap();
     // Restart in steady state: nothing changes.
     sb.stop_operator();

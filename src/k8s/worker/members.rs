@@ -1,0 +1,254 @@
+use super::*;
+
+impl Worker {
+    /// The application account on the primary, made (idempotently) when
+    /// this worker starts and whenever it changes (the Secret's keys,
+    /// `spec.appDatabases`): so a cluster from before the account gets it
+    /// too. Only on a primary the last probe saw writable; a failure is
+    /// an Event (once) and is retried next round, and holds up nothing
+    /// else.
+    pub(super) async fn ensure_app_account(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+        root: &Credentials,
+        app: Option<&Credentials>,
+    ) {
+        // No keys yet: the reconciler adds them to the Secret.
+        let Some(app) = app else { return };
+        let dbs = &cluster.spec.app_databases;
+        let fp = accounts::fingerprint(&app.user, app.password(), dbs);
+        if self.app_account == Some(fp) {
+            return;
+        }
+        let statements = match accounts::statements(&app.user, app.password(), dbs) {
+            Ok(s) => s,
+            Err(why) => return self.app_account_failed(cluster, fp, why).await,
+        };
+        let Some(pod) = primary.and_then(|n| pods.iter().find(|p| p.name == n)) else {
+            return;
+        };
+        let Some(k) = pod.key.clone().filter(|_| !pod.deleting) else {
+            return;
+        };
+        let writable = self
+            .engine
+            .topology()
+            .get(&k)
+            .and_then(|n| n.snapshot.as_ref())
+            .is_some_and(|s| !s.is_read_only());
+        if !writable {
+            return;
+        }
+        let t = Timeouts::default();
+        let run = async {
+            let mut conn = connect(&k, root, t).await?;
+            for sql in &statements {
+                exec(
+                    &mut conn,
+                    &k,
+                    t.query,
+                    "making the application account",
+                    sql,
+                )
+                .await?;
+            }
+            let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
+            Ok::<(), crate::mysql::MysqlError>(())
+        };
+        match run.await {
+            Ok(()) => {
+                self.app_account = Some(fp);
+                self.event(
+                    cluster,
+                    false,
+                    "AppAccountReady",
+                    "Bootstrap",
+                    format!(
+                        "the application account {} has every privilege on {} and no other",
+                        app.user,
+                        if dbs.is_empty() {
+                            "no database".to_string()
+                        } else {
+                            dbs.join(", ")
+                        }
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                let [raw, quoted] = accounts::secrets(app.password());
+                let text =
+                    crate::mysql::conn::redact(&e.to_string(), &[&raw, &quoted, root.password()]);
+                self.app_account_failed(cluster, fp, format!("on {}: {text}", pod.name))
+                    .await;
+            }
+        }
+    }
+
+    pub(super) async fn app_account_failed(
+        &mut self,
+        cluster: &MySQLCluster,
+        fp: u64,
+        why: String,
+    ) {
+        tracing::warn!(cluster = %self.name, "the application account: {why}");
+        if self.app_account_reported != Some(fp) {
+            self.app_account_reported = Some(fp);
+            self.event(
+                cluster,
+                true,
+                "AppAccountFailed",
+                "Bootstrap",
+                format!("the application account cannot be made: {why}"),
+            )
+            .await;
+        }
+    }
+
+    /// The primary's server restarted (read only, as every server starts)
+    /// without a failover: orca makes it writable again, provided it holds
+    /// everything its replicas hold and nothing else takes writes.
+    pub(super) async fn reopen_primary(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) {
+        let Some(pod) = primary.and_then(|n| pods.iter().find(|p| p.name == n)) else {
+            return;
+        };
+        let Some(k) = pod.key.clone() else { return };
+        if pod.deleting {
+            return;
+        }
+        let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled);
+        let Some(plan) = membership::reopen_primary(self.engine_mut().topology(), &k, semi_sync)
+        else {
+            return;
+        };
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: "PrimaryRestarted".into(),
+        };
+        let record = self.engine_mut().executor.execute(&plan, &meta).await;
+        if record.outcome.succeeded() {
+            self.event(cluster, false, "PrimaryReopened", "Reopen", format!("the primary {} restarted read only and holds everything its replicas hold: writes enabled again", pod.name)).await;
+        }
+    }
+
+    /// Points pods that replicate from nothing (new pods, a returning
+    /// former primary) or from an address no pod has any more at the
+    /// primary, when they can follow it; reports those that cannot.
+    pub(super) async fn join_replicas(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) {
+        let Some(primary) = primary else { return };
+        let Some(pkey) = pods
+            .iter()
+            .find(|p| p.name == primary)
+            .and_then(|p| p.key.clone())
+        else {
+            return;
+        };
+        let members: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        let leaving: BTreeSet<InstanceKey> = pods
+            .iter()
+            .filter(|p| p.deleting)
+            .filter_map(|p| p.key.clone())
+            .collect();
+        let membership::Joining { plan, unjoinable } =
+            membership::join_members(self.engine_mut().topology(), &pkey, &members, &leaving);
+        for (k, extra) in unjoinable {
+            let pod = pod_of(pods, &k);
+            if self.reported_unjoinable.insert(k.clone()) {
+                self.event(
+                    cluster,
+                    true,
+                    "CannotRejoin",
+                    "Join",
+                    format!("{pod} has transactions the primary {primary} lacks ({extra}); it stays out of replication until it is re-provisioned"),
+                )
+                .await;
+            }
+        }
+        if plan.steps.is_empty() {
+            return;
+        }
+        let joined: Vec<String> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ChangeSource { on, .. } => Some(pod_of(pods, on)),
+                _ => None,
+            })
+            .collect();
+        let meta = OperationMeta {
+            id: operation_id(&self.name, PlanKind::Repoint),
+            cluster: self.name.clone(),
+            trigger: "Join".into(),
+        };
+        let record = self.engine_mut().executor.execute(&plan, &meta).await;
+        if record.outcome.succeeded() {
+            self.event(
+                cluster,
+                false,
+                "ReplicaJoined",
+                "Join",
+                format!("{} replicate from {primary}", joined.join(", ")),
+            )
+            .await;
+        } else {
+            self.event(
+                cluster,
+                true,
+                "JoinFailed",
+                "Join",
+                format!("joining {}: {:?}", joined.join(", "), record.outcome),
+            )
+            .await;
+        }
+    }
+
+    /// Labels: the old primary loses its role label first, then the new
+    /// primary gets it, then the primary Service is pinned to it by pod
+    /// name — two pods can never both receive writes through it.
+    pub(super) async fn apply_roles(
+        &self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<&str>,
+    ) -> Result<(), WorkerError> {
+        let api = self.pods();
+        let set = |role: &'static str| {
+            Patch::Merge(json!({ "metadata": { "labels": { label::ROLE: role } } }))
+        };
+        for p in pods.iter().filter(|p| Some(p.name.as_str()) != primary) {
+            if p.role_label.as_deref() != Some(label::ROLE_REPLICA) {
+                api.patch(&p.name, &PatchParams::default(), &set(label::ROLE_REPLICA))
+                    .await?;
+            }
+        }
+        if let Some(pp) = primary.and_then(|n| pods.iter().find(|p| p.name == n))
+            && pp.role_label.as_deref() != Some(label::ROLE_PRIMARY)
+        {
+            api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY))
+                .await?;
+        }
+        let svc = objects::primary_service(cluster, primary)?;
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        services
+            .patch(
+                &objects::primary_service_name(cluster),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&svc),
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! One cluster's worker: it feeds the engine with the cluster's pods (by
+//! pod IP) and Kubernetes' own signals, bootstraps replication, runs the
+//! operations annotations ask for, joins new and returning pods, and turns
+//! what the engine finds and does into pod labels, the primary Service's
+//! selector, status and Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::accounts;
+use super::annotations::{self, Request};
+use super::crd::cluster::{
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase,
+    OperationStatus, ThreadState,
+};
+use super::crd::names::{condition, label};
+use super::crd::policy::FailoverPolicy;
+use super::objects::{self, REPL_USER, secret_keys};
+use super::ordinal::pod_ordinal;
+use super::policy::{self, ResolvedPolicy};
+use super::time;
+use crate::analysis::{ExternalSignal, Finding};
+use crate::engine::executor::{
+    Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, StepOutcome, operation_id,
+};
+use crate::engine::{ClusterEngine, EngineConfig};
+use crate::mysql::Credentials;
+use crate::mysql::conn::{Timeouts, connect, exec};
+use crate::plan::{Plan, PlanKind, Step, membership, recovery, takeover};
+use crate::topology::InstanceKey;
+use crate::topology::graph::Role;
+use crate::topology::instance::IoThreadState;
+
+/// The lease time a round may need: a worker acts only while its lease is
+/// valid at least this much longer.
+const ROUND_BUDGET: Duration = Duration::from_secs(3);
+
+/// The field manager of everything the operator writes.
+pub const MANAGER: &str = "orca-operator";
+
+mod bootstrap;
+mod members;
+mod observe;
+mod operations;
+mod status;
+
+pub use observe::PodView;
+use observe::creds_from;
+use status::conditions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Objects(#[from] objects::ObjectError),
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// The FailoverPolicy cannot be read: the round does nothing.
+    #[error("{0}")]
+    PolicyUnreadable(String),
+}
+
+/// The per-cluster worker.
+pub struct Worker {
+    client: Client,
+    namespace: String,
+    name: String,
+    reporter: Reporter,
+    /// The engine of this cluster; its credentials come from the cluster's
+    /// Secret, read again every round.
+    engine: ClusterEngine,
+    /// The epoch this operator acts in (the leader's lease transitions).
+    pub epoch: Option<i64>,
+    /// Only the holder of the current epoch acts: checked before each
+    /// round, which must fit in what is left of the lease.
+    pub fence: Option<crate::ha::Fence>,
+    /// Instances reported as unable to rejoin, so the Event is sent once.
+    reported_unjoinable: BTreeSet<InstanceKey>,
+    /// Findings already turned into Events.
+    announced: BTreeSet<(String, InstanceKey)>,
+    /// The primary pod orca saw being deleted and already handed over.
+    handed_over: BTreeSet<String>,
+    /// The policy could not be read last round (and that was reported).
+    policy_unreadable: bool,
+    /// Malformed pod annotations reported, as (pod, annotation, value).
+    reported_annotations: BTreeSet<(String, String, String)>,
+    /// The malformed pod annotations of this round, as status shows them.
+    invalid_annotations: Vec<String>,
+    /// The application account as last made on the primary, and as last
+    /// reported failing ([`accounts::fingerprint`]).
+    app_account: Option<u64>,
+    app_account_reported: Option<u64>,
+}
+
+impl Worker {
+    pub fn new(client: Client, namespace: String, name: String, reporter: Reporter) -> Worker {
+        let executor = Executor::new(
+            ExecutorConfig {
+                admin: Credentials::new("root", ""),
+                repl: Credentials::new(REPL_USER, ""),
+                timeouts: Timeouts::default(),
+            },
+            Default::default(),
+        );
+        let engine = ClusterEngine::new(
+            EngineConfig::new(format!("{namespace}/{name}")),
+            executor,
+            Vec::new(),
+        );
+        Worker {
+            client,
+            namespace,
+            name,
+            reporter,
+            engine,
+            epoch: None,
+            fence: None,
+            reported_unjoinable: BTreeSet::new(),
+            announced: BTreeSet::new(),
+            handed_over: BTreeSet::new(),
+            policy_unreadable: false,
+            reported_annotations: BTreeSet::new(),
+            invalid_annotations: Vec::new(),
+            app_account: None,
+            app_account_reported: None,
+        }
+    }
+
+    fn clusters(&self) -> Api<MySQLCluster> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn event(
+        &self,
+        cluster: &MySQLCluster,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        tracing::info!(cluster = %self.name, namespace = %self.namespace, reason, "{note}");
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        // A recorder per event: each is its own Event object, not a count
+        // on an earlier one with another message.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &cluster.object_ref(&())).await {
+            tracing::warn!(cluster = %self.name, error = %e, "cannot record an event");
+        }
+    }
+
+    async fn patch_status(&self, status: serde_json::Value) -> Result<(), WorkerError> {
+        self.clusters()
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_annotation(&self, key: &str) -> Result<(), WorkerError> {
+        self.clusters()
+            .patch(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "annotations": { key: null } } })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The policy in force, or why it cannot be known
+    /// ([`policy::read_outcome`]).
+    async fn policy(&self, cluster: &MySQLCluster) -> Result<ResolvedPolicy, String> {
+        let api: Api<FailoverPolicy> = Api::namespaced(self.client.clone(), &self.namespace);
+        let (name, explicit) = policy::policy_name(cluster);
+        let found = policy::read_outcome(&name, explicit, api.get(&name).await)?;
+        Ok(policy::resolve(
+            cluster,
+            found.as_ref(),
+            self.client.clone(),
+            &self.namespace,
+        ))
+    }
+
+    /// The policy cannot be read: this round acts on nothing (its error
+    /// ends it, and the worker retries), with an Event when that starts
+    /// and the Failed condition while it lasts.
+    async fn policy_unreadable(
+        &mut self,
+        cluster: &MySQLCluster,
+        why: String,
+    ) -> Result<Option<Duration>, WorkerError> {
+        let message = format!(
+            "{why}: orca takes no action on this cluster (no failover, no operation) until it can read it"
+        );
+        if !self.policy_unreadable {
+            self.policy_unreadable = true;
+            self.event(
+                cluster,
+                true,
+                "PolicyUnreadable",
+                "ReadPolicy",
+                message.clone(),
+            )
+            .await;
+        }
+        if let Err(e) = self
+            .patch_status(json!({
+                "conditions": conditions(cluster, &[(condition::FAILED, true, "PolicyUnreadable", message)]),
+            }))
+            .await
+        {
+            tracing::warn!(cluster = %self.name, error = %e, "cannot write the PolicyUnreadable condition");
+        }
+        Err(WorkerError::PolicyUnreadable(why))
+    }
+
+    /// Malformed pod annotations: an Event once per pod and value, and
+    /// the list the Degraded condition shows. Such a pod is not promoted
+    /// ([`policy::pod_rule`]).
+    async fn report_pod_annotations(&mut self, cluster: &MySQLCluster, pods: &[PodView]) {
+        let found = policy::invalid_annotations(pods);
+        let current: BTreeSet<(String, String, String)> = found
+            .iter()
+            .map(|(pod, m)| (pod.clone(), m.annotation.clone(), m.value.clone()))
+            .collect();
+        for (pod, m) in &found {
+            if self.reported_annotations.insert((
+                pod.clone(),
+                m.annotation.clone(),
+                m.value.clone(),
+            )) {
+                self.event(
+                    cluster,
+                    true,
+                    "InvalidAnnotation",
+                    "Validate",
+                    format!("pod {pod}: {m}; {pod} is not promoted while it stands"),
+                )
+                .await;
+            }
+        }
+        self.reported_annotations.retain(|k| current.contains(k));
+        self.invalid_annotations = found
+            .iter()
+            .map(|(pod, m)| format!("{m} (pod {pod}, not promoted while it stands)"))
+            .collect();
+    }
+
+    /// One round; returns how long to wait before the next.
+    pub async fn tick(&mut self) -> Result<Option<Duration>, WorkerError> {
+        if let Some(fence) = &self.fence
+            && let Err(e) = fence.check(ROUND_BUDGET)
+        {
+            tracing::warn!(cluster = %self.name, reason = ?e, "not the leader of the current epoch: this worker stops");
+            return Ok(None);
+        }
+        let Some(mut cluster) = self.clusters().get_opt(&self.name).await? else {
+            return Ok(None);
+        };
+        if cluster.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        if let Err(problems) = cluster.validate() {
+            self.patch_status(json!({
+                "observedGeneration": cluster.metadata.generation,
+                "conditions": conditions(&cluster, &[
+                    (condition::FAILED, true, "InvalidSpec", problems.join("; ")),
+                    (condition::RECONCILING, false, "InvalidSpec", "fix the spec".into()),
+                ]),
+            }))
+            .await?;
+            return Ok(Some(Duration::from_secs(5)));
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let Some(secret) = secrets.get_opt(&cluster.credentials_secret_name()).await? else {
+            return Ok(Some(Duration::from_secs(1)));
+        };
+        let (root, repl) = creds_from(&secret)?;
+        let app = objects::app_credentials(&secret);
+        let pods: Vec<PodView> = self
+            .pods()
+            .list(&ListParams::default().labels(&format!("{}={}", label::CLUSTER, self.name)))
+            .await?
+            .items
+            .iter()
+            .map(|p| PodView::of(p, &self.name))
+            .collect();
+        let resolved = match self.policy(&cluster).await {
+            Ok(r) => r,
+            Err(why) => return self.policy_unreadable(&cluster, why).await,
+        };
+        let readable = format!(
+            "the FailoverPolicy {} reads again",
+            policy::policy_name(&cluster).0
+        );
+        if std::mem::take(&mut self.policy_unreadable) {
+            self.event(
+                &cluster,
+                false,
+                "PolicyReadable",
+                "ReadPolicy",
+                readable.clone(),
+            )
+            .await;
+        }
+        // Clear the condition (here and in what this round writes next),
+        // even if another operator instance set it.
+        let stale = cluster.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::FAILED && c.reason == "PolicyUnreadable")
+        });
+        if stale {
+            let conds = conditions(
+                &cluster,
+                &[(condition::FAILED, false, "PolicyReadable", readable)],
+            );
+            self.patch_status(json!({ "conditions": conds })).await?;
+            if let Some(s) = cluster.status.as_mut() {
+                s.conditions = conds;
+            }
+        }
+        let engine = &mut self.engine;
+        engine.executor.config.admin = root.clone();
+        engine.executor.config.repl = repl.clone();
+        engine.executor.set_fence(self.fence.clone());
+        resolved.apply(engine, &pods);
+        let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        for k in &pod_keys {
+            engine.inventory.add(k.clone());
+        }
+        // An address no pod has any more (a pod recreated elsewhere) is
+        // forgotten once no replica replicates from it.
+        let stale: Vec<InstanceKey> = engine
+            .inventory
+            .known
+            .keys()
+            .filter(|k| !pod_keys.contains(*k))
+            .filter(|k| {
+                !engine
+                    .topology()
+                    .nodes
+                    .values()
+                    .any(|n| n.source.as_ref() == Some(*k) && n.reachable())
+            })
+            .cloned()
+            .collect();
+        for k in stale {
+            engine.inventory.remove(&k);
+            engine.forget(&k);
+        }
+        // Kubernetes' own view, as evidence for the analysis.
+        engine.context.signals = pods
+            .iter()
+            .filter_map(|p| {
+                let k = p.key.clone()?;
+                let mut s = Vec::new();
+                if p.deleting {
+                    s.push(ExternalSignal::Deleted);
+                }
+                if p.restarting {
+                    s.push(ExternalSignal::ContainerRestarting);
+                }
+                if !p.ready {
+                    s.push(ExternalSignal::NotReady);
+                }
+                (!s.is_empty()).then_some((k, s))
+            })
+            .collect();
+        let now = time::now().as_second();
+        engine.context.downtimed = pods
+            .iter()
+            .filter(|p| annotations::downtimed(&p.annotations, now).unwrap_or(false))
+            .filter_map(|p| p.key.clone())
+            .collect();
+        self.report_pod_annotations(&cluster, &pods).await;
+
+        let status = cluster.status.clone().unwrap_or_default();
+        if status.primary.is_none() {
+            return self
+                .bootstrap(&cluster, &pods, &root, &repl, app.as_ref())
+                .await;
+        }
+        let report = self.engine_mut().round().await;
+        for f in &report.new_findings {
+            self.announce(&cluster, f).await;
+        }
+        let mut primary = status.primary.clone();
+        if let Some(record) = &report.recovery {
+            primary = self
+                .after_operation(&cluster, &pods, record, OperationKind::Failover, primary)
+                .await?;
+        }
+        if let Some(why) = &report.blocked
+            && report.new_findings.iter().any(|f| f.code.is_failure())
+        {
+            self.event(&cluster, true, "RecoveryBlocked", "Recover", why.clone())
+                .await;
+        }
+        for k in &report.fenced {
+            self.event(
+                &cluster,
+                true,
+                "FormerPrimaryFenced",
+                "Fence",
+                format!(
+                    "the former primary {} answers again: fenced (read only, writes locked for every account)",
+                    pod_of(&pods, k)
+                ),
+            )
+            .await;
+        }
+        primary = self.operations(&cluster, &pods, primary).await?;
+        self.reopen_primary(&cluster, &pods, primary.as_deref())
+            .await;
+        self.ensure_app_account(&cluster, &pods, primary.as_deref(), &root, app.as_ref())
+            .await;
+        self.join_replicas(&cluster, &pods, primary.as_deref())
+            .await;
+        self.apply_roles(&cluster, &pods, primary.as_deref())
+            .await?;
+        self.write_status(&cluster, &pods, primary.as_deref())
+            .await?;
+        Ok(Some(self.engine_mut().next_delay()))
+    }
+
+    fn engine_mut(&mut self) -> &mut ClusterEngine {
+        &mut self.engine
+    }
+
+    async fn announce(&mut self, cluster: &MySQLCluster, f: &Finding) {
+        let id = (f.code.to_string(), f.instance.clone());
+        if self.announced.insert(id) {
+            let warning =
+                f.is_failure() || !matches!(f.severity(), crate::analysis::Severity::Info);
+            self.event(
+                cluster,
+                warning,
+                f.code.name(),
+                "Analyze",
+                f.description.clone(),
+            )
+            .await;
+        }
+    }
+}
+
+fn pod_of(pods: &[PodView], key: &InstanceKey) -> String {
+    pods.iter()
+        .find(|p| p.key.as_ref() == Some(key))
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| key.to_string())
+}
+
+fn key_of(pods: &[PodView], name: &str) -> Option<InstanceKey> {
+    pods.iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.key.clone())
+}

@@ -1,0 +1,394 @@
+use super::*;
+
+impl Worker {
+    /// Runs the plan of an operation a person asked for, then records
+    /// its outcome.
+    pub(super) async fn run_requested(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        plan: &Plan,
+        kind: OperationKind,
+        primary: Option<String>,
+    ) -> Result<Option<String>, WorkerError> {
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: plan.kind.name().into(),
+        };
+        let record = self.engine_mut().executor.execute(plan, &meta).await;
+        self.after_operation(cluster, pods, &record, kind, primary)
+            .await
+    }
+
+    /// The new primary after an operation, with labels, Services, status
+    /// and an Event.
+    pub(super) async fn after_operation(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        record: &OperationRecord,
+        kind: OperationKind,
+        primary: Option<String>,
+    ) -> Result<Option<String>, WorkerError> {
+        let ok = record.outcome.succeeded();
+        let promoted = matches!(
+            record.kind,
+            PlanKind::RecoverDeadPrimary
+                | PlanKind::GracefulTakeover
+                | PlanKind::ForceFailover
+                | PlanKind::ForceTakeover
+        );
+        let new_primary = match (&record.successor, ok && promoted) {
+            (Some(k), true) => Some(pod_of(pods, k)),
+            _ => primary,
+        };
+        let target = record.successor.as_ref().map(|k| pod_of(pods, k));
+        let message = match &record.outcome {
+            Outcome::Succeeded => format!(
+                "{} succeeded in {} ms{}",
+                record.kind.name(),
+                record.duration_ms,
+                target
+                    .as_ref()
+                    .map(|t| format!("; {t} is the new source"))
+                    .unwrap_or_default()
+            ),
+            Outcome::Vetoed(e) => format!("{} vetoed: {e}", record.kind.name()),
+            Outcome::RolledBack(e) => format!("{} rolled back: {e}", record.kind.name()),
+            Outcome::Failed(e) => format!("{} failed: {e}", record.kind.name()),
+            Outcome::Deposed(s) => format!(
+                "{} stopped, not the leader any more: {s}",
+                record.kind.name()
+            ),
+        };
+        let lost: Vec<String> = record
+            .lost_replicas
+            .iter()
+            .map(|(k, why)| format!("{} ({why})", pod_of(pods, k)))
+            .collect();
+        let message = if lost.is_empty() {
+            message
+        } else {
+            format!("{message}; lost replicas: {}", lost.join(", "))
+        };
+        let message = match &record.lost_transactions {
+            Some(l) => format!(
+                "{message}; possibly lost transactions ({}): {}",
+                l.count, l.gtids
+            ),
+            None => message,
+        };
+        if ok && promoted {
+            self.apply_roles(cluster, pods, new_primary.as_deref())
+                .await?;
+        }
+        self.patch_status(json!({
+            "primary": new_primary,
+            "epoch": self.epoch,
+            "lastOperation": OperationStatus {
+                kind,
+                target,
+                phase: if ok { OperationPhase::Succeeded } else { OperationPhase::Failed },
+                message: Some(message.clone()),
+                started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(time::rfc3339).unwrap_or_default()),
+                finished_at: Some(time::now_string()),
+                epoch: self.epoch,
+            },
+        }))
+        .await?;
+        let reason = match (kind, ok) {
+            (OperationKind::GracefulTakeover, true) => "GracefulTakeover",
+            (OperationKind::GracefulTakeover, false) => "GracefulTakeoverFailed",
+            (_, true) => "Failover",
+            (_, false) => "FailoverFailed",
+        };
+        for s in record
+            .steps
+            .iter()
+            .filter(|s| matches!(s.outcome, StepOutcome::Failed(_)))
+        {
+            tracing::warn!(cluster = %self.name, step = %s.description, "step failed");
+        }
+        self.event(cluster, !ok, reason, "Recover", message).await;
+        Ok(new_primary)
+    }
+
+    /// Runs the operation an annotation asks for (one per round), then
+    /// consumes the annotation. Also hands the primary role over before
+    /// the primary's pod goes away (deleted, drained, or scaled away).
+    pub(super) async fn operations(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<String>,
+    ) -> Result<Option<String>, WorkerError> {
+        let (requests, malformed) = annotations::requests(cluster.annotations());
+        for m in malformed {
+            self.event(
+                cluster,
+                true,
+                "InvalidAnnotation",
+                "Validate",
+                m.to_string(),
+            )
+            .await;
+            self.patch_status(json!({
+                "conditions": conditions(cluster, &[(condition::DEGRADED, true, "InvalidAnnotation", m.to_string())]),
+            }))
+            .await?;
+            self.remove_annotation(&m.annotation).await?;
+        }
+        let primary_pod = primary
+            .as_ref()
+            .and_then(|n| pods.iter().find(|p| &p.name == n));
+        // The primary's pod is going away: hand the role over first.
+        let leaving = primary_pod.is_some_and(|p| {
+            p.deleting || p.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
+        });
+        if leaving
+            && let Some(p) = primary_pod
+            && self.handed_over.insert(p.name.clone())
+        {
+            let why = if p.deleting {
+                "is being deleted"
+            } else {
+                "is scaled away"
+            };
+            self.event(
+                cluster,
+                false,
+                "PrimaryLeaving",
+                "GracefulTakeover",
+                format!("the primary {} {why}: graceful takeover", p.name),
+            )
+            .await;
+            let exclude: Vec<String> = pods
+                .iter()
+                .filter(|q| {
+                    q.deleting || q.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
+                })
+                .map(|q| q.name.clone())
+                .collect();
+            return self
+                .takeover(cluster, pods, primary.clone(), None, &exclude)
+                .await;
+        }
+        for r in requests {
+            let key = r.annotation();
+            let new_primary = match &r {
+                Request::Acknowledge => {
+                    self.engine_mut().acknowledge();
+                    self.event(
+                        cluster,
+                        false,
+                        "Acknowledged",
+                        "Acknowledge",
+                        "the last recovery is acknowledged".into(),
+                    )
+                    .await;
+                    self.remove_annotation(key).await?;
+                    continue;
+                }
+                Request::GracefulTakeover { to } => {
+                    self.takeover(cluster, pods, primary.clone(), to.as_deref(), &[])
+                        .await?
+                }
+                Request::ForceFailover | Request::ForceTakeover { .. } | Request::Recover => {
+                    self.force(cluster, pods, primary.clone(), &r).await?
+                }
+            };
+            self.remove_annotation(key).await?;
+            return Ok(new_primary);
+        }
+        Ok(primary)
+    }
+
+    pub(super) async fn set_running(
+        &self,
+        kind: OperationKind,
+        target: Option<String>,
+    ) -> Result<(), WorkerError> {
+        self.patch_status(json!({
+            "lastOperation": OperationStatus {
+                kind,
+                target,
+                phase: OperationPhase::Running,
+                message: None,
+                started_at: Some(time::now_string()),
+                finished_at: None,
+                epoch: self.epoch,
+            },
+        }))
+        .await
+    }
+
+    pub(super) async fn refuse(
+        &self,
+        cluster: &MySQLCluster,
+        kind: OperationKind,
+        target: Option<String>,
+        why: String,
+    ) -> Result<(), WorkerError> {
+        self.event(cluster, true, "OperationRefused", "Operate", why.clone())
+            .await;
+        self.patch_status(json!({
+            "lastOperation": OperationStatus {
+                kind,
+                target,
+                phase: OperationPhase::Failed,
+                message: Some(why),
+                started_at: Some(time::now_string()),
+                finished_at: Some(time::now_string()),
+                epoch: self.epoch,
+            },
+        }))
+        .await
+    }
+
+    pub(super) async fn takeover(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<String>,
+        to: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Option<String>, WorkerError> {
+        let kind = OperationKind::GracefulTakeover;
+        let Some(pkey) = primary.as_ref().and_then(|n| key_of(pods, n)) else {
+            self.refuse(
+                cluster,
+                kind,
+                to.map(String::from),
+                "no primary to take over from".into(),
+            )
+            .await?;
+            return Ok(primary);
+        };
+        let target = match to {
+            Some(t) => match key_of(pods, t) {
+                Some(k) => Some(k),
+                None => {
+                    self.refuse(
+                        cluster,
+                        kind,
+                        Some(t.into()),
+                        format!("{t} is not a pod of this cluster with an address"),
+                    )
+                    .await?;
+                    return Ok(primary);
+                }
+            },
+            None => None,
+        };
+        self.set_running(kind, to.map(String::from)).await?;
+        self.engine_mut().round().await;
+        let mut opts = takeover::TakeoverOptions {
+            candidate: self.engine_mut().config.recovery.candidate.clone(),
+            ..Default::default()
+        };
+        for name in exclude {
+            if let Some(k) = key_of(pods, name) {
+                opts.candidate
+                    .rules
+                    .insert(k, crate::plan::candidate::PromotionRule::MustNot);
+            }
+        }
+        let topo = self.engine_mut().topology().clone();
+        let plan = match takeover::graceful_takeover(&topo, &pkey, target.as_ref(), &opts) {
+            // A primary whose pod is going away is not repointed: its next
+            // incarnation joins as a replica.
+            Ok(mut p) if !exclude.is_empty() => {
+                let from = p.point_of_no_return;
+                let mut i = 0;
+                p.steps.retain(|s| {
+                    i += 1;
+                    i <= from || s.target() != Some(&pkey)
+                });
+                p
+            }
+            Ok(p) => p,
+            Err(e) => {
+                self.refuse(cluster, kind, to.map(String::from), e.to_string())
+                    .await?;
+                return Ok(primary);
+            }
+        };
+        self.run_requested(cluster, pods, &plan, kind, primary)
+            .await
+    }
+
+    pub(super) async fn force(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<String>,
+        r: &Request,
+    ) -> Result<Option<String>, WorkerError> {
+        let (kind, target) = match r {
+            Request::ForceTakeover { to } => (OperationKind::ForceTakeover, Some(to.clone())),
+            Request::ForceFailover => (OperationKind::ForceFailover, None),
+            _ => (OperationKind::Recover, None),
+        };
+        self.set_running(kind, target.clone()).await?;
+        self.engine_mut().round().await;
+        let topo = self.engine_mut().topology().clone();
+        let pkey = primary.as_ref().and_then(|n| key_of(pods, n));
+        // A dead primary as last seen: what may be lost, whether it was
+        // semi-synchronous.
+        let mut opts = self.engine_mut().config.recovery.clone();
+        opts.last_seen = pkey.as_ref().and_then(|k| self.engine.last_seen(k));
+        if let Request::Recover = r {
+            let failure = self
+                .engine_mut()
+                .findings()
+                .iter()
+                .find(|f| f.code.is_failure())
+                .cloned();
+            let Some(f) = failure else {
+                self.refuse(
+                    cluster,
+                    kind,
+                    None,
+                    "nothing to recover: no failure found".into(),
+                )
+                .await?;
+                return Ok(primary);
+            };
+            let record = self.engine_mut().recover(&f).await;
+            return self
+                .after_operation(cluster, pods, &record, kind, primary)
+                .await;
+        }
+        let Some(pkey) = pkey else {
+            self.refuse(cluster, kind, target, "no primary".into())
+                .await?;
+            return Ok(primary);
+        };
+        let plan = match r {
+            Request::ForceTakeover { to } => match key_of(pods, to) {
+                Some(t) => recovery::force_takeover(&topo, &pkey, &t, &opts),
+                None => {
+                    self.refuse(
+                        cluster,
+                        kind,
+                        target,
+                        format!("{to} is not a pod of this cluster with an address"),
+                    )
+                    .await?;
+                    return Ok(primary);
+                }
+            },
+            _ => recovery::force_failover(&topo, &pkey, &opts),
+        };
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                self.refuse(cluster, kind, target, e.to_string()).await?;
+                return Ok(primary);
+            }
+        };
+        self.run_requested(cluster, pods, &plan, kind, primary)
+            .await
+    }
+}
