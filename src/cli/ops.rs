@@ -403,6 +403,7 @@ async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> 
         ExecutorConfig {
             admin: s.admin.clone(),
             repl: s.repl.clone(),
+            app: None,
             timeouts: s.timeouts,
         },
         s.hooks.clone(),

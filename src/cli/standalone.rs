@@ -74,6 +74,7 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         ExecutorConfig {
             admin: s.admin.clone(),
             repl: s.repl.clone(),
+            app: None,
             timeouts: s.timeouts,
         },
         s.hooks.clone(),

@@ -36,6 +36,9 @@ pub struct ExecutorConfig {
     pub admin: Credentials,
     /// The account replicas use to connect to their source.
     pub repl: Credentials,
+    /// The application account [`Step::EnsureAppAccount`] makes, if the
+    /// cluster has one.
+    pub app: Option<Credentials>,
     pub timeouts: Timeouts,
 }
 
@@ -574,6 +577,9 @@ impl Executor {
         let limit = self.config.timeouts.query;
         match step {
             Step::LockWrites { .. } => return self.lock_writes(sessions, &on).await,
+            Step::EnsureReplicationAccount { .. } | Step::EnsureAppAccount { .. } => {
+                return self.ensure_account(sessions, &on, step).await;
+            }
             Step::UnlockWrites { .. } => {
                 return self
                     .write_locks
@@ -622,9 +628,11 @@ impl Executor {
                 Step::KillClientConnections { .. } => {
                     s.kill_clients(&spare, false).await.map(|_| ())
                 }
-                Step::LockWrites { .. } | Step::UnlockWrites { .. } | Step::RecordEpoch { .. } => {
-                    Ok(())
-                }
+                Step::LockWrites { .. }
+                | Step::UnlockWrites { .. }
+                | Step::RecordEpoch { .. }
+                | Step::EnsureReplicationAccount { .. }
+                | Step::EnsureAppAccount { .. } => Ok(()),
                 Step::WaitCaughtUp { timeout, .. } => match &wait_for {
                     Some(g) => s.wait_for_gtids(g, *timeout).await,
                     None => Ok(()),
@@ -698,6 +706,78 @@ impl Executor {
                 Err(crate::mysql::conn::redact(&e.to_string(), &secrets))
             }
         }
+    }
+
+    /// Makes the account of `step` ([`Step::EnsureReplicationAccount`],
+    /// [`Step::EnsureAppAccount`]) on `on`, with the credentials of the
+    /// configuration; its errors never show a password.
+    async fn ensure_account(
+        &self,
+        sessions: &mut Sessions<'_>,
+        on: &InstanceKey,
+        step: &Step,
+    ) -> Result<(), String> {
+        let (what, creds, databases) = match step {
+            Step::EnsureReplicationAccount { .. } => (
+                "making the replication account",
+                Some(&self.config.repl),
+                None,
+            ),
+            Step::EnsureAppAccount { databases, .. } => (
+                "making the application account",
+                self.config.app.as_ref(),
+                Some(databases),
+            ),
+            _ => return Ok(()),
+        };
+        let Some(creds) = creds else {
+            return Err("no application account is configured".into());
+        };
+        let limit = self.config.timeouts.query;
+        let made = async {
+            let (conn, dialect) = sessions.get(on).await?;
+            let statements = match databases {
+                None => dialect.replication_account(creds),
+                Some(dbs) => {
+                    dialect
+                        .app_account(creds, dbs)
+                        .map_err(|detail| MysqlError::Answer {
+                            key: on.clone(),
+                            what,
+                            detail,
+                        })?
+                }
+            };
+            let mut s = Session {
+                conn,
+                key: on,
+                dialect,
+                limit,
+            };
+            s.ensure_account(what, &statements).await
+        }
+        .await;
+        if made.is_err() {
+            sessions.forget(on);
+        }
+        made.map_err(|e| {
+            let secrets = self.account_secrets();
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            crate::mysql::conn::redact(&e.to_string(), &secrets)
+        })
+    }
+
+    /// Every password of the configuration, as given and as a statement
+    /// quotes it.
+    fn account_secrets(&self) -> Vec<String> {
+        let mut out = vec![self.config.admin.password().to_string()];
+        for c in std::iter::once(&self.config.repl).chain(self.config.app.as_ref()) {
+            let quoted = crate::mysql::dialect::quote(c.password());
+            out.push(c.password().to_string());
+            out.push(quoted[1..quoted.len() - 1].to_string());
+        }
+        out.retain(|s| !s.is_empty());
+        out
     }
 
     /// `KILL QUERY id` on `key`, from a new connection (best effort,
@@ -1213,6 +1293,7 @@ mod tests {
         let config = ExecutorConfig {
             admin: Credentials::new("root", ""),
             repl: Credentials::new("repl", ""),
+            app: None,
             timeouts: Timeouts::default(),
         };
         let mut e = Executor::new(config, hooks);
@@ -1296,6 +1377,7 @@ mod tests {
         let config = ExecutorConfig {
             admin: Credentials::new("root", ""),
             repl: Credentials::new("repl", ""),
+            app: None,
             timeouts: Timeouts::default(),
         };
         let step = Step::StopReplica { on: key("a") };

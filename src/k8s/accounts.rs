@@ -1,7 +1,8 @@
 //! The application account orca keeps on a cluster's servers: its name
 //! and password from the credentials Secret (`app-username`,
 //! `app-password`), its databases from `spec.appDatabases`. Pure: the
-//! checks and the SQL, which the worker runs on the primary.
+//! checks; the SQL is the dialect's, run by the executor on the primary
+//! (`Step::EnsureAppAccount`).
 //!
 //! The account has every privilege on its databases and nothing else: no
 //! global privilege (`SUPER`, `READ ONLY ADMIN`, `ALL ON *.*`), none that
@@ -79,42 +80,17 @@ pub fn check_database(db: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `db` as a GRANT names it: quoted, and with `_` escaped, since in a
-/// database-level GRANT `_` (like `%`, which names never hold) is a
-/// wildcard: `app_1` would also cover `appX1`.
-fn grant_target(db: &str) -> String {
-    format!("`{}`.*", db.replace('_', "\\_"))
-}
-
-/// The statements that create the application account or bring it up to
-/// date, in order, each idempotent: the databases, the account, its
-/// password, its grants. Grants are only added: a database left out of
-/// the list later keeps its grant until a person revokes it.
-///
-/// They carry the password: whatever reports one of their errors must
+/// Why `user` and `databases` cannot be the application account, if
+/// they cannot. The statements are the dialect's
+/// ([`Dialect::app_account`](crate::mysql::Dialect::app_account)), which
+/// carry the password: whatever reports one of their errors must
 /// [`redact`](crate::mysql::conn::redact) it (see [`secrets`]).
-pub fn statements(user: &str, password: &str, databases: &[String]) -> Result<Vec<String>, String> {
+pub fn check(user: &str, databases: &[String]) -> Result<(), String> {
     check_user(user)?;
     for db in databases {
         check_database(db)?;
     }
-    let account = format!("{}@'%'", quote(user));
-    let pw = quote(password);
-    let mut out: Vec<String> = databases
-        .iter()
-        .map(|db| format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
-        .collect();
-    out.push(format!(
-        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}"
-    ));
-    out.push(format!("ALTER USER {account} IDENTIFIED BY {pw}"));
-    for db in databases {
-        out.push(format!(
-            "GRANT ALL PRIVILEGES ON {} TO {account}",
-            grant_target(db)
-        ));
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// The forms of `password` an error may quote: as given, and as the
@@ -137,6 +113,7 @@ pub fn fingerprint(user: &str, password: &str, databases: &[String]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mysql::{Credentials, Dialect};
 
     #[test]
     fn account_names() {
@@ -192,25 +169,13 @@ mod tests {
     }
 
     #[test]
-    fn the_account_has_database_privileges_only() {
+    fn the_account_is_checked_whole() {
         let dbs = vec!["app".to_string(), "shop_2".to_string()];
-        let sql = statements("app", "pw'x", &dbs).unwrap();
-        assert_eq!(
-            sql,
-            vec![
-                "CREATE DATABASE IF NOT EXISTS `app`",
-                "CREATE DATABASE IF NOT EXISTS `shop_2`",
-                r"CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'pw\'x'",
-                r"ALTER USER 'app'@'%' IDENTIFIED BY 'pw\'x'",
-                "GRANT ALL PRIVILEGES ON `app`.* TO 'app'@'%'",
-                r"GRANT ALL PRIVILEGES ON `shop\_2`.* TO 'app'@'%'",
-            ]
-        );
-        // Never a global grant.
-        assert!(sql.iter().all(|s| !s.contains("*.*")));
-        assert!(statements("app", "pw", &[]).unwrap().len() == 2);
-        assert!(statements("root", "pw", &dbs).is_err());
-        assert!(statements("app", "pw", &["mysql".to_string()]).is_err());
+        assert_eq!(check("app", &dbs), Ok(()));
+        assert_eq!(check("app", &[]), Ok(()));
+        assert!(check("root", &dbs).is_err());
+        assert!(check("app", &["mysql".to_string()]).is_err());
+        assert!(check("app", &["app".to_string(), "a%".to_string()]).is_err());
     }
 
     #[test]
@@ -218,7 +183,11 @@ mod tests {
         let [raw, inner] = secrets(r"a'b\c");
         assert_eq!(raw, r"a'b\c");
         assert_eq!(inner, r"a\'b\\c");
-        let sql = statements("app", r"a'b\c", &[]).unwrap().join("; ");
+        let dialect = Dialect::detect("10.11.6-MariaDB", None).unwrap();
+        let sql = dialect
+            .app_account(&Credentials::new("app", r"a'b\c"), &[])
+            .unwrap()
+            .join("; ");
         let shown = crate::mysql::conn::redact(&sql, &[&raw, &inner]);
         assert!(
             !shown.contains("a'b") && !shown.contains(r"a\'b"),

@@ -440,6 +440,33 @@ impl Session<'_> {
         }
     }
 
+    /// Runs the statements of an account ([`Dialect::replication_account`],
+    /// [`Dialect::app_account`]) in order. On MySQL a `super_read_only`
+    /// that is on (it refuses even orca's account) is cleared first;
+    /// `read_only` stays as it is, so no client writes because of it.
+    pub async fn ensure_account(
+        &mut self,
+        what: &'static str,
+        statements: &[String],
+    ) -> Result<(), MysqlError> {
+        if self.dialect.flavor == Flavor::MySql {
+            let on = self
+                .scalar("reading super_read_only", "SELECT @@GLOBAL.super_read_only")
+                .await?;
+            if on.as_deref() == Some("1") {
+                self.exec(
+                    "clearing super_read_only",
+                    "SET GLOBAL super_read_only = OFF",
+                )
+                .await?;
+            }
+        }
+        for sql in statements {
+            self.exec(what, sql).await?;
+        }
+        Ok(())
+    }
+
     /// Whether the server's semi-sync plugins use the source/replica names
     /// (MySQL 8.0.26+ ships both plugin pairs: which one is installed
     /// decides, not the version).

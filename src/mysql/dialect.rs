@@ -113,7 +113,69 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// `db` as a database-level GRANT names it: quoted, and with `_`
+/// escaped, since there `_` (like `%`) is a wildcard: `app_1` would also
+/// cover `appX1`.
+fn grant_target(db: &str) -> String {
+    format!("`{}`.*", db.replace('_', "\\_"))
+}
+
+/// Why `db` cannot be named in a statement at all (the account's own
+/// rules on names are its owner's: [`crate::k8s::accounts`]).
+fn unquotable_database(db: &str) -> Option<String> {
+    (db.is_empty() || db.contains(['`', '\\', '\0', '%']))
+        .then(|| format!("{db:?} cannot be named as a database"))
+}
+
 impl Dialect {
+    /// The statements that create the replication account replicas
+    /// connect with, or bring its password and grants up to date, in
+    /// order, each idempotent. They carry the password: whatever reports
+    /// one of their errors redacts it.
+    pub fn replication_account(&self, creds: &Credentials) -> Vec<String> {
+        let account = format!("{}@'%'", quote(&creds.user));
+        let pw = quote(creds.password());
+        vec![
+            format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}"),
+            format!("ALTER USER {account} IDENTIFIED BY {pw}"),
+            format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}"),
+        ]
+    }
+
+    /// The statements that create an application account or bring it up
+    /// to date, in order, each idempotent: the databases, the account,
+    /// its password, every privilege on each database and no other (no
+    /// global privilege, none that bypasses `read_only`). Grants are only
+    /// added: a database left out later keeps its grant until a person
+    /// revokes it. They carry the password, as
+    /// [`Dialect::replication_account`]'s do.
+    pub fn app_account(
+        &self,
+        creds: &Credentials,
+        databases: &[String],
+    ) -> Result<Vec<String>, String> {
+        if let Some(why) = databases.iter().find_map(|db| unquotable_database(db)) {
+            return Err(why);
+        }
+        let account = format!("{}@'%'", quote(&creds.user));
+        let pw = quote(creds.password());
+        let mut out: Vec<String> = databases
+            .iter()
+            .map(|db| format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+            .collect();
+        out.push(format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}"
+        ));
+        out.push(format!("ALTER USER {account} IDENTIFIED BY {pw}"));
+        for db in databases {
+            out.push(format!(
+                "GRANT ALL PRIVILEGES ON {} TO {account}",
+                grant_target(db)
+            ));
+        }
+        Ok(out)
+    }
+
     pub fn detect(version: &str, version_comment: Option<&str>) -> Result<Dialect, ParseError> {
         let flavor = if version.to_ascii_lowercase().contains("mariadb")
             || version_comment.is_some_and(|c| c.to_ascii_lowercase().contains("mariadb"))
@@ -295,6 +357,51 @@ mod tests {
         let m84 = d("8.4.3", "MySQL Community Server - GPL");
         assert_eq!(m84.binlog_status(), "SHOW BINARY LOG STATUS");
         assert_eq!(m84.start_replica(), "START REPLICA");
+    }
+
+    #[test]
+    fn account_statements() {
+        let repl = Credentials::new("orca_repl", "r'p");
+        let app = Credentials::new("app", "pw'x");
+        let dbs = vec!["app".to_string(), "shop_2".to_string()];
+        // (dialect, its statements: the same SQL on every flavor)
+        for dialect in [
+            d("10.11.6-MariaDB", ""),
+            d("8.0.36", "MySQL Community Server - GPL"),
+            d("8.4.3", "MySQL Community Server - GPL"),
+        ] {
+            assert_eq!(
+                dialect.replication_account(&repl),
+                vec![
+                    r"CREATE USER IF NOT EXISTS 'orca_repl'@'%' IDENTIFIED BY 'r\'p'",
+                    r"ALTER USER 'orca_repl'@'%' IDENTIFIED BY 'r\'p'",
+                    "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'orca_repl'@'%'",
+                ],
+                "{dialect:?}"
+            );
+            let sql = dialect.app_account(&app, &dbs).unwrap();
+            assert_eq!(
+                sql,
+                vec![
+                    "CREATE DATABASE IF NOT EXISTS `app`",
+                    "CREATE DATABASE IF NOT EXISTS `shop_2`",
+                    r"CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'pw\'x'",
+                    r"ALTER USER 'app'@'%' IDENTIFIED BY 'pw\'x'",
+                    "GRANT ALL PRIVILEGES ON `app`.* TO 'app'@'%'",
+                    r"GRANT ALL PRIVILEGES ON `shop\_2`.* TO 'app'@'%'",
+                ],
+                "{dialect:?}"
+            );
+            // Never a global grant for the application.
+            assert!(sql.iter().all(|s| !s.contains("*.*")));
+            assert_eq!(dialect.app_account(&app, &[]).unwrap().len(), 2);
+            for bad in ["", "a`b", "a%", "a\\b"] {
+                assert!(
+                    dialect.app_account(&app, &[bad.to_string()]).is_err(),
+                    "{bad:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! refactoring, decided from a topology alone. Pure: no I/O. The engine
 //! executes plans; `--dry-run`, the API and the UI print them.
 //!
+//! - [`bootstrap`]: the first primary of a cluster, or the replication
+//!   adopted;
 //! - [`candidate`]: which replica replaces a failed or departing source;
 //! - [`legality`]: whether one instance may replicate from another;
 //! - [`recovery`]: dead primary, force failover, force takeover, dead
@@ -11,6 +13,7 @@
 //! - [`refactor`]: relocate, move up, move below, repoint, take siblings,
 //!   regroup replicas.
 
+pub mod bootstrap;
 pub mod candidate;
 pub mod error;
 pub mod legality;

@@ -182,6 +182,19 @@ pub enum Step {
     /// (orca standalone, a one-shot command) there is no epoch: the step
     /// changes nothing and is recorded as skipped.
     RecordEpoch { on: InstanceKey },
+    /// Create the replication account replicas connect with, or bring its
+    /// password and grants up to date (idempotent). Its name and password
+    /// are the executor's (`ExecutorConfig::repl`), never the step's: steps
+    /// are logged and recorded.
+    EnsureReplicationAccount { on: InstanceKey },
+    /// Create the application account, or bring it up to date
+    /// (idempotent): `databases` created, every privilege on them and no
+    /// other. Its name and password are the executor's
+    /// (`ExecutorConfig::app`); without one the step fails.
+    EnsureAppAccount {
+        on: InstanceKey,
+        databases: Vec<String>,
+    },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -255,7 +268,9 @@ impl Step {
             | Step::ChangeSource { on, .. }
             | Step::StartReplica { on }
             | Step::WaitReplicating { on, .. }
-            | Step::RecordEpoch { on } => Some(on),
+            | Step::RecordEpoch { on }
+            | Step::EnsureReplicationAccount { on }
+            | Step::EnsureAppAccount { on, .. } => Some(on),
         }
     }
 
@@ -282,7 +297,9 @@ impl Step {
             | Step::UnlockWrites { .. }
             | Step::ChangeSource { .. }
             | Step::StartReplica { .. }
-            | Step::RecordEpoch { .. } => true,
+            | Step::RecordEpoch { .. }
+            | Step::EnsureReplicationAccount { .. }
+            | Step::EnsureAppAccount { .. } => true,
         }
     }
 }
@@ -379,6 +396,19 @@ impl fmt::Display for Step {
                 f,
                 "{on}: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)"
             ),
+            Step::EnsureReplicationAccount { on } => write!(
+                f,
+                "{on}: ensure the replication account (its password and grants)"
+            ),
+            Step::EnsureAppAccount { on, databases } if databases.is_empty() => write!(
+                f,
+                "{on}: ensure the application account (its password; no database)"
+            ),
+            Step::EnsureAppAccount { on, databases } => write!(
+                f,
+                "{on}: ensure the application account (its password; every privilege on {} and no other)",
+                databases.join(", ")
+            ),
         }
     }
 }
@@ -398,6 +428,9 @@ pub enum PlanKind {
     Repoint,
     TakeSiblings,
     RegroupReplicas,
+    /// The first primary of a new cluster, or the adoption of the
+    /// replication that exists.
+    Bootstrap,
 }
 
 impl PlanKind {
@@ -414,6 +447,7 @@ impl PlanKind {
             PlanKind::Repoint => "repoint",
             PlanKind::TakeSiblings => "take-siblings",
             PlanKind::RegroupReplicas => "regroup-replicas",
+            PlanKind::Bootstrap => "bootstrap",
         }
     }
 }
@@ -692,6 +726,14 @@ mod tests {
                 false,
             ),
             (Step::RecordEpoch { on: k() }, true),
+            (Step::EnsureReplicationAccount { on: k() }, true),
+            (
+                Step::EnsureAppAccount {
+                    on: k(),
+                    databases: vec!["app".into()],
+                },
+                true,
+            ),
         ];
         for (step, mutates) in &table {
             assert_eq!(step.mutates(), *mutates, "{step}");

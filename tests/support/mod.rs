@@ -128,6 +128,7 @@ pub fn engine_with(
         ExecutorConfig {
             admin: admin_credentials(),
             repl: orca_sandbox::mysqld::repl_credentials(),
+            app: None,
             timeouts: orca::mysql::conn::Timeouts::default(),
         },
         hooks,

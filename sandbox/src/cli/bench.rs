@@ -52,6 +52,7 @@ fn engine_for(c: &LocalCluster) -> ClusterEngine {
         ExecutorConfig {
             admin: admin_credentials(),
             repl: repl_credentials(),
+            app: None,
             timeouts: Timeouts::default(),
         },
         Default::default(),
@@ -175,6 +176,7 @@ async fn takeover_run() -> Result<Duration, String> {
         ExecutorConfig {
             admin: admin_credentials(),
             repl: repl_credentials(),
+            app: None,
             timeouts: Timeouts::default(),
         },
         Default::default(),

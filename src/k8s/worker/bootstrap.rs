@@ -1,19 +1,20 @@
 use super::*;
+use crate::plan::bootstrap::{self as plan_bootstrap, BootstrapOptions};
 
 impl Worker {
-    /// First start: pod 0 becomes the primary (unless replication already
-    /// exists, say after an operator restart), the replication account is
-    /// created on it, and every other pod replicates from it.
+    /// First start, once every pod is ready: the plan of
+    /// [`plan_bootstrap::bootstrap`] (pod 0 made the primary, or the
+    /// replication that exists adopted), run by the executor like every
+    /// other plan (its steps fenced by the epoch, its record logged), then
+    /// every other pod joined to the primary.
     pub(super) async fn bootstrap(
         &mut self,
         cluster: &MySQLCluster,
         pods: &[PodView],
-        root: &Credentials,
-        repl: &Credentials,
         app: Option<&Credentials>,
     ) -> Result<Option<Duration>, WorkerError> {
         let wanted = cluster.spec.replicas.max(1) as usize;
-        let ready: Vec<&PodView> = pods
+        let mut ready: Vec<&PodView> = pods
             .iter()
             .filter(|p| p.ready && p.key.is_some() && !p.deleting)
             .collect();
@@ -28,86 +29,76 @@ impl Worker {
             .await?;
             return Ok(Some(Duration::from_secs(1)));
         }
+        ready.sort_by_key(|p| p.ordinal.unwrap_or(u32::MAX));
+        let members: Vec<InstanceKey> = ready.iter().filter_map(|p| p.key.clone()).collect();
         self.engine_mut().round().await;
-        let topo = self.engine_mut().topology().clone();
-        // Replication already set up: adopt its primary.
-        let existing = topo
-            .nodes
-            .values()
-            .find(|n| n.role == Role::Primary && !n.replicas.is_empty() && n.reachable())
-            .map(|n| n.key.clone());
-        let primary_pod = match existing.as_ref().map(|k| pod_of(pods, k)) {
-            Some(p) => p,
-            None => {
-                let Some(first) = ready.iter().min_by_key(|p| p.ordinal.unwrap_or(u32::MAX)) else {
-                    return Ok(Some(Duration::from_secs(1)));
+        // The application account, when it is in order; if not,
+        // ensure_app_account reports it.
+        let dbs = &cluster.spec.app_databases;
+        let app = app.filter(|a| accounts::check(&a.user, dbs).is_ok());
+        let opts = BootstrapOptions {
+            semi_sync: cluster
+                .spec
+                .semi_sync
+                .as_ref()
+                .filter(|s| s.enabled)
+                .map(|s| s.wait_count.max(1) as u32),
+            app_databases: app.map(|_| dbs.clone()),
+        };
+        let decided = plan_bootstrap::bootstrap(self.engine_mut().topology(), &members, &opts);
+        let b = match decided {
+            Ok(b) => b,
+            Err(e) => {
+                self.bootstrap_failed(cluster, "BootstrapRefused", e.to_string())
+                    .await;
+                return Ok(Some(Duration::from_secs(5)));
+            }
+        };
+        let primary_pod = pod_of(pods, &b.primary);
+        if !b.adopted {
+            let meta = OperationMeta {
+                id: operation_id(&self.name, b.plan.kind),
+                cluster: self.name.clone(),
+                trigger: "Bootstrap".into(),
+            };
+            let record = self.engine_mut().executor.execute(&b.plan, &meta).await;
+            tracing::info!(
+                cluster = %self.name,
+                operation = %record.id,
+                outcome = ?record.outcome,
+                steps = record.steps.len(),
+                "bootstrap of {primary_pod}"
+            );
+            if !record.outcome.succeeded() {
+                let why = match &record.outcome {
+                    Outcome::Deposed(s) => format!("not the leader any more: {s}"),
+                    Outcome::Failed(e) | Outcome::RolledBack(e) | Outcome::Vetoed(e) => e.clone(),
+                    Outcome::Succeeded => String::new(),
                 };
-                first.name.clone()
+                self.bootstrap_failed(
+                    cluster,
+                    "BootstrapFailed",
+                    format!("making {primary_pod} the primary: {why}"),
+                )
+                .await;
+                return Ok(Some(Duration::from_secs(2)));
             }
-        };
-        let Some(pkey) = pods
-            .iter()
-            .find(|p| p.name == primary_pod)
-            .and_then(|p| p.key.clone())
-        else {
-            return Ok(Some(Duration::from_secs(1)));
-        };
-        if existing.is_none() {
-            let semi = cluster.spec.semi_sync.as_ref().is_some_and(|s| s.enabled);
-            let t = Timeouts::default();
-            let mut conn = connect(&pkey, root, t).await.map_err(|e| {
-                WorkerError::Credentials(format!("connecting to {primary_pod}: {e}"))
-            })?;
-            let user = format!("'{REPL_USER}'@'%'");
-            let pw = crate::mysql::dialect::quote(repl.password());
-            let mut statements = vec![
-                format!("CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {pw}"),
-                format!("ALTER USER {user} IDENTIFIED BY {pw}"),
-                format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}"),
-            ];
-            // The application account too, when it is in order; if not,
-            // ensure_app_account reports it.
-            let dbs = &cluster.spec.app_databases;
-            let app_sql = app.and_then(|a| accounts::statements(&a.user, a.password(), dbs).ok());
-            let app_secrets = app.map(|a| accounts::secrets(a.password()));
-            statements.extend(app_sql.iter().flatten().cloned());
-            if semi {
-                statements.push(match objects::flavor(cluster) {
-                    crate::topology::Flavor::MariaDb => {
-                        "SET GLOBAL rpl_semi_sync_master_enabled = ON".into()
-                    }
-                    crate::topology::Flavor::MySql => {
-                        "SET GLOBAL rpl_semi_sync_source_enabled = ON".into()
-                    }
-                });
-            }
-            statements.push(match objects::flavor(cluster) {
-                crate::topology::Flavor::MariaDb => "SET GLOBAL read_only = OFF".into(),
-                crate::topology::Flavor::MySql => {
-                    "SET GLOBAL super_read_only = OFF, GLOBAL read_only = OFF".into()
-                }
-            });
-            for sql in statements {
-                exec(&mut conn, &pkey, t.query, "bootstrapping the primary", &sql)
-                    .await
-                    .map_err(|e| {
-                        let mut secrets = vec![repl.password(), root.password()];
-                        secrets.extend(app_secrets.iter().flatten().map(String::as_str));
-                        let text = crate::mysql::conn::redact(&e.to_string(), &secrets);
-                        WorkerError::Credentials(format!("bootstrapping {primary_pod}: {text}"))
-                    })?;
-            }
-            let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
-            if let (Some(a), Some(_)) = (app, app_sql) {
+            if let Some(a) = app {
                 self.app_account = Some(accounts::fingerprint(&a.user, a.password(), dbs));
             }
         }
+        self.bootstrap_reported = None;
+        let how = if b.adopted {
+            "adopted: it already had replicas"
+        } else {
+            "bootstrapped"
+        };
         self.event(
             cluster,
             false,
             "PrimaryElected",
             "Bootstrap",
-            format!("{primary_pod} is the primary"),
+            format!("{primary_pod} is the primary ({how})"),
         )
         .await;
         self.patch_status(json!({ "primary": primary_pod, "epoch": self.epoch }))
@@ -116,5 +107,28 @@ impl Worker {
         self.apply_roles(cluster, pods, Some(&primary_pod)).await?;
         self.write_status(cluster, pods, Some(&primary_pod)).await?;
         Ok(Some(Duration::from_millis(500)))
+    }
+
+    /// A bootstrap that could not be planned or run: an Event when the
+    /// reason changes, and the Reconciling condition says why.
+    async fn bootstrap_failed(&mut self, cluster: &MySQLCluster, reason: &str, why: String) {
+        tracing::warn!(cluster = %self.name, reason, "{why}");
+        if self.bootstrap_reported.as_deref() != Some(why.as_str()) {
+            self.bootstrap_reported = Some(why.clone());
+            self.event(cluster, true, reason, "Bootstrap", why.clone())
+                .await;
+        }
+        if let Err(e) = self
+            .patch_status(json!({
+                "observedGeneration": cluster.metadata.generation,
+                "conditions": conditions(cluster, &[
+                    (condition::RECONCILING, true, reason, why),
+                    (condition::AVAILABLE, false, "Bootstrapping", "no primary yet".into()),
+                ]),
+            }))
+            .await
+        {
+            tracing::warn!(cluster = %self.name, error = %e, "cannot write the bootstrap's conditions");
+        }
     }
 }

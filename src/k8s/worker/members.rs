@@ -12,7 +12,6 @@ impl Worker {
         cluster: &MySQLCluster,
         pods: &[PodView],
         primary: Option<&str>,
-        root: &Credentials,
         app: Option<&Credentials>,
     ) {
         // No keys yet: the reconciler adds them to the Secret.
@@ -22,10 +21,9 @@ impl Worker {
         if self.app_account == Some(fp) {
             return;
         }
-        let statements = match accounts::statements(&app.user, app.password(), dbs) {
-            Ok(s) => s,
-            Err(why) => return self.app_account_failed(cluster, fp, why).await,
-        };
+        if let Err(why) = accounts::check(&app.user, dbs) {
+            return self.app_account_failed(cluster, fp, why).await;
+        }
         let Some(pod) = primary.and_then(|n| pods.iter().find(|p| p.name == n)) else {
             return;
         };
@@ -41,24 +39,16 @@ impl Worker {
         if !writable {
             return;
         }
-        let t = Timeouts::default();
-        let run = async {
-            let mut conn = connect(&k, root, t).await?;
-            for sql in &statements {
-                exec(
-                    &mut conn,
-                    &k,
-                    t.query,
-                    "making the application account",
-                    sql,
-                )
-                .await?;
-            }
-            let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
-            Ok::<(), crate::mysql::MysqlError>(())
+        // The executor holds the account (set each round from the Secret).
+        let plan = crate::plan::bootstrap::app_account(&k, dbs);
+        let meta = OperationMeta {
+            id: operation_id(&self.name, plan.kind),
+            cluster: self.name.clone(),
+            trigger: "AppAccount".into(),
         };
-        match run.await {
-            Ok(()) => {
+        let record = self.engine_mut().executor.execute(&plan, &meta).await;
+        match &record.outcome {
+            Outcome::Succeeded => {
                 self.app_account = Some(fp);
                 self.event(
                     cluster,
@@ -77,12 +67,11 @@ impl Worker {
                 )
                 .await;
             }
-            Err(e) => {
-                let [raw, quoted] = accounts::secrets(app.password());
-                let text =
-                    crate::mysql::conn::redact(&e.to_string(), &[&raw, &quoted, root.password()]);
-                self.app_account_failed(cluster, fp, format!("on {}: {text}", pod.name))
-                    .await;
+            // The new leader makes it.
+            Outcome::Deposed(_) => {}
+            Outcome::Failed(e) | Outcome::RolledBack(e) | Outcome::Vetoed(e) => {
+                let why = format!("on {}: {e}", pod.name);
+                self.app_account_failed(cluster, fp, why).await;
             }
         }
     }

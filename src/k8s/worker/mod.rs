@@ -32,7 +32,7 @@ use crate::engine::executor::{
 };
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::mysql::Credentials;
-use crate::mysql::conn::{Timeouts, connect, exec};
+use crate::mysql::conn::Timeouts;
 use crate::plan::{Plan, PlanKind, Step, membership, recovery, takeover};
 use crate::topology::InstanceKey;
 use crate::topology::graph::Role;
@@ -98,6 +98,8 @@ pub struct Worker {
     /// reported failing ([`accounts::fingerprint`]).
     app_account: Option<u64>,
     app_account_reported: Option<u64>,
+    /// Why the bootstrap last failed, as reported (an Event when it changes).
+    bootstrap_reported: Option<String>,
 }
 
 impl Worker {
@@ -106,6 +108,7 @@ impl Worker {
             ExecutorConfig {
                 admin: Credentials::new("root", ""),
                 repl: Credentials::new(REPL_USER, ""),
+                app: None,
                 timeouts: Timeouts::default(),
             },
             Default::default(),
@@ -131,6 +134,7 @@ impl Worker {
             invalid_annotations: Vec::new(),
             app_account: None,
             app_account_reported: None,
+            bootstrap_reported: None,
         }
     }
 
@@ -348,6 +352,7 @@ impl Worker {
         let engine = &mut self.engine;
         engine.executor.config.admin = root.clone();
         engine.executor.config.repl = repl.clone();
+        engine.executor.config.app = app.clone();
         engine.executor.set_fence(self.fence.clone());
         resolved.apply(engine, &pods);
         let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
@@ -402,9 +407,7 @@ impl Worker {
 
         let status = cluster.status.clone().unwrap_or_default();
         if status.primary.is_none() {
-            return self
-                .bootstrap(&cluster, &pods, &root, &repl, app.as_ref())
-                .await;
+            return self.bootstrap(&cluster, &pods, app.as_ref()).await;
         }
         let report = self.engine_mut().round().await;
         for f in &report.new_findings {
@@ -438,7 +441,7 @@ impl Worker {
         primary = self.operations(&cluster, &pods, primary).await?;
         self.reopen_primary(&cluster, &pods, primary.as_deref())
             .await;
-        self.ensure_app_account(&cluster, &pods, primary.as_deref(), &root, app.as_ref())
+        self.ensure_app_account(&cluster, &pods, primary.as_deref(), app.as_ref())
             .await;
         self.join_replicas(&cluster, &pods, primary.as_deref())
             .await;
