@@ -361,48 +361,13 @@ impl Worker {
         }
         // An address no pod has any more (a pod recreated elsewhere) is
         // forgotten once no replica replicates from it.
-        let stale: Vec<InstanceKey> = engine
-            .inventory
-            .known
-            .keys()
-            .filter(|k| !pod_keys.contains(*k))
-            .filter(|k| {
-                !engine
-                    .topology()
-                    .nodes
-                    .values()
-                    .any(|n| n.source.as_ref() == Some(*k) && n.reachable())
-            })
-            .cloned()
-            .collect();
-        for k in stale {
+        for k in observe::stale_addresses(engine.inventory.known.keys(), &pods, engine.topology()) {
             engine.inventory.remove(&k);
             engine.forget(&k);
         }
         // Kubernetes' own view, as evidence for the analysis.
-        engine.context.signals = pods
-            .iter()
-            .filter_map(|p| {
-                let k = p.key.clone()?;
-                let mut s = Vec::new();
-                if p.deleting {
-                    s.push(ExternalSignal::Deleted);
-                }
-                if p.restarting {
-                    s.push(ExternalSignal::ContainerRestarting);
-                }
-                if !p.ready {
-                    s.push(ExternalSignal::NotReady);
-                }
-                (!s.is_empty()).then_some((k, s))
-            })
-            .collect();
-        let now = time::now().as_second();
-        engine.context.downtimed = pods
-            .iter()
-            .filter(|p| annotations::downtimed(&p.annotations, now).unwrap_or(false))
-            .filter_map(|p| p.key.clone())
-            .collect();
+        engine.context.signals = observe::external_signals(&pods);
+        engine.context.downtimed = observe::downtimed(&pods, time::now().as_second());
         self.report_pod_annotations(&cluster, &pods).await;
 
         let status = cluster.status.clone().unwrap_or_default();
