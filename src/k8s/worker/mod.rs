@@ -46,6 +46,7 @@ const ROUND_BUDGET: Duration = Duration::from_secs(3);
 pub const MANAGER: &str = "orca-operator";
 
 mod bootstrap;
+mod decide;
 mod members;
 mod observe;
 mod operations;
