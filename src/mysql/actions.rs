@@ -481,6 +481,13 @@ impl Session<'_> {
         Ok(!rows.is_empty())
     }
 
+    /// The semi-sync variable names of this server (one query on MySQL:
+    /// which plugin is installed).
+    async fn semi_sync_names(&mut self) -> Result<super::dialect::SemiSyncNames, MysqlError> {
+        let new_plugin = self.dialect.flavor == Flavor::MySql && self.semi_sync_new_names().await?;
+        Ok(self.dialect.semi_sync_names(new_plugin))
+    }
+
     /// Semi-sync on the primary side (MariaDB has it built in; MySQL needs
     /// the plugin). `wait_count` is MySQL's; MariaDB always waits for one.
     pub async fn set_semi_sync_primary(
@@ -488,67 +495,42 @@ impl Session<'_> {
         on: bool,
         wait_count: u32,
     ) -> Result<(), MysqlError> {
+        let names = self.semi_sync_names().await?;
         let v = if on { "ON" } else { "OFF" };
         if on {
             // Never fall back to asynchronous replication (see
             // `semi_sync_timeout_max_ms`).
-            let flavor = self.dialect.flavor;
-            let new_names = flavor == Flavor::MySql && self.semi_sync_new_names().await?;
-            let name = if new_names {
-                "rpl_semi_sync_source_timeout"
-            } else {
-                "rpl_semi_sync_master_timeout"
-            };
             let max = super::dialect::semi_sync_timeout_max_ms(self.dialect.flavor);
             self.exec(
                 "setting the semi-sync timeout",
-                &format!("SET GLOBAL {name} = {max}"),
+                &format!("SET GLOBAL {} = {max}", names.primary_timeout),
             )
             .await?;
         }
-        match self.dialect.flavor {
-            Flavor::MariaDb => {
-                self.exec(
-                    "setting semi-sync",
-                    &format!("SET GLOBAL rpl_semi_sync_master_enabled = {v}"),
-                )
-                .await
-            }
-            Flavor::MySql => {
-                let (enabled, count) = if self.semi_sync_new_names().await? {
-                    (
-                        "rpl_semi_sync_source_enabled",
-                        "rpl_semi_sync_source_wait_for_replica_count",
-                    )
-                } else {
-                    (
-                        "rpl_semi_sync_master_enabled",
-                        "rpl_semi_sync_master_wait_for_slave_count",
-                    )
-                };
-                self.exec(
-                    "setting semi-sync wait count",
-                    &format!("SET GLOBAL {count} = {wait_count}"),
-                )
-                .await?;
-                self.exec("setting semi-sync", &format!("SET GLOBAL {enabled} = {v}"))
-                    .await
-            }
+        if let Some(count) = names.wait_count {
+            self.exec(
+                "setting semi-sync wait count",
+                &format!("SET GLOBAL {count} = {wait_count}"),
+            )
+            .await?;
         }
+        self.exec(
+            "setting semi-sync",
+            &format!("SET GLOBAL {} = {v}", names.primary_enabled),
+        )
+        .await
     }
 
     /// Semi-sync on the replica side; takes effect when the IO thread
     /// reconnects.
     pub async fn set_semi_sync_replica(&mut self, on: bool) -> Result<(), MysqlError> {
         let v = if on { "ON" } else { "OFF" };
-        let new_names = self.dialect.flavor == Flavor::MySql && self.semi_sync_new_names().await?;
-        let name = if new_names {
-            "rpl_semi_sync_replica_enabled"
-        } else {
-            "rpl_semi_sync_slave_enabled"
-        };
-        self.exec("setting semi-sync", &format!("SET GLOBAL {name} = {v}"))
-            .await
+        let names = self.semi_sync_names().await?;
+        self.exec(
+            "setting semi-sync",
+            &format!("SET GLOBAL {} = {v}", names.replica_enabled),
+        )
+        .await
     }
 }
 

@@ -29,6 +29,20 @@ pub const fn semi_sync_timeout_max_ms(flavor: Flavor) -> u64 {
     }
 }
 
+/// The names of a server's semi-sync variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemiSyncNames {
+    /// The primary side on or off.
+    pub primary_enabled: &'static str,
+    /// How long a commit waits for an acknowledgement (milliseconds).
+    pub primary_timeout: &'static str,
+    /// How many acknowledgements a commit waits for; MariaDB has none
+    /// (it always waits for one).
+    pub wait_count: Option<&'static str>,
+    /// The replica side on or off.
+    pub replica_enabled: &'static str,
+}
+
 /// Global variables a probe reads, in one `SHOW GLOBAL VARIABLES` round
 /// trip (names a server lacks are simply absent from the answer).
 pub const PROBE_VARIABLES: &[&str] = &[
@@ -194,6 +208,34 @@ impl Dialect {
         self.flavor == Flavor::MySql && self.version.at_least(major, minor, patch)
     }
 
+    /// The semi-sync variable names of this server. MariaDB (built in)
+    /// and MySQL's old plugins say master and slave; MySQL 8.0.26+ ships
+    /// the source/replica plugins too, and the one installed decides:
+    /// `new_plugin` says whether the server has
+    /// `rpl_semi_sync_source_enabled`.
+    pub fn semi_sync_names(&self, new_plugin: bool) -> SemiSyncNames {
+        match self.flavor {
+            Flavor::MariaDb => SemiSyncNames {
+                primary_enabled: "rpl_semi_sync_master_enabled",
+                primary_timeout: "rpl_semi_sync_master_timeout",
+                wait_count: None,
+                replica_enabled: "rpl_semi_sync_slave_enabled",
+            },
+            Flavor::MySql if new_plugin && self.mysql_at_least(8, 0, 26) => SemiSyncNames {
+                primary_enabled: "rpl_semi_sync_source_enabled",
+                primary_timeout: "rpl_semi_sync_source_timeout",
+                wait_count: Some("rpl_semi_sync_source_wait_for_replica_count"),
+                replica_enabled: "rpl_semi_sync_replica_enabled",
+            },
+            Flavor::MySql => SemiSyncNames {
+                primary_enabled: "rpl_semi_sync_master_enabled",
+                primary_timeout: "rpl_semi_sync_master_timeout",
+                wait_count: Some("rpl_semi_sync_master_wait_for_slave_count"),
+                replica_enabled: "rpl_semi_sync_slave_enabled",
+            },
+        }
+    }
+
     /// MySQL 8.0.22+ speaks of sources and replicas.
     pub fn new_terms(&self) -> bool {
         self.mysql_at_least(8, 0, 22)
@@ -357,6 +399,61 @@ mod tests {
         let m84 = d("8.4.3", "MySQL Community Server - GPL");
         assert_eq!(m84.binlog_status(), "SHOW BINARY LOG STATUS");
         assert_eq!(m84.start_replica(), "START REPLICA");
+    }
+
+    #[test]
+    fn semi_sync_names_per_flavor_version_and_plugin() {
+        let old = |replica| SemiSyncNames {
+            primary_enabled: "rpl_semi_sync_master_enabled",
+            primary_timeout: "rpl_semi_sync_master_timeout",
+            wait_count: Some("rpl_semi_sync_master_wait_for_slave_count"),
+            replica_enabled: replica,
+        };
+        let maria = SemiSyncNames {
+            wait_count: None,
+            ..old("rpl_semi_sync_slave_enabled")
+        };
+        let new = SemiSyncNames {
+            primary_enabled: "rpl_semi_sync_source_enabled",
+            primary_timeout: "rpl_semi_sync_source_timeout",
+            wait_count: Some("rpl_semi_sync_source_wait_for_replica_count"),
+            replica_enabled: "rpl_semi_sync_replica_enabled",
+        };
+        // (server, whether it has the source/replica plugin, names)
+        let cases = [
+            (d("10.11.6-MariaDB", ""), false, maria),
+            // MariaDB has one set of names, whatever is asked.
+            (d("11.4.2-MariaDB", ""), true, maria),
+            (
+                d("5.7.44-log", "MySQL"),
+                false,
+                old("rpl_semi_sync_slave_enabled"),
+            ),
+            (
+                d("8.0.25", "MySQL"),
+                true,
+                old("rpl_semi_sync_slave_enabled"),
+            ),
+            (
+                d("8.0.26", "MySQL"),
+                false,
+                old("rpl_semi_sync_slave_enabled"),
+            ),
+            (d("8.0.26", "MySQL"), true, new),
+            (d("8.4.3", "MySQL"), true, new),
+            (
+                d("8.4.3", "MySQL"),
+                false,
+                old("rpl_semi_sync_slave_enabled"),
+            ),
+        ];
+        for (dialect, plugin, want) in cases {
+            assert_eq!(
+                dialect.semi_sync_names(plugin),
+                want,
+                "{dialect:?} {plugin}"
+            );
+        }
     }
 
     #[test]
