@@ -9,7 +9,7 @@
 //! next rounds). The shell runs what [`decide`] returns.
 
 // Wired into `operations` later; until then only its tests call it.
-#![allow(dead_code)]
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
 
