@@ -46,9 +46,11 @@ const ROUND_BUDGET: Duration = Duration::from_secs(3);
 pub const MANAGER: &str = "orca-operator";
 
 mod bootstrap;
+mod guarded;
 mod members;
 mod observe;
 mod operations;
+mod resume;
 mod status;
 
 pub use observe::PodView;
@@ -66,6 +68,13 @@ pub enum WorkerError {
     /// The FailoverPolicy cannot be read: the round does nothing.
     #[error("{0}")]
     PolicyUnreadable(String),
+    /// A newer epoch is recorded in status: another operator leads, this
+    /// worker stops.
+    #[error("deposed: {0}")]
+    Deposed(String),
+    /// A status write that failed (after its retry), or timed out.
+    #[error("status: {0}")]
+    Status(String),
 }
 
 /// The per-cluster worker.
@@ -98,6 +107,18 @@ pub struct Worker {
     /// reported failing ([`accounts::fingerprint`]).
     app_account: Option<u64>,
     app_account_reported: Option<u64>,
+    /// Every status write (epoch-guarded with leader election), and the
+    /// object the last one returned.
+    status_writer: guarded::StatusWriter,
+    /// The operation journal the executor writes through `status_writer`.
+    journal: guarded::WorkerJournal,
+    /// The first round ran (what an earlier operator left was taken up).
+    started: bool,
+    /// An operation stopped without finishing (its journal could not be
+    /// written): the next round resumes it as a new worker would.
+    resume_pending: bool,
+    /// The pending fences as last written to status.
+    fences_written: Option<Vec<String>>,
 }
 
 impl Worker {
@@ -110,6 +131,11 @@ impl Worker {
             },
             Default::default(),
         );
+        let status_writer =
+            guarded::StatusWriter::new(Api::namespaced(client.clone(), &namespace), name.clone());
+        let journal = guarded::WorkerJournal::new(status_writer.clone());
+        let mut executor = executor;
+        executor.set_journal(Some(std::sync::Arc::new(journal.clone())));
         let engine = ClusterEngine::new(
             EngineConfig::new(format!("{namespace}/{name}")),
             executor,
@@ -131,6 +157,11 @@ impl Worker {
             invalid_annotations: Vec::new(),
             app_account: None,
             app_account_reported: None,
+            status_writer,
+            journal,
+            started: false,
+            resume_pending: false,
+            fences_written: None,
         }
     }
 
@@ -170,26 +201,17 @@ impl Worker {
         }
     }
 
+    /// Merges `status` into the cluster's status: epoch-guarded under the
+    /// resourceVersion of the object the worker decided on (the one read
+    /// at the round's start, or returned by its last write), retried once
+    /// after a conflict; a newer epoch deposes the worker. A plain merge
+    /// patch without leader election. See [`guarded`].
     async fn patch_status(&self, status: serde_json::Value) -> Result<(), WorkerError> {
-        self.clusters()
-            .patch_status(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await?;
-        Ok(())
+        self.status_writer.patch(status).await
     }
 
     async fn remove_annotation(&self, key: &str) -> Result<(), WorkerError> {
-        self.clusters()
-            .patch(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "annotations": { key: null } } })),
-            )
-            .await?;
-        Ok(())
+        self.status_writer.remove_annotation(key).await
     }
 
     /// The policy in force, or why it cannot be known
@@ -273,6 +295,10 @@ impl Worker {
 
     /// One round; returns how long to wait before the next.
     pub async fn tick(&mut self) -> Result<Option<Duration>, WorkerError> {
+        if self.status_writer.deposed() {
+            tracing::warn!(cluster = %self.name, "a newer epoch is recorded in status: this worker stops");
+            return Ok(None);
+        }
         if let Some(fence) = &self.fence
             && let Err(e) = fence.check(ROUND_BUDGET)
         {
@@ -285,6 +311,8 @@ impl Worker {
         if cluster.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
+        self.status_writer.set_epoch(self.epoch);
+        self.status_writer.decided_on(&cluster);
         if let Err(problems) = cluster.validate() {
             self.patch_status(json!({
                 "observedGeneration": cluster.metadata.generation,
@@ -406,11 +434,16 @@ impl Worker {
                 .bootstrap(&cluster, &pods, &root, &repl, app.as_ref())
                 .await;
         }
+        // What an earlier operator left (an interrupted operation, fences,
+        // a primary the servers contradict), before the engine acts.
+        let resumed = self.resume(&cluster, &pods, &status).await?;
+        self.journal.arm(None);
         let report = self.engine_mut().round().await;
+        self.journal.disarm();
         for f in &report.new_findings {
             self.announce(&cluster, f).await;
         }
-        let mut primary = status.primary.clone();
+        let mut primary = resumed;
         if let Some(record) = &report.recovery {
             primary = self
                 .after_operation(&cluster, &pods, record, OperationKind::Failover, primary)
@@ -436,6 +469,7 @@ impl Worker {
             .await;
         }
         primary = self.operations(&cluster, &pods, primary).await?;
+        self.sync_pending_fences().await?;
         self.reopen_primary(&cluster, &pods, primary.as_deref())
             .await;
         self.ensure_app_account(&cluster, &pods, primary.as_deref(), &root, app.as_ref())
