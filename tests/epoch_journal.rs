@@ -60,7 +60,11 @@ impl Journal for Recorder {
         point: JournalPoint<'a>,
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            assert!(point.step().is_some_and(Step::mutates), "{:?}", point.step());
+            assert!(
+                point.step().is_some_and(Step::mutates),
+                "{:?}",
+                point.step()
+            );
             self.log.lock().unwrap().push(Asked::Journal {
                 index: point.index,
                 rollback: point.rollback,
@@ -187,7 +191,11 @@ async fn a_journal_that_cannot_be_written_stops_the_plan_before_its_step() {
         .iter()
         .filter(|a| matches!(a, Asked::Journal { .. }))
         .count();
-    assert_eq!(journaled_calls, before + 1, "nothing asked after the refusal");
+    assert_eq!(
+        journaled_calls,
+        before + 1,
+        "nothing asked after the refusal"
+    );
     // The target was not reset: it still replicates from the primary.
     let s = snapshot(&r1).await;
     let source = s.replica.as_ref().expect("the target still replicates");

@@ -318,8 +318,13 @@ impl Journal for WorkerJournal {
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.write(point).await?;
-            if let Some(pause) = pause_after_point_of_no_return(&point) {
-                tracing::warn!(step = point.index + 1, ms = pause.as_millis() as u64, "test pause after the point of no return");
+            let armed = self.state().armed.is_some();
+            if let Some(pause) = pause_after_point_of_no_return(&point).filter(|_| armed) {
+                tracing::warn!(
+                    step = point.index + 1,
+                    ms = pause.as_millis() as u64,
+                    "test pause after the point of no return"
+                );
                 tokio::time::sleep(pause).await;
             }
             Ok(())

@@ -117,7 +117,10 @@ impl Worker {
                     let plan = journal::restart_plan(PlanKind::RecoverDeadPrimary, &restart);
                     self.run_resumed(&plan, "ResumeAbandon").await;
                 }
-                let message = format!("{}: {why}; replication restarted, the failure is recovered anew", j.id);
+                let message = format!(
+                    "{}: {why}; replication restarted, the failure is recovered anew",
+                    j.id
+                );
                 (status.primary.clone(), OperationPhase::Failed, message)
             }
         };
@@ -239,11 +242,7 @@ impl Worker {
         self.engine
             .pending_fences()
             .iter()
-            .map(|k| {
-                pods.get(k)
-                    .cloned()
-                    .unwrap_or_else(|| k.to_string())
-            })
+            .map(|k| pods.get(k).cloned().unwrap_or_else(|| k.to_string()))
             .collect()
     }
 
