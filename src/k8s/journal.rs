@@ -46,16 +46,19 @@ pub fn kind_of(plan: PlanKind) -> Option<OperationKind> {
 }
 
 /// Whether the journal is written (and waited for) before `plan.steps[index]`,
-/// a step that changes something: before the first such step, and right
-/// before the step at the point of no return. Rollback steps are not
-/// journaled: an operator that resumes rolls back again, which is
-/// idempotent.
-pub fn journal_write(plan: &Plan, index: usize, rollback: bool) -> bool {
+/// a step that changes something: before the first such step of the
+/// operation, and right before the step at the point of no return. A
+/// later phase of an operation already journaled (`continued`: the
+/// promotion after an automatic failover's fence) writes only at its
+/// point of no return; each write is a round trip to the API server on
+/// the failover's path. Rollback steps are not journaled: an operator
+/// that resumes rolls back again, which is idempotent.
+pub fn journal_write(plan: &Plan, index: usize, rollback: bool, continued: bool) -> bool {
     if rollback {
         return false;
     }
-    let first = plan.steps.iter().position(Step::mutates);
-    first == Some(index) || (index == plan.point_of_no_return && index < plan.steps.len())
+    let first = !continued && plan.steps.iter().position(Step::mutates) == Some(index);
+    first || (index == plan.point_of_no_return && index < plan.steps.len())
 }
 
 /// The journal entry before `plan.steps[index]`. `pod` names an instance
@@ -635,15 +638,21 @@ mod tests {
             },
         ];
         plan.point_of_no_return = 3;
-        let written: Vec<usize> = (0..plan.steps.len())
-            .filter(|&i| journal_write(&plan, i, false))
-            .collect();
-        assert_eq!(written, vec![1, 3]);
-        assert!(!journal_write(&plan, 1, true), "rollback steps");
+        let written = |continued| -> Vec<usize> {
+            (0..plan.steps.len())
+                .filter(|&i| journal_write(&plan, i, false, continued))
+                .collect()
+        };
+        assert_eq!(written(false), vec![1, 3]);
+        // A later phase of the same operation: its point of no return only.
+        assert_eq!(written(true), vec![3]);
+        assert!(!journal_write(&plan, 1, true, false), "rollback steps");
         // A fence phase: its point of no return is past its last step.
         plan.steps.truncate(3);
         plan.point_of_no_return = 3;
-        let written: Vec<usize> = (0..3).filter(|&i| journal_write(&plan, i, false)).collect();
+        let written: Vec<usize> = (0..3)
+            .filter(|&i| journal_write(&plan, i, false, false))
+            .collect();
         assert_eq!(written, vec![1]);
     }
 

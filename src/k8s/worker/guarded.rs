@@ -278,7 +278,8 @@ impl WorkerJournal {
             let Some(kind) = armed.or(journal::kind_of(point.plan.kind)) else {
                 return Ok(());
             };
-            if !journal::journal_write(point.plan, point.index, point.rollback) {
+            let continued = s.started.as_ref().is_some_and(|(id, _)| *id == point.meta.id);
+            if !journal::journal_write(point.plan, point.index, point.rollback, continued) {
                 return Ok(());
             }
             let started_at = match &s.started {
