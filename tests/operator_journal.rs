@@ -90,12 +90,12 @@ async fn an_operator_killed_past_the_point_of_no_return_is_rolled_forward() {
             .is_some_and(|m| m.contains("rolled forward")),
         "{last:?}"
     );
-    // Status, the role label and the primary Service name the successor.
-    let c = sb.mysql_cluster("db").await;
-    assert_eq!(
-        c.status.as_ref().and_then(|s| s.primary.as_deref()),
-        Some(target.as_str())
-    );
+    // Status, the role label and the primary Service name the successor;
+    // the old primary, still down, is kept as one to fence when it
+    // answers.
+    let status = sb.mysql_cluster("db").await.status.expect("a status");
+    assert_eq!(status.primary.as_deref(), Some(target.as_str()));
+    assert_eq!(status.pending_fences, vec![primary.clone()], "{status:?}");
     let target_key = sb.pod_ip(&target).await;
     eventually(Duration::from_secs(30), "the labels follow", || async {
         (sb.pod_role(&target).await.as_deref() == Some("primary")).then_some(())

@@ -560,13 +560,14 @@ mod tests {
             vec![],
         );
         let pending_p: BTreeSet<String> = ["p".to_string()].into();
-        let table: Vec<(
-            &str,
-            Option<&str>,
-            &Topology,
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            &'a Topology,
             BTreeSet<String>,
-            Option<&str>,
-        )> = vec![
+            Option<&'a str>,
+        );
+        let table: Vec<Case> = vec![
             ("agrees", Some("p"), &normal, BTreeSet::new(), None),
             (
                 "no primary recorded",

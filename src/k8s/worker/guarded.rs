@@ -278,7 +278,10 @@ impl WorkerJournal {
             let Some(kind) = armed.or(journal::kind_of(point.plan.kind)) else {
                 return Ok(());
             };
-            let continued = s.started.as_ref().is_some_and(|(id, _)| *id == point.meta.id);
+            let continued = s
+                .started
+                .as_ref()
+                .is_some_and(|(id, _)| *id == point.meta.id);
             if !journal::journal_write(point.plan, point.index, point.rollback, continued) {
                 return Ok(());
             }

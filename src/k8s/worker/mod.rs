@@ -196,8 +196,17 @@ impl Worker {
         // A recorder per event: each is its own Event object, not a count
         // on an earlier one with another message.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, &cluster.object_ref(&())).await {
-            tracing::warn!(cluster = %self.name, error = %e, "cannot record an event");
+        let published = tokio::time::timeout(
+            guarded::KUBE_LIMIT,
+            recorder.publish(&ev, &cluster.object_ref(&())),
+        )
+        .await;
+        match published {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(cluster = %self.name, error = %e, "cannot record an event")
+            }
+            Err(_) => tracing::warn!(cluster = %self.name, "cannot record an event: timed out"),
         }
     }
 
