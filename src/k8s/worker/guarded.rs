@@ -323,11 +323,11 @@ impl Journal for WorkerJournal {
         Box::pin(async move {
             self.write(point).await?;
             let armed = self.state().armed.is_some();
-            if let Some(pause) = pause_after_point_of_no_return(&point).filter(|_| armed) {
+            if let Some((pause, at)) = test_pause(&point).filter(|_| armed) {
                 tracing::warn!(
                     step = point.index + 1,
                     ms = pause.as_millis() as u64,
-                    "test pause after the point of no return"
+                    "test pause {at} the point of no return"
                 );
                 tokio::time::sleep(pause).await;
             }
@@ -336,19 +336,22 @@ impl Journal for WorkerJournal {
     }
 }
 
-/// A pause right before the step that follows the point of no return
-/// (the successor reset, nothing after it run yet), for tests that stop
-/// the operator there: `ORCA_TEST_PAUSE_AFTER_POINT_OF_NO_RETURN_MS`.
-/// Nothing when unset, as in production.
-fn pause_after_point_of_no_return(point: &JournalPoint<'_>) -> Option<Duration> {
-    if point.rollback || point.index != point.plan.point_of_no_return + 1 {
-        return None;
-    }
-    let ms: u64 = std::env::var("ORCA_TEST_PAUSE_AFTER_POINT_OF_NO_RETURN_MS")
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Duration::from_millis(ms))
+/// A pause right before the step at the point of no return (the journal
+/// written, the successor not reset yet) or right after it (reset,
+/// nothing after it run yet), for tests that stop the operator there:
+/// `ORCA_TEST_PAUSE_BEFORE_POINT_OF_NO_RETURN_MS`,
+/// `ORCA_TEST_PAUSE_AFTER_POINT_OF_NO_RETURN_MS`. Nothing when unset, as
+/// in production.
+fn test_pause(point: &JournalPoint<'_>) -> Option<(Duration, &'static str)> {
+    let ponr = point.plan.point_of_no_return;
+    let (var, at) = match point.index {
+        _ if point.rollback || ponr >= point.plan.steps.len() => return None,
+        i if i == ponr => ("ORCA_TEST_PAUSE_BEFORE_POINT_OF_NO_RETURN_MS", "before"),
+        i if i == ponr + 1 => ("ORCA_TEST_PAUSE_AFTER_POINT_OF_NO_RETURN_MS", "after"),
+        _ => return None,
+    };
+    let ms: u64 = std::env::var(var).ok()?.parse().ok()?;
+    Some((Duration::from_millis(ms), at))
 }
 
 #[cfg(test)]

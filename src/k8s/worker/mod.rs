@@ -445,7 +445,7 @@ impl Worker {
         }
         // What an earlier operator left (an interrupted operation, fences,
         // a primary the servers contradict), before the engine acts.
-        let resumed = self.resume(&cluster, &pods, &status).await?;
+        let resumed = self.resume(&mut cluster, &pods, &status).await?;
         self.journal.arm(None);
         let report = self.engine_mut().round().await;
         self.journal.disarm();

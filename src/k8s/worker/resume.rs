@@ -15,7 +15,7 @@ impl Worker {
     /// forward or back, or corrects `status.primary`. Returns the primary.
     pub(super) async fn resume(
         &mut self,
-        cluster: &MySQLCluster,
+        cluster: &mut MySQLCluster,
         pods: &[PodView],
         status: &MySQLClusterStatus,
     ) -> Result<Option<String>, WorkerError> {
@@ -135,6 +135,8 @@ impl Worker {
             };
             if asked == j.kind {
                 self.remove_annotation(r.annotation()).await?;
+                // Not seen by this round's operations either.
+                cluster.annotations_mut().remove(r.annotation());
             }
         }
         self.finish_resumed(cluster, &j, primary, phase, message)
