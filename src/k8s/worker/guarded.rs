@@ -172,6 +172,7 @@ impl StatusWriter {
             };
             match after_error(&e, attempt) {
                 Next::Retry => {
+                    tracing::debug!(cluster = %self.name, error = %e, "status changed since it was read: reading it again");
                     current = self.read().await?;
                     self.keep(current.clone());
                     attempt += 1;
