@@ -37,6 +37,9 @@ impl Worker {
         let journaled = status.operation.as_ref();
         let decision = journal::decide(journaled, &seen);
         let Some(j) = journaled.cloned() else {
+            if !first {
+                self.interrupted_unjournaled(status).await?;
+            }
             return self.reconcile_primary(cluster, pods, status, &seen).await;
         };
         tracing::info!(cluster = %self.name, operation = %j.id, decision = ?decision, "an interrupted operation found in status");
@@ -174,6 +177,28 @@ impl Worker {
         self.event(cluster, warning, "OperationResumed", "Resume", message)
             .await;
         Ok(primary)
+    }
+
+    /// An operation of this worker stopped before its first journal was
+    /// written (so before it changed anything): the `lastOperation` it
+    /// left running ends failed.
+    async fn interrupted_unjournaled(
+        &mut self,
+        status: &MySQLClusterStatus,
+    ) -> Result<(), WorkerError> {
+        let Some(mut last) = status.last_operation.clone() else {
+            return Ok(());
+        };
+        if last.phase.is_finished() {
+            return Ok(());
+        }
+        last.phase = OperationPhase::Failed;
+        last.message = Some(
+            "stopped before its first step: its journal could not be written; nothing was changed"
+                .into(),
+        );
+        last.finished_at = Some(time::now_string());
+        self.patch_status(json!({ "lastOperation": last })).await
     }
 
     /// Runs a plan of a resumed operation (not journaled: it is the
