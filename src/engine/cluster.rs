@@ -137,6 +137,35 @@ impl ClusterEngine {
         &self.findings
     }
 
+    /// Former primaries still to be fenced when they answer again, with
+    /// those whose fence holds a write lock that is lost, to take again:
+    /// what a new operator must know to go on fencing them.
+    pub fn pending_fences(&self) -> BTreeSet<InstanceKey> {
+        self.pending_fence.clone()
+    }
+
+    /// Adds former primaries to fence when they answer again (read from
+    /// where an earlier operator kept them): one that answers is fenced
+    /// by this engine, even though another took the lock before.
+    pub fn seed_pending_fences(&mut self, keys: impl IntoIterator<Item = InstanceKey>) {
+        self.pending_fence.extend(keys);
+    }
+
+    /// A former primary to fence when it answers again (an operation
+    /// rolled forward by this engine's owner).
+    pub fn fence_pending(&mut self, key: InstanceKey) {
+        self.pending_fence.insert(key);
+    }
+
+    /// Probes every instance once, and nothing more: no fence, no
+    /// heartbeat, no recovery. The topology as it stands, for decisions
+    /// taken before the first round acts (an interrupted operation).
+    pub async fn observe(&mut self) -> &Topology {
+        self.probe().await;
+        self.remember_primary();
+        &self.topology
+    }
+
     /// Forgets an instance that left the cluster: no more fencing of it.
     pub fn forget(&mut self, key: &InstanceKey) {
         self.pending_fence.remove(key);

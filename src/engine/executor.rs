@@ -78,7 +78,10 @@ pub enum Outcome {
     /// at a step boundary and ran nothing more, not even the rollback. The
     /// new leader owns the cluster now and rolls the operation forward or
     /// back from this record and what the servers show; a rollback run by
-    /// the old one could undo what the new one is doing.
+    /// the old one could undo what the new one is doing. A journal that
+    /// could not be written ([`Journal`]) stops the operation so too: the
+    /// next owner (this operator's next round, or a new leader) goes on
+    /// from the journal last written and what the servers show.
     Deposed(Stopped),
 }
 
@@ -140,6 +143,57 @@ impl LeaderFence for crate::ha::Fence {
     fn check(&self, needed: Duration) -> Result<Epoch, NotLeader> {
         crate::ha::Fence::check(self, needed)
     }
+}
+
+/// Where an operation stands when the executor is about to take a step
+/// that changes something: what [`Journal::record`] is told.
+#[derive(Clone, Copy)]
+pub struct JournalPoint<'a> {
+    pub meta: &'a OperationMeta,
+    pub plan: &'a Plan,
+    /// The step about to run, from 0, in `plan.steps` (or in
+    /// `plan.rollback` when `rollback`).
+    pub index: usize,
+    pub rollback: bool,
+    /// Whether the plan's point of no return has run (the successor's
+    /// `RESET REPLICA ALL`): from here on the successor is the primary.
+    pub past_point_of_no_return: bool,
+    /// The epoch the fence check before the step returned.
+    pub epoch: Option<Epoch>,
+}
+
+impl JournalPoint<'_> {
+    /// The step about to run.
+    pub fn step(&self) -> Option<&Step> {
+        let steps = if self.rollback {
+            &self.plan.rollback
+        } else {
+            &self.plan.steps
+        };
+        steps.get(self.index)
+    }
+}
+
+/// Where the executor records an operation's progress before each step
+/// that changes something, after the fence check (the operator writes it
+/// to the cluster's status). A failure stops the operation at that step
+/// boundary, as a lost leadership does ([`Outcome::Deposed`]): what it
+/// did so far is unknown to the next owner unless the journal says it.
+pub trait Journal: Send + Sync {
+    fn record<'a>(
+        &'a self,
+        point: JournalPoint<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// Which steps of a plan a run of steps is, for the journal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journaled {
+    Steps,
+    Rollback,
+    /// Steps taken apart from the plan ([`Executor::run_each`]): not
+    /// journaled.
+    No,
 }
 
 /// How long a step may take to change what it changes, which the term
@@ -301,6 +355,9 @@ pub struct Executor {
     /// `None` without leader election (orca standalone, a one-shot
     /// command), where every step is taken and no epoch is recorded.
     pub fence: Option<std::sync::Arc<dyn LeaderFence>>,
+    /// Told before every step that changes something, after the fence
+    /// check; `None` journals nothing.
+    pub journal: Option<std::sync::Arc<dyn Journal>>,
 }
 
 /// How a step ended, before it is recorded.
@@ -387,7 +444,49 @@ impl Executor {
             hooks,
             write_locks: WriteLocks::default(),
             fence: None,
+            journal: None,
         }
+    }
+
+    /// Tells `journal` of every step that changes something, before it
+    /// runs; `None` journals nothing.
+    pub fn set_journal(&mut self, journal: Option<std::sync::Arc<dyn Journal>>) {
+        self.journal = journal;
+    }
+
+    /// The journal before `steps[index]` of `run`, when the step changes
+    /// something: `Err(why)` stops the operation there.
+    async fn journal(
+        &self,
+        run: &Run<'_>,
+        which: Journaled,
+        steps: &[Step],
+        index: usize,
+        epoch: Option<Epoch>,
+    ) -> Result<(), String> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let rollback = match which {
+            Journaled::Steps => false,
+            Journaled::Rollback => true,
+            Journaled::No => return Ok(()),
+        };
+        if !steps.get(index).is_some_and(Step::mutates) {
+            return Ok(());
+        }
+        let past = !rollback && index > run.plan.point_of_no_return;
+        journal
+            .record(JournalPoint {
+                meta: run.meta,
+                plan: run.plan,
+                index,
+                rollback,
+                past_point_of_no_return: past,
+                epoch,
+            })
+            .await
+            .map_err(|e| format!("the operation's journal could not be written: {e}"))
     }
 
     /// Checks the leadership of `fence` (the operator's) before every step
@@ -816,6 +915,7 @@ impl Executor {
         steps: &[Step],
         records: &mut Vec<StepRecord>,
         stop_on_error: bool,
+        which: Journaled,
     ) -> Ending {
         let Run { plan, meta, t0 } = *run;
         let mut ending = Ending::default();
@@ -843,6 +943,20 @@ impl Executor {
                     break;
                 }
             };
+            // The journal before the step (one write for a group): not
+            // written, the operation stops here as a deposed one does.
+            if let Err(why) = self.journal(run, which, steps, i, epoch).await {
+                tracing::warn!(
+                    cluster = %meta.cluster,
+                    operation = %meta.id,
+                    step = i + 1,
+                    reason = %why,
+                    "the operation stops before \"{}\"",
+                    steps[i]
+                );
+                ending.deposed = Some((i, why));
+                break;
+            }
             let started = t0.elapsed();
             let results: Vec<Ran> = if group > 1 {
                 futures::future::join_all(steps[i..i + group].iter().map(|step| async move {
@@ -927,7 +1041,14 @@ impl Executor {
         };
         let mut records = Vec::new();
         let ending = self
-            .run_steps(&mut sessions, &run, steps, &mut records, false)
+            .run_steps(
+                &mut sessions,
+                &run,
+                steps,
+                &mut records,
+                false,
+                Journaled::No,
+            )
             .await;
         sessions.close().await;
         let stopped = ending
@@ -952,12 +1073,26 @@ impl Executor {
         let mut hook_errors = Vec::new();
         let run = Run { plan, meta, t0 };
         let ending = self
-            .run_steps(&mut sessions, &run, &plan.steps, &mut steps, true)
+            .run_steps(
+                &mut sessions,
+                &run,
+                &plan.steps,
+                &mut steps,
+                true,
+                Journaled::Steps,
+            )
             .await;
         let undone = if runs_rollback(plan, &ending) {
             Some(
-                self.run_steps(&mut sessions, &run, &plan.rollback, &mut rollback, false)
-                    .await,
+                self.run_steps(
+                    &mut sessions,
+                    &run,
+                    &plan.rollback,
+                    &mut rollback,
+                    false,
+                    Journaled::Rollback,
+                )
+                .await,
             )
         } else {
             None

@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod annotations;
 mod client;
 pub mod crd;
+pub mod journal;
 pub mod objects;
 pub mod operator;
 pub mod ordinal;

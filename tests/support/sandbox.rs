@@ -224,18 +224,38 @@ impl Sandbox {
 
     /// A separate `orca operator` process against this sandbox.
     pub fn start_operator(&mut self, identity: &str) {
+        self.start_operator_with(identity, &[]);
+    }
+
+    /// [`Sandbox::start_operator`] with environment variables set.
+    pub fn start_operator_with(&mut self, identity: &str, env: &[(&str, &str)]) {
         let log =
             std::fs::File::create(self.dir.path().join(format!("{identity}.log"))).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_orca"))
             .args(["--log", "orca=info", "operator", "--kubeconfig"])
             .arg(&self.kubeconfig)
             .args(["--identity", identity])
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .expect("start orca operator");
         self.operator = Some(child);
+    }
+
+    /// What the separate operator `identity` printed.
+    pub fn operator_log(&self, identity: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{identity}.log"))).unwrap_or_default()
+    }
+
+    /// Kills the separate operator with SIGKILL: no cleanup, its lease
+    /// stays held until it expires.
+    pub fn kill_operator(&mut self) {
+        if let Some(mut c) = self.operator.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Stops the separate operator with SIGTERM (it releases its lease).

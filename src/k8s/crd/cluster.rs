@@ -217,6 +217,65 @@ pub struct MySQLClusterStatus {
     /// The `metadata.generation` of the spec this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+
+    /// The operation in progress, written before its first step that
+    /// changes a server and again right before its point of no return;
+    /// present only while it runs. An operator that starts and finds it
+    /// rolls the operation forward or back from it and what the servers
+    /// show, and never starts it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationJournal>,
+
+    /// Former primaries still to be fenced when they answer again (pod
+    /// names, or addresses when no pod has them), kept across operator
+    /// restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_fences: Vec<String>,
+}
+
+/// The journal of an operation in progress (`status.operation`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationJournal {
+    /// The operation's id, as in logs, records and hook payloads.
+    pub id: String,
+
+    /// What the operation is.
+    pub kind: OperationKind,
+
+    /// Pod that the operation promotes (the successor), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+
+    /// Pod of the primary the operation replaces, when it replaces one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+
+    /// Fencing epoch of the orca leader running it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+
+    /// The step about to run, or last run (from 1), of the plan running
+    /// (an automatic failover runs its fence and its promotion as two
+    /// plans).
+    pub step: u32,
+
+    /// The number of steps of the plan running.
+    pub steps: u32,
+
+    /// The step, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_name: Option<String>,
+
+    /// Whether the successor's `RESET REPLICA ALL` (the point of no
+    /// return) has run: from then on the successor is the primary, and
+    /// the operation can only go forward.
+    #[serde(default)]
+    pub point_of_no_return_passed: bool,
+
+    /// When the operation started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// One instance of the discovered topology.
@@ -348,12 +407,18 @@ pub enum OperationPhase {
     Running,
     Succeeded,
     Failed,
+    /// Stopped before its point of no return and undone: the old primary
+    /// keeps the role.
+    RolledBack,
 }
 
 impl OperationPhase {
     /// Whether the operation has ended.
     pub fn is_finished(self) -> bool {
-        matches!(self, OperationPhase::Succeeded | OperationPhase::Failed)
+        matches!(
+            self,
+            OperationPhase::Succeeded | OperationPhase::Failed | OperationPhase::RolledBack
+        )
     }
 }
 
@@ -577,6 +642,19 @@ mod tests {
             }),
             observed_generation: Some(2),
             conditions: vec![],
+            operation: Some(OperationJournal {
+                id: "demo-failover-1".into(),
+                kind: OperationKind::Failover,
+                target: Some("demo-1".into()),
+                failed: Some("demo-0".into()),
+                epoch: Some(7),
+                step: 6,
+                steps: 12,
+                step_name: Some("demo-1: reset replication".into()),
+                point_of_no_return_passed: false,
+                started_at: Some("2025-01-01T00:00:00Z".into()),
+            }),
+            pending_fences: vec!["demo-0".into()],
         };
         let v = serde_json::to_value(&status).unwrap();
         assert_eq!(v["readyReplicas"], json!(3));
@@ -584,10 +662,17 @@ mod tests {
         assert_eq!(v["topology"][0]["role"], json!("replica"));
         assert_eq!(v["lastOperation"]["kind"], json!("GracefulTakeover"));
         assert!(v["topology"][0].get("errantGtids").is_none());
-        let back: MySQLClusterStatus = serde_json::from_value(v).unwrap();
+        let back: MySQLClusterStatus = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, status);
         assert!(!OperationPhase::Running.is_finished());
         assert!(OperationPhase::Failed.is_finished());
+        assert!(OperationPhase::RolledBack.is_finished());
+        assert_eq!(v["operation"]["pointOfNoReturnPassed"], json!(false));
+        assert_eq!(
+            v["operation"]["stepName"],
+            json!("demo-1: reset replication")
+        );
+        assert_eq!(v["pendingFences"], json!(["demo-0"]));
     }
 
     #[test]

@@ -47,9 +47,11 @@ pub const MANAGER: &str = "orca-operator";
 
 mod bootstrap;
 mod decide;
+mod guarded;
 mod members;
 mod observe;
 mod operations;
+mod resume;
 mod status;
 
 pub use observe::PodView;
@@ -67,6 +69,13 @@ pub enum WorkerError {
     /// The FailoverPolicy cannot be read: the round does nothing.
     #[error("{0}")]
     PolicyUnreadable(String),
+    /// A newer epoch is recorded in status: another operator leads, this
+    /// worker stops.
+    #[error("deposed: {0}")]
+    Deposed(String),
+    /// A status write that failed (after its retry), or timed out.
+    #[error("status: {0}")]
+    Status(String),
 }
 
 /// The per-cluster worker.
@@ -101,6 +110,18 @@ pub struct Worker {
     app_account_reported: Option<u64>,
     /// Why the bootstrap last failed, as reported (an Event when it changes).
     bootstrap_reported: Option<String>,
+    /// Every status write (epoch-guarded with leader election), and the
+    /// object the last one returned.
+    status_writer: guarded::StatusWriter,
+    /// The operation journal the executor writes through `status_writer`.
+    journal: guarded::WorkerJournal,
+    /// The first round ran (what an earlier operator left was taken up).
+    started: bool,
+    /// An operation stopped without finishing (its journal could not be
+    /// written): the next round resumes it as a new worker would.
+    resume_pending: bool,
+    /// The pending fences as last written to status.
+    fences_written: Option<Vec<String>>,
 }
 
 impl Worker {
@@ -114,6 +135,11 @@ impl Worker {
             },
             Default::default(),
         );
+        let status_writer =
+            guarded::StatusWriter::new(Api::namespaced(client.clone(), &namespace), name.clone());
+        let journal = guarded::WorkerJournal::new(status_writer.clone());
+        let mut executor = executor;
+        executor.set_journal(Some(std::sync::Arc::new(journal.clone())));
         let engine = ClusterEngine::new(
             EngineConfig::new(format!("{namespace}/{name}")),
             executor,
@@ -136,6 +162,11 @@ impl Worker {
             app_account: None,
             app_account_reported: None,
             bootstrap_reported: None,
+            status_writer,
+            journal,
+            started: false,
+            resume_pending: false,
+            fences_written: None,
         }
     }
 
@@ -170,31 +201,31 @@ impl Worker {
         // A recorder per event: each is its own Event object, not a count
         // on an earlier one with another message.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, &cluster.object_ref(&())).await {
-            tracing::warn!(cluster = %self.name, error = %e, "cannot record an event");
+        let published = tokio::time::timeout(
+            guarded::KUBE_LIMIT,
+            recorder.publish(&ev, &cluster.object_ref(&())),
+        )
+        .await;
+        match published {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(cluster = %self.name, error = %e, "cannot record an event")
+            }
+            Err(_) => tracing::warn!(cluster = %self.name, "cannot record an event: timed out"),
         }
     }
 
+    /// Merges `status` into the cluster's status: epoch-guarded under the
+    /// resourceVersion of the object the worker decided on (the one read
+    /// at the round's start, or returned by its last write), retried once
+    /// after a conflict; a newer epoch deposes the worker. A plain merge
+    /// patch without leader election. See [`guarded`].
     async fn patch_status(&self, status: serde_json::Value) -> Result<(), WorkerError> {
-        self.clusters()
-            .patch_status(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await?;
-        Ok(())
+        self.status_writer.patch(status).await
     }
 
     async fn remove_annotation(&self, key: &str) -> Result<(), WorkerError> {
-        self.clusters()
-            .patch(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "annotations": { key: null } } })),
-            )
-            .await?;
-        Ok(())
+        self.status_writer.remove_annotation(key).await
     }
 
     /// The policy in force, or why it cannot be known
@@ -278,6 +309,10 @@ impl Worker {
 
     /// One round; returns how long to wait before the next.
     pub async fn tick(&mut self) -> Result<Option<Duration>, WorkerError> {
+        if self.status_writer.deposed() {
+            tracing::warn!(cluster = %self.name, "a newer epoch is recorded in status: this worker stops");
+            return Ok(None);
+        }
         if let Some(fence) = &self.fence
             && let Err(e) = fence.check(ROUND_BUDGET)
         {
@@ -290,6 +325,8 @@ impl Worker {
         if cluster.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
+        self.status_writer.set_epoch(self.epoch);
+        self.status_writer.decided_on(&cluster);
         if let Err(problems) = cluster.validate() {
             self.patch_status(json!({
                 "observedGeneration": cluster.metadata.generation,
@@ -375,11 +412,16 @@ impl Worker {
         if status.primary.is_none() {
             return self.bootstrap(&cluster, &pods, app.as_ref()).await;
         }
+        // What an earlier operator left (an interrupted operation, fences,
+        // a primary the servers contradict), before the engine acts.
+        let resumed = self.resume(&mut cluster, &pods, &status).await?;
+        self.journal.arm(None);
         let report = self.engine_mut().round().await;
+        self.journal.disarm();
         for f in &report.new_findings {
             self.announce(&cluster, f).await;
         }
-        let mut primary = status.primary.clone();
+        let mut primary = resumed;
         if let Some(record) = &report.recovery {
             primary = self
                 .after_operation(&cluster, &pods, record, OperationKind::Failover, primary)
@@ -405,6 +447,7 @@ impl Worker {
             .await;
         }
         primary = self.operations(&cluster, &pods, primary).await?;
+        self.sync_pending_fences().await?;
         self.reopen_primary(&cluster, &pods, primary.as_deref())
             .await;
         self.ensure_app_account(&cluster, &pods, primary.as_deref(), app.as_ref())

@@ -16,7 +16,9 @@ impl Worker {
             cluster: self.name.clone(),
             trigger: plan.kind.name().into(),
         };
+        self.journal.arm(Some(kind));
         let record = self.engine_mut().executor.execute(plan, &meta).await;
+        self.journal.disarm();
         self.after_operation(cluster, pods, &record, kind, primary)
             .await
     }
@@ -31,6 +33,14 @@ impl Worker {
         kind: OperationKind,
         primary: Option<String>,
     ) -> Result<Option<String>, WorkerError> {
+        // Stopped at a step boundary, not finished: the journal stays in
+        // status for whoever goes on (this worker's next round when it
+        // still leads, else the new leader).
+        if let Outcome::Deposed(s) = &record.outcome {
+            self.resume_pending = true;
+            tracing::warn!(cluster = %self.name, operation = %record.id, stopped = %s, "the operation stopped before it finished; its journal stays in status");
+            return Ok(primary);
+        }
         let ok = record.outcome.succeeded();
         let promoted = matches!(
             record.kind,
@@ -83,13 +93,21 @@ impl Worker {
             self.apply_roles(cluster, pods, new_primary.as_deref())
                 .await?;
         }
+        let phase = match &record.outcome {
+            Outcome::Succeeded => OperationPhase::Succeeded,
+            Outcome::RolledBack(_) => OperationPhase::RolledBack,
+            _ => OperationPhase::Failed,
+        };
+        let fences = self.pending_fence_names();
         self.patch_status(json!({
             "primary": new_primary,
             "epoch": self.epoch,
+            "operation": null,
+            "pendingFences": fences,
             "lastOperation": OperationStatus {
                 kind,
                 target,
-                phase: if ok { OperationPhase::Succeeded } else { OperationPhase::Failed },
+                phase,
                 message: Some(message.clone()),
                 started_at: Some(jiff::Timestamp::from_second(record.started_at as i64).map(time::rfc3339).unwrap_or_default()),
                 finished_at: Some(time::now_string()),
@@ -97,6 +115,7 @@ impl Worker {
             },
         }))
         .await?;
+        self.fences_written = Some(fences);
         let reason = match (kind, ok) {
             (OperationKind::GracefulTakeover, true) => "GracefulTakeover",
             (OperationKind::GracefulTakeover, false) => "GracefulTakeoverFailed",
@@ -355,7 +374,9 @@ impl Worker {
                 .await?;
                 return Ok(primary);
             };
+            self.journal.arm(Some(kind));
             let record = self.engine_mut().recover(&f).await;
+            self.journal.disarm();
             return self
                 .after_operation(cluster, pods, &record, kind, primary)
                 .await;

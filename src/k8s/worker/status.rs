@@ -163,6 +163,7 @@ impl Worker {
                 .as_ref()
                 .and_then(|s| s.last_operation.clone()),
             observed_generation: cluster.metadata.generation,
+            ..Default::default()
         };
         let mut v =
             serde_json::to_value(&status).map_err(|e| WorkerError::Credentials(e.to_string()))?;
