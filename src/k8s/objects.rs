@@ -292,15 +292,46 @@ pub fn app_keys_patch(secret: &Secret, password: &str) -> Option<serde_json::Val
     }))
 }
 
-/// A shell loop for the preStop hook: a pod that is the primary waits
-/// (bounded) until orca has handed the role over and made it read only,
-/// then gives the new primary a moment to catch up with it, so that
-/// deleting or draining the primary's pod is a graceful takeover, not a
-/// failover. A replica is read only already and stops at once.
-pub const PRE_STOP: &str = "for i in $(seq 1 100); do \
-    ro=$(mariadb -uroot -p\"$MARIADB_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null || \
-         mysql -uroot -p\"$MYSQL_ROOT_PASSWORD\" -h\"$POD_IP\" -N -e 'SELECT @@global.read_only' 2>/dev/null); \
-    if [ \"$ro\" = 1 ]; then [ $i -gt 1 ] && sleep 2; exit 0; fi; sleep 0.2; done; exit 0";
+/// How long Kubernetes lets a pod stop (preStop hook, then SIGTERM)
+/// before it kills it.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+
+/// How long, at most, the preStop hook waits for the handover: the
+/// grace period less the time mysqld needs to shut down cleanly.
+pub const PRE_STOP_WAIT_SECONDS: i64 = TERMINATION_GRACE_SECONDS - 5;
+
+/// The preStop hook: a pod that is the primary (writable, or read only
+/// without replicating: fenced by a takeover in progress) waits until orca
+/// has completed the handover, that is until it replicates from another
+/// source with its IO thread running (the new primary promoted, the old
+/// one repointed to it) — not merely until it is read only, which the
+/// takeover makes it before the new primary has caught up. A replica stops
+/// at once; so does a server that does not answer. The wait is bounded by
+/// [`PRE_STOP_WAIT_SECONDS`] (`{wait}` below). The client reads the admin
+/// password from `MYSQL_PWD`, set from the container's environment inside
+/// the hook: it is never on a command line, nor printed.
+const PRE_STOP_TEMPLATE: &str = r#"end=$(( $(date +%s) + {wait} ))
+MYSQL_PWD="${MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}"; export MYSQL_PWD
+q() { mariadb -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null || mysql -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null; }
+look() {
+  ro=$(q 'SELECT @@global.read_only AS ro' | tail -n 1) || return 1
+  [ -n "$ro" ] || return 1
+  st=$(q 'SHOW REPLICA STATUS\G' || q 'SHOW SLAVE STATUS\G') || st=""
+  src=$(printf '%s\n' "$st" | sed -n -E 's/^ *(Master|Source)_Host: *//p' | head -n 1)
+  io=$(printf '%s\n' "$st" | sed -n -E 's/^ *(Slave|Replica)_IO_Running: *//p' | head -n 1)
+}
+look || exit 0
+[ "$ro" = 1 ] && [ -n "$src" ] && exit 0
+while [ "$(date +%s)" -lt "$end" ]; do
+  if look && [ -n "$src" ] && [ "$src" != "$POD_IP" ] && [ "$io" = Yes ]; then exit 0; fi
+  sleep 0.5
+done
+exit 0"#;
+
+/// The preStop hook's script ([`PRE_STOP_TEMPLATE`]).
+pub fn pre_stop_script() -> String {
+    PRE_STOP_TEMPLATE.replace("{wait}", &PRE_STOP_WAIT_SECONDS.to_string())
+}
 
 pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
     let name = c.name_any();
@@ -325,7 +356,7 @@ pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
             "failureThreshold": 3,
         },
         "lifecycle": {
-            "preStop": { "exec": { "command": ["sh", "-c", PRE_STOP] } },
+            "preStop": { "exec": { "command": ["sh", "-c", pre_stop_script()] } },
         },
         "volumeMounts": [
             { "name": "config", "mountPath": "/etc/mysql/conf.d" },
@@ -359,7 +390,7 @@ pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
                 "template": {
                     "metadata": { "labels": labels },
                     "spec": {
-                        "terminationGracePeriodSeconds": 30,
+                        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                         "containers": [container],
                         "volumes": [
                             { "name": "config", "configMap": { "name": config_map_name(c) } },
@@ -453,6 +484,39 @@ mod tests {
         c.metadata.namespace = Some("ns".into());
         c.metadata.uid = Some("uid-1".into());
         c
+    }
+
+    #[test]
+    fn the_pre_stop_hook_waits_for_a_completed_handover_within_the_grace_period() {
+        let script = pre_stop_script();
+        // Bounded below the grace period the StatefulSet sets.
+        assert!(script.starts_with(&format!("end=$(( $(date +%s) + {PRE_STOP_WAIT_SECONDS} ))")));
+        assert!(PRE_STOP_WAIT_SECONDS < TERMINATION_GRACE_SECONDS);
+        let sts = stateful_set(&cluster("image: mariadb:10.11\n")).unwrap();
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.termination_grace_period_seconds,
+            Some(TERMINATION_GRACE_SECONDS)
+        );
+        let hook = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap();
+        assert_eq!(hook, vec!["sh".to_string(), "-c".into(), script.clone()]);
+        // Done when it replicates from another source, IO thread running,
+        // not when it is merely read only.
+        assert!(script.contains("SHOW REPLICA STATUS"), "{script}");
+        assert!(script.contains("SHOW SLAVE STATUS"), "{script}");
+        assert!(
+            script.contains(r#"[ "$src" != "$POD_IP" ] && [ "$io" = Yes ]"#),
+            "{script}"
+        );
+        // The password goes through MYSQL_PWD, never on a command line.
+        assert!(script.contains("export MYSQL_PWD"), "{script}");
+        assert!(!script.contains(" -p"), "{script}");
     }
 
     #[test]

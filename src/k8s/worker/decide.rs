@@ -1,15 +1,12 @@
 //! What a round does about the cluster's operation annotations and its
 //! primary's pod, decided from them alone. Pure.
 //!
-//! It mirrors the decisions of `Worker::operations` (operations.rs): the
-//! malformed annotations reported and removed first; a primary whose pod
-//! goes away (deleted, or scaled away) handed over before anything else,
-//! once per pod, to a pod that stays; otherwise the acknowledgement, then
+//! `Worker::operations` (operations.rs) runs it: the malformed
+//! annotations reported and removed first; a primary whose pod goes away
+//! (deleted, or scaled away) handed over before anything else, once per
+//! departure of its pod ([`still_handed_over`]), to a pod that stays; otherwise the acknowledgement, then
 //! at most one operation an annotation asks for (the others wait for the
 //! next rounds). The shell runs what [`decide`] returns.
-
-// Wired into `operations` later; until then only its tests call it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +91,29 @@ fn leaving(pod: &PodView, replicas: i32) -> Option<Leaving> {
     } else {
         None
     }
+}
+
+/// The primary pods still to count as handed over: only the current
+/// `primary`, while its pod goes away. Once another pod is primary, or the
+/// primary's pod stays (a new incarnation of it, primary again), its
+/// hand over is over, and the next time its pod goes away it is handed
+/// over again.
+pub(super) fn still_handed_over(
+    handed_over: &BTreeSet<String>,
+    pods: &[PodView],
+    primary: Option<&str>,
+    replicas: i32,
+) -> BTreeSet<String> {
+    let leaving_primary = primary.filter(|n| {
+        pods.iter()
+            .find(|p| p.name == *n)
+            .is_some_and(|p| leaving(p, replicas).is_some())
+    });
+    handed_over
+        .iter()
+        .filter(|n| Some(n.as_str()) == leaving_primary)
+        .cloned()
+        .collect()
 }
 
 /// The round's decision from the cluster's `annotations`, its `pods`, the
@@ -439,6 +459,119 @@ mod tests {
             let got: Vec<&str> = d.malformed.iter().map(|m| m.annotation.as_str()).collect();
             assert_eq!(got, bad, "{name}");
         }
+    }
+
+    #[test]
+    fn a_hand_over_lasts_while_the_primary_pod_goes_away() {
+        let three = || vec![pod("db-0"), pod("db-1"), pod("db-2")];
+        // (case, handed over, pods, primary, spec.replicas, still handed over)
+        type Case = (
+            &'static str,
+            Vec<&'static str>,
+            Vec<PodView>,
+            Option<&'static str>,
+            i32,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing handed over",
+                vec![],
+                three(),
+                Some("db-0"),
+                3,
+                vec![],
+            ),
+            (
+                "the primary's pod still being deleted: kept",
+                vec!["db-0"],
+                vec![deleting("db-0"), pod("db-1"), pod("db-2")],
+                Some("db-0"),
+                3,
+                vec!["db-0"],
+            ),
+            (
+                "the primary still scaled away: kept",
+                vec!["db-2"],
+                three(),
+                Some("db-2"),
+                2,
+                vec!["db-2"],
+            ),
+            (
+                "another pod is primary: forgotten",
+                vec!["db-0"],
+                vec![deleting("db-0"), pod("db-1"), pod("db-2")],
+                Some("db-1"),
+                3,
+                vec![],
+            ),
+            (
+                "the pod is back and primary again: forgotten",
+                vec!["db-0"],
+                three(),
+                Some("db-0"),
+                3,
+                vec![],
+            ),
+            (
+                "a primary without a pod: forgotten",
+                vec!["db-0"],
+                vec![pod("db-1")],
+                Some("db-0"),
+                3,
+                vec![],
+            ),
+            (
+                "no primary: forgotten",
+                vec!["db-0", "db-1"],
+                vec![deleting("db-0"), pod("db-1")],
+                None,
+                3,
+                vec![],
+            ),
+            (
+                "only the leaving primary's entry stays",
+                vec!["db-0", "db-1"],
+                vec![pod("db-0"), deleting("db-1"), pod("db-2")],
+                Some("db-1"),
+                3,
+                vec!["db-1"],
+            ),
+        ];
+        for (name, handed, pods, primary, replicas, want) in cases {
+            let handed: BTreeSet<String> = handed.iter().map(|s| s.to_string()).collect();
+            let got = still_handed_over(&handed, &pods, primary, replicas);
+            let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_primary_pod_deleted_again_is_handed_over_again() {
+        // db-0 deleted and handed over to db-1; back, primary again (a
+        // takeover), deleted again: handed over a second time.
+        let mut handed = BTreeSet::new();
+        let gone = vec![deleting("db-0"), pod("db-1"), pod("db-2")];
+        let d = decide(&BTreeMap::new(), &gone, Some("db-0"), 3, &handed);
+        assert!(matches!(d.operation, Some(Operation::HandOver { .. })));
+        handed.insert("db-0".to_string());
+        for (pods, primary) in [
+            (gone.clone(), "db-1"),
+            (vec![pod("db-0"), pod("db-1"), pod("db-2")], "db-1"),
+            (vec![pod("db-0"), pod("db-1"), pod("db-2")], "db-0"),
+        ] {
+            handed = still_handed_over(&handed, &pods, Some(primary), 3);
+        }
+        let d = decide(&BTreeMap::new(), &gone, Some("db-0"), 3, &handed);
+        assert_eq!(
+            d.operation,
+            Some(Operation::HandOver {
+                primary: "db-0".into(),
+                why: Leaving::Deleted,
+                excluded: names(&["db-0"]),
+            })
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
+use super::decide::{self, Operation};
 use super::*;
+use crate::k8s::crd::names::annotation;
 
 impl Worker {
     /// Runs the plan of an operation a person asked for, then records
@@ -136,14 +138,27 @@ impl Worker {
     /// Runs the operation an annotation asks for (one per round), then
     /// consumes the annotation. Also hands the primary role over before
     /// the primary's pod goes away (deleted, drained, or scaled away).
+    /// What to do is [`decide::decide`]'s; this runs it.
     pub(super) async fn operations(
         &mut self,
         cluster: &MySQLCluster,
         pods: &[PodView],
         primary: Option<String>,
     ) -> Result<Option<String>, WorkerError> {
-        let (requests, malformed) = annotations::requests(cluster.annotations());
-        for m in malformed {
+        self.handed_over = decide::still_handed_over(
+            &self.handed_over,
+            pods,
+            primary.as_deref(),
+            cluster.spec.replicas,
+        );
+        let d = decide::decide(
+            cluster.annotations(),
+            pods,
+            primary.as_deref(),
+            cluster.spec.replicas,
+            &self.handed_over,
+        );
+        for m in d.malformed {
             self.event(
                 cluster,
                 true,
@@ -158,69 +173,63 @@ impl Worker {
             .await?;
             self.remove_annotation(&m.annotation).await?;
         }
-        let primary_pod = primary
-            .as_ref()
-            .and_then(|n| pods.iter().find(|p| &p.name == n));
-        // The primary's pod is going away: hand the role over first.
-        let leaving = primary_pod.is_some_and(|p| {
-            p.deleting || p.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
-        });
-        if leaving
-            && let Some(p) = primary_pod
-            && self.handed_over.insert(p.name.clone())
-        {
-            let why = if p.deleting {
-                "is being deleted"
-            } else {
-                "is scaled away"
-            };
+        if d.acknowledge {
+            self.engine_mut().acknowledge();
             self.event(
                 cluster,
                 false,
-                "PrimaryLeaving",
-                "GracefulTakeover",
-                format!("the primary {} {why}: graceful takeover", p.name),
+                "Acknowledged",
+                "Acknowledge",
+                "the last recovery is acknowledged".into(),
             )
             .await;
-            let exclude: Vec<String> = pods
-                .iter()
-                .filter(|q| {
-                    q.deleting || q.ordinal.is_some_and(|o| o as i32 >= cluster.spec.replicas)
-                })
-                .map(|q| q.name.clone())
-                .collect();
-            return self
-                .takeover(cluster, pods, primary.clone(), None, &exclude)
+            self.remove_annotation(annotation::ACKNOWLEDGE).await?;
+        }
+        let Some(op) = d.operation else {
+            return Ok(primary);
+        };
+        let new_primary = match &op {
+            Operation::HandOver {
+                primary: leaving,
+                why,
+                excluded,
+            } => {
+                self.handed_over.insert(leaving.clone());
+                self.event(
+                    cluster,
+                    false,
+                    "PrimaryLeaving",
+                    "GracefulTakeover",
+                    format!(
+                        "the primary {leaving} {}: graceful takeover",
+                        why.describe()
+                    ),
+                )
                 .await;
-        }
-        for r in requests {
-            let key = r.annotation();
-            let new_primary = match &r {
-                Request::Acknowledge => {
-                    self.engine_mut().acknowledge();
-                    self.event(
-                        cluster,
-                        false,
-                        "Acknowledged",
-                        "Acknowledge",
-                        "the last recovery is acknowledged".into(),
-                    )
-                    .await;
-                    self.remove_annotation(key).await?;
-                    continue;
-                }
-                Request::GracefulTakeover { to } => {
-                    self.takeover(cluster, pods, primary.clone(), to.as_deref(), &[])
-                        .await?
-                }
-                Request::ForceFailover | Request::ForceTakeover { .. } | Request::Recover => {
-                    self.force(cluster, pods, primary.clone(), &r).await?
-                }
-            };
+                self.takeover(cluster, pods, primary.clone(), None, excluded)
+                    .await?
+            }
+            Operation::GracefulTakeover { to } => {
+                self.takeover(cluster, pods, primary.clone(), to.as_deref(), &[])
+                    .await?
+            }
+            Operation::ForceFailover => {
+                self.force(cluster, pods, primary.clone(), &Request::ForceFailover)
+                    .await?
+            }
+            Operation::ForceTakeover { to } => {
+                let r = Request::ForceTakeover { to: to.clone() };
+                self.force(cluster, pods, primary.clone(), &r).await?
+            }
+            Operation::Recover => {
+                self.force(cluster, pods, primary.clone(), &Request::Recover)
+                    .await?
+            }
+        };
+        if let Some(key) = op.annotation() {
             self.remove_annotation(key).await?;
-            return Ok(new_primary);
         }
-        Ok(primary)
+        Ok(new_primary)
     }
 
     pub(super) async fn set_running(
@@ -314,18 +323,10 @@ impl Worker {
             }
         }
         let topo = self.engine_mut().topology().clone();
+        // A primary whose pod is going away is repointed too: its preStop
+        // hook waits until it replicates from the new primary, the sign
+        // that the handover is complete (objects::pre_stop_script).
         let plan = match takeover::graceful_takeover(&topo, &pkey, target.as_ref(), &opts) {
-            // A primary whose pod is going away is not repointed: its next
-            // incarnation joins as a replica.
-            Ok(mut p) if !exclude.is_empty() => {
-                let from = p.point_of_no_return;
-                let mut i = 0;
-                p.steps.retain(|s| {
-                    i += 1;
-                    i <= from || s.target() != Some(&pkey)
-                });
-                p
-            }
             Ok(p) => p,
             Err(e) => {
                 self.refuse(cluster, kind, to.map(String::from), e.to_string())
