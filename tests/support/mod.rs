@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod kubectl;
+pub mod proxy;
 pub mod sandbox;
 pub mod standalone;
 pub mod widget;

@@ -5,6 +5,7 @@
 //! StatefulSet controller, kubelet with real `mariadbd`, and the operator
 //! unless told otherwise: [`Sandbox::cluster`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -26,8 +27,9 @@ pub struct Sandbox {
     server: Option<RunningApiServer>,
     /// The `orca-sandbox` process ([`Sandbox::cluster`]).
     process: Option<Child>,
-    /// A separate `orca operator` ([`Sandbox::start_operator`]).
-    operator: Option<Child>,
+    /// The separate `orca operator` processes by identity
+    /// ([`Sandbox::start_operator`]).
+    operators: BTreeMap<String, Child>,
     /// Last, so that it goes after what runs in it.
     pub dir: tempfile::TempDir,
 }
@@ -75,7 +77,7 @@ impl Sandbox {
             client: OnceLock::new(),
             server: None,
             process: None,
-            operator: None,
+            operators: BTreeMap::new(),
             dir,
         }
     }
@@ -222,18 +224,30 @@ impl Sandbox {
         self.wait_crds().await;
     }
 
-    /// A separate `orca operator` process against this sandbox.
+    /// A separate `orca operator` process against this sandbox. Several
+    /// may run, one per identity; they compete for the Lease.
     pub fn start_operator(&mut self, identity: &str) {
         self.start_operator_with(identity, &[]);
     }
 
     /// [`Sandbox::start_operator`] with environment variables set.
     pub fn start_operator_with(&mut self, identity: &str, env: &[(&str, &str)]) {
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("{identity}.log"))).expect("log");
+        let kubeconfig = self.kubeconfig.clone();
+        self.start_operator_via(identity, &kubeconfig, env);
+    }
+
+    /// [`Sandbox::start_operator_with`] with its own kubeconfig (one that
+    /// goes through a proxy, say).
+    pub fn start_operator_via(&mut self, identity: &str, kubeconfig: &Path, env: &[(&str, &str)]) {
+        // Appends: an identity started again keeps one log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{identity}.log")))
+            .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_orca"))
             .args(["--log", "orca=info", "operator", "--kubeconfig"])
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .args(["--identity", identity])
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
@@ -241,7 +255,10 @@ impl Sandbox {
             .stdin(Stdio::null())
             .spawn()
             .expect("start orca operator");
-        self.operator = Some(child);
+        if let Some(mut old) = self.operators.insert(identity.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
     }
 
     /// What the separate operator `identity` printed.
@@ -249,19 +266,81 @@ impl Sandbox {
         std::fs::read_to_string(self.dir.path().join(format!("{identity}.log"))).unwrap_or_default()
     }
 
-    /// Kills the separate operator with SIGKILL: no cleanup, its lease
+    /// The identities of the separate operators running.
+    pub fn operators(&self) -> Vec<String> {
+        self.operators.keys().cloned().collect()
+    }
+
+    /// Kills every separate operator with SIGKILL: no cleanup, the lease
     /// stays held until it expires.
     pub fn kill_operator(&mut self) {
-        if let Some(mut c) = self.operator.take() {
+        for id in self.operators() {
+            self.kill_operator_named(&id);
+        }
+    }
+
+    /// Kills the separate operator `identity` with SIGKILL.
+    pub fn kill_operator_named(&mut self, identity: &str) {
+        if let Some(mut c) = self.operators.remove(identity) {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// Stops the separate operator with SIGTERM (it releases its lease).
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the separate operator
+    /// `identity`.
+    pub fn signal_operator(&self, identity: &str, signal: nix::sys::signal::Signal) {
+        let c = self
+            .operators
+            .get(identity)
+            .unwrap_or_else(|| panic!("no operator {identity}"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal)
+            .unwrap_or_else(|e| panic!("signal {signal} to {identity}: {e}"));
+    }
+
+    /// Stops every separate operator with SIGTERM (each releases its
+    /// lease).
     pub fn stop_operator(&mut self) {
-        if let Some(mut c) = self.operator.take() {
+        for id in self.operators() {
+            self.stop_operator_named(&id);
+        }
+    }
+
+    /// Stops the separate operator `identity` with SIGTERM.
+    pub fn stop_operator_named(&mut self, identity: &str) {
+        if let Some(mut c) = self.operators.remove(identity) {
             terminate(&mut c, Duration::from_secs(15));
+        }
+    }
+
+    /// The holder of the operators' Lease (`default/orca-operator`) and
+    /// its transitions (the epoch), if it is held.
+    pub async fn lease_holder(&self) -> Option<(String, i32)> {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let api: kube::Api<Lease> = kube::Api::namespaced(self.client().await, "default");
+        let lease = api.get_opt("orca-operator").await.ok()??;
+        let spec = lease.spec?;
+        let holder = spec.holder_identity.filter(|h| !h.is_empty())?;
+        Some((holder, spec.lease_transitions.unwrap_or(0)))
+    }
+
+    /// Waits (at most `limit`) until `identity` holds the Lease; returns
+    /// the epoch.
+    pub async fn wait_leader(&self, identity: &str, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let holder = self.lease_holder().await;
+            if let Some((h, epoch)) = &holder
+                && h == identity
+                && self.operator_log(identity).contains("leading")
+            {
+                return *epoch;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{identity} does not lead: the Lease is held by {holder:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

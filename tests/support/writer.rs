@@ -78,6 +78,13 @@ impl Writer {
         Writer::spawn(key, creds, true).await
     }
 
+    /// [`Writer::persistent`] on a server where the table is there
+    /// already (created through the primary, replicated): a replica, say,
+    /// whose writes read_only refuses until it is promoted.
+    pub async fn persistent_on(key: InstanceKey, creds: Credentials) -> Writer {
+        Writer::spawn(key, creds, true).await
+    }
+
     async fn spawn(key: InstanceKey, creds: Credentials, persistent: bool) -> Writer {
         let mut conn = connect(&key, &creds).await;
         // Continue after whatever an earlier writer left, far enough that
@@ -161,6 +168,27 @@ impl Writer {
         acked
             .iter()
             .filter(|(_, at)| *at > t)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// When the first write after `t` was acknowledged, if one was.
+    pub fn first_ack_after(&self, t: Instant) -> Option<Instant> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > t)
+            .min()
+    }
+
+    /// The acknowledged ids so far, the writer going on.
+    pub fn acked(&self) -> Vec<u64> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
             .map(|(id, _)| *id)
             .collect()
     }

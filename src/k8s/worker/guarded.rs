@@ -332,6 +332,14 @@ impl Journal for WorkerJournal {
                 );
                 tokio::time::sleep(pause).await;
             }
+            if let Some((pause, step)) = test_pause_before_step(&point).filter(|_| armed) {
+                tracing::warn!(
+                    step = point.index + 1,
+                    ms = pause.as_millis() as u64,
+                    "test pause before the step {step}"
+                );
+                tokio::time::sleep(pause).await;
+            }
             Ok(())
         })
     }
@@ -353,6 +361,26 @@ fn test_pause(point: &JournalPoint<'_>) -> Option<(Duration, &'static str)> {
     };
     let ms: u64 = std::env::var(var).ok()?.parse().ok()?;
     Some((Duration::from_millis(ms), at))
+}
+
+/// A pause right before the first step (not of a rollback) whose text
+/// contains `ORCA_TEST_PAUSE_BEFORE_STEP`, for `ORCA_TEST_PAUSE_BEFORE_STEP_MS`
+/// (default 300 s), for tests that stop the operator after any step of an
+/// operation. Nothing when unset, as in production.
+fn test_pause_before_step(point: &JournalPoint<'_>) -> Option<(Duration, String)> {
+    if point.rollback {
+        return None;
+    }
+    let wanted = std::env::var("ORCA_TEST_PAUSE_BEFORE_STEP").ok()?;
+    let step = point.plan.steps.get(point.index)?.to_string();
+    if wanted.is_empty() || !step.contains(&wanted) {
+        return None;
+    }
+    let ms: u64 = std::env::var("ORCA_TEST_PAUSE_BEFORE_STEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    Some((Duration::from_millis(ms), step))
 }
 
 #[cfg(test)]
