@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test fmt-check clippy unit sandbox crds clean
+.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds clean
 
 all: build
 
@@ -42,7 +42,14 @@ unit:
 	$(CARGO) build -p orca-sandbox --bin orca-sandbox
 	$(CARGO) test --workspace --all-targets
 
-test: deps fmt-check clippy unit
+# The operator's HA tests (tests/operator_ha.rs): minutes long and timing
+# bound (leases, kills, a cut proxy), so `#[ignore]`d in the plain run and
+# run here one at a time.
+test-chaos:
+	$(CARGO) build -p orca-sandbox --bin orca-sandbox
+	$(CARGO) test --test operator_ha -- --ignored --test-threads=1
+
+test: deps fmt-check clippy unit test-chaos
 
 # The sandbox cluster with the orca operator: a Kubernetes API server, the StatefulSet controller
 # and a kubelet running real mariadbd, with a kubeconfig in

@@ -85,6 +85,7 @@ pub fn entry(
         // Step texts name instances and settings, never credentials.
         step_name: plan.steps.get(index).map(|s| s.to_string()),
         point_of_no_return_passed: past_point_of_no_return,
+        at_point_of_no_return: !past_point_of_no_return && index == plan.point_of_no_return,
         started_at: Some(started_at.to_string()),
     }
 }
@@ -205,10 +206,13 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
         };
     }
     // Reset ran: the successor replicates from nothing. Or the journal
-    // says so and the successor does not answer now.
+    // says so, or that the reset was about to run (it may have: a
+    // promoted successor may not answer, its writes waiting for a
+    // semi-sync acknowledgement no replica sends yet), and the successor
+    // does not answer now: it is never replaced by another promotion.
     let reset_ran = match target {
         Some(t) if t.reachable => t.source.is_none(),
-        _ => j.point_of_no_return_passed,
+        _ => j.point_of_no_return_passed || j.at_point_of_no_return,
     };
     if let (true, Some(primary)) = (reset_ran, j.target.clone()) {
         return Resume::RollForward { primary, old };
@@ -310,9 +314,12 @@ pub fn unfence_plan(topo: &Topology, old: &InstanceKey, semi_sync: bool) -> Opti
 pub fn repoint_plan(topo: &Topology, primary: &InstanceKey, old: Option<&InstanceKey>) -> Plan {
     let mut plan = Plan::new(PlanKind::Repoint);
     plan.successor = Some(primary.clone());
-    let Some(psnap) = topo.get(primary).and_then(|n| n.snapshot.as_ref()) else {
-        return plan;
-    };
+    // A primary that does not answer is repointed to all the same: its
+    // writes may wait for the semi-sync acknowledgement of these very
+    // replicas, and if it is dead they are its replicas to recover from.
+    // The failover chose it as the most advanced of them; a replica that
+    // holds more stops at its GTID check instead of diverging.
+    let psnap = topo.get(primary).and_then(|n| n.snapshot.as_ref());
     for n in topo.nodes.values() {
         if &n.key == primary || Some(&n.key) == old {
             continue;
@@ -326,7 +333,7 @@ pub fn repoint_plan(topo: &Topology, primary: &InstanceKey, old: Option<&Instanc
         if Some(&r.source) != old || !snap.is_read_only() {
             continue;
         }
-        if extra_transactions(snap, psnap).is_some() {
+        if psnap.is_some_and(|p| extra_transactions(snap, p).is_some()) {
             continue;
         }
         plan.steps.push(Step::StopReplica { on: n.key.clone() });
@@ -370,6 +377,7 @@ mod tests {
             steps: 12,
             step_name: None,
             point_of_no_return_passed: passed,
+            at_point_of_no_return: false,
             started_at: None,
         }
     }
@@ -462,6 +470,27 @@ mod tests {
             (
                 "before the reset, old primary dead: left to recovery",
                 Some(failover(false)),
+                &fenced_dead,
+                Resume::Abandon {
+                    restart: vec!["r1".into(), "r2".into()],
+                    why: "the operation was interrupted before its point of no return and p does not answer".into(),
+                },
+            ),
+            (
+                "at the reset, successor down, old dead: forward, never another promotion",
+                Some(OperationJournal {
+                    at_point_of_no_return: true,
+                    ..failover(false)
+                }),
+                &successor_down,
+                forward("p"),
+            ),
+            (
+                "at the reset, the successor answers, not reset: not forward",
+                Some(OperationJournal {
+                    at_point_of_no_return: true,
+                    ..failover(false)
+                }),
                 &fenced_dead,
                 Resume::Abandon {
                     restart: vec!["r1".into(), "r2".into()],
@@ -683,6 +712,18 @@ mod tests {
         assert_eq!(e.failed.as_deref(), Some("pod-p"));
         assert_eq!(e.step_name, Some(plan.steps[1].to_string()));
         assert!(!e.point_of_no_return_passed);
+        assert!(e.at_point_of_no_return);
+        let first = entry(
+            "c-1",
+            OperationKind::Failover,
+            &plan,
+            0,
+            false,
+            Some(4),
+            "2026-01-01T00:00:00Z",
+            &|k: &InstanceKey| format!("pod-{}", k.host),
+        );
+        assert!(!first.at_point_of_no_return);
         assert_eq!(kind_of(PlanKind::Repoint), None);
         assert_eq!(
             kind_of(PlanKind::RecoverDeadPrimary),
@@ -715,6 +756,25 @@ mod tests {
             .collect();
         assert_eq!(on, vec!["r2".to_string()]);
         assert_eq!(plan.steps.len(), 3);
+        // The new primary does not answer (its writes waiting for a
+        // semi-sync acknowledgement): its siblings are repointed to it.
+        let t = topology(
+            vec![g(stopped(replica_of("r2", 3, "p")), "0-1-9")],
+            vec![down("p", None), down("r1", None)],
+        );
+        let plan = repoint_plan(&t, &key("r1"), Some(&key("p")));
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::StopReplica { on: key("r2") },
+                Step::ChangeSource {
+                    on: key("r2"),
+                    source: key("r1"),
+                    position: SourcePosition::Gtid,
+                },
+                Step::StartReplica { on: key("r2") },
+            ]
+        );
         let restart = restart_plan(PlanKind::RecoverDeadPrimary, &[key("r2")]);
         assert_eq!(restart.steps, vec![Step::StartReplica { on: key("r2") }]);
         assert!(io_stopped(&t, &key("r2")));

@@ -491,7 +491,7 @@ mod tests {
         let script = pre_stop_script();
         // Bounded below the grace period the StatefulSet sets.
         assert!(script.starts_with(&format!("end=$(( $(date +%s) + {PRE_STOP_WAIT_SECONDS} ))")));
-        assert!(PRE_STOP_WAIT_SECONDS < TERMINATION_GRACE_SECONDS);
+        const { assert!(PRE_STOP_WAIT_SECONDS < TERMINATION_GRACE_SECONDS) };
         let sts = stateful_set(&cluster("image: mariadb:10.11\n")).unwrap();
         let pod = sts.spec.unwrap().template.spec.unwrap();
         assert_eq!(

@@ -347,6 +347,30 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // A failing test leaves its logs behind, named in its output.
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!(
+                "orca-failed-{}-{}",
+                std::process::id(),
+                self.dir
+                    .path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for e in std::fs::read_dir(self.dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if e.path().extension().is_some_and(|x| x == "log") {
+                        let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                    }
+                }
+                eprintln!("the sandbox's logs are kept in {}", keep.display());
+            }
+        }
         self.stop_operator();
         if let Some(mut c) = self.process.take() {
             terminate(&mut c, Duration::from_secs(20));

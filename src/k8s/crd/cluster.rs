@@ -273,6 +273,13 @@ pub struct OperationJournal {
     #[serde(default)]
     pub point_of_no_return_passed: bool,
 
+    /// Whether this entry was written right before the point of no return:
+    /// the successor's reset may have run since (or not). When the
+    /// successor does not answer, it is taken as run: another instance is
+    /// never promoted in its place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_point_of_no_return: bool,
+
     /// When the operation started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -652,6 +659,7 @@ mod tests {
                 steps: 12,
                 step_name: Some("demo-1: reset replication".into()),
                 point_of_no_return_passed: false,
+                at_point_of_no_return: true,
                 started_at: Some("2025-01-01T00:00:00Z".into()),
             }),
             pending_fences: vec!["demo-0".into()],
