@@ -162,3 +162,70 @@ async fn a_writable_former_primary_beside_the_primary_is_fenced() {
     assert!(snapshot(&keys[2]).await.is_read_only());
     assert!(!snapshot(&keys[0]).await.is_read_only());
 }
+
+/// A semi-sync primary whose commits wait for an acknowledgement no
+/// replica sends (its only replica's IO thread stopped) still answers
+/// orca's probe: writable, with its binlog position. (`SHOW MASTER
+/// STATUS` blocks there, behind the commits waiting with `AFTER_SYNC`; a
+/// probe that used it took such a primary for one that stopped
+/// answering, and a failover away from it could follow.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_semi_sync_primary_waiting_for_an_acknowledgement_still_answers_the_probe() {
+    let c = semi_sync_cluster(1).await;
+    let p = c.instances[0].key();
+    let r = c.instances[1].key();
+    wait_replicating_from(&r, &p).await;
+    for sql in [
+        "CREATE DATABASE IF NOT EXISTS semi",
+        "CREATE TABLE IF NOT EXISTS semi.wait (id INT PRIMARY KEY)",
+    ] {
+        c.instances[0].exec(sql).await.expect("a table");
+    }
+    c.instances[1]
+        .exec("STOP SLAVE IO_THREAD")
+        .await
+        .expect("no acknowledgements");
+    // Commits that wait, from several connections (a group commit).
+    let mut waiting = Vec::new();
+    for id in 0..4 {
+        let key = p.clone();
+        waiting.push(tokio::spawn(async move {
+            let mut conn = orca::mysql::connect(&key, &admin_credentials(), Default::default())
+                .await
+                .expect("connect");
+            let _ = tokio::time::timeout(
+                Duration::from_secs(20),
+                conn.query_drop(format!("INSERT INTO semi.wait VALUES ({id})")),
+            )
+            .await;
+        }));
+    }
+    eventually(Duration::from_secs(10), "commits waiting", || async {
+        let mut conn = orca::mysql::connect(&p, &admin_credentials(), Default::default())
+            .await
+            .ok()?;
+        let n: Option<u64> = conn
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'INSERT INTO semi.wait%'",
+            )
+            .await
+            .ok()?;
+        (n? >= 4).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = orca::mysql::probe::probe(&p, &admin_credentials(), Default::default())
+        .await
+        .expect("the waiting primary answers the probe");
+    assert!(!s.is_read_only());
+    assert!(s.binlog.is_some(), "{s:?}");
+    // The acknowledgements flow again: the commits end.
+    c.instances[1]
+        .exec("START SLAVE IO_THREAD")
+        .await
+        .expect("acknowledgements");
+    for w in waiting {
+        let _ = w.await;
+    }
+}

@@ -86,6 +86,10 @@ pub const PROBE_STATUS: &[&str] = &[
     "Rpl_semi_sync_master_clients",
     "Rpl_semi_sync_source_clients",
     "Slave_received_heartbeats",
+    // MariaDB: the binlog position of the last commit, read where SHOW
+    // MASTER STATUS would wait (see `parse::mariadb_binlog_status`).
+    "Binlog_snapshot_file",
+    "Binlog_snapshot_position",
 ];
 
 fn in_list(names: &[&str]) -> String {

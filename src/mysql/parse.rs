@@ -138,6 +138,36 @@ pub fn binlog_status(rows: &[TextRow]) -> Option<BinlogCoordinates> {
     )
 }
 
+/// MariaDB's own binlog position as [`binlog_status`] reads it, from its
+/// global status (`Binlog_snapshot_file`, `Binlog_snapshot_position`: the
+/// position of the last commit) rather than from `SHOW MASTER STATUS`,
+/// which waits for the binlog lock: on a semi-synchronous primary whose
+/// commits wait for an acknowledgement (no replica connected, with
+/// `AFTER_SYNC`), it blocks, and a healthy primary would look as if it
+/// stopped answering. No rows when binary logging is off, or when the
+/// status lacks them.
+pub fn mariadb_binlog_status(status: &[TextRow], log_bin: bool) -> Vec<TextRow> {
+    if !log_bin {
+        return Vec::new();
+    }
+    let st = name_values(status);
+    match (
+        st.get("binlog_snapshot_file").filter(|f| !f.is_empty()),
+        st.get("binlog_snapshot_position"),
+    ) {
+        (Some(file), Some(pos)) => vec![TextRow::from([
+            ("File".to_string(), Some(file.clone())),
+            ("Position".to_string(), Some(pos.clone())),
+        ])],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether binary logging is on, per the variables read.
+pub fn log_bin_on(variables: &[TextRow]) -> bool {
+    flag(name_values(variables).get("log_bin").map(String::as_str))
+}
+
 /// `SHOW SLAVE HOSTS` / `SHOW REPLICAS`: the replicas registered with this
 /// instance, by the host and port they report. Rows without a reported host
 /// are skipped (the client address is never used: on loopback or behind
@@ -267,4 +297,46 @@ pub fn snapshot(key: &InstanceKey, answers: &ProbeAnswers) -> Result<Snapshot, P
         heartbeat_age_ms: answers.heartbeat_age_ms,
         report_host: non_empty(v("report_host")).map(String::from),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nv(pairs: &[(&str, &str)]) -> Vec<TextRow> {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                TextRow::from([
+                    ("Variable_name".to_string(), Some(n.to_string())),
+                    ("Value".to_string(), Some(v.to_string())),
+                ])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mariadb_binlog_position_from_the_status() {
+        let status = nv(&[
+            ("Rpl_semi_sync_master_status", "ON"),
+            ("Binlog_snapshot_file", "bin.000003"),
+            ("Binlog_snapshot_position", "583"),
+        ]);
+        let rows = mariadb_binlog_status(&status, true);
+        let c = binlog_status(&rows).expect("coordinates");
+        assert_eq!(
+            c,
+            binlog_status(&[TextRow::from([
+                ("File".to_string(), Some("bin.000003".to_string())),
+                ("Position".to_string(), Some("583".to_string())),
+            ])])
+            .expect("coordinates")
+        );
+        // Binary logging off, or nothing in the status: no position.
+        assert!(mariadb_binlog_status(&status, false).is_empty());
+        assert!(mariadb_binlog_status(&nv(&[("Binlog_snapshot_file", "")]), true).is_empty());
+        assert!(log_bin_on(&nv(&[("log_bin", "ON")])));
+        assert!(!log_bin_on(&nv(&[("log_bin", "OFF")])));
+        assert!(!log_bin_on(&[]));
+    }
 }

@@ -59,14 +59,18 @@ pub async fn read_answers(
         dialect.replica_status(),
     )
     .await?;
-    let binlog_status = query_rows(
-        conn,
-        key,
-        q,
-        "reading binlog status",
-        dialect.binlog_status(),
-    )
-    .await?;
+    let binlog_status = if dialect.flavor == crate::topology::Flavor::MariaDb {
+        parse::mariadb_binlog_status(&status, parse::log_bin_on(&variables))
+    } else {
+        query_rows(
+            conn,
+            key,
+            q,
+            "reading binlog status",
+            dialect.binlog_status(),
+        )
+        .await?
+    };
     let replica_hosts = query_rows(
         conn,
         key,
