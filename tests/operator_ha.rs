@@ -9,10 +9,12 @@
 //!   writable, named by `status.primary`, the role labels and the primary
 //!   Service; the operation ends Succeeded or RolledBack, resumed once and
 //!   never run again. One sandbox serves every case.
-//! - the leader cut off from the API server (a proxy between them, cut;
-//!   MySQL still reachable) while a slow preFailover webhook runs: at most
-//!   one promotion, `orca_meta.epoch` on the primary equals
-//!   `status.epoch` and never goes down.
+//! - the leader cut off while a slow preFailover webhook runs — from the
+//!   API server only (a proxy between them, cut; MySQL still reachable),
+//!   or frozen (SIGSTOP) beyond its lease and thawed once the hook has
+//!   answered: at most one promotion, the cut leader takes no step after
+//!   its hook, `orca_meta.epoch` on the primary equals `status.epoch` and
+//!   never goes down.
 //! - the primary's pod deleted twice in one operator lifetime: two graceful
 //!   takeovers, the preStop hook holding the pod until it replicates from
 //!   the new primary.
@@ -534,9 +536,32 @@ async fn epoch_on(key: &InstanceKey, root: &Credentials) -> Option<i64> {
     e.ok().flatten()
 }
 
+/// How the leader is cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// From the API server only: a proxy between them, cut.
+    Proxy,
+    /// Frozen (SIGSTOP) beyond its lease, then thawed: its hook's answer
+    /// waits for it, and it must not act on it.
+    Stop,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "minutes long: make test-chaos"]
 async fn the_leader_cut_off_from_the_api_server_during_a_slow_pre_failover_hook() {
+    cut_leader(Cut::Proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "minutes long: make test-chaos"]
+async fn the_leader_stopped_beyond_its_lease_during_a_slow_pre_failover_hook() {
+    cut_leader(Cut::Stop).await;
+}
+
+/// A failover whose leader is cut off (`how`) while its slow
+/// preFailover webhook runs: the other operator leads and fails over,
+/// once; the cut one never acts again in its old epoch.
+async fn cut_leader(how: Cut) {
     let t0 = Instant::now();
     let mut sb = Sandbox::cluster(&["--no-operator"]).await;
     sb.wait_crds_or_install().await;
@@ -556,7 +581,10 @@ async fn the_leader_cut_off_from_the_api_server_during_a_slow_pre_failover_hook(
     let via = sb.dir.path().join("kubeconfig-via-proxy");
     orca_sandbox::apiserver::write_kubeconfig(&via, &format!("http://{}", proxy.addr))
         .expect("kubeconfig");
-    sb.start_operator_via("cut", &via, &[]);
+    match how {
+        Cut::Proxy => sb.start_operator_via("cut", &via, &[]),
+        Cut::Stop => sb.start_operator("cut"),
+    }
     let first_epoch = sb.wait_leader("cut", Duration::from_secs(40)).await;
     sb.start_operator("other");
     sb.kubectl().apply(&cluster_yaml("db", 3, true));
@@ -625,7 +653,10 @@ async fn the_leader_cut_off_from_the_api_server_during_a_slow_pre_failover_hook(
         .status
         .and_then(|s| s.operation);
     eprintln!("the leader in its preFailover hook; journal {journal:?}");
-    proxy.cut();
+    match how {
+        Cut::Proxy => proxy.cut(),
+        Cut::Stop => sb.signal_operator("cut", nix::sys::signal::Signal::SIGSTOP),
+    }
     let cut_at = Instant::now();
     let cut_log_from = sb.operator_log("cut").len();
     // The other operator leads once the lease expires, and fails over.
@@ -655,7 +686,10 @@ async fn the_leader_cut_off_from_the_api_server_during_a_slow_pre_failover_hook(
     let hook_end = calls.lock().unwrap()[0] + Duration::from_secs(27);
     tokio::time::sleep(hook_end.saturating_duration_since(Instant::now())).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    proxy.heal();
+    match how {
+        Cut::Proxy => proxy.heal(),
+        Cut::Stop => sb.signal_operator("cut", nix::sys::signal::Signal::SIGCONT),
+    }
     // Who was writable while the old primary was hung: the successor
     // alone. (Resumed, the old primary answers writable for the moment
     // before orca fences it; with semi-sync and no replica it acknowledges
@@ -720,7 +754,7 @@ async fn the_leader_cut_off_from_the_api_server_during_a_slow_pre_failover_hook(
     sb.stop_operator();
     let acked = writers.finish().await;
     assert_acked(&skey, &app, &acked).await;
-    eprintln!("cut leader: {} s", t0.elapsed().as_secs());
+    eprintln!("cut leader ({how:?}): {} s", t0.elapsed().as_secs());
 }
 
 /// Waits until every pod runs, with an address, and every one but
