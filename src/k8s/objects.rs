@@ -307,12 +307,14 @@ pub const PRE_STOP_WAIT_SECONDS: i64 = TERMINATION_GRACE_SECONDS - 5;
 /// one repointed to it) — not merely until it is read only, which the
 /// takeover makes it before the new primary has caught up. A replica stops
 /// at once; so does a server that does not answer. The wait is bounded by
-/// [`PRE_STOP_WAIT_SECONDS`] (`{wait}` below). The client reads the admin
+/// [`PRE_STOP_WAIT_SECONDS`] (`{wait}` below); each client call by a
+/// 2 s connect timeout and, where `timeout` exists, 3 s in all. The client reads the admin
 /// password from `MYSQL_PWD`, set from the container's environment inside
 /// the hook: it is never on a command line, nor printed.
 const PRE_STOP_TEMPLATE: &str = r#"end=$(( $(date +%s) + {wait} ))
 MYSQL_PWD="${MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}"; export MYSQL_PWD
-q() { mariadb -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null || mysql -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null; }
+b() { if command -v timeout >/dev/null 2>&1; then timeout 3 "$@"; else "$@"; fi; }
+q() { b mariadb --connect-timeout=2 -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null || b mysql --connect-timeout=2 -uroot -h"$POD_IP" -B -e "$1" 2>/dev/null; }
 look() {
   ro=$(q 'SELECT @@global.read_only AS ro' | tail -n 1) || return 1
   [ -n "$ro" ] || return 1

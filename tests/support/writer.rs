@@ -86,15 +86,33 @@ impl Writer {
     }
 
     async fn spawn(key: InstanceKey, creds: Credentials, persistent: bool) -> Writer {
-        let mut conn = connect(&key, &creds).await;
         // Continue after whatever an earlier writer left, far enough that
-        // two writers never collide.
-        let last: u64 = conn
-            .query_first(format!("SELECT COALESCE(MAX(id), 0) FROM {TABLE}"))
-            .await
-            .expect("the last id")
-            .unwrap_or(0);
-        let _ = conn.disconnect().await;
+        // two writers never collide. A persistent writer tries again for a
+        // while (a server being fenced kills its connections).
+        let tries = if persistent { 20 } else { 1 };
+        let mut last: Option<u64> = None;
+        for attempt in 1..=tries {
+            let read = async {
+                let mut conn = orca::mysql::connect(&key, &creds, Timeouts::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r: Result<Option<u64>, String> = conn
+                    .query_first(format!("SELECT COALESCE(MAX(id), 0) FROM {TABLE}"))
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = conn.disconnect().await;
+                r
+            };
+            match read.await {
+                Ok(v) => {
+                    last = Some(v.unwrap_or(0));
+                    break;
+                }
+                Err(e) if attempt == tries => panic!("the last id on {key}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        let last = last.unwrap_or(0);
         let next = Arc::new(AtomicU64::new(
             last + 1 + NEXT_BLOCK.fetch_add(1_000_000, Ordering::SeqCst),
         ));
