@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
+use mysql_async::prelude::Queryable;
 use orca::k8s::crd::cluster::{OperationKind, OperationPhase, OperationStatus};
 use orca::mysql::Credentials;
 use orca::mysql::conn::Timeouts;
@@ -114,18 +115,19 @@ impl Writers {
         }
     }
 
-    /// A new writer on `pod` (after [`Writers::stop_on`]) once it answers.
+    /// A new writer on `pod` (after [`Writers::stop_on`]) once it answers
+    /// read only (fenced, for a former primary: a write it took before,
+    /// never acknowledged with semi-sync, would still keep it from
+    /// rejoining).
     async fn restart_on(&mut self, sb: &Sandbox, pod: &str) {
         let key = sb.pod_ip(pod).await;
         let root = sb.root("db").await;
         eventually(
             Duration::from_secs(20),
-            &format!("{pod} answers"),
+            &format!("{pod} answers, read only"),
             || async {
-                orca::mysql::connect(&key, &root, quick())
-                    .await
-                    .ok()
-                    .map(|_| ())
+                let s = orca::mysql::probe::probe(&key, &root, quick()).await.ok()?;
+                s.is_read_only().then_some(())
             },
         )
         .await;
@@ -270,6 +272,7 @@ async fn kill_case(
         .expect("a replica")
         .to_string();
     let started = Instant::now();
+    let mut held_lock: Option<mysql_async::Conn> = None;
     let _ = match case.trigger {
         Trigger::Takeover => sb.kubectl().ok(&[
             "annotate",
@@ -277,13 +280,28 @@ async fn kill_case(
             &format!("orca.dev/graceful-takeover={target}"),
         ]),
         Trigger::Failover => {
-            // No write in flight on the primary when it hangs: one would
-            // stay in its binlog, unacknowledged, and keep it from
-            // rejoining (the next cases need three pods). Its writer
-            // starts again when it is back, to catch any write it takes.
+            // No commit in flight on the primary when it hangs (the
+            // application's, or orca's own heartbeat): one would stay in
+            // its binlog, unacknowledged, and keep it from rejoining, as
+            // orca rightly reports, and the next cases need three pods.
+            // Its writer stops, and a global read lock held from here
+            // until orca fences it holds back every later commit. Its
+            // writer starts again once it is fenced, to catch any write
+            // it takes.
             let key = sb.pod_ip(primary).await;
             writers.stop_on(&key).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut conn = orca::mysql::connect(&key, &sb.root("db").await, Timeouts::default())
+                .await
+                .expect("connect to the primary");
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                conn.query_drop("FLUSH TABLES WITH READ LOCK"),
+            )
+            .await
+            .expect("the read lock in time")
+            .expect("the read lock");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            held_lock = Some(conn);
             sb.kubectl()
                 .ok(&["annotate", "pod", primary, "sandbox.orca.dev/fault=hang"])
         }
@@ -364,6 +382,10 @@ async fn kill_case(
         sb.kubectl()
             .ok(&["annotate", "pod", primary, "sandbox.orca.dev/fault=resume"]);
         writers.restart_on(sb, primary).await;
+        // Fenced by now (its connections killed): the lock is orca's.
+        if let Some(conn) = held_lock.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
+        }
         settled_but(sb, expected, returned).await;
         converged(
             sb,
