@@ -2,15 +2,20 @@
 //! cluster, continuously, outside Kubernetes. Each problem and each
 //! recovery step is logged. SIGUSR1 acknowledges the last recovery (so a
 //! new failure within the anti-flap period may be recovered); Ctrl-C or
-//! SIGTERM stops.
+//! SIGTERM stops. With `--store-dsn`, instance snapshots, findings, every
+//! operation with its steps and the audit of what was asked are written to
+//! the store, behind the decision path (see [`crate::store`]).
 
 use clap::Args;
 
 use super::ops::OpArgs;
+use super::store::StoreArgs;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::engine::executor::{Executor, ExecutorConfig};
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::k8s::crd::parse_duration;
+use crate::store::feed::{Feed, local_user};
+use crate::store::{Door, Store};
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
@@ -31,7 +36,13 @@ pub struct StandaloneArgs {
     /// Do not write orca's heartbeat row on the primary.
     #[arg(long)]
     pub no_heartbeat: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
+
+/// How long a stopping `orca standalone` waits for the store to take the
+/// records still queued.
+const FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(args: StandaloneArgs) -> u8 {
     let s = match args.op.settings() {
@@ -63,6 +74,28 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         .cluster
         .clone()
         .unwrap_or_else(|| s.seeds[0].to_string());
+    let store_config = match args.store.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca standalone: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut feed = match store_config {
+        None => {
+            tracing::info!(cluster = %cluster, "no store (--store-dsn): findings and operations are kept in this log only");
+            None
+        }
+        Some(c) => match Store::open(c).await {
+            Ok(store) => Some(Feed::new(store, cluster.clone())),
+            // A schema newer than this orca knows: a store that does not
+            // answer is no error (its records wait in the queue).
+            Err(e) => {
+                eprintln!("orca standalone: {e}");
+                return EXIT_FAILED;
+            }
+        },
+    };
     let mut config = EngineConfig::new(cluster.clone());
     config.probe_interval = interval;
     config.anti_flap = anti_flap;
@@ -91,11 +124,24 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
     };
     tracing::info!(cluster = %cluster, auto_recover = engine.config.auto_recover, "orca standalone started");
+    let user = local_user();
+    if let Some(f) = &feed {
+        f.audit(
+            "standalone",
+            None,
+            &user,
+            Door::Cli,
+            Some(format!("auto_recover={}", engine.config.auto_recover)),
+        );
+    }
     // Whether the failure now blocked by the anti-flap period was said to
     // wait for an acknowledgement (once per blocked failure).
     let mut told_blocked = false;
     loop {
         let report = engine.round().await;
+        if let Some(f) = feed.as_mut() {
+            f.round(engine.topology(), &report);
+        }
         if let Some(r) = &report.recovery {
             match serde_json::to_string(r) {
                 Ok(json) => println!("{json}"),
@@ -122,9 +168,35 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             _ = usr1.recv() => {
                 engine.acknowledge();
                 tracing::info!(cluster = %cluster, "last recovery acknowledged");
+                if let Some(f) = &feed {
+                    let last = engine.records.last().map(|r| r.id.clone());
+                    f.audit("acknowledge", None, &user, Door::Signal, Some(format!("SIGUSR1; recovery {}", last.as_deref().unwrap_or("none"))));
+                    if let Some(id) = last {
+                        f.acknowledged(&id, &user, "SIGUSR1");
+                    }
+                }
             }
-            _ = term.recv() => return EXIT_OK,
-            _ = tokio::signal::ctrl_c() => return EXIT_OK,
+            _ = term.recv() => return stop(feed.as_ref(), &cluster, &user, "SIGTERM").await,
+            _ = tokio::signal::ctrl_c() => return stop(feed.as_ref(), &cluster, &user, "SIGINT").await,
         }
     }
+}
+
+/// Stops: the stop is audited, and the store is given a few seconds to
+/// take what is still queued; what it did not take is said.
+async fn stop(feed: Option<&Feed>, cluster: &str, user: &str, signal: &str) -> u8 {
+    let Some(f) = feed else {
+        return EXIT_OK;
+    };
+    f.audit("stop", None, user, Door::Signal, Some(signal.to_string()));
+    let left = f.store().flush(FLUSH_AT_STOP).await;
+    if left > 0 {
+        tracing::warn!(
+            cluster = %cluster,
+            queue_depth = left,
+            dropped = f.store().dropped(),
+            "stopping with records the store did not take: they are lost"
+        );
+    }
+    EXIT_OK
 }

@@ -17,9 +17,11 @@
 //! - [`schema`]: versioned migrations, applied at start under a lock;
 //! - [`record`]: the rows, and the pure rules of what to write;
 //! - [`writer`]: the queue and its writer;
-//! - [`read`]: the paged reads the HTTP API serves, newest first.
+//! - [`read`]: the paged reads the HTTP API serves, newest first;
+//! - [`feed`]: what an engine's rounds write there.
 
 pub mod dsn;
+pub mod feed;
 pub mod read;
 pub mod record;
 pub mod schema;

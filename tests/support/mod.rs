@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod kubectl;
 pub mod sandbox;
 pub mod standalone;
+pub mod store;
 pub mod widget;
 pub mod writer;
 

@@ -1,0 +1,334 @@
+//! The store on a real `mariadbd` of its own: migrations (idempotent, two
+//! migrators at once, a newer schema refused), records written and read
+//! back paged, a full queue counted, and the store killed during a
+//! failover of a cluster `orca standalone` manages: the failover happens
+//! at full speed and its record reaches the store when it returns.
+
+mod support;
+
+use std::time::Duration;
+
+use orca::engine::executor::{OperationRecord, Outcome, StepOutcome, StepRecord};
+use orca::plan::{PlanKind, Step};
+use orca::store::record::{AuditRow, Door, InstanceRow, Record, RecoveryRow};
+use orca::store::{Page, Store, StoreError, schema};
+use orca::topology::InstanceKey;
+use orca_sandbox::mysqld::admin_credentials;
+use support::standalone::Standalone;
+use support::store::StoreServer;
+use support::writer::{Writer, assert_acked};
+use support::*;
+
+const TABLES: [&str; 7] = [
+    "audit",
+    "downtimes",
+    "findings",
+    "instances",
+    "recoveries",
+    "recovery_steps",
+    "schema_version",
+];
+
+async fn tables(s: &StoreServer, db: &str) -> Vec<String> {
+    s.column(db, "SHOW TABLES")
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_are_idempotent_and_two_migrators_at_once_apply_each_once() {
+    let s = StoreServer::start().await;
+    let c = s.config("orca_migrate");
+    // Two orca processes starting at once: both succeed, each migration
+    // is applied once (a second insert of a version would fail).
+    let (a, b) = tokio::join!(orca::store::migrate(&c), orca::store::migrate(&c));
+    let known = schema::known_version();
+    assert_eq!(a.expect("first migrator"), known);
+    assert_eq!(b.expect("second migrator"), known);
+    assert_eq!(tables(&s, "orca_migrate").await, TABLES);
+    let versions = s
+        .column(
+            "orca_migrate",
+            "SELECT version FROM schema_version ORDER BY version",
+        )
+        .await;
+    let want: Vec<Option<String>> = (1..=known).map(|v| Some(v.to_string())).collect();
+    assert_eq!(versions, want);
+    // Again, on a current schema: nothing to do.
+    assert_eq!(orca::store::migrate(&c).await.expect("again"), known);
+    assert_eq!(
+        s.count("orca_migrate", "SELECT COUNT(*) FROM schema_version")
+            .await,
+        u64::from(known)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_schema_is_refused_naming_both_versions() {
+    let s = StoreServer::start().await;
+    let c = s.config("orca_newer");
+    orca::store::migrate(&c).await.expect("migrate");
+    let newer = schema::known_version() + 1;
+    s.mysqld
+        .exec(&format!(
+            "INSERT INTO orca_newer.schema_version VALUES ({newer}, 0, 'orca from the future')"
+        ))
+        .await
+        .unwrap();
+    let e = orca::store::migrate(&c).await.expect_err("a newer schema");
+    assert!(
+        matches!(e, StoreError::SchemaTooNew { found, known } if found == newer && known == schema::known_version()),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains(&newer.to_string()) && text.contains(&schema::known_version().to_string()),
+        "{text}"
+    );
+    let opened = Store::open(c).await;
+    assert!(
+        matches!(opened, Err(StoreError::SchemaTooNew { .. })),
+        "{opened:?}"
+    );
+}
+
+fn key(host: &str) -> InstanceKey {
+    InstanceKey::new(host, 3306)
+}
+
+fn operation(n: u64) -> OperationRecord {
+    let step = |index: usize, step: Step, outcome: StepOutcome| StepRecord {
+        index,
+        description: step.to_string(),
+        step,
+        started_ms: 10 * index as u64,
+        duration_ms: 3,
+        outcome,
+    };
+    OperationRecord {
+        id: format!("c-recover-{n}"),
+        cluster: "c".into(),
+        kind: PlanKind::RecoverDeadPrimary,
+        trigger: "DeadPrimary".into(),
+        failed: Some(key("10.0.0.1")),
+        successor: Some(key("10.0.0.2")),
+        lost_replicas: vec![(key("10.0.0.3"), "too far behind".into())],
+        lost_transactions: None,
+        notes: Vec::new(),
+        started_at: 1_700_000_000 + n,
+        duration_ms: 25,
+        steps: vec![
+            step(
+                0,
+                Step::StopReplicaIo {
+                    on: key("10.0.0.2"),
+                },
+                StepOutcome::Done,
+            ),
+            step(
+                1,
+                Step::ResetReplicaAll {
+                    on: key("10.0.0.2"),
+                },
+                StepOutcome::Done,
+            ),
+            step(
+                2,
+                Step::StartReplica {
+                    on: key("10.0.0.3"),
+                },
+                StepOutcome::Failed("no".into()),
+            ),
+        ],
+        rollback: Vec::new(),
+        hook_errors: Vec::new(),
+        outcome: Outcome::Failed("step 3 failed".into()),
+    }
+}
+
+fn audit(n: i64, cluster: &str) -> Record {
+    Record::Audit(AuditRow {
+        id: format!("00000000-0000-0000-0000-{n:012}"),
+        at_ms: 1_700_000_000_000 + n,
+        cluster: cluster.into(),
+        action: "graceful-takeover".into(),
+        target: Some("10.0.0.2:3306".into()),
+        requested_by: "alice".into(),
+        door: Door::Cli,
+        detail: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_are_written_and_read_back_paged_newest_first() {
+    let s = StoreServer::start().await;
+    let store = Store::open(s.config("orca_rw")).await.expect("open");
+    for n in 1..=7 {
+        assert!(store.enqueue(Record::Recovery(Box::new(RecoveryRow::of(
+            &operation(n),
+            Some(3)
+        )))));
+    }
+    // The same record again (a retried batch): still one row, one step each.
+    assert!(store.enqueue(Record::Recovery(Box::new(RecoveryRow::of(
+        &operation(7),
+        Some(3)
+    )))));
+    for n in 1..=5 {
+        store.enqueue(audit(n, "c"));
+    }
+    store.enqueue(audit(99, "other"));
+    store.enqueue(Record::Acknowledged {
+        recovery_id: "c-recover-6".into(),
+        by: "bob".into(),
+        comment: "looked at it".into(),
+        at_ms: 1_700_000_100_000,
+    });
+    let row = |instance: &str, role: &str| InstanceRow {
+        cluster: "c".into(),
+        instance: instance.into(),
+        role: role.into(),
+        source: None,
+        reachable: true,
+        read_only: Some(role != "primary"),
+        flavor: Some("mariadb".into()),
+        version: Some("10.11.6-MariaDB".into()),
+        server_id: Some(1),
+        gtid_executed: Some("0-1-10".into()),
+        lag_ms: None,
+        error: None,
+        snapshot: None,
+        seen_at_ms: 1,
+    };
+    store.enqueue(Record::Instance(row("10.0.0.2:3306", "replica")));
+    store.enqueue(Record::Instance(row("10.0.0.1:3306", "primary")));
+    // A later snapshot of the same instance replaces the first.
+    let mut gone = row("10.0.0.2:3306", "unknown");
+    gone.reachable = false;
+    gone.version = None;
+    gone.error = Some("connection refused".into());
+    store.enqueue(Record::Instance(gone));
+    assert_eq!(store.flush(Duration::from_secs(20)).await, 0, "all written");
+    assert_eq!(store.dropped(), 0);
+
+    let ids = |rs: &[orca::store::read::StoredRecovery]| -> Vec<String> {
+        rs.iter().map(|r| r.recovery.id.clone()).collect()
+    };
+    let first = store.recoveries("c", Page::new(0, 3)).await.unwrap();
+    assert_eq!(ids(&first), ["c-recover-7", "c-recover-6", "c-recover-5"]);
+    let last = store.recoveries("c", Page::new(2, 3)).await.unwrap();
+    assert_eq!(ids(&last), ["c-recover-1"]);
+    assert!(
+        store
+            .recoveries("other", Page::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let r6 = &first[1];
+    assert_eq!(r6.acknowledged_by.as_deref(), Some("bob"));
+    assert_eq!(r6.acknowledged_comment.as_deref(), Some("looked at it"));
+    assert_eq!(first[0].acknowledged_by, None);
+    assert_eq!(r6.recovery.epoch, Some(3));
+    assert_eq!(r6.recovery.outcome, "failed");
+    assert_eq!(r6.recovery.successor.as_deref(), Some("10.0.0.2:3306"));
+    assert_eq!(r6.recovery.started_ms, 1_700_000_006_000);
+    assert!(r6.recovery.lost_replicas.contains("too far behind"));
+
+    let steps = store.recovery_steps("c-recover-7").await.unwrap();
+    let want = RecoveryRow::of(&operation(7), Some(3)).steps;
+    assert_eq!(steps, want);
+
+    let audit = store.audit("c", Page::new(0, 2)).await.unwrap();
+    let at: Vec<i64> = audit.iter().map(|a| a.at_ms - 1_700_000_000_000).collect();
+    assert_eq!(at, [5, 4]);
+    assert_eq!(audit[0].door, Door::Cli);
+    assert_eq!(audit[0].requested_by, "alice");
+    assert_eq!(store.audit("c", Page::new(2, 2)).await.unwrap().len(), 1);
+
+    let instances = store.instances("c").await.unwrap();
+    let seen: Vec<(&str, &str, bool, Option<&str>)> = instances
+        .iter()
+        .map(|i| {
+            (
+                i.instance.as_str(),
+                i.role.as_str(),
+                i.reachable,
+                i.version.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("10.0.0.1:3306", "primary", true, Some("10.11.6-MariaDB")),
+            // The version of an instance that stopped answering is kept.
+            ("10.0.0.2:3306", "unknown", false, Some("10.11.6-MariaDB")),
+        ]
+    );
+    assert_eq!(
+        s.count("orca_rw", "SELECT COUNT(*) FROM recovery_steps")
+            .await,
+        21
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_drops_the_newest_and_counts_them_and_keeps_the_rest_for_the_store() {
+    let mut s = StoreServer::start().await;
+    let mut c = s.config("orca_overflow");
+    c.queue_capacity = 4;
+    s.kill();
+    // The store is down at start: orca runs on.
+    let store = Store::open(c).await.expect("open with the store down");
+    let admitted: Vec<bool> = (1..=10).map(|n| store.enqueue(audit(n, "c"))).collect();
+    assert_eq!(
+        admitted,
+        [
+            true, true, true, true, false, false, false, false, false, false
+        ]
+    );
+    assert_eq!(store.dropped(), 6);
+    assert_eq!(store.queue_depth(), 4);
+    // A volatile record is refused once the queue is half full.
+    let snapshot = Record::Instance(InstanceRow {
+        cluster: "c".into(),
+        instance: "10.0.0.1:3306".into(),
+        role: "primary".into(),
+        source: None,
+        reachable: true,
+        read_only: None,
+        flavor: None,
+        version: None,
+        server_id: None,
+        gtid_executed: None,
+        lag_ms: None,
+        error: None,
+        snapshot: None,
+        seen_at_ms: 0,
+    });
+    assert!(!store.enqueue(snapshot));
+    assert_eq!(store.dropped(), 7);
+    eventually(Duration::from_secs(10), "failed writes", || async {
+        (store.write_failures() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        store.queue_depth(),
+        4,
+        "the records wait while the store is down"
+    );
+    s.restart().await;
+    assert_eq!(store.flush(Duration::from_secs(20)).await, 0);
+    let written = store.audit("c", Page::default()).await.unwrap();
+    let at: Vec<i64> = written
+        .iter()
+        .map(|a| a.at_ms - 1_700_000_000_000)
+        .collect();
+    assert_eq!(at, [4, 3, 2, 1], "the first four, the oldest, were kept");
+    assert_eq!(store.dropped(), 7);
+    // Room again.
+    assert!(store.enqueue(audit(11, "c")));
+}
