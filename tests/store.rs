@@ -332,3 +332,184 @@ async fn a_full_queue_drops_the_newest_and_counts_them_and_keeps_the_rest_for_th
     // Room again.
     assert!(store.enqueue(audit(11, "c")));
 }
+
+fn key_of(v: &serde_json::Value) -> InstanceKey {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not an address: {v}"))
+        .parse()
+        .unwrap()
+}
+
+/// `line` without its terminal colours.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The number after `name=` in a log line.
+fn field(line: &str, name: &str) -> u64 {
+    let line = plain(line);
+    let at = line
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    line[at + name.len() + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_killed_during_a_failover_gets_the_recovery_when_it_returns() {
+    let mut c = semi_sync_cluster(2).await;
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    let mut s = StoreServer::start().await;
+    let mut cmd = Standalone::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_orca")),
+        "stored",
+        &keys,
+    );
+    cmd.args(["--store-dsn", &s.dsn("orca")])
+        .env("ORCA_STORE_PASSWORD", s.password());
+    let orca = Standalone::spawn(cmd);
+    orca.logged("store ready").await;
+    // The healthy topology reaches the store.
+    eventually(
+        Duration::from_secs(30),
+        "the instances in the store",
+        || async {
+            let n = s
+                .try_count(
+                    "orca",
+                    "SELECT COUNT(*) FROM instances WHERE cluster = 'stored' AND reachable",
+                )
+                .await?;
+            (n == 3).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !orca.logs().contains(&s.password()),
+        "the store's password is in the log"
+    );
+
+    let w = Writer::start(&c.instances[0]).await;
+    w.wait_acked(50).await;
+    // The store dies first, then the primary.
+    s.kill();
+    c.instances[0].kill().unwrap();
+    let record = orca.record(1, "the recovery").await;
+    assert_eq!(record["outcome"]["result"], "succeeded", "{record:#}");
+    assert_eq!(key_of(&record["failed"]), keys[0]);
+    let new = key_of(&record["successor"]);
+    assert!(keys[1..].contains(&new), "{record:#}");
+    let acked = w.finish().await;
+    let snap = snapshot(&new).await;
+    assert!(
+        !snap.is_read_only() && snap.replica.is_none(),
+        "new primary writable, no replication left"
+    );
+    assert_acked(&new, &admin_credentials(), &acked).await;
+    let other = keys[1..].iter().find(|k| **k != new).unwrap();
+    wait_replicating_from(other, &new).await;
+
+    // The record waits in the queue while the store is down.
+    let id = record["id"].as_str().expect("an id").to_string();
+    let queued = orca
+        .wait_log(
+            Duration::from_secs(10),
+            &["operation record queued for the store", &id],
+        )
+        .await;
+    assert!(field(&queued, "queue_depth") >= 1, "{queued}");
+    orca.wait_log(Duration::from_secs(10), &["the store does not answer"])
+        .await;
+    assert_eq!(
+        s.try_count("orca", "SELECT COUNT(*) FROM recoveries").await,
+        None,
+        "the store is down"
+    );
+
+    // The store returns: the recovery is there, with every step.
+    s.restart().await;
+    let steps =
+        record["steps"].as_array().unwrap().len() + record["rollback"].as_array().unwrap().len();
+    assert!(steps > 0, "{record:#}");
+    let by_id = format!("recovery_id = '{id}'");
+    eventually(
+        Duration::from_secs(30),
+        "the recovery in the store",
+        || async {
+            let n = s
+                .try_count(
+                    "orca",
+                    &format!("SELECT COUNT(*) FROM recovery_steps WHERE {by_id}"),
+                )
+                .await?;
+            (n == steps as u64).then_some(())
+        },
+    )
+    .await;
+    let row = s
+        .column(
+            "orca",
+            &format!(
+                "SELECT CONCAT_WS(' ', outcome, failed_instance, successor, cluster) FROM recoveries WHERE id = '{id}'"
+            ),
+        )
+        .await;
+    assert_eq!(
+        row,
+        [Some(format!("succeeded {} {new} stored", keys[0]))],
+        "the recovery's row"
+    );
+    // Its findings and the instances after the failover came too.
+    assert!(
+        s.count(
+            "orca",
+            "SELECT COUNT(*) FROM findings WHERE cluster = 'stored' AND code = 'DeadPrimary'"
+        )
+        .await
+            >= 1
+    );
+    eventually(Duration::from_secs(10), "the dead primary in the store", || async {
+        let n = s
+            .try_count(
+                "orca",
+                &format!(
+                    "SELECT COUNT(*) FROM instances WHERE cluster = 'stored' AND instance = '{}' AND NOT reachable",
+                    keys[0]
+                ),
+            )
+            .await?;
+        (n == 1).then_some(())
+    })
+    .await;
+    let back = orca
+        .wait_log(Duration::from_secs(10), &["the store answers again"])
+        .await;
+    assert_eq!(field(&back, "dropped"), 0, "{back}");
+    let audit = s
+        .column(
+            "orca",
+            "SELECT CONCAT_WS(' ', door, action, requested_by) FROM audit WHERE cluster = 'stored' ORDER BY at_ms",
+        )
+        .await;
+    assert!(
+        audit.contains(&Some("engine recover-dead-primary orca".into())),
+        "{audit:?}"
+    );
+}

@@ -218,9 +218,12 @@ async fn apply(conn: &mut Conn, limit: Duration) -> Result<u32, StoreError> {
 mod tests {
     use super::*;
 
+    /// The versions to apply, or (found, known) when refused.
+    type Planned = Result<Vec<u32>, (u32, u32)>;
+
     #[test]
     fn plans() {
-        let cases: Vec<(&[u32], u32, Result<Vec<u32>, (u32, u32)>)> = vec![
+        let cases: Vec<(&[u32], u32, Planned)> = vec![
             (&[], 1, Ok(vec![1])),
             (&[], 3, Ok(vec![1, 2, 3])),
             (&[1], 1, Ok(vec![])),

@@ -72,6 +72,15 @@ impl StoreServer {
             .collect()
     }
 
+    /// `SELECT COUNT(*) ...` in `db`; `None` while the store does not
+    /// answer.
+    pub async fn try_count(&self, db: &str, sql: &str) -> Option<u64> {
+        let mut conn = orca::store::connect(&self.config(db)).await.ok()?;
+        let n: Option<u64> = conn.query_first(sql).await.ok()?;
+        let _ = conn.disconnect().await;
+        n
+    }
+
     /// `SELECT COUNT(*) ...` in `db`.
     pub async fn count(&self, db: &str, sql: &str) -> u64 {
         let mut conn = orca::store::connect(&self.config(db))
