@@ -513,3 +513,71 @@ async fn the_store_killed_during_a_failover_gets_the_recovery_when_it_returns() 
         "{audit:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_operation_is_audited_with_its_record_and_a_dsn_with_a_password_is_refused() {
+    let (c, keys) = primary_and_two_replicas().await;
+    let s = StoreServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("store-password");
+    std::fs::write(&pw, format!("{}\n", s.password())).unwrap();
+    let pw = pw.display().to_string();
+    let dsn = s.dsn("orca_cli");
+
+    // A password in the DSN: refused before anything is done, and never
+    // echoed.
+    let with_password = dsn.replacen("@", ":hunter2@", 1);
+    let (code, out, err) = orca(&[
+        "graceful-takeover",
+        "--seed",
+        &keys[0].to_string(),
+        "--store-dsn",
+        &with_password,
+    ]);
+    assert_eq!(code, 2, "{err}{out}");
+    assert!(err.contains("--store-password-file"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out.contains("hunter2"),
+        "{err}{out}"
+    );
+    assert!(!snapshot(&keys[0]).await.is_read_only(), "nothing was done");
+
+    let (code, out, err) = orca(&[
+        "graceful-takeover",
+        "--seed",
+        &keys[0].to_string(),
+        "--to",
+        &keys[1].to_string(),
+        "--cluster",
+        "cli",
+        "--store-dsn",
+        &dsn,
+        "--store-password-file",
+        &pw,
+    ]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(!err.contains(&s.password()), "{err}");
+    let audit = s
+        .column(
+            "orca_cli",
+            "SELECT CONCAT_WS(' ', door, action, target) FROM audit WHERE cluster = 'cli'",
+        )
+        .await;
+    assert_eq!(audit, [Some(format!("cli graceful-takeover {}", keys[1]))]);
+    let recovery = s
+        .column(
+            "orca_cli",
+            "SELECT CONCAT_WS(' ', kind, outcome, successor) FROM recoveries WHERE cluster = 'cli'",
+        )
+        .await;
+    assert_eq!(
+        recovery,
+        [Some(format!("graceful-takeover succeeded {}", keys[1]))]
+    );
+    assert!(
+        s.count("orca_cli", "SELECT COUNT(*) FROM recovery_steps")
+            .await
+            > 0
+    );
+    drop(c);
+}

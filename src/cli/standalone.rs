@@ -9,7 +9,6 @@
 use clap::Args;
 
 use super::ops::OpArgs;
-use super::store::StoreArgs;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::engine::executor::{Executor, ExecutorConfig};
 use crate::engine::{ClusterEngine, EngineConfig};
@@ -30,14 +29,9 @@ pub struct StandaloneArgs {
     /// No second automatic recovery within this period unless acknowledged.
     #[arg(long, default_value = "1h")]
     pub anti_flap: String,
-    /// The cluster's name in logs and hooks (default: the first seed).
-    #[arg(long)]
-    pub cluster: Option<String>,
     /// Do not write orca's heartbeat row on the primary.
     #[arg(long)]
     pub no_heartbeat: bool,
-    #[command(flatten)]
-    pub store: StoreArgs,
 }
 
 /// How long a stopping `orca standalone` waits for the store to take the
@@ -71,10 +65,11 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
     };
     let cluster = args
+        .op
         .cluster
         .clone()
         .unwrap_or_else(|| s.seeds[0].to_string());
-    let store_config = match args.store.config() {
+    let store_config = match args.op.store.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca standalone: {e}");

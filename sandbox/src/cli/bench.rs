@@ -203,8 +203,10 @@ async fn start_store(db: &str) -> Result<(Mysqld, Store), String> {
         .map_err(|e| e.to_string())?;
     let admin = admin_credentials();
     let dsn = format!("mysql://{}@{}/{db}", admin.user, server.key());
-    let mut config =
-        StoreConfig::new(orca::store::Dsn::parse(&dsn).map_err(|e| e.to_string())?, admin.password());
+    let mut config = StoreConfig::new(
+        orca::store::Dsn::parse(&dsn).map_err(|e| e.to_string())?,
+        admin.password(),
+    );
     config.queue_capacity = 1_000_000;
     let store = Store::open(config).await.map_err(|e| e.to_string())?;
     Ok((server, store))
