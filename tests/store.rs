@@ -581,3 +581,19 @@ async fn a_one_shot_operation_is_audited_with_its_record_and_a_dsn_with_a_passwo
     );
     drop(c);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_store_orca_standalone_says_so_once_and_runs() {
+    let c = orca_sandbox::LocalCluster::start(orca_sandbox::Shape::primary_with_replicas(1))
+        .await
+        .unwrap();
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    let mut orca = Standalone::start("nostore", &keys);
+    orca.logged("orca standalone started").await;
+    orca.logged("no store (--store-dsn)").await;
+    // A few rounds (one a second) later, the line was not said again.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(orca.child.try_wait().unwrap().is_none(), "orca stopped");
+    let (log, _) = orca.stop();
+    assert_eq!(log.matches("no store (--store-dsn)").count(), 1, "{log}");
+}

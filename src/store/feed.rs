@@ -44,7 +44,11 @@ impl Feed {
         for node in topology.nodes.values() {
             let row = InstanceRow::of(&self.cluster, node, ms);
             let instance = row.instance.clone();
-            if self.snapshots.admit(&row, now) && !self.store.enqueue(Record::Instance(row)) {
+            if self.snapshots.admit(&row, now)
+                && !self
+                    .store
+                    .enqueue(Record::Instance(row.with_snapshot(node)))
+            {
                 // Refused by a full queue: the next round tries again.
                 self.snapshots.forget(&instance);
             }

@@ -123,9 +123,19 @@ impl InstanceRow {
                 .map(|g| g.to_string()),
             lag_ms: node.lag_ms,
             error: node.error.clone(),
-            snapshot: s.and_then(|s| serde_json::to_string(s).ok()),
+            snapshot: None,
             seen_at_ms,
         }
+    }
+
+    /// The row with the probe's whole snapshot as JSON (made only for a
+    /// row that is written).
+    pub fn with_snapshot(mut self, node: &Node) -> InstanceRow {
+        self.snapshot = node
+            .snapshot
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s).ok());
+        self
     }
 
     /// What makes a new snapshot worth writing at once: the instance's
