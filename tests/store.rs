@@ -597,3 +597,29 @@ async fn without_a_store_orca_standalone_says_so_once_and_runs() {
     let (log, _) = orca.stop();
     assert_eq!(log.matches("no store (--store-dsn)").count(), 1, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_store_refuses_is_dropped_alone_and_counted() {
+    let s = StoreServer::start().await;
+    let store = Store::open(s.config("orca_refused")).await.expect("open");
+    store.enqueue(audit(1, "c"));
+    // Longer than the column: the server refuses it (strict mode), batch
+    // after batch; the records around it are written.
+    let Record::Audit(mut bad) = audit(2, "c") else {
+        unreachable!()
+    };
+    bad.target = Some("x".repeat(300));
+    store.enqueue(Record::Audit(bad));
+    store.enqueue(audit(3, "c"));
+    assert_eq!(store.flush(Duration::from_secs(20)).await, 0);
+    assert_eq!(store.dropped(), 1);
+    assert!(store.write_failures() >= 1);
+    let at: Vec<i64> = store
+        .audit("c", Page::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.at_ms - 1_700_000_000_000)
+        .collect();
+    assert_eq!(at, [3, 1]);
+}

@@ -472,8 +472,9 @@ async fn write_one(c: &mut Conn, limit: Duration, r: &Record) -> Result<(), Stor
                 c,
                 limit,
                 "writing an audit record",
-                "INSERT IGNORE INTO audit (id, at_ms, cluster, action, target, requested_by, door, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO audit (id, at_ms, cluster, action, target, requested_by, door, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE id = id",
                 vals![
                     a.id.as_str(),
                     a.at_ms,
