@@ -163,7 +163,7 @@ fn audit(n: i64, cluster: &str) -> Record {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_are_written_and_read_back_paged_newest_first() {
-    let s = StoreServer::start().await;
+    let mut s = StoreServer::start().await;
     let store = Store::open(s.config("orca_rw")).await.expect("open");
     for n in 1..=7 {
         assert!(store.enqueue(Record::Recovery(Box::new(RecoveryRow::of(
@@ -273,6 +273,11 @@ async fn records_are_written_and_read_back_paged_newest_first() {
             .await,
         21
     );
+    // The store restarts: the pooled connections died with it, reads go on.
+    s.kill();
+    s.restart().await;
+    let after = store.instances("c").await.expect("a read after a restart");
+    assert_eq!(after.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

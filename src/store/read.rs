@@ -93,8 +93,24 @@ impl Store {
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
         let t = self.config().timeouts;
-        let mut conn = bounded(t.connect, "connecting", self.pool().get_conn()).await?;
-        bounded(t.query, what, conn.exec(sql, params)).await
+        let mut last = None;
+        // A pooled connection may have died with a store that restarted
+        // since: one more try on a fresh one.
+        for _ in 0..2 {
+            let r = async {
+                let mut conn = bounded(t.connect, "connecting", self.pool().get_conn()).await?;
+                bounded(t.query, what, conn.exec(sql, params.clone())).await
+            }
+            .await;
+            match r {
+                Err(e @ StoreError::Sql { .. }) if e.server_code().is_none() => last = Some(e),
+                r => return r,
+            }
+        }
+        Err(last.unwrap_or(StoreError::Value {
+            what,
+            detail: "no attempt".into(),
+        }))
     }
 
     /// The operations of `cluster`, newest first.
