@@ -517,6 +517,37 @@ async fn the_store_killed_during_a_failover_gets_the_recovery_when_it_returns() 
         audit.contains(&Some("engine recover-dead-primary orca".into())),
         "{audit:?}"
     );
+    assert!(
+        audit.contains(&Some(format!(
+            "cli standalone {}",
+            orca::store::feed::local_user()
+        ))),
+        "{audit:?}"
+    );
+
+    // The acknowledgement a user sends (SIGUSR1) is audited, and written
+    // on the recovery.
+    orca.acknowledge();
+    let by = eventually(Duration::from_secs(20), "the acknowledgement", || async {
+        let ack = s
+            .column(
+                "orca",
+                &format!("SELECT acknowledged_by FROM recoveries WHERE id = '{id}'"),
+            )
+            .await;
+        ack.into_iter().next().flatten()
+    })
+    .await;
+    assert!(by.contains("SIGUSR1"), "{by}");
+    let acks = s
+        .count(
+            "orca",
+            &format!(
+                "SELECT COUNT(*) FROM audit WHERE door = 'signal' AND action = 'acknowledge' AND target = '{id}'"
+            ),
+        )
+        .await;
+    assert_eq!(acks, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -164,10 +164,12 @@ pub async fn run(args: StandaloneArgs) -> u8 {
                 engine.acknowledge();
                 tracing::info!(cluster = %cluster, "last recovery acknowledged");
                 if let Some(f) = &feed {
+                    // Who sent the signal is not known; whose orca got it is.
+                    let by = format!("SIGUSR1 to the orca of {user}");
                     let last = engine.records.last().map(|r| r.id.clone());
-                    f.audit("acknowledge", None, &user, Door::Signal, Some(format!("SIGUSR1; recovery {}", last.as_deref().unwrap_or("none"))));
+                    f.audit("acknowledge", last.clone(), &by, Door::Signal, None);
                     if let Some(id) = last {
-                        f.acknowledged(&id, &user, "SIGUSR1");
+                        f.acknowledged(&id, &by, "acknowledged with SIGUSR1");
                     }
                 }
             }
