@@ -548,6 +548,37 @@ async fn the_store_killed_during_a_failover_gets_the_recovery_when_it_returns() 
         )
         .await;
     assert_eq!(acks, 1);
+
+    // The killed primary comes back: the fence orca puts on it is an
+    // operation too, with its steps.
+    c.instances[0].restart().await.unwrap();
+    orca.wait_log(
+        Duration::from_secs(30),
+        &["the former primary answers again", &keys[0].to_string()],
+    )
+    .await;
+    let fence = eventually(Duration::from_secs(20), "the fence in the store", || async {
+        s.column(
+            "orca",
+            &format!(
+                "SELECT id FROM recoveries WHERE trigger_name = 'FormerPrimaryReturned' AND failed_instance = '{}'",
+                keys[0]
+            ),
+        )
+        .await
+        .into_iter()
+        .next()
+        .flatten()
+    })
+    .await;
+    assert!(
+        s.count(
+            "orca",
+            &format!("SELECT COUNT(*) FROM recovery_steps WHERE recovery_id = '{fence}' AND outcome = 'done'")
+        )
+        .await
+            > 0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
