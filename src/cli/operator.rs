@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
-use crate::k8s::client;
+use crate::k8s::{OPERATOR_AGENT, client_as};
 use crate::k8s::operator::{Context, run as run_controller};
 
 #[derive(Debug, Clone, Args)]
@@ -105,7 +105,7 @@ pub async fn serve(
 }
 
 pub async fn run(args: OperatorArgs) -> u8 {
-    let client = match client(args.kubeconfig.as_ref()).await {
+    let client = match client_as(args.kubeconfig.as_ref(), OPERATOR_AGENT).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca operator: cannot reach the cluster: {e}");
