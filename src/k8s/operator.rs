@@ -505,7 +505,82 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::random_password;
+    use super::*;
+
+    fn config_map(data: &[(&str, &str)], annotations: &[(&str, &str)]) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("db-config".into());
+        cm.metadata.namespace = Some("ns".into());
+        if !annotations.is_empty() {
+            cm.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        }
+        cm.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        cm
+    }
+
+    #[test]
+    fn an_object_is_applied_only_when_what_orca_applies_changed() {
+        let desired = config_map(&[("my.cnf", "a")], &[]);
+        let hash = desired_hash(&desired);
+        assert_eq!(hash.len(), 16);
+        assert_eq!(hash, desired_hash(&desired.clone()), "stable");
+        let applied = config_map(&[("my.cnf", "a")], &[(APPLIED_HASH, &hash)]);
+        assert_eq!(desired_hash(&applied), hash, "the annotation is not hashed");
+        let changed = config_map(&[("my.cnf", "b")], &[]);
+        assert_ne!(desired_hash(&changed), hash);
+        // Someone else's annotation on the cached object: orca's hash stands.
+        let annotated = config_map(
+            &[("my.cnf", "a")],
+            &[(APPLIED_HASH, &hash), ("kubectl.kubernetes.io/note", "x")],
+        );
+        let stale = config_map(&[("my.cnf", "a")], &[(APPLIED_HASH, "0123456789abcdef")]);
+        let unmarked = config_map(&[("my.cnf", "a")], &[]);
+        // (desired, cached, applied)
+        let cases: &[(&ConfigMap, Option<&ConfigMap>, bool)] = &[
+            (&desired, None, true),
+            (&desired, Some(&applied), false),
+            (&desired, Some(&annotated), false),
+            (&changed, Some(&applied), true),
+            (&desired, Some(&stale), true),
+            (&desired, Some(&unmarked), true),
+        ];
+        for (i, (d, cached, want)) in cases.iter().enumerate() {
+            assert_eq!(needs_apply(*d, *cached), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn the_reconciler_looks_at_spec_deletion_finalizers_and_primary_only() {
+        let spec = serde_yaml_ng::from_str("image: mariadb:10.11\nreplicas: 3\n").unwrap();
+        let mut c = MySQLCluster::new("db", spec);
+        c.metadata.generation = Some(1);
+        let base = reconciled_part(&c);
+        let mut status_only = c.clone();
+        status_only.status = Some(Default::default());
+        status_only.metadata.resource_version = Some("99".into());
+        assert_eq!(reconciled_part(&status_only), base);
+        let mut spec_changed = c.clone();
+        spec_changed.metadata.generation = Some(2);
+        assert_ne!(reconciled_part(&spec_changed), base);
+        let mut primary = c.clone();
+        primary.status = Some(crate::k8s::crd::cluster::MySQLClusterStatus {
+            primary: Some("db-1".into()),
+            ..Default::default()
+        });
+        assert_ne!(reconciled_part(&primary), base);
+        let mut finalized = c.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_ne!(reconciled_part(&finalized), base);
+    }
 
     #[test]
     fn passwords_are_24_characters_of_the_alphabet_and_differ() {

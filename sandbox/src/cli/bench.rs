@@ -1,13 +1,14 @@
 //! `orca-sandbox bench`: measures failover and switchover on local mariadbd
 //! topologies (one primary, two semi-sync replicas, default engine
 //! settings), repeating each run on a fresh topology and printing the
-//! median and the worst. Not a test: the figures go to
-//! `docs/benchmarks.md`.
+//! median and the worst; `orca-sandbox bench idle` measures what idle
+//! clusters cost the API server ([`super::idle`]). Not a test: the
+//! figures go to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use mysql_async::prelude::Queryable;
 
 use crate::mysqld::{admin_credentials, app_credentials, repl_credentials};
@@ -35,7 +36,10 @@ pub enum Scenario {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
     /// Which scenarios to run (all by default).
     #[arg(long, value_enum)]
     pub scenario: Vec<Scenario>,
@@ -45,6 +49,12 @@ pub struct BenchArgs {
     /// Also write the results as markdown to this file.
     #[arg(long)]
     pub write: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The API requests of idle Healthy clusters in the sandbox.
+    Idle(super::idle::IdleArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -227,6 +237,9 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 pub async fn run(args: BenchArgs) -> u8 {
+    if let Some(BenchCommand::Idle(a)) = args.what {
+        return super::idle::run(a).await;
+    }
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario::Kill, Scenario::Stop, Scenario::Takeover]
     } else {

@@ -351,14 +351,28 @@ impl Worker {
         self.status_writer.set_epoch(self.epoch);
         self.status_writer.decided_on(&cluster);
         if let Err(problems) = cluster.validate() {
-            self.patch_status(json!({
-                "observedGeneration": cluster.metadata.generation,
-                "conditions": conditions(&cluster, &[
+            let conds = conditions(
+                &cluster,
+                &[
                     (condition::FAILED, true, "InvalidSpec", problems.join("; ")),
-                    (condition::RECONCILING, false, "InvalidSpec", "fix the spec".into()),
-                ]),
-            }))
-            .await?;
+                    (
+                        condition::RECONCILING,
+                        false,
+                        "InvalidSpec",
+                        "fix the spec".into(),
+                    ),
+                ],
+            );
+            let shown = cluster.status.as_ref().is_some_and(|s| {
+                s.conditions == conds && s.observed_generation == cluster.metadata.generation
+            });
+            if !shown {
+                self.patch_status(json!({
+                    "observedGeneration": cluster.metadata.generation,
+                    "conditions": conds,
+                }))
+                .await?;
+            }
             return Ok(Some(Duration::from_secs(5)));
         }
         let Some(secret) = self
