@@ -52,7 +52,9 @@ async fn an_idle_cluster_is_quiet_and_changes_come_from_watch_events() {
     // The writes that end the boot (the replicas' roles, the last status).
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    RequestLog::reset(&client).await.expect("reset the request log");
+    RequestLog::reset(&client)
+        .await
+        .expect("reset the request log");
     tokio::time::sleep(WINDOW).await;
     let log = RequestLog::fetch(&client).await.expect("the request log");
     let everything = show(&log.lines(operator));
@@ -84,7 +86,9 @@ async fn an_idle_cluster_is_quiet_and_changes_come_from_watch_events() {
     // A deleted primary Service: the watch of Services reconciles the
     // cluster at once (the periodic resync is minutes away) and the
     // reconciler creates it again, pinned to the primary.
-    RequestLog::reset(&client).await.expect("reset the request log");
+    RequestLog::reset(&client)
+        .await
+        .expect("reset the request log");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     sb.kubectl().ok(&["delete", "service", "db-primary"]);
     let pkey = sb.pod_ip(&primary).await;
@@ -124,12 +128,21 @@ async fn an_idle_cluster_is_quiet_and_changes_come_from_watch_events() {
     );
     // A spec edited: the StatefulSet follows from the cluster's watch
     // event, well before any periodic pass.
-    sb.kubectl()
-        .ok(&["patch", "mysql/db", "--type=merge", "-p", r#"{"spec":{"replicas":4}}"#]);
+    sb.kubectl().ok(&[
+        "patch",
+        "mysql/db",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":4}}"#,
+    ]);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
-    eventually(Duration::from_secs(20), "the StatefulSet scaled to 4", || async {
-        let s = sts.get("db").await.ok()?;
-        (s.spec?.replicas == Some(4)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the StatefulSet scaled to 4",
+        || async {
+            let s = sts.get("db").await.ok()?;
+            (s.spec?.replicas == Some(4)).then_some(())
+        },
+    )
     .await;
 }

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
-use crate::k8s::{OPERATOR_AGENT, client_as};
 use crate::k8s::operator::{Context, run as run_controller};
+use crate::k8s::{OPERATOR_AGENT, client_as};
 
 #[derive(Debug, Clone, Args)]
 pub struct OperatorArgs {

@@ -152,11 +152,8 @@ impl Caches {
         let (stateful_sets, sts_s) =
             reflected(Api::all(client.clone()), owned(), h("StatefulSets"));
         let (config_maps, cm_s) = reflected(Api::all(client.clone()), owned(), h("ConfigMaps"));
-        let (disruption_budgets, pdb_s) = reflected(
-            Api::all(client.clone()),
-            owned(),
-            h("PodDisruptionBudgets"),
-        );
+        let (disruption_budgets, pdb_s) =
+            reflected(Api::all(client.clone()), owned(), h("PodDisruptionBudgets"));
         let caches = Arc::new(Caches {
             clusters,
             policies,

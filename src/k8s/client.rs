@@ -48,7 +48,9 @@ pub async fn client_as<P: AsRef<Path>>(
     let mut config = with_timeouts(config);
     let agent = http::HeaderValue::from_str(&format!("{agent}/{}", env!("CARGO_PKG_VERSION")))
         .map_err(|e| format!("User-Agent {agent:?}: {e}"))?;
-    config.headers.retain(|(k, _)| k != http::header::USER_AGENT);
+    config
+        .headers
+        .retain(|(k, _)| k != http::header::USER_AGENT);
     config.headers.push((http::header::USER_AGENT, agent));
     Client::try_from(config).map_err(|e| e.to_string())
 }

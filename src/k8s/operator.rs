@@ -167,7 +167,11 @@ pub fn desired_hash<K: serde::Serialize>(desired: &K) -> String {
 /// there is none, or when it does not carry the hash of `desired`.
 pub fn needs_apply<K: Resource + serde::Serialize>(desired: &K, cached: Option<&K>) -> bool {
     let Some(cached) = cached else { return true };
-    cached.meta().annotations.as_ref().and_then(|a| a.get(APPLIED_HASH))
+    cached
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(APPLIED_HASH))
         != Some(&desired_hash(desired))
 }
 
@@ -309,7 +313,9 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     let ns = c.namespace().ok_or(ObjectError::NoNamespace)?;
     let client = &ctx.client;
     let Some(caches) = ctx.caches() else {
-        return Err(OperatorError::Other("the watch caches are not started".into()));
+        return Err(OperatorError::Other(
+            "the watch caches are not started".into(),
+        ));
     };
     if !caches.ready() {
         tracing::debug!(cluster = %c.name_any(), waiting = ?caches.not_ready(), "the watch caches are not ready yet");
@@ -432,9 +438,16 @@ fn reconciled_part(c: &MySQLCluster) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     c.metadata.generation.hash(&mut h);
-    c.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
+    c.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
     c.metadata.finalizers.hash(&mut h);
-    c.status.as_ref().and_then(|s| s.primary.as_ref()).hash(&mut h);
+    c.status
+        .as_ref()
+        .and_then(|s| s.primary.as_ref())
+        .hash(&mut h);
     Some(h.finish())
 }
 

@@ -516,7 +516,12 @@ mod tests {
 
     #[test]
     fn what_a_cached_policy_means() {
-        let p = || Ok(Some(FailoverPolicy::new("p", FailoverPolicySpec::default())));
+        let p = || {
+            Ok(Some(FailoverPolicy::new(
+                "p",
+                FailoverPolicySpec::default(),
+            )))
+        };
         type Found = fn() -> Result<Option<FailoverPolicy>, String>;
         // (cache answer, explicit reference, found / defaults / unreadable, in the why)
         let cases: &[(Found, bool, &str, &str)] = &[
@@ -537,7 +542,12 @@ mod tests {
                 "not ready",
             ),
             (
-                || Err(r#"the watch of FailoverPolicies fails: invalid type: string "T0KEN""#.into()),
+                || {
+                    Err(
+                        r#"the watch of FailoverPolicies fails: invalid type: string "T0KEN""#
+                            .into(),
+                    )
+                },
                 false,
                 "unreadable",
                 "fails",

@@ -72,7 +72,11 @@ impl RequestLog {
 
     /// The lines `f` keeps.
     pub fn lines(&self, f: impl Fn(&RequestKey) -> bool) -> Vec<RequestCount> {
-        self.requests.iter().filter(|r| f(&r.key)).cloned().collect()
+        self.requests
+            .iter()
+            .filter(|r| f(&r.key))
+            .cloned()
+            .collect()
     }
 
     /// Reads the log of the server `client` talks to.

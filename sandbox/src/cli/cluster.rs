@@ -160,14 +160,13 @@ pub async fn serve(args: RunArgs) -> u8 {
         }
     };
     // The operator's own client, so that its requests are told apart.
-    let op_client =
-        match orca::k8s::client_as(Some(&kubeconfig), orca::k8s::OPERATOR_AGENT).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("orca-sandbox: {e}");
-                return EXIT_FAILED;
-            }
-        };
+    let op_client = match orca::k8s::client_as(Some(&kubeconfig), orca::k8s::OPERATOR_AGENT).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca-sandbox: {e}");
+            return EXIT_FAILED;
+        }
+    };
     let first_restart_delay = match orca::k8s::crd::parse_duration(&args.restart_delay) {
         Ok(d) => d,
         Err(e) => {

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::apiserver::requests::{RequestKey, RequestLog};
 use orca::cli::{EXIT_FAILED, EXIT_OK};
@@ -193,7 +193,10 @@ async fn measure(args: &IdleArgs, client: &Client) -> Result<String, String> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.boot_seconds);
     loop {
-        let list = api.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
         let up = list.items.iter().filter(|c| healthy(c)).count();
         if up == names.len() {
             break;
@@ -219,7 +222,10 @@ async fn measure(args: &IdleArgs, client: &Client) -> Result<String, String> {
     let window = Duration::from_secs_f64(args.minutes * 60.0);
     tokio::time::sleep(window).await;
     let log = RequestLog::fetch(client).await.map_err(|e| e.to_string())?;
-    let list = api.list(&Default::default()).await.map_err(|e| e.to_string())?;
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let still = list.items.iter().filter(|c| healthy(c)).count();
     let mut out = format!(
         "{} idle clusters of 3 pods, {} minutes ({} Healthy at the end):\n\n",

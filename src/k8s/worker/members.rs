@@ -297,7 +297,11 @@ mod tests {
             (Some(svc(None)), true),
         ];
         for (i, (cached, want)) in table.into_iter().enumerate() {
-            assert_eq!(selector_differs(&desired, cached.as_ref()), want, "case {i}");
+            assert_eq!(
+                selector_differs(&desired, cached.as_ref()),
+                want,
+                "case {i}"
+            );
         }
     }
 }

@@ -16,11 +16,11 @@ use serde_json::json;
 
 use super::accounts;
 use super::annotations::{self, Request};
+use super::cache::Caches;
 use super::crd::cluster::{
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase,
     OperationStatus, ThreadState,
 };
-use super::cache::Caches;
 use super::crd::names::{condition, label};
 use super::objects::{self, REPL_USER, secret_keys};
 use super::ordinal::pod_ordinal;

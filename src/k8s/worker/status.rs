@@ -72,7 +72,8 @@ impl Worker {
 /// The status of a cluster as this round sees it (without `operation`,
 /// `pendingFences`, and with `lastOperation` as stored).
 pub(super) fn compute_status(i: &StatusInputs<'_>) -> MySQLClusterStatus {
-    let (cluster, pods, primary, topo, findings) = (i.cluster, i.pods, i.primary, i.topo, i.findings);
+    let (cluster, pods, primary, topo, findings) =
+        (i.cluster, i.pods, i.primary, i.topo, i.findings);
     let blocked = i.blocked.clone();
     {
         let problems = crate::analysis::instance_problems(topo, Default::default());
@@ -234,8 +235,7 @@ pub(super) fn compute_status(i: &StatusInputs<'_>) -> MySQLClusterStatus {
 /// What the worker writes of `status`: all but the journal's and the
 /// operations' keys.
 pub(super) fn status_body(status: &MySQLClusterStatus) -> Result<serde_json::Value, WorkerError> {
-    let mut v =
-        serde_json::to_value(status).map_err(|e| WorkerError::Status(e.to_string()))?;
+    let mut v = serde_json::to_value(status).map_err(|e| WorkerError::Status(e.to_string()))?;
     if let Some(o) = v.as_object_mut() {
         for k in ["lastOperation", "operation", "pendingFences"] {
             o.remove(k);
@@ -410,8 +410,15 @@ mod tests {
             started_at: None,
         });
         stored.pending_fences = vec!["db-1".into()];
-        let again = compute(&cluster(Some(stored.clone())), &pods, "2026-01-01T00:05:00Z");
-        assert_eq!(again.conditions, first.conditions, "no condition changed status");
+        let again = compute(
+            &cluster(Some(stored.clone())),
+            &pods,
+            "2026-01-01T00:05:00Z",
+        );
+        assert_eq!(
+            again.conditions, first.conditions,
+            "no condition changed status"
+        );
         let body = status_body(&again).unwrap();
         for k in ["operation", "pendingFences", "lastOperation"] {
             assert!(body.get(k).is_none(), "{k} in {body}");
@@ -466,7 +473,14 @@ mod tests {
         let soon = t0 + Duration::from_secs(5);
         let later = t0 + VOLATILE_PERIOD;
         // (previous, new, last volatile write, now, written)
-        let cases: Vec<(Option<&serde_json::Value>, &serde_json::Value, Option<Instant>, Instant, bool)> = vec![
+        type Case<'a> = (
+            Option<&'a serde_json::Value>,
+            &'a serde_json::Value,
+            Option<Instant>,
+            Instant,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             (None, &base, None, t0, true),
             (Some(&base), &base, Some(t0), soon, false),
             (Some(&base), &base, None, soon, false),
