@@ -16,7 +16,7 @@
 //! it is missing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -69,8 +69,8 @@ pub struct Context {
     workers: Mutex<HashMap<(String, String), JoinHandle<()>>>,
     /// Turned true to stop every worker after its current round.
     stopping: watch::Sender<bool>,
-    /// The watch caches, set by [`run`].
-    caches: OnceLock<Arc<Caches>>,
+    /// The watch caches of the running [`run`].
+    caches: std::sync::Mutex<Option<Arc<Caches>>>,
     /// The fencing epoch this operator acts in, when it runs with leader
     /// election.
     pub epoch: Option<i64>,
@@ -98,7 +98,7 @@ impl Context {
             reporter,
             workers: Mutex::new(HashMap::new()),
             stopping: watch::Sender::new(false),
-            caches: OnceLock::new(),
+            caches: std::sync::Mutex::new(None),
             epoch,
             fence,
         })
@@ -106,7 +106,10 @@ impl Context {
 
     /// The watch caches ([`run`] starts them).
     pub fn caches(&self) -> Option<Arc<Caches>> {
-        self.caches.get().cloned()
+        self.caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops every worker (on shutdown or loss of leadership): each
@@ -474,11 +477,9 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    ctx.stopping.send_replace(false);
     let (caches, t) = Caches::start(&ctx.client);
-    if ctx.caches.set(caches.clone()).is_err() {
-        tracing::warn!("the operator's context already ran: its caches are kept");
-    }
-    let caches = ctx.caches().unwrap_or(caches);
+    *ctx.caches.lock().unwrap_or_else(PoisonError::into_inner) = Some(caches.clone());
     // The pods' cache fills as this runs; nothing is reconciled from it.
     let pods = tokio::spawn(cache::drive(t.pods, "Pods"));
     let by_secret = {
