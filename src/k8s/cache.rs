@@ -8,9 +8,11 @@
 //! ([`Triggers`]): a change of a cluster, of an object it owns, of its
 //! Secret or of its policy reconciles it.
 //!
-//! Each cache knows whether it is ready (listed once) and whether its
-//! watch is failing: a read from a cache that is not ready, or whose
-//! watch fails, is an error, never "absent" ([`Caches::policy`]).
+//! Each cache knows whether it is ready (listed once) and whether it is
+//! failing to list: a read from a cache that is not ready, or that cannot
+//! list, is an error, never "absent" ([`Caches::policy`]). Policies are
+//! cached as stored and decoded at each read, so that one orca cannot
+//! decode is an error of its own clusters, as a read of it would be.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +23,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
@@ -44,7 +47,7 @@ impl Health {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// The watch's error since it last listed or delivered an event.
+    /// Why the last list failed, until one succeeds.
     pub fn error(&self) -> Option<String> {
         self.error
             .lock()
@@ -52,6 +55,10 @@ impl Health {
             .clone()
     }
 
+    /// A list that fails leaves the cache incomplete or behind until one
+    /// succeeds; a watch that breaks after a list is taken up again by
+    /// the watcher from where it was (or relisted), the cache meanwhile
+    /// what was last known, as a cache is.
     fn saw<K>(&self, r: &Result<Event<K>, watcher::Error>) {
         let mut error = self.error.lock().unwrap_or_else(PoisonError::into_inner);
         match r {
@@ -59,9 +66,9 @@ impl Health {
                 self.ready.store(true, Ordering::SeqCst);
                 *error = None;
             }
-            Ok(Event::Apply(_) | Event::Delete(_)) => *error = None,
             Ok(_) => {}
-            Err(e) => *error = Some(e.to_string()),
+            Err(e @ watcher::Error::InitialListFailed(_)) => *error = Some(e.to_string()),
+            Err(e) => tracing::debug!(error = %e, "watch error"),
         }
     }
 
@@ -71,7 +78,7 @@ impl Health {
             return Err(format!("the watch cache of {kind} is not ready yet"));
         }
         match self.error() {
-            Some(e) => Err(format!("the watch of {kind} fails: {e}")),
+            Some(e) => Err(format!("the list of {kind} fails: {e}")),
             None => Ok(()),
         }
     }
@@ -80,7 +87,11 @@ impl Health {
 /// The caches (cheap to clone: every store is shared).
 pub struct Caches {
     pub clusters: Store<MySQLCluster>,
-    pub policies: Store<FailoverPolicy>,
+    /// FailoverPolicies as they are stored, decoded at each read: a policy
+    /// orca cannot decode is that policy's error ([`Caches::policy`]), and
+    /// does not stop the cache from following the others.
+    pub policies: Store<DynamicObject>,
+    policy_resource: ApiResource,
     pub secrets: Store<Secret>,
     pub pods: Store<Pod>,
     pub services: Store<Service>,
@@ -96,7 +107,7 @@ type Events<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
 /// cache is filled as its stream is polled).
 pub struct Triggers {
     pub clusters: Events<MySQLCluster>,
-    pub policies: Events<FailoverPolicy>,
+    pub policies: Events<DynamicObject>,
     pub secrets: Events<Secret>,
     pub pods: Events<Pod>,
     pub services: Events<Service>,
@@ -111,6 +122,26 @@ where
     K: 'static,
 {
     let (reader, writer) = reflector::store();
+    let stream = watch(api, config)
+        .default_backoff()
+        .map(move |r| {
+            health.saw(&r);
+            r
+        })
+        .reflect(writer)
+        .boxed();
+    (reader, stream)
+}
+
+/// [`reflected`] for objects read as they are stored.
+fn reflected_dynamic(
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    config: watcher::Config,
+    health: Arc<Health>,
+) -> (Store<DynamicObject>, Events<DynamicObject>) {
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
     let stream = watch(api, config)
         .default_backoff()
         .map(move |r| {
@@ -137,8 +168,10 @@ impl Caches {
             watcher::Config::default(),
             h("MySQLClusters"),
         );
-        let (policies, policies_s) = reflected(
-            Api::all(client.clone()),
+        let policy_resource = ApiResource::erase::<FailoverPolicy>(&());
+        let (policies, policies_s) = reflected_dynamic(
+            Api::all_with(client.clone(), &policy_resource),
+            policy_resource.clone(),
             watcher::Config::default(),
             h("FailoverPolicies"),
         );
@@ -157,6 +190,7 @@ impl Caches {
         let caches = Arc::new(Caches {
             clusters,
             policies,
+            policy_resource,
             secrets,
             pods,
             services,
@@ -251,10 +285,14 @@ impl Caches {
             });
         let found = usable.map(|()| {
             self.policies
-                .get(&ObjectRef::new(name).within(namespace))
-                .map(|p| p.as_ref().clone())
+                .get(&ObjectRef::new_with(name, self.policy_resource.clone()).within(namespace))
         });
-        policy::cached_outcome(name, explicit, found)
+        match found {
+            // As stored: decoded now, its error that of a read.
+            Ok(Some(p)) => policy::read_outcome(name, explicit, decode_policy(&p)),
+            Ok(None) => policy::cached_outcome(name, explicit, Ok(None)),
+            Err(why) => policy::cached_outcome(name, explicit, Err(why)),
+        }
     }
 
     /// The clusters that name the Secret `name` in `namespace`.
@@ -272,6 +310,19 @@ impl Caches {
     }
 }
 
+/// A FailoverPolicy as stored, decoded (its kind and version added when
+/// the watch left them out, as list items may).
+fn decode_policy(p: &DynamicObject) -> Result<FailoverPolicy, kube::Error> {
+    let mut v = serde_json::to_value(p).map_err(kube::Error::SerdeError)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("apiVersion")
+            .or_insert_with(|| FailoverPolicy::api_version(&()).into());
+        o.entry("kind")
+            .or_insert_with(|| FailoverPolicy::kind(&()).into());
+    }
+    serde_json::from_value(v).map_err(kube::Error::SerdeError)
+}
+
 /// Drives a stream to its end, ignoring its items (errors are logged).
 pub async fn drive<T, E: std::fmt::Display>(s: impl Stream<Item = Result<T, E>>, kind: &str) {
     s.for_each(|r| async move {
@@ -280,4 +331,31 @@ pub async fn drive<T, E: std::fmt::Display>(s: impl Stream<Item = Result<T, E>>,
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(v: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn policies_are_decoded_as_read_each_on_its_own() {
+        let good = stored(serde_json::json!({
+            "metadata": {"name": "default", "namespace": "ns"},
+            "spec": {"autoFailover": false},
+        }));
+        let p = decode_policy(&good).unwrap();
+        assert!(!p.spec.auto_failover);
+        let bad = stored(serde_json::json!({
+            "apiVersion": "orca.dev/v1alpha1", "kind": "FailoverPolicy",
+            "metadata": {"name": "default", "namespace": "ns"},
+            "spec": {"autoFailover": "https://hooks.example/T0KEN"},
+        }));
+        let why = policy::read_outcome("default", false, decode_policy(&bad)).unwrap_err();
+        assert!(why.contains("cannot be decoded"), "{why}");
+        assert!(!why.contains("T0KEN"), "{why}");
+    }
 }

@@ -490,7 +490,7 @@ pub async fn run(
     };
     let by_policy = {
         let caches = caches.clone();
-        move |p: super::crd::policy::FailoverPolicy| {
+        move |p: kube::api::DynamicObject| {
             refs(caches.clusters_with_policy(&p.namespace().unwrap_or_default(), &p.name_any()))
         }
     };
@@ -504,7 +504,11 @@ pub async fn run(
         .owns_stream(t.config_maps.touched_objects())
         .owns_stream(t.disruption_budgets.touched_objects())
         .watches_stream(t.secrets.touched_objects(), by_secret)
-        .watches_stream(t.policies.touched_objects(), by_policy)
+        .watches_stream_with(
+            t.policies.touched_objects(),
+            by_policy,
+            kube::api::ApiResource::erase::<super::crd::policy::FailoverPolicy>(&()),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {

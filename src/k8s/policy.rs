@@ -544,7 +544,7 @@ mod tests {
             (
                 || {
                     Err(
-                        r#"the watch of FailoverPolicies fails: invalid type: string "T0KEN""#
+                        r#"the list of FailoverPolicies fails: invalid type: string "T0KEN""#
                             .into(),
                     )
                 },
