@@ -1,14 +1,16 @@
 //! `orca-sandbox bench`: measures failover and switchover on local mariadbd
 //! topologies (one primary, two semi-sync replicas, default engine
 //! settings), repeating each run on a fresh topology and printing the
-//! median and the worst; and the store: the records per second its writer
-//! sustains, and the kill -9 failover with the store down. Not a test: the
+//! median and the worst; the store: the records per second its writer
+//! sustains, and the kill -9 failover with the store down; and
+//! `orca-sandbox bench idle`: what idle clusters cost the API server
+//! ([`super::idle`]). Not a test: the
 //! figures go to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use mysql_async::prelude::Queryable;
 
 use crate::mysqld::{admin_credentials, app_credentials, repl_credentials};
@@ -51,7 +53,10 @@ pub enum Scenario {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
     /// Which scenarios to run (all by default).
     #[arg(long, value_enum)]
     pub scenario: Vec<Scenario>,
@@ -65,6 +70,12 @@ pub struct BenchArgs {
     /// `store-recoveries`).
     #[arg(long, default_value_t = 20_000)]
     pub store_records: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The API requests of idle Healthy clusters in the sandbox.
+    Idle(super::idle::IdleArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -381,6 +392,9 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 pub async fn run(args: BenchArgs) -> u8 {
+    if let Some(BenchCommand::Idle(a)) = args.what {
+        return super::idle::run(a).await;
+    }
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario::Kill, Scenario::Stop, Scenario::Takeover]
     } else {
