@@ -6,7 +6,8 @@
 //! - adapters: [`mysql`] (probes, actions, the discovery crawl), [`k8s`]
 //!   (custom resources, the objects of a cluster, the controller);
 //! - runtime: [`engine`] (probe loops, executor, hooks), [`ha`] (leader
-//!   election and fencing), [`cli`] (the `orca` command).
+//!   election and fencing), [`store`] (the backing database, written
+//!   behind the decision path), [`cli`] (the `orca` command).
 //!
 //! The sandbox cluster, the local `mariadbd` topologies and the benchmarks
 //! are the workspace's other crate, `orca-sandbox`: none of it is in this
@@ -19,4 +20,5 @@ pub mod ha;
 pub mod k8s;
 pub mod mysql;
 pub mod plan;
+pub mod store;
 pub mod topology;

@@ -11,6 +11,7 @@ pub mod discover;
 pub mod operator;
 pub mod ops;
 pub mod standalone;
+pub mod store;
 
 use std::process::ExitCode;
 

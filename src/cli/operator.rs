@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
-use crate::k8s::client;
 use crate::k8s::operator::{Context, run as run_controller};
+use crate::k8s::{OPERATOR_AGENT, client_as};
 
 #[derive(Debug, Clone, Args)]
 pub struct OperatorArgs {
@@ -105,7 +105,7 @@ pub async fn serve(
 }
 
 pub async fn run(args: OperatorArgs) -> u8 {
-    let client = match client(args.kubeconfig.as_ref()).await {
+    let client = match client_as(args.kubeconfig.as_ref(), OPERATOR_AGENT).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca operator: cannot reach the cluster: {e}");

@@ -1,7 +1,9 @@
 //! One-shot operations outside Kubernetes: graceful takeover, force
 //! failover, force takeover, recover, and the refactorings. Each discovers
 //! the topology from its seeds, plans, and — unless `--dry-run` — acts,
-//! then prints the record of every step and exits.
+//! then prints the record of every step and exits. With `--store-dsn`,
+//! the operation asked for (who, through the CLI) and its record are
+//! written to the store after it ran.
 //!
 //! Exit codes: 0 done, 1 the operation failed (or was rolled back),
 //! 2 bad input, 3 refused (illegal move, no candidate, nothing to do),
@@ -14,6 +16,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::credentials::CredentialArgs;
+use super::store::StoreArgs;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::engine::executor::{
     Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, operation_id,
@@ -82,6 +85,13 @@ pub struct OpArgs {
     /// Time limit of each connection and statement, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// The cluster's name in logs, hooks and the store (default: the
+    /// first seed for `orca standalone`, the primary's address for a
+    /// one-shot operation).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +375,80 @@ fn exit_for(outcome: &Outcome) -> u8 {
     }
 }
 
+/// The instance an operation is about, for the audit.
+fn target(op: &Op) -> Option<String> {
+    match op {
+        Op::GracefulTakeover { to, .. } => to.clone(),
+        Op::ForceTakeover { to, .. } => Some(to.clone()),
+        Op::ForceFailover { .. } | Op::Recover { .. } => None,
+        Op::Relocate { instance, .. }
+        | Op::MoveUp { instance, .. }
+        | Op::MoveBelow { instance, .. }
+        | Op::Repoint { instance, .. }
+        | Op::TakeSiblings { instance, .. }
+        | Op::RegroupReplicas { instance, .. } => Some(instance.clone()),
+    }
+}
+
+/// What an operation left for the store: its cluster, once known, and
+/// its record, once it ran.
+#[derive(Default)]
+struct Ran {
+    cluster: Option<String>,
+    record: Option<OperationRecord>,
+}
+
+/// How long a one-shot operation waits for the store to take its records
+/// once it is done.
+const STORE_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes the audit of an operation asked for on the command line, and its
+/// record, to the store; the operation is done by now, whatever the store
+/// says.
+async fn store_op(
+    config: crate::store::StoreConfig,
+    name: &str,
+    target: Option<String>,
+    asked_at_ms: i64,
+    code: u8,
+    ran: Ran,
+) {
+    use crate::store::{AuditRow, Door, Record, RecoveryRow, Store};
+    let Some(cluster) = ran.cluster else {
+        return;
+    };
+    let store = match Store::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca {name}: {e}");
+            return;
+        }
+    };
+    let detail = match &ran.record {
+        Some(r) => format!("operation {}, exit {code}", r.id),
+        None => format!("no operation ran, exit {code}"),
+    };
+    store.enqueue(Record::Audit(AuditRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        at_ms: asked_at_ms,
+        cluster,
+        action: name.to_string(),
+        target,
+        requested_by: crate::store::feed::local_user(),
+        door: Door::Cli,
+        detail: Some(detail),
+    }));
+    if let Some(r) = &ran.record {
+        store.enqueue(Record::Recovery(Box::new(RecoveryRow::of(r, None))));
+    }
+    let left = store.flush(STORE_WAIT).await;
+    if left > 0 {
+        eprintln!(
+            "orca {name}: the store did not take {left} records within {STORE_WAIT:?}; they are lost (the operation itself is done)"
+        );
+    }
+}
+
 pub async fn run(op: Op) -> u8 {
     let name = match &op {
         Op::GracefulTakeover { .. } => "graceful-takeover",
@@ -386,16 +470,31 @@ pub async fn run(op: Op) -> u8 {
             return EXIT_USAGE;
         }
     };
-    match run_op(op, &args, settings).await {
+    let store = match args.store.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca {name}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let asked_at_ms = crate::store::now_ms();
+    let target = target(&op);
+    let mut ran = Ran::default();
+    let code = match run_op(op, &args, settings, &mut ran).await {
         Ok(code) => code,
         Err((code, e)) => {
             eprintln!("orca {name}: {e}");
             code
         }
+    };
+    // A dry run asks for nothing.
+    if let Some(config) = store.filter(|_| !args.dry_run) {
+        store_op(config, name, target, asked_at_ms, code, ran).await;
     }
+    code
 }
 
-async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> {
+async fn run_op(op: Op, args: &OpArgs, s: Settings, ran: &mut Ran) -> Result<u8, (u8, String)> {
     let usage = |e: String| (EXIT_USAGE, e);
     let refused = |e: PlanError| (EXIT_REFUSED, e.to_string());
     let seed = s.seeds[0].clone();
@@ -413,7 +512,11 @@ async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> 
     if !topo.nodes.values().any(|n| n.reachable()) {
         return Err((EXIT_FAILED, "no seed answered".into()));
     }
-    let cluster = cluster_name(&topo, &seed);
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| cluster_name(&topo, &seed));
+    ran.cluster = Some(cluster.clone());
     let plan = match &op {
         Op::Recover { .. } => {
             let mut config = EngineConfig::new(cluster.clone());
@@ -464,7 +567,9 @@ async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> 
             }
             let record = engine.recover(&failure).await;
             print_record(&record, args.json);
-            return Ok(exit_for(&record.outcome));
+            let code = exit_for(&record.outcome);
+            ran.record = Some(record);
+            return Ok(code);
         }
         Op::GracefulTakeover { to, .. } => {
             let primary = primary_of(&topo, &seed).map_err(usage)?;
@@ -524,5 +629,7 @@ async fn run_op(op: Op, args: &OpArgs, s: Settings) -> Result<u8, (u8, String)> 
     };
     let record = executor.execute(&plan, &meta).await;
     print_record(&record, args.json);
-    Ok(exit_for(&record.outcome))
+    let code = exit_for(&record.outcome);
+    ran.record = Some(record);
+    Ok(code)
 }

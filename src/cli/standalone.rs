@@ -2,7 +2,9 @@
 //! cluster, continuously, outside Kubernetes. Each problem and each
 //! recovery step is logged. SIGUSR1 acknowledges the last recovery (so a
 //! new failure within the anti-flap period may be recovered); Ctrl-C or
-//! SIGTERM stops.
+//! SIGTERM stops. With `--store-dsn`, instance snapshots, findings, every
+//! operation with its steps and the audit of what was asked are written to
+//! the store, behind the decision path (see [`crate::store`]).
 
 use clap::Args;
 
@@ -11,6 +13,8 @@ use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::engine::executor::{Executor, ExecutorConfig};
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::k8s::crd::parse_duration;
+use crate::store::feed::{Feed, local_user};
+use crate::store::{Door, Store};
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
@@ -25,13 +29,14 @@ pub struct StandaloneArgs {
     /// No second automatic recovery within this period unless acknowledged.
     #[arg(long, default_value = "1h")]
     pub anti_flap: String,
-    /// The cluster's name in logs and hooks (default: the first seed).
-    #[arg(long)]
-    pub cluster: Option<String>,
     /// Do not write orca's heartbeat row on the primary.
     #[arg(long)]
     pub no_heartbeat: bool,
 }
+
+/// How long a stopping `orca standalone` waits for the store to take the
+/// records still queued.
+const FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(args: StandaloneArgs) -> u8 {
     let s = match args.op.settings() {
@@ -60,9 +65,32 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
     };
     let cluster = args
+        .op
         .cluster
         .clone()
         .unwrap_or_else(|| s.seeds[0].to_string());
+    let store_config = match args.op.store.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca standalone: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut feed = match store_config {
+        None => {
+            tracing::info!(cluster = %cluster, "no store (--store-dsn): findings and operations are kept in this log only");
+            None
+        }
+        Some(c) => match Store::open(c).await {
+            Ok(store) => Some(Feed::new(store, cluster.clone())),
+            // A schema newer than this orca knows: a store that does not
+            // answer is no error (its records wait in the queue).
+            Err(e) => {
+                eprintln!("orca standalone: {e}");
+                return EXIT_FAILED;
+            }
+        },
+    };
     let mut config = EngineConfig::new(cluster.clone());
     config.probe_interval = interval;
     config.anti_flap = anti_flap;
@@ -91,11 +119,24 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
     };
     tracing::info!(cluster = %cluster, auto_recover = engine.config.auto_recover, "orca standalone started");
+    let user = local_user();
+    if let Some(f) = &feed {
+        f.audit(
+            "standalone",
+            None,
+            &user,
+            Door::Cli,
+            Some(format!("auto_recover={}", engine.config.auto_recover)),
+        );
+    }
     // Whether the failure now blocked by the anti-flap period was said to
     // wait for an acknowledgement (once per blocked failure).
     let mut told_blocked = false;
     loop {
         let report = engine.round().await;
+        if let Some(f) = feed.as_mut() {
+            f.round(engine.topology(), &report);
+        }
         if let Some(r) = &report.recovery {
             match serde_json::to_string(r) {
                 Ok(json) => println!("{json}"),
@@ -122,9 +163,37 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             _ = usr1.recv() => {
                 engine.acknowledge();
                 tracing::info!(cluster = %cluster, "last recovery acknowledged");
+                if let Some(f) = &feed {
+                    // Who sent the signal is not known; whose orca got it is.
+                    let by = format!("SIGUSR1 to the orca of {user}");
+                    let last = engine.records.last().map(|r| r.id.clone());
+                    f.audit("acknowledge", last.clone(), &by, Door::Signal, None);
+                    if let Some(id) = last {
+                        f.acknowledged(&id, &by, "acknowledged with SIGUSR1");
+                    }
+                }
             }
-            _ = term.recv() => return EXIT_OK,
-            _ = tokio::signal::ctrl_c() => return EXIT_OK,
+            _ = term.recv() => return stop(feed.as_ref(), &cluster, &user, "SIGTERM").await,
+            _ = tokio::signal::ctrl_c() => return stop(feed.as_ref(), &cluster, &user, "SIGINT").await,
         }
     }
+}
+
+/// Stops: the stop is audited, and the store is given a few seconds to
+/// take what is still queued; what it did not take is said.
+async fn stop(feed: Option<&Feed>, cluster: &str, user: &str, signal: &str) -> u8 {
+    let Some(f) = feed else {
+        return EXIT_OK;
+    };
+    f.audit("stop", None, user, Door::Signal, Some(signal.to_string()));
+    let left = f.store().flush(FLUSH_AT_STOP).await;
+    if left > 0 {
+        tracing::warn!(
+            cluster = %cluster,
+            queue_depth = left,
+            dropped = f.store().dropped(),
+            "stopping with records the store did not take: they are lost"
+        );
+    }
+    EXIT_OK
 }

@@ -79,6 +79,9 @@ pub struct RoundReport {
     /// writable beside the primary, and were fenced (made read only, their
     /// clients disconnected) this round.
     pub fenced: Vec<InstanceKey>,
+    /// The records of the fences that succeeded this round (one per
+    /// instance in `fenced` that had to be fenced anew), for the store.
+    pub fence_records: Vec<OperationRecord>,
 }
 
 /// The last automatic recovery, for anti-flapping.
@@ -293,7 +296,7 @@ impl ClusterEngine {
             .check(self.executor.config.timeouts.query)
             .await;
         self.pending_fence.extend(lost);
-        let fenced = self.fence_returned().await;
+        let (fenced, fence_records) = self.fence_returned().await;
         if self.config.heartbeat {
             self.write_heartbeats(&fenced).await;
         }
@@ -316,6 +319,7 @@ impl ClusterEngine {
             findings: findings.clone(),
             new_findings,
             fenced,
+            fence_records,
             ..RoundReport::default()
         };
         let Some(failure) = findings.iter().find(|f| f.code.is_failure()).cloned() else {
@@ -360,8 +364,9 @@ impl ClusterEngine {
     /// [`super::fence`]). They stay out of the topology's writes until an
     /// operator repoints or re-provisions them; one that replicates again
     /// meanwhile is a replica, not fenced.
-    async fn fence_returned(&mut self) -> Vec<InstanceKey> {
+    async fn fence_returned(&mut self) -> (Vec<InstanceKey>, Vec<OperationRecord>) {
         let mut fenced = Vec::new();
+        let mut records = Vec::new();
         let pending: Vec<InstanceKey> = self.pending_fence.iter().cloned().collect();
         for key in pending {
             let node = self.topology.get(&key);
@@ -396,6 +401,7 @@ impl ClusterEngine {
                 if !record.outcome.succeeded() {
                     continue;
                 }
+                records.push(record);
             }
             tracing::warn!(
                 cluster = %self.config.cluster,
@@ -405,7 +411,7 @@ impl ClusterEngine {
             self.pending_fence.remove(&key);
             fenced.push(key);
         }
-        fenced
+        (fenced, records)
     }
 
     /// How long to wait before the next round.

@@ -17,9 +17,24 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(295);
 /// kube's watcher opens, so an idle watch is not cut short.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(295);
 
+/// The User-Agent of orca's clients unless told otherwise.
+pub const AGENT: &str = "orca";
+
+/// The User-Agent of the operator's client.
+pub const OPERATOR_AGENT: &str = "orca-operator";
+
 /// A client from `kubeconfig`, or from the inferred configuration when
 /// `None`. Errors name the file.
 pub async fn client<P: AsRef<Path>>(kubeconfig: Option<P>) -> Result<Client, String> {
+    client_as(kubeconfig, AGENT).await
+}
+
+/// [`client`] with its requests sent as `agent` (their User-Agent), which
+/// the API server's audit and request logs show.
+pub async fn client_as<P: AsRef<Path>>(
+    kubeconfig: Option<P>,
+    agent: &str,
+) -> Result<Client, String> {
     let config = match kubeconfig {
         Some(path) => {
             let path = path.as_ref();
@@ -30,7 +45,14 @@ pub async fn client<P: AsRef<Path>>(kubeconfig: Option<P>) -> Result<Client, Str
         }
         None => Config::infer().await.map_err(|e| e.to_string())?,
     };
-    Client::try_from(with_timeouts(config)).map_err(|e| e.to_string())
+    let mut config = with_timeouts(config);
+    let agent = http::HeaderValue::from_str(&format!("{agent}/{}", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| format!("User-Agent {agent:?}: {e}"))?;
+    config
+        .headers
+        .retain(|(k, _)| k != http::header::USER_AGENT);
+    config.headers.push((http::header::USER_AGENT, agent));
+    Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// Sets each timeout the configuration leaves unset; a read timeout then

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod annotations;
+pub mod cache;
 mod client;
 pub mod crd;
 pub mod journal;
@@ -20,4 +21,6 @@ pub mod policy;
 pub mod time;
 pub mod worker;
 
-pub use client::{CONNECT_TIMEOUT, READ_TIMEOUT, WRITE_TIMEOUT, client};
+pub use client::{
+    AGENT, CONNECT_TIMEOUT, OPERATOR_AGENT, READ_TIMEOUT, WRITE_TIMEOUT, client, client_as,
+};

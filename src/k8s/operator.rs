@@ -3,9 +3,20 @@
 //! StatefulSet, Services, PodDisruptionBudget, all owned by the cluster)
 //! and runs one [`Worker`] per cluster for everything that needs the
 //! servers; a finalizer stops the worker when the cluster goes.
+//!
+//! It is driven by watch events, not by a clock: the shared watch caches
+//! ([`Caches`]) feed it the changes of clusters, of the objects they own,
+//! of their Secrets and of their policies, and a cluster is reconciled
+//! again on its own only every [`RESYNC`]. Each object is applied only
+//! when what orca would apply differs from what it applied last: the hash
+//! of the desired object is kept in its `orca.dev/applied-hash`
+//! annotation, and the cached object that carries the same hash is left
+//! alone ([`needs_apply`]). The primary Service has one writer, the
+//! worker, which pins its selector; the reconciler only creates it when
+//! it is missing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,18 +24,29 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
-use tokio::sync::Mutex;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use super::cache::{self, Caches};
 use super::crd::cluster::MySQLCluster;
 use super::objects::{self, ObjectError};
 use super::ordinal::pod_ordinal;
-use super::worker::{MANAGER, Worker};
+use super::worker::{KUBE_LIMIT, MANAGER, Worker};
+
+/// How often a cluster is reconciled when nothing changes.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// How long [`Context::stop_all`] lets workers finish their round.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// The annotation that keeps the hash of what orca last applied.
+pub const APPLIED_HASH: &str = "orca.dev/applied-hash";
 
 pub const FINALIZER: &str = "orca.dev/cleanup";
 
@@ -45,6 +67,10 @@ pub struct Context {
     pub client: Client,
     pub reporter: Reporter,
     workers: Mutex<HashMap<(String, String), JoinHandle<()>>>,
+    /// Turned true to stop every worker after its current round.
+    stopping: watch::Sender<bool>,
+    /// The watch caches of the running [`run`].
+    caches: std::sync::Mutex<Option<Arc<Caches>>>,
     /// The fencing epoch this operator acts in, when it runs with leader
     /// election.
     pub epoch: Option<i64>,
@@ -71,48 +97,151 @@ impl Context {
             client,
             reporter,
             workers: Mutex::new(HashMap::new()),
+            stopping: watch::Sender::new(false),
+            caches: std::sync::Mutex::new(None),
             epoch,
             fence,
         })
     }
 
-    /// Stops every worker (on shutdown or loss of leadership).
+    /// The watch caches ([`run`] starts them).
+    pub fn caches(&self) -> Option<Arc<Caches>> {
+        self.caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops every worker (on shutdown or loss of leadership): each
+    /// finishes the round it is in (an operation ends at a step boundary,
+    /// its journal written), within [`STOP_GRACE`]; those still running
+    /// then are aborted.
     pub async fn stop_all(&self) {
-        for (_, h) in self.workers.lock().await.drain() {
-            h.abort();
+        self.stopping.send_replace(true);
+        let handles: Vec<_> = self.workers.lock().await.drain().collect();
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for ((ns, name), mut h) in handles {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                tracing::warn!(cluster = %name, namespace = %ns, "the worker did not finish its round in time: aborted");
+                h.abort();
+            }
         }
     }
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), OperatorError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
-    Ok(())
+/// A kube call bounded by [`KUBE_LIMIT`].
+async fn bounded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, OperatorError> {
+    match tokio::time::timeout(KUBE_LIMIT, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(OperatorError::Other(format!(
+            "{what}: timed out after {} ms",
+            KUBE_LIMIT.as_millis()
+        ))),
+    }
 }
 
-async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<(), OperatorError> {
+/// The hash of an object as orca would apply it (FNV-1a of its JSON,
+/// without the [`APPLIED_HASH`] annotation), in hexadecimal.
+pub fn desired_hash<K: serde::Serialize>(desired: &K) -> String {
+    let mut v = serde_json::to_value(desired).unwrap_or_default();
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(|a| a.as_object_mut())
+    {
+        a.remove(APPLIED_HASH);
+        if a.is_empty()
+            && let Some(m) = v.pointer_mut("/metadata").and_then(|m| m.as_object_mut())
+        {
+            m.remove("annotations");
+        }
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Whether `desired` must be applied, given the object as cached: yes when
+/// there is none, or when it does not carry the hash of `desired`.
+pub fn needs_apply<K: Resource + serde::Serialize>(desired: &K, cached: Option<&K>) -> bool {
+    let Some(cached) = cached else { return true };
+    cached
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(APPLIED_HASH))
+        != Some(&desired_hash(desired))
+}
+
+/// Applies `desired` (server-side, orca's field manager) unless the
+/// cached object says it is applied already ([`needs_apply`]); whether it
+/// was applied.
+async fn apply_if_changed<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    mut desired: K,
+) -> Result<bool, OperatorError>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let ns = desired.meta().namespace.clone().unwrap_or_default();
+    let cached = store.get(&ObjectRef::new(&name).within(&ns));
+    if !needs_apply(&desired, cached.as_deref()) {
+        return Ok(false);
+    }
+    let hash = desired_hash(&desired);
+    desired
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH.to_string(), hash);
+    tracing::debug!(kind = %K::kind(&()), name = %name, namespace = %ns, "applying");
+    bounded(
+        "applying an object",
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        ),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn ensure_secret(
+    c: &MySQLCluster,
+    client: &Client,
+    ns: &str,
+    caches: &Caches,
+) -> Result<(), OperatorError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let password = || random_password().map_err(|e| OperatorError::Other(e.to_string()));
-    if let Some(existing) = api.get_opt(&c.credentials_secret_name()).await? {
+    if let Some(existing) = caches.secret(ns, &c.credentials_secret_name()) {
         // A Secret from before the application account, or the user's
         // without it: the missing keys are added, the others kept.
         if objects::lacks_app_keys(&existing)
             && let Some(patch) = objects::app_keys_patch(&existing, &password()?)
         {
-            match api
-                .patch(
+            match tokio::time::timeout(
+                KUBE_LIMIT,
+                api.patch(
                     &existing.name_any(),
                     &PatchParams::default(),
                     &Patch::Merge(patch),
-                )
-                .await
+                ),
+            )
+            .await
+            .map_err(|_| OperatorError::Other("patching the Secret: timed out".into()))?
             {
                 Ok(_) => {}
                 // Changed meanwhile: the next reconcile looks again.
@@ -123,12 +252,10 @@ async fn ensure_secret(c: &MySQLCluster, client: &Client, ns: &str) -> Result<()
         return Ok(());
     }
     let (root, repl, app) = (password()?, password()?, password()?);
-    match api
-        .create(
-            &PostParams::default(),
-            &objects::credentials_secret(c, &root, &repl, &app)?,
-        )
+    let secret = objects::credentials_secret(c, &root, &repl, &app)?;
+    match tokio::time::timeout(KUBE_LIMIT, api.create(&PostParams::default(), &secret))
         .await
+        .map_err(|_| OperatorError::Other("creating the Secret: timed out".into()))?
     {
         Ok(_) => Ok(()),
         // Someone else created it meanwhile: theirs stands.
@@ -158,42 +285,63 @@ pub fn random_password() -> std::io::Result<String> {
     Ok(out)
 }
 
+/// Creates the primary Service when it is missing (its selector pinned
+/// to the primary status names, or to no pod); never changes it: the
+/// worker is its one writer.
+async fn ensure_primary_service(
+    c: &MySQLCluster,
+    services: &Api<Service>,
+    caches: &Caches,
+    ns: &str,
+) -> Result<(), OperatorError> {
+    let name = objects::primary_service_name(c);
+    if caches.service(ns, &name).is_some() {
+        return Ok(());
+    }
+    let primary = c.status.as_ref().and_then(|s| s.primary.clone());
+    let svc = objects::primary_service(c, primary.as_deref())?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match bounded("creating the primary Service", services.create(&pp, &svc)).await {
+        Ok(_) => Ok(()),
+        // There already (a cache behind): the worker keeps it.
+        Err(OperatorError::Kube(kube::Error::Api(e))) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorError> {
     let ns = c.namespace().ok_or(ObjectError::NoNamespace)?;
     let client = &ctx.client;
+    let Some(caches) = ctx.caches() else {
+        return Err(OperatorError::Other(
+            "the watch caches are not started".into(),
+        ));
+    };
+    if !caches.ready() {
+        tracing::debug!(cluster = %c.name_any(), waiting = ?caches.not_ready(), "the watch caches are not ready yet");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if c.validate().is_err() {
         // The worker reports the problems in status; nothing is built
         // from an invalid spec.
-        ensure_worker(c, ctx).await;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        ensure_worker(c, ctx, &caches).await;
+        return Ok(Action::requeue(RESYNC));
     }
-    ensure_secret(c, client, &ns).await?;
-    apply(
+    ensure_secret(c, client, &ns, &caches).await?;
+    apply_if_changed(
         &Api::<ConfigMap>::namespaced(client.clone(), &ns),
-        &objects::config_map_name(c),
-        &objects::config_map(c)?,
+        &caches.config_maps,
+        objects::config_map(c)?,
     )
     .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    apply(
-        &services,
-        &objects::headless_service_name(c),
-        &objects::headless_service(c)?,
-    )
-    .await?;
-    apply(
-        &services,
-        &objects::replicas_service_name(c),
-        &objects::replicas_service(c)?,
-    )
-    .await?;
+    apply_if_changed(&services, &caches.services, objects::headless_service(c)?).await?;
+    apply_if_changed(&services, &caches.services, objects::replicas_service(c)?).await?;
+    ensure_primary_service(c, &services, &caches, &ns).await?;
     let primary = c.status.as_ref().and_then(|s| s.primary.clone());
-    apply(
-        &services,
-        &objects::primary_service_name(c),
-        &objects::primary_service(c, primary.as_deref())?,
-    )
-    .await?;
     let mut sts = objects::stateful_set(c)?;
     // Never scale the primary away: keep its pod until the worker has
     // handed the role over.
@@ -206,44 +354,57 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     {
         spec.replicas = Some(o + 1);
     }
-    apply(
+    apply_if_changed(
         &Api::<StatefulSet>::namespaced(client.clone(), &ns),
-        &c.name_any(),
-        &sts,
+        &caches.stateful_sets,
+        sts,
     )
     .await?;
-    apply(
+    apply_if_changed(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
-        &c.name_any(),
-        &objects::pod_disruption_budget(c)?,
+        &caches.disruption_budgets,
+        objects::pod_disruption_budget(c)?,
     )
     .await?;
-    ensure_worker(c, ctx).await;
-    Ok(Action::requeue(Duration::from_secs(10)))
+    ensure_worker(c, ctx, &caches).await;
+    Ok(Action::requeue(RESYNC))
 }
 
-async fn ensure_worker(c: &MySQLCluster, ctx: &Context) {
+async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
     let ns = c.namespace().unwrap_or_default();
     let key = (ns.clone(), c.name_any());
     let mut workers = ctx.workers.lock().await;
-    if workers.get(&key).is_some_and(|h| !h.is_finished()) {
+    if *ctx.stopping.borrow() || workers.get(&key).is_some_and(|h| !h.is_finished()) {
         return;
     }
-    let mut worker = Worker::new(ctx.client.clone(), ns, c.name_any(), ctx.reporter.clone());
+    let mut worker = Worker::new(
+        ctx.client.clone(),
+        ns,
+        c.name_any(),
+        ctx.reporter.clone(),
+        caches.clone(),
+    );
     worker.epoch = ctx.epoch;
     worker.fence = ctx.fence.clone();
     let name = c.name_any();
+    let mut stop = ctx.stopping.subscribe();
     let handle = tokio::spawn(async move {
-        loop {
-            match worker.tick().await {
-                Ok(Some(delay)) => tokio::time::sleep(delay).await,
+        // Rounds run whole; a stop is seen between them.
+        while !*stop.borrow_and_update() {
+            let delay = match worker.tick().await {
+                Ok(Some(delay)) => delay,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(cluster = %name, error = %e, "cluster round failed");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Duration::from_secs(2)
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                r = stop.changed() => if r.is_err() { return },
             }
         }
+        tracing::info!(cluster = %name, "worker stopped");
     });
     workers.insert(key, handle);
 }
@@ -260,14 +421,50 @@ async fn cleanup(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorErro
 async fn reconcile(c: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
     let ns = c.namespace().unwrap_or_default();
     let api: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, c, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, c, |event| async {
         match event {
             Finalizer::Apply(c) => apply_objects(&c, &ctx).await,
             Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| OperatorError::Finalizer(e.to_string()))
+    });
+    // Each call in it is bounded, but for the finalizer's own patch.
+    match tokio::time::timeout(KUBE_LIMIT * 8, reconciled).await {
+        Ok(r) => r.map_err(|e| OperatorError::Finalizer(e.to_string())),
+        Err(_) => Err(OperatorError::Other("the reconcile timed out".into())),
+    }
+}
+
+/// What in a cluster is the reconciler's business: its spec, its
+/// deletion, its finalizers and its primary (which keeps its pod); not
+/// the rest of its status, which the worker writes.
+fn reconciled_part(c: &MySQLCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    c.metadata.generation.hash(&mut h);
+    c.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    c.metadata.finalizers.hash(&mut h);
+    c.status
+        .as_ref()
+        .and_then(|s| s.primary.as_ref())
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+fn refs<K>(found: Vec<Arc<K>>) -> Vec<ObjectRef<MySQLCluster>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    found
+        .iter()
+        .map(|c| {
+            ObjectRef::new(&c.meta().name.clone().unwrap_or_default())
+                .within(&c.meta().namespace.clone().unwrap_or_default())
+        })
+        .collect()
 }
 
 fn error_policy(c: Arc<MySQLCluster>, e: &OperatorError, _ctx: Arc<Context>) -> Action {
@@ -280,12 +477,37 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    let clusters: Api<MySQLCluster> = Api::all(client.clone());
-    Controller::new(clusters, watcher::Config::default())
-        .owns(
-            Api::<StatefulSet>::all(client.clone()),
-            watcher::Config::default(),
+    ctx.stopping.send_replace(false);
+    let (caches, t) = Caches::start(&ctx.client);
+    *ctx.caches.lock().unwrap_or_else(PoisonError::into_inner) = Some(caches.clone());
+    // The pods' cache fills as this runs; nothing is reconciled from it.
+    let pods = tokio::spawn(cache::drive(t.pods, "Pods"));
+    let by_secret = {
+        let caches = caches.clone();
+        move |s: Secret| {
+            refs(caches.clusters_with_secret(&s.namespace().unwrap_or_default(), &s.name_any()))
+        }
+    };
+    let by_policy = {
+        let caches = caches.clone();
+        move |p: kube::api::DynamicObject| {
+            refs(caches.clusters_with_policy(&p.namespace().unwrap_or_default(), &p.name_any()))
+        }
+    };
+    let clusters = t
+        .clusters
+        .applied_objects()
+        .predicate_filter(reconciled_part, Default::default());
+    Controller::for_stream(clusters, caches.clusters.clone())
+        .owns_stream(t.stateful_sets.touched_objects())
+        .owns_stream(t.services.touched_objects())
+        .owns_stream(t.config_maps.touched_objects())
+        .owns_stream(t.disruption_budgets.touched_objects())
+        .watches_stream(t.secrets.touched_objects(), by_secret)
+        .watches_stream_with(
+            t.policies.touched_objects(),
+            by_policy,
+            kube::api::ApiResource::erase::<super::crd::policy::FailoverPolicy>(&()),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
@@ -296,11 +518,87 @@ pub async fn run(
         })
         .await;
     ctx.stop_all().await;
+    pods.abort();
 }
 
 #[cfg(test)]
 mod tests {
-    use super::random_password;
+    use super::*;
+
+    fn config_map(data: &[(&str, &str)], annotations: &[(&str, &str)]) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("db-config".into());
+        cm.metadata.namespace = Some("ns".into());
+        if !annotations.is_empty() {
+            cm.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        }
+        cm.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        cm
+    }
+
+    #[test]
+    fn an_object_is_applied_only_when_what_orca_applies_changed() {
+        let desired = config_map(&[("my.cnf", "a")], &[]);
+        let hash = desired_hash(&desired);
+        assert_eq!(hash.len(), 16);
+        assert_eq!(hash, desired_hash(&desired.clone()), "stable");
+        let applied = config_map(&[("my.cnf", "a")], &[(APPLIED_HASH, &hash)]);
+        assert_eq!(desired_hash(&applied), hash, "the annotation is not hashed");
+        let changed = config_map(&[("my.cnf", "b")], &[]);
+        assert_ne!(desired_hash(&changed), hash);
+        // Someone else's annotation on the cached object: orca's hash stands.
+        let annotated = config_map(
+            &[("my.cnf", "a")],
+            &[(APPLIED_HASH, &hash), ("kubectl.kubernetes.io/note", "x")],
+        );
+        let stale = config_map(&[("my.cnf", "a")], &[(APPLIED_HASH, "0123456789abcdef")]);
+        let unmarked = config_map(&[("my.cnf", "a")], &[]);
+        // (desired, cached, applied)
+        let cases: &[(&ConfigMap, Option<&ConfigMap>, bool)] = &[
+            (&desired, None, true),
+            (&desired, Some(&applied), false),
+            (&desired, Some(&annotated), false),
+            (&changed, Some(&applied), true),
+            (&desired, Some(&stale), true),
+            (&desired, Some(&unmarked), true),
+        ];
+        for (i, (d, cached, want)) in cases.iter().enumerate() {
+            assert_eq!(needs_apply(*d, *cached), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn the_reconciler_looks_at_spec_deletion_finalizers_and_primary_only() {
+        let spec = serde_yaml_ng::from_str("image: mariadb:10.11\nreplicas: 3\n").unwrap();
+        let mut c = MySQLCluster::new("db", spec);
+        c.metadata.generation = Some(1);
+        let base = reconciled_part(&c);
+        let mut status_only = c.clone();
+        status_only.status = Some(Default::default());
+        status_only.metadata.resource_version = Some("99".into());
+        assert_eq!(reconciled_part(&status_only), base);
+        let mut spec_changed = c.clone();
+        spec_changed.metadata.generation = Some(2);
+        assert_ne!(reconciled_part(&spec_changed), base);
+        let mut primary = c.clone();
+        primary.status = Some(crate::k8s::crd::cluster::MySQLClusterStatus {
+            primary: Some("db-1".into()),
+            ..Default::default()
+        });
+        assert_ne!(reconciled_part(&primary), base);
+        let mut finalized = c.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_ne!(reconciled_part(&finalized), base);
+    }
 
     #[test]
     fn passwords_are_24_characters_of_the_alphabet_and_differ() {

@@ -75,6 +75,30 @@ pub fn read_outcome(
     }
 }
 
+/// What a read of the policy from the watch cache means, as
+/// [`read_outcome`] says of a read from the API server: `found` is the
+/// cached policy (`Ok(None)`: not in the cache), or why the cache cannot
+/// be trusted (not listed yet, its watch failing), which is an error,
+/// never the defaults.
+pub fn cached_outcome(
+    name: &str,
+    explicit: bool,
+    found: Result<Option<FailoverPolicy>, String>,
+) -> Result<Option<FailoverPolicy>, String> {
+    match found {
+        Ok(Some(p)) => Ok(Some(p)),
+        Ok(None) if !explicit => Ok(None),
+        Ok(None) => Err(format!(
+            "the FailoverPolicy {name} named by spec.failoverPolicyRef does not exist"
+        )),
+        // A watch's decoding error may quote the policy's strings.
+        Err(why) => Err(format!(
+            "the FailoverPolicy {name} cannot be read: {}",
+            withhold_quoted(&why)
+        )),
+    }
+}
+
 /// `text` with whatever stands between double quotes withheld.
 fn withhold_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -476,6 +500,61 @@ mod tests {
         ];
         for (i, (read, explicit, want, why)) in cases.iter().enumerate() {
             let got = read_outcome("p", *explicit, read());
+            let kind = match &got {
+                Ok(Some(_)) => "found",
+                Ok(None) => "defaults",
+                Err(_) => "unreadable",
+            };
+            assert_eq!(kind, *want, "case {i}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains(why), "case {i}: {e}");
+                assert!(e.contains("FailoverPolicy p"), "case {i}: {e}");
+                assert!(!e.contains("T0KEN"), "case {i}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_cached_policy_means() {
+        let p = || {
+            Ok(Some(FailoverPolicy::new(
+                "p",
+                FailoverPolicySpec::default(),
+            )))
+        };
+        type Found = fn() -> Result<Option<FailoverPolicy>, String>;
+        // (cache answer, explicit reference, found / defaults / unreadable, in the why)
+        let cases: &[(Found, bool, &str, &str)] = &[
+            (p, false, "found", ""),
+            (p, true, "found", ""),
+            (|| Ok(None), false, "defaults", ""),
+            (|| Ok(None), true, "unreadable", "does not exist"),
+            (
+                || Err("the watch cache of FailoverPolicies is not ready yet".into()),
+                false,
+                "unreadable",
+                "not ready",
+            ),
+            (
+                || Err("the watch cache of FailoverPolicies is not ready yet".into()),
+                true,
+                "unreadable",
+                "not ready",
+            ),
+            (
+                || {
+                    Err(
+                        r#"the list of FailoverPolicies fails: invalid type: string "T0KEN""#
+                            .into(),
+                    )
+                },
+                false,
+                "unreadable",
+                "fails",
+            ),
+        ];
+        for (i, (found, explicit, want, why)) in cases.iter().enumerate() {
+            let got = cached_outcome("p", *explicit, found());
             let kind = match &got {
                 Ok(Some(_)) => "found",
                 Ok(None) => "defaults",

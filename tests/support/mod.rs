@@ -11,6 +11,7 @@ pub mod kubectl;
 pub mod proxy;
 pub mod sandbox;
 pub mod standalone;
+pub mod store;
 pub mod widget;
 pub mod writer;
 

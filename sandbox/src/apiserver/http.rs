@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use super::error::ApiError;
 use super::ops::{DeleteOpts, Deleted, ListQuery, State, WriteOpts, meta_str, to_request};
 use super::patch::{self, PatchType};
+use super::requests::{self, Counter, RequestKey};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Broadcast, Change, ChangeType};
 use super::table::{self, Include};
@@ -29,11 +30,17 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// host:port clients reach the server at.
     pub address: String,
+    /// Every request answered, counted ([`requests`]).
+    pub requests: Mutex<Counter>,
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn requests(&self) -> MutexGuard<'_, Counter> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -315,9 +322,71 @@ pub async fn handle(
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let q = Query::parse(parts.uri.query());
+    if path == requests::PATH {
+        return request_log(&shared, &method);
+    }
+    let key = request_key(&shared, &method, &path, &q, &parts.headers);
+    shared.requests().add(key);
     let resp = dispatch(&shared, &method, &path, &q, &parts.headers, &body).await;
     tracing::debug!(target: "orca::sandbox::apiserver", %method, %path, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// `GET /debug/requests`: the request log; `DELETE`: reset it.
+fn request_log(shared: &Shared, method: &Method) -> Response {
+    if *method == Method::DELETE {
+        shared.requests().reset(super::time::now_string());
+    } else if *method != Method::GET {
+        return error(&ApiError::method_not_allowed());
+    }
+    let log = shared.requests().log();
+    let body = serde_json::to_value(&log).unwrap_or(Value::Null);
+    respond(StatusCode::OK, &body, "application/json", &[])
+}
+
+/// What the request log counts a request as.
+fn request_key(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    q: &Query,
+    headers: &HeaderMap,
+) -> RequestKey {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.split('/').next().unwrap_or_default().trim().to_string())
+        .unwrap_or_default();
+    let field_manager = q.get("fieldManager").unwrap_or_default().to_string();
+    let apply = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/apply-patch"));
+    let r = {
+        let state = shared.lock();
+        route(&state, path)
+    };
+    let (group, resource, subresource, named, watch) = match r {
+        Route::Resource(t) => {
+            let watch = t.watch_path || (*method == Method::GET && q.flag("watch"));
+            (
+                t.rt.group.clone(),
+                t.rt.plural.clone(),
+                t.sub.clone().unwrap_or_default(),
+                t.name.is_some(),
+                watch,
+            )
+        }
+        _ => (String::new(), path.to_string(), String::new(), true, false),
+    };
+    RequestKey {
+        verb: requests::verb(method.as_str(), named, watch, apply).to_string(),
+        group,
+        resource,
+        subresource,
+        agent,
+        field_manager,
+    }
 }
 
 async fn dispatch(

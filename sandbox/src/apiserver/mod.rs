@@ -23,6 +23,7 @@ mod managed;
 mod ops;
 mod patch;
 mod protobuf;
+pub mod requests;
 pub mod schema;
 pub mod selector;
 mod store;
@@ -151,6 +152,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             address: local.to_string(),
+            requests: Mutex::new(requests::Counter::new(time::now_string())),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()

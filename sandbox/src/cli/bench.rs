@@ -1,24 +1,34 @@
 //! `orca-sandbox bench`: measures failover and switchover on local mariadbd
 //! topologies (one primary, two semi-sync replicas, default engine
 //! settings), repeating each run on a fresh topology and printing the
-//! median and the worst. Not a test: the figures go to
-//! `docs/benchmarks.md`.
+//! median and the worst; the store: the records per second its writer
+//! sustains, and the kill -9 failover with the store down; and
+//! `orca-sandbox bench idle`: what idle clusters cost the API server
+//! ([`super::idle`]). Not a test: the
+//! figures go to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use mysql_async::prelude::Queryable;
 
 use crate::mysqld::{admin_credentials, app_credentials, repl_credentials};
-use crate::{LocalCluster, MysqldOptions, Shape};
+use crate::{LocalCluster, Mysqld, MysqldOptions, Shape};
 use orca::cli::{EXIT_FAILED, EXIT_OK};
-use orca::engine::executor::{Executor, ExecutorConfig, OperationMeta, operation_id};
+use orca::engine::executor::{
+    Executor, ExecutorConfig, OperationMeta, OperationRecord, Outcome, StepOutcome, StepRecord,
+    operation_id,
+};
 use orca::engine::{ClusterEngine, EngineConfig};
 use orca::mysql::conn::Timeouts;
 use orca::mysql::probe::probe;
 use orca::mysql::{Credentials, connect};
 use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
+use orca::plan::{PlanKind, Step};
+use orca::store::feed::Feed;
+use orca::store::record::{AuditRow, Door, Record, RecoveryRow};
+use orca::store::{Store, StoreConfig};
 use orca::topology::InstanceKey;
 use orca::topology::graph::Topology;
 
@@ -32,10 +42,21 @@ pub enum Scenario {
     /// Graceful takeover: first write refused on the old primary to first
     /// write accepted on the new one.
     Takeover,
+    /// kill -9 as `kill`, with the engine writing to a store that was
+    /// killed (kill -9) just before the primary.
+    KillStoreDown,
+    /// Records per second the store's writer sustains (audit records).
+    StoreAudit,
+    /// Records per second the store's writer sustains (recoveries of 15
+    /// steps each).
+    StoreRecoveries,
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
     /// Which scenarios to run (all by default).
     #[arg(long, value_enum)]
     pub scenario: Vec<Scenario>,
@@ -45,6 +66,16 @@ pub struct BenchArgs {
     /// Also write the results as markdown to this file.
     #[arg(long)]
     pub write: Option<PathBuf>,
+    /// Records per run of `store-audit` (a tenth of it for
+    /// `store-recoveries`).
+    #[arg(long, default_value_t = 20_000)]
+    pub store_records: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The API requests of idle Healthy clusters in the sandbox.
+    Idle(super::idle::IdleArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -103,24 +134,41 @@ async fn prepare(c: &LocalCluster) -> Result<(), String> {
 
 /// One failover run: returns the time from the fault to a writable new
 /// primary followed by the other replica.
-async fn failover_run(stop: bool) -> Result<Duration, String> {
+/// With `store_down`, the engine's rounds feed a store whose server is
+/// killed (kill -9) right before the primary.
+async fn failover_run(stop: bool, store_down: bool) -> Result<Duration, String> {
     let shape = Shape::primary_with_replicas(2);
     let mut c = LocalCluster::start_with(shape, |_, o: MysqldOptions| o.with_semi_sync())
         .await
         .map_err(|e| e.to_string())?;
     prepare(&c).await?;
+    let mut store_server = None;
+    let mut feed = None;
+    if store_down {
+        let (server, store) = start_store("orca_bench").await?;
+        store_server = Some(server);
+        feed = Some(Feed::new(store, "bench"));
+    }
     let mut engine = engine_for(&c);
     engine.round().await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = rx.await;
-            })
-            .await;
+        loop {
+            let report = engine.round().await;
+            if let Some(f) = feed.as_mut() {
+                f.round(engine.topology(), &report);
+            }
+            tokio::select! {
+                _ = &mut rx => return feed,
+                _ = tokio::time::sleep(engine.next_delay()) => {}
+            }
+        }
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let keys: Vec<InstanceKey> = c.instances.iter().map(|m| m.key()).collect();
+    if let Some(s) = store_server.as_mut() {
+        s.kill().map_err(|e| e.to_string())?;
+    }
     let t0 = Instant::now();
     if stop {
         c.instances[0].pause().map_err(|e| e.to_string())?;
@@ -145,11 +193,106 @@ async fn failover_run(stop: bool) -> Result<Duration, String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let _ = tx.send(());
-    let _ = task.await;
+    let feed = task.await.map_err(|e| e.to_string())?;
     if stop {
         let _ = c.instances[0].resume();
     }
+    if let Some(f) = feed {
+        eprintln!(
+            "  store down: {} records waiting, {} failed writes",
+            f.store().queue_depth(),
+            f.store().write_failures()
+        );
+    }
     result
+}
+
+/// A store: its own mariadbd, and orca's handle on database `db` there.
+async fn start_store(db: &str) -> Result<(Mysqld, Store), String> {
+    let server = Mysqld::start(MysqldOptions::new(900))
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = admin_credentials();
+    let dsn = format!("mysql://{}@{}/{db}", admin.user, server.key());
+    let mut config = StoreConfig::new(
+        orca::store::Dsn::parse(&dsn).map_err(|e| e.to_string())?,
+        admin.password(),
+    );
+    config.queue_capacity = 1_000_000;
+    let store = Store::open(config).await.map_err(|e| e.to_string())?;
+    Ok((server, store))
+}
+
+/// A recovery of 15 steps, as a dead primary's recovery records it.
+fn recovery(n: usize) -> OperationRecord {
+    let on = InstanceKey::new("10.0.0.2", 3306);
+    OperationRecord {
+        id: format!("bench-recover-{n}"),
+        cluster: "bench".into(),
+        kind: PlanKind::RecoverDeadPrimary,
+        trigger: "DeadPrimary".into(),
+        failed: Some(InstanceKey::new("10.0.0.1", 3306)),
+        successor: Some(on.clone()),
+        lost_replicas: Vec::new(),
+        lost_transactions: None,
+        notes: vec!["candidate chosen among 2".into()],
+        started_at: 1_700_000_000 + n as u64,
+        duration_ms: 80,
+        steps: (0..15)
+            .map(|index| {
+                let step = Step::StopReplicaIo { on: on.clone() };
+                StepRecord {
+                    index,
+                    description: step.to_string(),
+                    step,
+                    started_ms: index as u64 * 5,
+                    duration_ms: 3,
+                    outcome: StepOutcome::Done,
+                }
+            })
+            .collect(),
+        rollback: Vec::new(),
+        hook_errors: Vec::new(),
+        outcome: Outcome::Succeeded,
+    }
+}
+
+/// Enqueues `n` records at once and waits until the writer has written
+/// them: returns the time it took.
+async fn store_run(recoveries: bool, n: usize) -> Result<Duration, String> {
+    let (_server, store) = start_store("orca_bench").await?;
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            if recoveries {
+                Record::Recovery(Box::new(RecoveryRow::of(&recovery(i), None)))
+            } else {
+                Record::Audit(AuditRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    at_ms: 1_700_000_000_000 + i as i64,
+                    cluster: "bench".into(),
+                    action: "graceful-takeover".into(),
+                    target: Some("10.0.0.2:3306".into()),
+                    requested_by: "bench".into(),
+                    door: Door::Cli,
+                    detail: None,
+                })
+            }
+        })
+        .collect();
+    let t0 = Instant::now();
+    for r in records {
+        if !store.enqueue(r) {
+            return Err("the queue refused a record".into());
+        }
+    }
+    let left = store.flush(Duration::from_secs(600)).await;
+    if left > 0 || store.write_failures() > 0 {
+        return Err(format!(
+            "{left} records not written, {} failed writes",
+            store.write_failures()
+        ));
+    }
+    Ok(t0.elapsed())
 }
 
 /// One graceful takeover: the write outage seen by a client that writes
@@ -214,6 +357,28 @@ async fn takeover_run() -> Result<Duration, String> {
         .ok_or_else(|| "the client never wrote to the new primary".to_string())
 }
 
+/// A table row of records per second: `per_run` records in each of `times`.
+fn rate_row(s: Scenario, per_run: usize, times: Vec<Duration>) -> String {
+    let rates: Vec<u64> = times
+        .iter()
+        .map(|d| (per_run as f64 / d.as_secs_f64().max(1e-9)) as u64)
+        .collect();
+    let mut sorted = rates.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let worst = sorted.first().copied().unwrap_or(0);
+    let what = match s {
+        Scenario::StoreRecoveries => "recoveries of 15 steps",
+        _ => "audit records",
+    };
+    let all: Vec<String> = rates.iter().map(|r| format!("{r}/s")).collect();
+    format!(
+        "| store writer: {per_run} {what} queued at once, written (records/s) | {} | {median}/s | {worst}/s | {} |\n",
+        rates.len(),
+        all.join(", ")
+    )
+}
+
 fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     let median = if v.is_empty() {
@@ -227,6 +392,9 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 pub async fn run(args: BenchArgs) -> u8 {
+    if let Some(BenchCommand::Idle(a)) = args.what {
+        return super::idle::run(a).await;
+    }
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario::Kill, Scenario::Stop, Scenario::Takeover]
     } else {
@@ -239,9 +407,12 @@ pub async fn run(args: BenchArgs) -> u8 {
         let mut times = Vec::new();
         for i in 0..args.runs {
             let r = match s {
-                Scenario::Kill => failover_run(false).await,
-                Scenario::Stop => failover_run(true).await,
+                Scenario::Kill => failover_run(false, false).await,
+                Scenario::Stop => failover_run(true, false).await,
+                Scenario::KillStoreDown => failover_run(false, true).await,
                 Scenario::Takeover => takeover_run().await,
+                Scenario::StoreAudit => store_run(false, args.store_records).await,
+                Scenario::StoreRecoveries => store_run(true, args.store_records / 10).await,
             };
             match r {
                 Ok(d) => {
@@ -253,6 +424,14 @@ pub async fn run(args: BenchArgs) -> u8 {
                     return EXIT_FAILED;
                 }
             }
+        }
+        if let Some(per_run) = match s {
+            Scenario::StoreAudit => Some(args.store_records),
+            Scenario::StoreRecoveries => Some(args.store_records / 10),
+            _ => None,
+        } {
+            table.push_str(&rate_row(s, per_run, times));
+            continue;
         }
         let all: Vec<String> = times.iter().map(|d| d.as_millis().to_string()).collect();
         let (median, worst) = stats(times);
@@ -266,6 +445,11 @@ pub async fn run(args: BenchArgs) -> u8 {
             Scenario::Takeover => {
                 "graceful takeover: write outage (first refused → first accepted)"
             }
+            Scenario::KillStoreDown => {
+                "kill -9 of the primary, the store killed just before → writable new primary, other replica following"
+            }
+            // Rates, reported above.
+            Scenario::StoreAudit | Scenario::StoreRecoveries => continue,
         };
         table.push_str(&format!(
             "| {name} | {} | {} ms | {} ms | {} |\n",

@@ -152,7 +152,15 @@ pub async fn serve(args: RunArgs) -> u8 {
         eprintln!("orca-sandbox: writing {}: {e}", kubeconfig.display());
         return EXIT_FAILED;
     }
-    let client = match orca::k8s::client(Some(&kubeconfig)).await {
+    let client = match orca::k8s::client_as(Some(&kubeconfig), "orca-sandbox").await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orca-sandbox: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    // The operator's own client, so that its requests are told apart.
+    let op_client = match orca::k8s::client_as(Some(&kubeconfig), orca::k8s::OPERATOR_AGENT).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("orca-sandbox: {e}");
@@ -194,7 +202,7 @@ pub async fn serve(args: RunArgs) -> u8 {
             lease_name: "orca-operator".into(),
             no_leader_election: false,
         };
-        let op_client = client.clone();
+        let op_client = op_client.clone();
         Some(tokio::spawn(async move {
             if let Err(e) = orca::cli::operator::serve(op_client, &op_args, operator_stopped).await
             {

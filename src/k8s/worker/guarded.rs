@@ -29,7 +29,7 @@ use crate::topology::InstanceKey;
 
 /// The bound of each call to the API server the worker makes (the
 /// client's own read timeout is minutes long, for watches).
-pub(super) const KUBE_LIMIT: Duration = Duration::from_secs(10);
+pub const KUBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a guarded write does after an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +119,25 @@ impl StatusWriter {
 
     fn keep(&self, obj: MySQLCluster) {
         self.state().basis = Some(obj);
+    }
+
+    /// Of `read` (from the cache) and the object the last write returned,
+    /// the newer ([`replaces_basis`]): what a round decides on.
+    pub(super) fn newest(&self, read: MySQLCluster) -> MySQLCluster {
+        let s = self.state();
+        match &s.basis {
+            Some(b)
+                if b.name_any() == read.name_any()
+                    && b.uid() == read.uid()
+                    && !replaces_basis(
+                        b.resource_version().as_deref(),
+                        read.resource_version().as_deref(),
+                    ) =>
+            {
+                b.clone()
+            }
+            _ => read,
+        }
     }
 
     /// Whether a newer epoch was found: another operator leads.

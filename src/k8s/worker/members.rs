@@ -206,7 +206,10 @@ impl Worker {
 
     /// Labels: the old primary loses its role label first, then the new
     /// primary gets it, then the primary Service is pinned to it by pod
-    /// name — two pods can never both receive writes through it.
+    /// name — two pods can never both receive writes through it. Only
+    /// what the cached objects do not show already is written: the worker
+    /// is the one writer of the role labels and of the primary Service's
+    /// selector.
     pub(super) async fn apply_roles(
         &self,
         cluster: &MySQLCluster,
@@ -219,25 +222,86 @@ impl Worker {
         };
         for p in pods.iter().filter(|p| Some(p.name.as_str()) != primary) {
             if p.role_label.as_deref() != Some(label::ROLE_REPLICA) {
-                api.patch(&p.name, &PatchParams::default(), &set(label::ROLE_REPLICA))
-                    .await?;
+                guarded::bounded(
+                    "labelling a replica",
+                    api.patch(&p.name, &PatchParams::default(), &set(label::ROLE_REPLICA)),
+                )
+                .await?;
             }
         }
         if let Some(pp) = primary.and_then(|n| pods.iter().find(|p| p.name == n))
             && pp.role_label.as_deref() != Some(label::ROLE_PRIMARY)
         {
-            api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY))
-                .await?;
-        }
-        let svc = objects::primary_service(cluster, primary)?;
-        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
-        services
-            .patch(
-                &objects::primary_service_name(cluster),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&svc),
+            guarded::bounded(
+                "labelling the primary",
+                api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY)),
             )
             .await?;
+        }
+        let svc = objects::primary_service(cluster, primary)?;
+        let name = objects::primary_service_name(cluster);
+        let cached = self.caches.service(&self.namespace, &name);
+        if !selector_differs(&svc, cached.as_deref()) {
+            return Ok(());
+        }
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        guarded::bounded(
+            "pinning the primary Service",
+            services.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&svc),
+            ),
+        )
+        .await?;
         Ok(())
+    }
+}
+
+/// Whether the primary Service as cached (`None`: not there) lacks the
+/// selector of `desired`.
+pub(super) fn selector_differs(desired: &Service, cached: Option<&Service>) -> bool {
+    let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+    cached.is_none_or(|c| selector(c) != selector(desired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(selector: Option<&[(&str, &str)]>) -> Service {
+        let mut s = Service::default();
+        if let Some(sel) = selector {
+            s.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+                selector: Some(
+                    sel.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn the_selector_is_written_only_when_it_differs() {
+        let pinned: &[(&str, &str)] = &[("orca.dev/role", "primary"), ("pod", "db-0")];
+        let other: &[(&str, &str)] = &[("orca.dev/role", "primary"), ("pod", "db-1")];
+        let desired = svc(Some(pinned));
+        let table = [
+            (None, true),
+            (Some(svc(Some(pinned))), false),
+            (Some(svc(Some(other))), true),
+            (Some(svc(Some(&pinned[..1]))), true),
+            (Some(svc(None)), true),
+        ];
+        for (i, (cached, want)) in table.into_iter().enumerate() {
+            assert_eq!(
+                selector_differs(&desired, cached.as_ref()),
+                want,
+                "case {i}"
+            );
+        }
     }
 }

@@ -9,19 +9,19 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::accounts;
 use super::annotations::{self, Request};
+use super::cache::Caches;
 use super::crd::cluster::{
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, OperationPhase,
     OperationStatus, ThreadState,
 };
 use super::crd::names::{condition, label};
-use super::crd::policy::FailoverPolicy;
 use super::objects::{self, REPL_USER, secret_keys};
 use super::ordinal::pod_ordinal;
 use super::policy::{self, ResolvedPolicy};
@@ -54,6 +54,7 @@ mod operations;
 mod resume;
 mod status;
 
+pub use guarded::KUBE_LIMIT;
 pub use observe::PodView;
 use observe::creds_from;
 use status::conditions;
@@ -84,8 +85,10 @@ pub struct Worker {
     namespace: String,
     name: String,
     reporter: Reporter,
+    /// The watch caches every read of a round comes from.
+    caches: std::sync::Arc<Caches>,
     /// The engine of this cluster; its credentials come from the cluster's
-    /// Secret, read again every round.
+    /// Secret, read again (from the cache) every round.
     engine: ClusterEngine,
     /// The epoch this operator acts in (the leader's lease transitions).
     pub epoch: Option<i64>,
@@ -122,10 +125,18 @@ pub struct Worker {
     resume_pending: bool,
     /// The pending fences as last written to status.
     fences_written: Option<Vec<String>>,
+    /// When status was last written with its volatile figures.
+    volatile_written: Option<std::time::Instant>,
 }
 
 impl Worker {
-    pub fn new(client: Client, namespace: String, name: String, reporter: Reporter) -> Worker {
+    pub fn new(
+        client: Client,
+        namespace: String,
+        name: String,
+        reporter: Reporter,
+        caches: std::sync::Arc<Caches>,
+    ) -> Worker {
         let executor = Executor::new(
             ExecutorConfig {
                 admin: Credentials::new("root", ""),
@@ -150,6 +161,7 @@ impl Worker {
             namespace,
             name,
             reporter,
+            caches,
             engine,
             epoch: None,
             fence: None,
@@ -167,11 +179,8 @@ impl Worker {
             started: false,
             resume_pending: false,
             fences_written: None,
+            volatile_written: None,
         }
-    }
-
-    fn clusters(&self) -> Api<MySQLCluster> {
-        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -228,12 +237,11 @@ impl Worker {
         self.status_writer.remove_annotation(key).await
     }
 
-    /// The policy in force, or why it cannot be known
-    /// ([`policy::read_outcome`]).
-    async fn policy(&self, cluster: &MySQLCluster) -> Result<ResolvedPolicy, String> {
-        let api: Api<FailoverPolicy> = Api::namespaced(self.client.clone(), &self.namespace);
+    /// The policy in force, from the watch cache, or why it cannot be
+    /// known ([`policy::cached_outcome`]).
+    fn policy(&self, cluster: &MySQLCluster) -> Result<ResolvedPolicy, String> {
         let (name, explicit) = policy::policy_name(cluster);
-        let found = policy::read_outcome(&name, explicit, api.get(&name).await)?;
+        let found = self.caches.policy(&self.namespace, &name, explicit)?;
         Ok(policy::resolve(
             cluster,
             found.as_ref(),
@@ -264,7 +272,16 @@ impl Worker {
             )
             .await;
         }
-        if let Err(e) = self
+        let shown = cluster.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == condition::FAILED
+                    && c.status == "True"
+                    && c.reason == "PolicyUnreadable"
+                    && c.message == message
+            })
+        });
+        if !shown
+            && let Err(e) = self
             .patch_status(json!({
                 "conditions": conditions(cluster, &[(condition::FAILED, true, "PolicyUnreadable", message)]),
             }))
@@ -319,40 +336,60 @@ impl Worker {
             tracing::warn!(cluster = %self.name, reason = ?e, "not the leader of the current epoch: this worker stops");
             return Ok(None);
         }
-        let Some(mut cluster) = self.clusters().get_opt(&self.name).await? else {
+        if !self.caches.ready() {
+            tracing::debug!(cluster = %self.name, waiting = ?self.caches.not_ready(), "the watch caches are not ready yet");
+            return Ok(Some(Duration::from_millis(500)));
+        }
+        // From the cache, or the object our last write returned if newer.
+        let Some(cached) = self.caches.cluster(&self.namespace, &self.name) else {
             return Ok(None);
         };
+        let mut cluster = self.status_writer.newest(cached.as_ref().clone());
         if cluster.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
         self.status_writer.set_epoch(self.epoch);
         self.status_writer.decided_on(&cluster);
         if let Err(problems) = cluster.validate() {
-            self.patch_status(json!({
-                "observedGeneration": cluster.metadata.generation,
-                "conditions": conditions(&cluster, &[
+            let conds = conditions(
+                &cluster,
+                &[
                     (condition::FAILED, true, "InvalidSpec", problems.join("; ")),
-                    (condition::RECONCILING, false, "InvalidSpec", "fix the spec".into()),
-                ]),
-            }))
-            .await?;
+                    (
+                        condition::RECONCILING,
+                        false,
+                        "InvalidSpec",
+                        "fix the spec".into(),
+                    ),
+                ],
+            );
+            let shown = cluster.status.as_ref().is_some_and(|s| {
+                s.conditions == conds && s.observed_generation == cluster.metadata.generation
+            });
+            if !shown {
+                self.patch_status(json!({
+                    "observedGeneration": cluster.metadata.generation,
+                    "conditions": conds,
+                }))
+                .await?;
+            }
             return Ok(Some(Duration::from_secs(5)));
         }
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let Some(secret) = secrets.get_opt(&cluster.credentials_secret_name()).await? else {
+        let Some(secret) = self
+            .caches
+            .secret(&self.namespace, &cluster.credentials_secret_name())
+        else {
             return Ok(Some(Duration::from_secs(1)));
         };
         let (root, repl) = creds_from(&secret)?;
         let app = objects::app_credentials(&secret);
         let pods: Vec<PodView> = self
-            .pods()
-            .list(&ListParams::default().labels(&format!("{}={}", label::CLUSTER, self.name)))
-            .await?
-            .items
+            .caches
+            .pods_of(&self.namespace, &self.name)
             .iter()
             .map(|p| PodView::of(p, &self.name))
             .collect();
-        let resolved = match self.policy(&cluster).await {
+        let resolved = match self.policy(&cluster) {
             Ok(r) => r,
             Err(why) => return self.policy_unreadable(&cluster, why).await,
         };
