@@ -407,6 +407,7 @@ mod tests {
             steps: 3,
             step_name: None,
             point_of_no_return_passed: false,
+            at_point_of_no_return: false,
             started_at: None,
         });
         stored.pending_fences = vec!["db-1".into()];
