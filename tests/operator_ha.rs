@@ -2,9 +2,13 @@
 //! `mariadbd`, `orca-sandbox --no-operator`, and two or three `orca
 //! operator` processes competing for the Lease):
 //!
-//! - the leading operator killed (SIGKILL) after representative steps of a
-//!   graceful takeover (after the fence; after the point of no return) and
-//!   of a failover (after the point of no return; after the promotion):
+//! - the leading operator killed (SIGKILL) after each phase of a graceful
+//!   takeover (after the fence; after the candidate stopped replicating,
+//!   the last step before the point of no return; right after the point of
+//!   no return; after the promotion) and of a failover (after the point of
+//!   no return; after the promotion), a kill at each place where what the
+//!   next leader must do differs (roll back, roll forward to a successor
+//!   that may not answer yet, finish the repointing):
 //!   within 30 s another operator leads and exactly one instance is
 //!   writable, named by `status.primary`, the role labels and the primary
 //!   Service; the operation ends Succeeded or RolledBack, resumed once and
@@ -437,10 +441,29 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             moves: false,
         },
         KillCase {
+            name: "a takeover, the leader killed after the candidate stopped replicating",
+            trigger: Trigger::Takeover,
+            env: (
+                "ORCA_TEST_PAUSE_BEFORE_STEP",
+                "reset all replication settings",
+            ),
+            pause_line: "test pause before the step",
+            phase: OperationPhase::RolledBack,
+            moves: false,
+        },
+        KillCase {
             name: "a takeover, the leader killed after the point of no return",
             trigger: Trigger::Takeover,
             env: ("ORCA_TEST_PAUSE_AFTER_POINT_OF_NO_RETURN_MS", "300000"),
             pause_line: "test pause after the point of no return",
+            phase: OperationPhase::Succeeded,
+            moves: true,
+        },
+        KillCase {
+            name: "a takeover, the leader killed after the promotion",
+            trigger: Trigger::Takeover,
+            env: ("ORCA_TEST_PAUSE_BEFORE_STEP", "replicate from"),
+            pause_line: "test pause before the step",
             phase: OperationPhase::Succeeded,
             moves: true,
         },
