@@ -396,51 +396,10 @@ async fn operator_restarts_in_steady_state_and_while_degraded() {
     assert_acked(&new_key, &app, &acked).await;
 }
 
-/// A one-request-at-a-time HTTP server that records request bodies.
-async fn webhook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-    let b = bodies.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = sock.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        b.lock().unwrap().push(body.to_string());
-                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (url, bodies)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_policy_manual_recovery_and_hooks() {
     let sb = Sandbox::cluster(&["--restart-delay", "120s"]).await;
-    let (url, bodies) = webhook_server().await;
+    let (url, calls) = support::webhook::start(Duration::ZERO).await;
     sb.kubectl().apply(&format!(
         "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: default\nspec:\n  autoFailover: false\n  promotionRules:\n  - pod: db-1\n    rule: must_not\n  hooks:\n    postFailover:\n    - webhook:\n        url: {url}\n"
     ));
@@ -483,7 +442,7 @@ async fn failover_policy_manual_recovery_and_hooks() {
     assert_acked(&new_key, &app, &acked).await;
     // The post-failover webhook got the documented payload.
     let body = eventually(Duration::from_secs(10), "the webhook", || async {
-        bodies.lock().unwrap().first().cloned()
+        support::webhook::bodies(&calls).first().cloned()
     })
     .await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -518,61 +518,6 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
     eprintln!("kill cases: {} s in all", t0.elapsed().as_secs());
 }
 
-/// An HTTP server for webhooks: the first request is answered after
-/// `slow`, the others at once; returns its URL and when each request came.
-async fn slow_webhook(slow: Duration) -> (String, Arc<Mutex<Vec<Instant>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let calls: Arc<Mutex<Vec<Instant>>> = Default::default();
-    let c = calls.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let first = {
-                let mut calls = c.lock().unwrap();
-                calls.push(Instant::now());
-                calls.len() == 1
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = sock.read(&mut chunk).await {
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break;
-                        }
-                    }
-                }
-                if first {
-                    tokio::time::sleep(slow).await;
-                }
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (url, calls)
-}
-
 /// The epoch recorded on `key`, if it answers.
 async fn epoch_on(key: &InstanceKey, root: &Credentials) -> Option<i64> {
     let mut conn = orca::mysql::connect(key, root, quick()).await.ok()?;
@@ -611,7 +556,7 @@ async fn cut_leader(how: Cut) {
     let mut sb = Sandbox::cluster(&["--no-operator"]).await;
     sb.wait_crds_or_install().await;
     // The leader's hook outlasts its lease.
-    let (url, calls) = slow_webhook(Duration::from_secs(25)).await;
+    let (url, calls) = support::webhook::start(Duration::from_secs(25)).await;
     sb.kubectl().apply(&format!(
         "apiVersion: orca.dev/v1alpha1\nkind: FailoverPolicy\nmetadata:\n  name: default\nspec:\n  hooks:\n    preFailover:\n    - webhook:\n        url: {url}\n        timeout: 60s\n"
     ));
@@ -728,7 +673,7 @@ async fn cut_leader(how: Cut) {
     assert!(epoch > first_epoch, "{epoch} after {first_epoch}");
     // The cut operator's hook ends while it is still cut off (25 s after
     // it began): whatever it does then, it must not act.
-    let hook_end = calls.lock().unwrap()[0] + Duration::from_secs(27);
+    let hook_end = calls.lock().unwrap()[0].0 + Duration::from_secs(27);
     tokio::time::sleep(hook_end.saturating_duration_since(Instant::now())).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     match how {

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod sandbox;
 pub mod standalone;
 pub mod store;
+pub mod webhook;
 pub mod widget;
 pub mod writer;
 
