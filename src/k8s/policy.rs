@@ -500,17 +500,23 @@ mod tests {
         ];
         for (i, (read, explicit, want, why)) in cases.iter().enumerate() {
             let got = read_outcome("p", *explicit, read());
-            let kind = match &got {
-                Ok(Some(_)) => "found",
-                Ok(None) => "defaults",
-                Err(_) => "unreadable",
-            };
-            assert_eq!(kind, *want, "case {i}: {got:?}");
-            if let Err(e) = got {
-                assert!(e.contains(why), "case {i}: {e}");
-                assert!(e.contains("FailoverPolicy p"), "case {i}: {e}");
-                assert!(!e.contains("T0KEN"), "case {i}: {e}");
-            }
+            check_outcome(i, got, want, why);
+        }
+    }
+
+    /// One case of a policy read's outcome: found, defaults or unreadable,
+    /// and an unreadable one names the policy and why, never a value.
+    fn check_outcome(i: usize, got: Result<Option<FailoverPolicy>, String>, want: &str, why: &str) {
+        let kind = match &got {
+            Ok(Some(_)) => "found",
+            Ok(None) => "defaults",
+            Err(_) => "unreadable",
+        };
+        assert_eq!(kind, want, "case {i}: {got:?}");
+        if let Err(e) = got {
+            assert!(e.contains(why), "case {i}: {e}");
+            assert!(e.contains("FailoverPolicy p"), "case {i}: {e}");
+            assert!(!e.contains("T0KEN"), "case {i}: {e}");
         }
     }
 
@@ -555,17 +561,7 @@ mod tests {
         ];
         for (i, (found, explicit, want, why)) in cases.iter().enumerate() {
             let got = cached_outcome("p", *explicit, found());
-            let kind = match &got {
-                Ok(Some(_)) => "found",
-                Ok(None) => "defaults",
-                Err(_) => "unreadable",
-            };
-            assert_eq!(kind, *want, "case {i}: {got:?}");
-            if let Err(e) = got {
-                assert!(e.contains(why), "case {i}: {e}");
-                assert!(e.contains("FailoverPolicy p"), "case {i}: {e}");
-                assert!(!e.contains("T0KEN"), "case {i}: {e}");
-            }
+            check_outcome(i, got, want, why);
         }
     }
 
