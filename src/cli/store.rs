@@ -31,6 +31,18 @@ pub struct StoreArgs {
     pub store_snapshot_interval: String,
 }
 
+impl Default for StoreArgs {
+    /// No store, the rest at the flags' defaults.
+    fn default() -> StoreArgs {
+        StoreArgs {
+            store_dsn: None,
+            store_password_file: None,
+            store_queue: StoreConfig::DEFAULT_QUEUE,
+            store_snapshot_interval: "30s".into(),
+        }
+    }
+}
+
 impl StoreArgs {
     /// The store's configuration, `None` without `--store-dsn`.
     pub fn config(&self) -> Result<Option<StoreConfig>, String> {

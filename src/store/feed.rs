@@ -19,6 +19,9 @@ pub struct Feed {
     cluster: String,
     snapshots: SnapshotThrottle,
     findings: FindingTracker,
+    /// The fencing epoch the rounds' operations run in (the operator's
+    /// leader), `None` without leader election.
+    epoch: Option<i64>,
 }
 
 impl Feed {
@@ -30,7 +33,18 @@ impl Feed {
             findings: FindingTracker::new(cluster.clone(), interval),
             store,
             cluster,
+            epoch: None,
         }
+    }
+
+    /// The same, its rounds' operations recorded in `epoch`.
+    pub fn with_epoch(mut self, epoch: Option<i64>) -> Feed {
+        self.epoch = epoch;
+        self
+    }
+
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
     }
 
     pub fn store(&self) -> &Store {
@@ -60,7 +74,7 @@ impl Feed {
             self.store.enqueue(r);
         }
         for r in &report.fence_records {
-            self.operation(r, None);
+            self.operation(r, self.epoch);
         }
         if let Some(r) = &report.recovery {
             self.audit(
@@ -70,7 +84,7 @@ impl Feed {
                 Door::Engine,
                 Some(format!("automatic, on {}", r.trigger)),
             );
-            self.operation(r, None);
+            self.operation(r, self.epoch);
         }
     }
 
