@@ -89,11 +89,15 @@ impl Feed {
     }
 
     /// An operation's record with its steps, run in `epoch` (with leader
-    /// election); `false` when the queue refused it.
+    /// election), under this feed's cluster; `false` when the queue
+    /// refused it.
     pub fn operation(&self, record: &OperationRecord, epoch: Option<i64>) -> bool {
-        let queued = self
-            .store
-            .enqueue(Record::Recovery(Box::new(RecoveryRow::of(record, epoch))));
+        // Kept under this feed's cluster key, whatever name the operation
+        // was run under (the operator's worker names it by the cluster's
+        // name alone).
+        let mut row = RecoveryRow::of(record, epoch);
+        row.cluster.clone_from(&self.cluster);
+        let queued = self.store.enqueue(Record::Recovery(Box::new(row)));
         if queued {
             tracing::info!(
                 cluster = %self.cluster,
