@@ -10,9 +10,9 @@ use std::time::Duration;
 use orca::plan::PlanKind;
 use orca::store::{Door, Page, Store};
 use support::cluster::cluster_yaml;
-use support::eventually;
 use support::sandbox::Sandbox;
 use support::store::StoreServer;
+use support::{eventually, orca};
 
 const BOOT: Duration = Duration::from_secs(90);
 const DB: &str = "orca_operator";
@@ -23,11 +23,16 @@ async fn the_operator_keeps_instances_operations_and_their_audit_in_the_store() 
     let mut sb = Sandbox::cluster(&["--no-operator"]).await;
     sb.wait_crds_or_install().await;
     let (dsn, password) = (s.dsn(DB), s.password());
+    // The password as Kubernetes gives it: a mounted Secret's file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let file = file.display().to_string();
     sb.start_operator_with(
         "orca-a",
         &[
             ("ORCA_STORE_DSN", dsn.as_str()),
-            ("ORCA_STORE_PASSWORD", password.as_str()),
+            ("ORCA_STORE_PASSWORD_FILE", file.as_str()),
         ],
     );
     sb.kubectl().apply(&cluster_yaml("db", 3, true));
@@ -86,4 +91,33 @@ async fn the_operator_keeps_instances_operations_and_their_audit_in_the_store() 
     let log = sb.operator_log("orca-a");
     assert!(!log.contains("no store (--store-dsn)"), "{log}");
     assert!(!log.contains(&password), "the password in the log");
+}
+
+#[test]
+fn a_password_in_the_dsn_is_refused_and_without_a_store_the_operator_says_so_once() {
+    let (code, out, err) = orca(&[
+        "operator",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--store-dsn",
+        "mysql://orca:hunter2@127.0.0.1/orca",
+    ]);
+    assert_eq!(code, 2, "{err}{out}");
+    assert!(err.contains("--store-password-file"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out.contains("hunter2"),
+        "{err}{out}"
+    );
+
+    // No store: said once at start (then no cluster to reach here).
+    let (code, out, err) = orca(&[
+        "--log",
+        "orca=info",
+        "operator",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(code, 1, "{err}{out}");
+    let log = format!("{out}{err}");
+    assert_eq!(log.matches("no store (--store-dsn)").count(), 1, "{log}");
 }
