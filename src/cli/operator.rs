@@ -1,7 +1,11 @@
 //! `orca operator`: runs the MySQLCluster controller against a cluster
 //! (in-cluster configuration, `KUBECONFIG`, or `--kubeconfig`). Several
 //! replicas may run: one leads, by a Lease whose transitions count the
-//! fencing epoch, and only the leader of the current epoch acts.
+//! fencing epoch, and only the leader of the current epoch acts. With
+//! `--store-dsn`, every cluster's snapshots, findings, operations (in the
+//! leader's epoch) and the audit of what annotations ask go to the store
+//! too (see [`crate::store`]); its password comes from a file (a mounted
+//! Secret) or the environment, never a flag.
 
 use std::path::PathBuf;
 
@@ -9,10 +13,16 @@ use clap::Args;
 use kube::Client;
 use tokio::sync::watch;
 
-use super::{EXIT_FAILED, EXIT_OK};
+use super::store::StoreArgs;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
 use crate::k8s::operator::{Context, run as run_controller};
 use crate::k8s::{OPERATOR_AGENT, client_as};
+use crate::store::Store;
+
+/// How long a stopping operator waits for the store to take the records
+/// still queued.
+const FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Args)]
 pub struct OperatorArgs {
@@ -31,6 +41,8 @@ pub struct OperatorArgs {
     /// Act without leader election (a single replica only).
     #[arg(long)]
     pub no_leader_election: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -49,10 +61,11 @@ async fn terminated() {
 pub async fn serve(
     client: Client,
     args: &OperatorArgs,
+    store: Option<Store>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     if args.no_leader_election {
-        let ctx = Context::new(client, &args.identity, None);
+        let ctx = Context::with_fence(client, &args.identity, None, None, store);
         run_controller(ctx, async move {
             let _ = stop.wait_for(|s| *s).await;
         })
@@ -86,6 +99,7 @@ pub async fn serve(
             &args.identity,
             Some(epoch),
             Some(elector.fence()),
+            store.clone(),
         );
         let mut lost = elector.subscribe();
         let mut stop2 = stop.clone();
@@ -105,6 +119,27 @@ pub async fn serve(
 }
 
 pub async fn run(args: OperatorArgs) -> u8 {
+    let store = match args.store.config() {
+        Ok(None) => {
+            tracing::info!(
+                "no store (--store-dsn): findings and operations are kept in this log and in status only"
+            );
+            None
+        }
+        Ok(Some(c)) => match Store::open(c).await {
+            Ok(s) => Some(s),
+            // A schema newer than this orca knows; a store that does not
+            // answer is no error (its records wait in the queue).
+            Err(e) => {
+                eprintln!("orca operator: {e}");
+                return EXIT_FAILED;
+            }
+        },
+        Err(e) => {
+            eprintln!("orca operator: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let client = match client_as(args.kubeconfig.as_ref(), OPERATOR_AGENT).await {
         Ok(c) => c,
         Err(e) => {
@@ -118,7 +153,18 @@ pub async fn run(args: OperatorArgs) -> u8 {
         terminated().await;
         let _ = tx.send(true);
     });
-    match serve(client, &args, rx).await {
+    let served = serve(client, &args, store.clone(), rx).await;
+    if let Some(s) = &store {
+        let left = s.flush(FLUSH_AT_STOP).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                dropped = s.dropped(),
+                "stopping with records the store did not take: they are lost"
+            );
+        }
+    }
+    match served {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("orca operator: {e}");

@@ -1,5 +1,5 @@
 //! The store's command-line settings, shared by the commands that write
-//! there (`orca standalone` now; the operator takes a [`StoreConfig`]).
+//! there (`orca standalone`, `orca operator`, the one-shot operations).
 //! The password is read from a file or the environment, never from a
 //! flag; a DSN with a password is refused.
 
@@ -17,9 +17,10 @@ pub struct StoreArgs {
     /// nothing is kept beyond the log.
     #[arg(long, env = "ORCA_STORE_DSN", value_name = "DSN")]
     pub store_dsn: Option<String>,
-    /// File holding the store's password (first line); otherwise the
-    /// ORCA_STORE_PASSWORD environment variable is read.
-    #[arg(long, value_name = "FILE")]
+    /// File holding the store's password (first line), such as a mounted
+    /// Kubernetes Secret; otherwise the ORCA_STORE_PASSWORD environment
+    /// variable is read.
+    #[arg(long, env = "ORCA_STORE_PASSWORD_FILE", value_name = "FILE")]
     pub store_password_file: Option<PathBuf>,
     /// Records waiting for the store, at most (the newest are dropped
     /// beyond, and counted).
@@ -29,6 +30,18 @@ pub struct StoreArgs {
     /// this often.
     #[arg(long, default_value = "30s")]
     pub store_snapshot_interval: String,
+}
+
+impl Default for StoreArgs {
+    /// No store, the rest at the flags' defaults.
+    fn default() -> StoreArgs {
+        StoreArgs {
+            store_dsn: None,
+            store_password_file: None,
+            store_queue: StoreConfig::DEFAULT_QUEUE,
+            store_snapshot_interval: "30s".into(),
+        }
+    }
 }
 
 impl StoreArgs {

@@ -76,11 +76,14 @@ pub struct Context {
     pub epoch: Option<i64>,
     /// The fence every worker checks before each round.
     pub fence: Option<crate::ha::Fence>,
+    /// The store every worker feeds (one per operator process: a cheap
+    /// handle on one shared writer), `None` without one.
+    pub store: Option<crate::store::Store>,
 }
 
 impl Context {
     pub fn new(client: Client, identity: &str, epoch: Option<i64>) -> Arc<Context> {
-        Self::with_fence(client, identity, epoch, None)
+        Self::with_fence(client, identity, epoch, None, None)
     }
 
     pub fn with_fence(
@@ -88,6 +91,7 @@ impl Context {
         identity: &str,
         epoch: Option<i64>,
         fence: Option<crate::ha::Fence>,
+        store: Option<crate::store::Store>,
     ) -> Arc<Context> {
         let reporter = Reporter {
             controller: "orca".into(),
@@ -101,6 +105,7 @@ impl Context {
             caches: std::sync::Mutex::new(None),
             epoch,
             fence,
+            store,
         })
     }
 
@@ -386,6 +391,9 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
     );
     worker.epoch = ctx.epoch;
     worker.fence = ctx.fence.clone();
+    worker.feed = ctx.store.clone().map(|s| {
+        crate::store::feed::Feed::new(s, format!("{}/{}", key.0, key.1)).with_epoch(ctx.epoch)
+    });
     let name = c.name_any();
     let mut stop = ctx.stopping.subscribe();
     let handle = tokio::spawn(async move {

@@ -19,6 +19,9 @@ pub struct Feed {
     cluster: String,
     snapshots: SnapshotThrottle,
     findings: FindingTracker,
+    /// The fencing epoch the rounds' operations run in (the operator's
+    /// leader), `None` without leader election.
+    epoch: Option<i64>,
 }
 
 impl Feed {
@@ -30,7 +33,18 @@ impl Feed {
             findings: FindingTracker::new(cluster.clone(), interval),
             store,
             cluster,
+            epoch: None,
         }
+    }
+
+    /// The same, its rounds' operations recorded in `epoch`.
+    pub fn with_epoch(mut self, epoch: Option<i64>) -> Feed {
+        self.epoch = epoch;
+        self
+    }
+
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
     }
 
     pub fn store(&self) -> &Store {
@@ -60,7 +74,7 @@ impl Feed {
             self.store.enqueue(r);
         }
         for r in &report.fence_records {
-            self.operation(r, None);
+            self.operation(r, self.epoch);
         }
         if let Some(r) = &report.recovery {
             self.audit(
@@ -70,16 +84,20 @@ impl Feed {
                 Door::Engine,
                 Some(format!("automatic, on {}", r.trigger)),
             );
-            self.operation(r, None);
+            self.operation(r, self.epoch);
         }
     }
 
     /// An operation's record with its steps, run in `epoch` (with leader
-    /// election); `false` when the queue refused it.
+    /// election), under this feed's cluster; `false` when the queue
+    /// refused it.
     pub fn operation(&self, record: &OperationRecord, epoch: Option<i64>) -> bool {
-        let queued = self
-            .store
-            .enqueue(Record::Recovery(Box::new(RecoveryRow::of(record, epoch))));
+        // Kept under this feed's cluster key, whatever name the operation
+        // was run under (the operator's worker names it by the cluster's
+        // name alone).
+        let mut row = RecoveryRow::of(record, epoch);
+        row.cluster.clone_from(&self.cluster);
+        let queued = self.store.enqueue(Record::Recovery(Box::new(row)));
         if queued {
             tracing::info!(
                 cluster = %self.cluster,

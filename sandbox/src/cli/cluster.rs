@@ -201,10 +201,12 @@ pub async fn serve(args: RunArgs) -> u8 {
             lease_namespace: "default".into(),
             lease_name: "orca-operator".into(),
             no_leader_election: false,
+            store: Default::default(),
         };
         let op_client = op_client.clone();
         Some(tokio::spawn(async move {
-            if let Err(e) = orca::cli::operator::serve(op_client, &op_args, operator_stopped).await
+            if let Err(e) =
+                orca::cli::operator::serve(op_client, &op_args, None, operator_stopped).await
             {
                 eprintln!("orca-sandbox: the operator stopped: {e}");
             }

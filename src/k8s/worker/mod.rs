@@ -34,6 +34,8 @@ use crate::engine::{ClusterEngine, EngineConfig};
 use crate::mysql::Credentials;
 use crate::mysql::conn::Timeouts;
 use crate::plan::{Plan, PlanKind, Step, membership, recovery, takeover};
+use crate::store::Door;
+use crate::store::feed::Feed;
 use crate::topology::InstanceKey;
 use crate::topology::graph::Role;
 use crate::topology::instance::IoThreadState;
@@ -95,6 +97,10 @@ pub struct Worker {
     /// Only the holder of the current epoch acts: checked before each
     /// round, which must fit in what is left of the lease.
     pub fence: Option<crate::ha::Fence>,
+    /// What this cluster tells the store (snapshots, findings, operations
+    /// in [`Worker::epoch`], the audit of what annotations ask), `None`
+    /// without one. Only enqueues: a store never slows a round.
+    pub feed: Option<Feed>,
     /// Instances reported as unable to rejoin, so the Event is sent once.
     reported_unjoinable: BTreeSet<InstanceKey>,
     /// Findings already turned into Events.
@@ -165,6 +171,7 @@ impl Worker {
             engine,
             epoch: None,
             fence: None,
+            feed: None,
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
@@ -455,6 +462,7 @@ impl Worker {
         self.journal.arm(None);
         let report = self.engine_mut().round().await;
         self.journal.disarm();
+        self.feed_round(&report);
         for f in &report.new_findings {
             self.announce(&cluster, f).await;
         }
@@ -500,6 +508,37 @@ impl Worker {
 
     fn engine_mut(&mut self) -> &mut ClusterEngine {
         &mut self.engine
+    }
+
+    /// A round's records for the store: its topology, findings, fences and
+    /// automatic recovery.
+    fn feed_round(&mut self, report: &crate::engine::RoundReport) {
+        if let Some(f) = &mut self.feed {
+            f.round(self.engine.topology(), report);
+        }
+    }
+
+    /// The record of an operation asked for (by annotation, or a hand
+    /// over), with its steps, in this worker's epoch.
+    fn feed_operation(&self, record: &OperationRecord) {
+        if let Some(f) = &self.feed {
+            f.operation(record, self.epoch);
+        }
+    }
+
+    /// The audit of an operation asked for: `action` on `target`, by
+    /// `by`, through `door`.
+    fn feed_audit(
+        &self,
+        action: &str,
+        target: Option<String>,
+        by: &str,
+        door: Door,
+        detail: String,
+    ) {
+        if let Some(f) = &self.feed {
+            f.audit(action, target, by, door, Some(detail));
+        }
     }
 
     async fn announce(&mut self, cluster: &MySQLCluster, f: &Finding) {

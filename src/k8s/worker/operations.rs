@@ -21,6 +21,7 @@ impl Worker {
         self.journal.arm(Some(kind));
         let record = self.engine_mut().executor.execute(plan, &meta).await;
         self.journal.disarm();
+        self.feed_operation(&record);
         self.after_operation(cluster, pods, &record, kind, primary)
             .await
     }
@@ -188,6 +189,7 @@ impl Worker {
         let Some(op) = d.operation else {
             return Ok(primary);
         };
+        self.audit_operation(cluster, &op);
         let new_primary = match &op {
             Operation::HandOver {
                 primary: leaving,
@@ -230,6 +232,39 @@ impl Worker {
             self.remove_annotation(key).await?;
         }
         Ok(new_primary)
+    }
+
+    /// The audit of `op`: through the annotation that asks for it, or
+    /// orca's own hand over of a leaving primary.
+    fn audit_operation(&self, cluster: &MySQLCluster, op: &Operation) {
+        let (target, door) = match op {
+            Operation::HandOver { primary, why, .. } => {
+                let detail = format!("automatic, the primary {primary} {}", why.describe());
+                self.feed_audit(
+                    PlanKind::GracefulTakeover.name(),
+                    Some(primary.clone()),
+                    "orca",
+                    Door::Engine,
+                    detail,
+                );
+                return;
+            }
+            Operation::GracefulTakeover { to } => (to.clone(), annotation::GRACEFUL_TAKEOVER),
+            Operation::ForceFailover => (None, annotation::FORCE_FAILOVER),
+            Operation::ForceTakeover { to } => (Some(to.clone()), annotation::FORCE_TAKEOVER),
+            Operation::Recover => (None, annotation::RECOVER),
+        };
+        let value = cluster.annotations().get(door).cloned().unwrap_or_default();
+        let action = door.strip_prefix("orca.dev/").unwrap_or(door);
+        // An annotation does not say who set it: the audit names it.
+        let by = format!("annotation on {}/{}", self.namespace, self.name);
+        self.feed_audit(
+            action,
+            target,
+            &by,
+            Door::Annotation,
+            format!("{door}={value}"),
+        );
     }
 
     pub(super) async fn set_running(
@@ -310,7 +345,8 @@ impl Worker {
             None => None,
         };
         self.set_running(kind, to.map(String::from)).await?;
-        self.engine_mut().round().await;
+        let report = self.engine_mut().round().await;
+        self.feed_round(&report);
         let mut opts = takeover::TakeoverOptions {
             candidate: self.engine_mut().config.recovery.candidate.clone(),
             ..Default::default()
@@ -351,7 +387,8 @@ impl Worker {
             _ => (OperationKind::Recover, None),
         };
         self.set_running(kind, target.clone()).await?;
-        self.engine_mut().round().await;
+        let report = self.engine_mut().round().await;
+        self.feed_round(&report);
         let topo = self.engine_mut().topology().clone();
         let pkey = primary.as_ref().and_then(|n| key_of(pods, n));
         // A dead primary as last seen: what may be lost, whether it was
@@ -378,6 +415,7 @@ impl Worker {
             self.journal.arm(Some(kind));
             let record = self.engine_mut().recover(&f).await;
             self.journal.disarm();
+            self.feed_operation(&record);
             return self
                 .after_operation(cluster, pods, &record, kind, primary)
                 .await;
