@@ -310,22 +310,13 @@ async fn kill_case(
                 .ok(&["annotate", "pod", primary, "sandbox.orca.dev/fault=hang"])
         }
     };
-    eventually(
-        Duration::from_secs(60),
+    sb.wait_operator_line(
+        leader,
+        case.pause_line,
         &format!("{what}: the leader at its pause"),
-        || async {
-            sb.operator_log(leader)
-                .contains(case.pause_line)
-                .then_some(())
-        },
     )
     .await;
-    let journal = sb
-        .mysql_cluster("db")
-        .await
-        .status
-        .and_then(|s| s.operation)
-        .unwrap_or_else(|| panic!("{what}: no journal in status"));
+    let journal = sb.journal("db", what).await;
     let kind = match case.trigger {
         Trigger::Takeover => OperationKind::GracefulTakeover,
         Trigger::Failover => OperationKind::Failover,

@@ -66,20 +66,15 @@ async fn an_operator_killed_past_the_point_of_no_return_is_rolled_forward() {
 
     sb.kubectl()
         .ok(&["annotate", "pod", &primary, "sandbox.orca.dev/fault=crash"]);
-    eventually(
-        Duration::from_secs(60),
+    sb.wait_operator_line(
+        "orca-a",
+        PAUSED,
         "the first operator past the point of no return",
-        || async { sb.operator_log("orca-a").contains(PAUSED).then_some(()) },
     )
     .await;
     // The journal it left: the failover, about to run (or having run) the
     // successor's reset, not yet known to have passed it.
-    let journal = sb
-        .mysql_cluster("db")
-        .await
-        .status
-        .and_then(|s| s.operation)
-        .expect("a journal in status");
+    let journal = sb.journal("db", "paused past the point of no return").await;
     assert_eq!(journal.kind, OperationKind::Failover, "{journal:?}");
     assert_eq!(
         journal.failed.as_deref(),
@@ -192,22 +187,15 @@ async fn an_operator_killed_before_the_point_of_no_return_is_rolled_back() {
         "mysql/db",
         &format!("orca.dev/graceful-takeover={target}"),
     ]);
-    eventually(
-        Duration::from_secs(60),
+    sb.wait_operator_line(
+        "orca-a",
+        PAUSED_BEFORE,
         "the first operator right before the point of no return",
-        || async {
-            sb.operator_log("orca-a")
-                .contains(PAUSED_BEFORE)
-                .then_some(())
-        },
     )
     .await;
     let journal = sb
-        .mysql_cluster("db")
-        .await
-        .status
-        .and_then(|s| s.operation)
-        .expect("a journal in status");
+        .journal("db", "paused before the point of no return")
+        .await;
     assert_eq!(journal.kind, OperationKind::GracefulTakeover, "{journal:?}");
     assert_eq!(journal.target.as_deref(), Some(target), "{journal:?}");
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret};
 use kube::Api;
-use orca::k8s::crd::cluster::{MySQLCluster, OperationStatus};
+use orca::k8s::crd::cluster::{MySQLCluster, OperationJournal, OperationStatus};
 use orca::mysql::Credentials;
 use orca::topology::InstanceKey;
 
@@ -36,6 +36,16 @@ impl Sandbox {
             .get(name)
             .await
             .expect("get the MySQLCluster")
+    }
+
+    /// The operation journal in the cluster's status; panics naming
+    /// `what` when there is none.
+    pub async fn journal(&self, name: &str, what: &str) -> OperationJournal {
+        self.mysql_cluster(name)
+            .await
+            .status
+            .and_then(|s| s.operation)
+            .unwrap_or_else(|| panic!("{what}: no journal in status"))
     }
 
     /// The primary pod per the cluster's status.

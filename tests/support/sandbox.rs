@@ -266,6 +266,15 @@ impl Sandbox {
         std::fs::read_to_string(self.dir.path().join(format!("{identity}.log"))).unwrap_or_default()
     }
 
+    /// Waits (up to 60 s) until the separate operator `identity` printed
+    /// `line`: a test pause reached, a step taken.
+    pub async fn wait_operator_line(&self, identity: &str, line: &str, what: &str) {
+        super::eventually(Duration::from_secs(60), what, || async {
+            self.operator_log(identity).contains(line).then_some(())
+        })
+        .await;
+    }
+
     /// The identities of the separate operators running.
     pub fn operators(&self) -> Vec<String> {
         self.operators.keys().cloned().collect()
