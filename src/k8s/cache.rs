@@ -121,16 +121,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watch(api, config)
-        .default_backoff()
-        .map(move |r| {
-            health.saw(&r);
-            r
-        })
-        .reflect(writer)
-        .boxed();
-    (reader, stream)
+    reflect(api, (), config, health)
 }
 
 /// [`reflected`] for objects read as they are stored.
@@ -140,7 +131,21 @@ fn reflected_dynamic(
     config: watcher::Config,
     health: Arc<Health>,
 ) -> (Store<DynamicObject>, Events<DynamicObject>) {
-    let writer = reflector::store::Writer::new(resource);
+    reflect(api, resource, config, health)
+}
+
+/// A watch of `api` filling a cache of objects of `kind`, with its health.
+fn reflect<K>(
+    api: Api<K>,
+    kind: K::DynamicType,
+    config: watcher::Config,
+    health: Arc<Health>,
+) -> (Store<K>, Events<K>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(kind);
     let reader = writer.as_reader();
     let stream = watch(api, config)
         .default_backoff()

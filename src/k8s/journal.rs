@@ -696,16 +696,19 @@ mod tests {
             Step::ResetReplicaAll { on: key("r1") },
         ];
         plan.point_of_no_return = 1;
-        let e = entry(
-            "c-1",
-            OperationKind::Failover,
-            &plan,
-            1,
-            false,
-            Some(4),
-            "2026-01-01T00:00:00Z",
-            &|k: &InstanceKey| format!("pod-{}", k.host),
-        );
+        let at = |step| {
+            entry(
+                "c-1",
+                OperationKind::Failover,
+                &plan,
+                step,
+                false,
+                Some(4),
+                "2026-01-01T00:00:00Z",
+                &|k: &InstanceKey| format!("pod-{}", k.host),
+            )
+        };
+        let e = at(1);
         assert_eq!(e.step, 2);
         assert_eq!(e.steps, 2);
         assert_eq!(e.target.as_deref(), Some("pod-r1"));
@@ -713,16 +716,7 @@ mod tests {
         assert_eq!(e.step_name, Some(plan.steps[1].to_string()));
         assert!(!e.point_of_no_return_passed);
         assert!(e.at_point_of_no_return);
-        let first = entry(
-            "c-1",
-            OperationKind::Failover,
-            &plan,
-            0,
-            false,
-            Some(4),
-            "2026-01-01T00:00:00Z",
-            &|k: &InstanceKey| format!("pod-{}", k.host),
-        );
+        let first = at(0);
         assert!(!first.at_point_of_no_return);
         assert_eq!(kind_of(PlanKind::Repoint), None);
         assert_eq!(
