@@ -14,6 +14,7 @@
 //! one.
 
 pub mod analysis;
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod ha;

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod discover;
 pub mod operator;
 pub mod ops;
+pub mod serve;
 pub mod standalone;
 pub mod store;
 

@@ -32,6 +32,8 @@ pub struct StandaloneArgs {
     /// Do not write orca's heartbeat row on the primary.
     #[arg(long)]
     pub no_heartbeat: bool,
+    #[command(flatten)]
+    pub api: super::serve::ApiArgs,
 }
 
 /// How long a stopping `orca standalone` waits for the store to take the
@@ -108,6 +110,21 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         s.hooks.clone(),
     );
     let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
+    let mut served = match super::serve::start(
+        &args.api,
+        &cluster,
+        feed.as_ref().map(|f| f.store().clone()),
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca standalone: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let (mut usr1, mut term) = match (
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()),
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
@@ -137,6 +154,9 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         if let Some(f) = feed.as_mut() {
             f.round(engine.topology(), &report);
         }
+        if let Some(api) = served.as_mut() {
+            api.publish(&mut engine);
+        }
         if let Some(r) = &report.recovery {
             match serde_json::to_string(r) {
                 Ok(json) => println!("{json}"),
@@ -158,8 +178,19 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             }
             _ => told_blocked = false,
         }
+        let asked = async {
+            match served.as_mut() {
+                Some(api) => api.asked.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(engine.next_delay()) => {}
+            Some(asked) = asked => {
+                if let Some(api) = served.as_mut() {
+                    api.answer(&mut engine, &s.takeover, feed.as_ref(), asked).await;
+                }
+            }
             _ = usr1.recv() => {
                 engine.acknowledge();
                 tracing::info!(cluster = %cluster, "last recovery acknowledged");

@@ -19,6 +19,7 @@ pub mod error;
 pub mod legality;
 pub mod loss;
 pub mod membership;
+pub mod operation;
 pub mod recovery;
 pub mod refactor;
 pub mod step;
