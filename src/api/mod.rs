@@ -132,6 +132,17 @@ pub async fn serve(
         .await
 }
 
+/// An HTTP client with a time limit on every request (webhooks, the
+/// CLI's API client). The TLS crypto provider is installed once for the
+/// process; installing it again is a no-op.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Binds `addr` (a clear error when taken).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)

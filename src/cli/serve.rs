@@ -372,12 +372,17 @@ impl Served {
             }
             _ => {
                 let primary = primary(engine);
+                // The promotion rules as they stand (downtimes included).
+                let takeover = TakeoverOptions {
+                    candidate: engine.config.recovery.candidate.clone(),
+                    ..takeover.clone()
+                };
                 let plan = operation::plan(
                     engine.topology(),
                     primary.as_ref(),
                     &op,
                     &engine.config.recovery,
-                    takeover,
+                    &takeover,
                 )
                 .map_err(|e| ApiError::refused(e.to_string()))?;
                 if dry {
