@@ -16,7 +16,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// What a request asks to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
-    Read,
+    /// A read: of one cluster, or of all (`None`).
+    Read(Option<ClusterId>),
     Operate(ClusterId),
 }
 
@@ -83,14 +84,14 @@ impl StaticToken {
     }
 
     pub fn check(&self, token: Option<&str>, access: &Access) -> Result<Caller, ApiError> {
-        if *access == Access::Read && self.open_reads {
+        if matches!(access, Access::Read(_)) && self.open_reads {
             return Ok(Caller {
                 name: "anonymous".into(),
             });
         }
         let Some(expected) = &self.token else {
             return Err(ApiError::forbidden(match access {
-                Access::Read => {
+                Access::Read(_) => {
                     "reads need a token and this orca has none: start it with --api-token-file, or open reads with --api-open-reads"
                 }
                 Access::Operate(_) => {
@@ -144,9 +145,9 @@ mod tests {
         // (token, access, status or ok)
         let table: [(Option<&str>, &Access, Option<StatusCode>); 6] = [
             (Some("s3cret-token-abcdef"), &op, None),
-            (Some("s3cret-token-abcdef"), &Access::Read, None),
+            (Some("s3cret-token-abcdef"), &Access::Read(None), None),
             (None, &op, Some(StatusCode::UNAUTHORIZED)),
-            (None, &Access::Read, Some(StatusCode::UNAUTHORIZED)),
+            (None, &Access::Read(None), Some(StatusCode::UNAUTHORIZED)),
             (
                 Some("s3cret-token-abcdeF"),
                 &op,
@@ -163,13 +164,13 @@ mod tests {
             );
         }
         let open = StaticToken::new(None, true);
-        assert!(open.check(None, &Access::Read).is_ok());
+        assert!(open.check(None, &Access::Read(None)).is_ok());
         let e = open.check(None, &op).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert!(e.body.error.contains("--api-token-file"), "{e}");
         let closed = StaticToken::new(Some(String::new()), false);
         assert_eq!(
-            closed.check(None, &Access::Read).unwrap_err().status,
+            closed.check(None, &Access::Read(None)).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
     }
@@ -186,7 +187,7 @@ mod tests {
         );
         std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
         let t = StaticToken::from_file(Some(&p), false).unwrap();
-        assert!(t.check(Some("0123456789abcdef0123"), &Access::Read).is_ok());
+        assert!(t.check(Some("0123456789abcdef0123"), &Access::Read(None)).is_ok());
         assert!(StaticToken::from_file(Some(&dir.path().join("none")), false).is_err());
     }
 }

@@ -218,7 +218,7 @@ async fn leader(
     State(s): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<LeaderView>, ApiError> {
-    authorize(&s, &headers, Access::Read).await?;
+    authorize(&s, &headers, Access::Read(None)).await?;
     Ok(Json(s.leader.borrow().clone()))
 }
 
@@ -230,7 +230,7 @@ async fn clusters(
     State(s): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<model::ClusterList>, ApiError> {
-    authorize(&s, &headers, Access::Read).await?;
+    authorize(&s, &headers, Access::Read(None)).await?;
     Ok(Json(model::ClusterList {
         items: s.model.list().iter().map(|c| c.summary()).collect(),
     }))
@@ -248,8 +248,9 @@ async fn cluster(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((namespace, name)) = path.map_err(path_error)?;
-    authorize(&s, &headers, Access::Read).await?;
-    let view = known(&s, &ClusterId::new(namespace, name))?;
+    let id = ClusterId::new(namespace, name);
+    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
+    let view = known(&s, &id)?;
     Ok(Json(&*view).into_response())
 }
 
@@ -296,9 +297,10 @@ async fn recoveries(
 ) -> Result<Json<model::RecordPage>, ApiError> {
     let Path((namespace, name)) = path.map_err(path_error)?;
     let Query(q) = query.map_err(query_error)?;
-    authorize(&s, &headers, Access::Read).await?;
+    let id = ClusterId::new(namespace, name);
+    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
     let page = q.page()?;
-    let view = known(&s, &ClusterId::new(namespace, name))?;
+    let view = known(&s, &id)?;
     let rows = store_of(&s)?
         .recoveries(&view.store_key, page)
         .await
@@ -321,9 +323,10 @@ async fn audit(
 ) -> Result<Json<model::RecordPage>, ApiError> {
     let Path((namespace, name)) = path.map_err(path_error)?;
     let Query(q) = query.map_err(query_error)?;
-    authorize(&s, &headers, Access::Read).await?;
+    let id = ClusterId::new(namespace, name);
+    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
     let page = q.page()?;
-    let view = known(&s, &ClusterId::new(namespace, name))?;
+    let view = known(&s, &id)?;
     let rows = store_of(&s)?
         .audit(&view.store_key, page)
         .await
@@ -344,7 +347,7 @@ async fn instance(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<model::InstanceAnswer>, ApiError> {
     let Path(key) = path.map_err(path_error)?;
-    authorize(&s, &headers, Access::Read).await?;
+    authorize(&s, &headers, Access::Read(None)).await?;
     let key: crate::topology::InstanceKey = key
         .parse()
         .map_err(|e: crate::topology::ParseError| ApiError::bad_request(e.to_string()))?;

@@ -9,6 +9,7 @@
 //! ordinals ([`ordinal`]).
 
 pub mod accounts;
+pub mod api;
 pub mod annotations;
 pub mod cache;
 mod client;

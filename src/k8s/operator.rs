@@ -79,6 +79,9 @@ pub struct Context {
     /// The store every worker feeds (one per operator process: a cheap
     /// handle on one shared writer), `None` without one.
     pub store: Option<crate::store::Store>,
+    /// Where workers publish their views for the HTTP API, when it is
+    /// served.
+    pub published: std::sync::OnceLock<super::api::Published>,
 }
 
 impl Context {
@@ -106,6 +109,7 @@ impl Context {
             epoch,
             fence,
             store,
+            published: std::sync::OnceLock::new(),
         })
     }
 
@@ -394,6 +398,7 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
     worker.feed = ctx.store.clone().map(|s| {
         crate::store::feed::Feed::new(s, format!("{}/{}", key.0, key.1)).with_epoch(ctx.epoch)
     });
+    worker.published = ctx.published.get().cloned();
     let name = c.name_any();
     let mut stop = ctx.stopping.subscribe();
     let handle = tokio::spawn(async move {
@@ -421,6 +426,9 @@ async fn cleanup(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorErro
     let key = (c.namespace().unwrap_or_default(), c.name_any());
     if let Some(h) = ctx.workers.lock().await.remove(&key) {
         h.abort();
+    }
+    if let Some(p) = ctx.published.get() {
+        p.remove(&crate::api::ClusterId::new(key.0.clone(), key.1.clone()));
     }
     tracing::info!(cluster = %c.name_any(), "cluster deleted: its objects go with it (owner references)");
     Ok(Action::await_change())

@@ -101,6 +101,8 @@ pub struct Worker {
     /// in [`Worker::epoch`], the audit of what annotations ask), `None`
     /// without one. Only enqueues: a store never slows a round.
     pub feed: Option<Feed>,
+    /// Where each round's view goes for the HTTP API, when it is served.
+    pub published: Option<super::api::Published>,
     /// Instances reported as unable to rejoin, so the Event is sent once.
     reported_unjoinable: BTreeSet<InstanceKey>,
     /// Findings already turned into Events.
@@ -172,6 +174,7 @@ impl Worker {
             epoch: None,
             fence: None,
             feed: None,
+            published: None,
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
@@ -503,7 +506,34 @@ impl Worker {
             .await?;
         self.write_status(&cluster, &pods, primary.as_deref())
             .await?;
+        self.publish(&pods, primary.as_deref());
         Ok(Some(self.engine_mut().next_delay()))
+    }
+
+    /// The round's view and what plans are made from, for the HTTP API.
+    fn publish(&self, pods: &[PodView], primary: Option<&str>) {
+        let Some(p) = &self.published else { return };
+        let id = crate::api::ClusterId::new(self.namespace.clone(), self.name.clone());
+        let engine = &self.engine;
+        let view = crate::api::ClusterView::of(
+            &id,
+            format!("{}/{}", self.namespace, self.name),
+            engine.topology(),
+            engine.findings(),
+            &|k| pods.iter().find(|p| p.key.as_ref() == Some(k)).map(|p| p.name.clone()),
+        )
+        .with_recent(&engine.records);
+        let basis = super::api::PlanBasis {
+            topology: engine.topology().clone(),
+            findings: engine.findings().to_vec(),
+            pods: pods
+                .iter()
+                .filter_map(|p| p.key.clone().map(|k| (p.name.clone(), k)))
+                .collect(),
+            primary: primary.and_then(|n| key_of(pods, n)),
+            recovery: engine.config.recovery.clone(),
+        };
+        p.publish(view, basis);
     }
 
     fn engine_mut(&mut self) -> &mut ClusterEngine {

@@ -185,6 +185,11 @@ impl Worker {
             )
             .await;
             self.remove_annotation(annotation::ACKNOWLEDGE).await?;
+            if d.operation.is_none()
+                && cluster.annotations().contains_key(crate::k8s::api::REQUESTED_BY)
+            {
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY).await?;
+            }
         }
         let Some(op) = d.operation else {
             return Ok(primary);
@@ -230,6 +235,9 @@ impl Worker {
         };
         if let Some(key) = op.annotation() {
             self.remove_annotation(key).await?;
+            if cluster.annotations().contains_key(crate::k8s::api::REQUESTED_BY) {
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY).await?;
+            }
         }
         Ok(new_primary)
     }
@@ -256,15 +264,16 @@ impl Worker {
         };
         let value = cluster.annotations().get(door).cloned().unwrap_or_default();
         let action = door.strip_prefix("orca.dev/").unwrap_or(door);
-        // An annotation does not say who set it: the audit names it.
-        let by = format!("annotation on {}/{}", self.namespace, self.name);
-        self.feed_audit(
-            action,
-            target,
-            &by,
-            Door::Annotation,
-            format!("{door}={value}"),
-        );
+        // Through the API, the caller its access review named; otherwise
+        // an annotation does not say who set it: the audit names it.
+        let (by, through) = match cluster.annotations().get(crate::k8s::api::REQUESTED_BY) {
+            Some(who) => (who.clone(), Door::Api),
+            None => (
+                format!("annotation on {}/{}", self.namespace, self.name),
+                Door::Annotation,
+            ),
+        };
+        self.feed_audit(action, target, &by, through, format!("{door}={value}"));
     }
 
     pub(super) async fn set_running(
