@@ -187,7 +187,10 @@ mod tests {
         );
         std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
         let t = StaticToken::from_file(Some(&p), false).unwrap();
-        assert!(t.check(Some("0123456789abcdef0123"), &Access::Read(None)).is_ok());
+        assert!(
+            t.check(Some("0123456789abcdef0123"), &Access::Read(None))
+                .is_ok()
+        );
         assert!(StaticToken::from_file(Some(&dir.path().join("none")), false).is_err());
     }
 }

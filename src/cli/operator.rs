@@ -163,7 +163,13 @@ pub async fn serve(
             epoch: None,
             leader_url: None,
         });
-        let ctx = with_api(Context::with_fence(client, &args.identity, None, None, store));
+        let ctx = with_api(Context::with_fence(
+            client,
+            &args.identity,
+            None,
+            None,
+            store,
+        ));
         run_controller(ctx, async move {
             let _ = stop.wait_for(|s| *s).await;
         })

@@ -37,8 +37,8 @@ use crate::api::model::{
     ClusterId, ClusterView, FindingView, InstanceView, OperationInProgress, rfc3339_s,
 };
 use crate::api::{
-    Access, ApiError, Authorizer, BoxFuture, Caller, LeaderView, OperationAnswer,
-    OperationRequest, Operations, ReadModel,
+    Access, ApiError, Authorizer, BoxFuture, Caller, LeaderView, OperationAnswer, OperationRequest,
+    Operations, ReadModel,
 };
 use crate::plan::operation::{self, Operation, OperationKind};
 use crate::plan::recovery::RecoveryOptions;
@@ -156,9 +156,10 @@ pub fn status_view(c: &MySQLCluster) -> Option<ClusterView> {
             snapshot: None,
         })
         .collect();
-    let healthy = status.conditions.iter().any(|k| {
-        k.type_ == super::crd::names::condition::HEALTHY && k.status == "True"
-    });
+    let healthy = status
+        .conditions
+        .iter()
+        .any(|k| k.type_ == super::crd::names::condition::HEALTHY && k.status == "True");
     let findings = status
         .topology
         .iter()
@@ -292,7 +293,11 @@ impl KubeAuthorizer {
 }
 
 impl Authorizer for KubeAuthorizer {
-    fn authorize(&self, token: Option<String>, access: Access) -> BoxFuture<Result<Caller, ApiError>> {
+    fn authorize(
+        &self,
+        token: Option<String>,
+        access: Access,
+    ) -> BoxFuture<Result<Caller, ApiError>> {
         let me = KubeAuthorizer {
             client: self.client.clone(),
             open_reads: self.open_reads,
@@ -330,9 +335,8 @@ pub fn write_for(
             .pod_of(k)
             .ok_or_else(|| ApiError::refused(format!("{k} is not a pod of this cluster")))
     };
-    let cluster = |key: &str, value: String| {
-        Write::Cluster(json!({ key: value, REQUESTED_BY: caller.name }))
-    };
+    let cluster =
+        |key: &str, value: String| Write::Cluster(json!({ key: value, REQUESTED_BY: caller.name }));
     Ok(match op.kind {
         OperationKind::GracefulTakeover => match &op.target {
             Some(_) => cluster(annotation::GRACEFUL_TAKEOVER, pod(&op.target)?),
@@ -406,8 +410,8 @@ impl OperatorOps {
         };
         let plan = match kind {
             OperationKind::Recover => {
-                let failure = operation::failure_to_recover(&basis.findings)
-                    .map_err(ApiError::refused)?;
+                let failure =
+                    operation::failure_to_recover(&basis.findings).map_err(ApiError::refused)?;
                 Some(
                     operation::recovery_plan(&basis.topology, failure, &basis.recovery)
                         .map_err(|e| ApiError::refused(e.to_string()))?,
@@ -425,7 +429,13 @@ impl OperatorOps {
             ),
             _ => None,
         };
-        let write = write_for(&basis, &op, &request, &caller, crate::store::now_ms() / 1000)?;
+        let write = write_for(
+            &basis,
+            &op,
+            &request,
+            &caller,
+            crate::store::now_ms() / 1000,
+        )?;
         if request.dry_run {
             return Ok(match &plan {
                 Some(p) => OperationAnswer::planned(kind, p),
@@ -439,7 +449,11 @@ impl OperatorOps {
         let (what, message) = match write {
             Write::Cluster(a) => {
                 let api: Api<MySQLCluster> = Api::namespaced(self.client.clone(), &id.namespace);
-                bounded("annotating the cluster", api.patch(&id.name, &params, &patch(a))).await?;
+                bounded(
+                    "annotating the cluster",
+                    api.patch(&id.name, &params, &patch(a)),
+                )
+                .await?;
                 (
                     "accepted",
                     format!(
@@ -503,7 +517,11 @@ pub async fn follow_status(
             return;
         }
         published.clear_bases();
-        let views: Vec<ClusterView> = store.state().iter().filter_map(|c| status_view(c)).collect();
+        let views: Vec<ClusterView> = store
+            .state()
+            .iter()
+            .filter_map(|c| status_view(c))
+            .collect();
         let ids: Vec<ClusterId> = views
             .iter()
             .map(|v| ClusterId::new(v.namespace.clone(), v.name.clone()))
@@ -553,9 +571,12 @@ mod tests {
         PlanBasis {
             topology: Topology::default(),
             findings: Vec::new(),
-            pods: [("db-0".to_string(), k("10.0.0.1:3306")), ("db-1".to_string(), k("10.0.0.2:3306"))]
-                .into_iter()
-                .collect(),
+            pods: [
+                ("db-0".to_string(), k("10.0.0.1:3306")),
+                ("db-1".to_string(), k("10.0.0.2:3306")),
+            ]
+            .into_iter()
+            .collect(),
             primary: Some(k("10.0.0.1:3306")),
             recovery: RecoveryOptions::default(),
         }
@@ -575,8 +596,14 @@ mod tests {
     #[test]
     fn instances_by_pod_or_address() {
         let b = basis();
-        assert_eq!(b.resolve("t", &Some("db-1".into())).unwrap(), Some(k("10.0.0.2:3306")));
-        assert_eq!(b.resolve("t", &Some("10.0.0.2:3306".into())).unwrap(), Some(k("10.0.0.2:3306")));
+        assert_eq!(
+            b.resolve("t", &Some("db-1".into())).unwrap(),
+            Some(k("10.0.0.2:3306"))
+        );
+        assert_eq!(
+            b.resolve("t", &Some("10.0.0.2:3306".into())).unwrap(),
+            Some(k("10.0.0.2:3306"))
+        );
         assert_eq!(b.resolve("t", &None).unwrap(), None);
         let e = b.resolve("t", &Some("db-9".into())).unwrap_err();
         assert_eq!(e.status.as_u16(), 409);
@@ -593,12 +620,26 @@ mod tests {
             write_for(&b, &op, &r, &alice, 1_800_000_000)
         };
         assert_eq!(
-            one(OperationKind::GracefulTakeover, Some("10.0.0.2:3306"), req("graceful-takeover")).unwrap(),
-            Write::Cluster(json!({annotation::GRACEFUL_TAKEOVER: "db-1", REQUESTED_BY: alice.name}))
+            one(
+                OperationKind::GracefulTakeover,
+                Some("10.0.0.2:3306"),
+                req("graceful-takeover")
+            )
+            .unwrap(),
+            Write::Cluster(
+                json!({annotation::GRACEFUL_TAKEOVER: "db-1", REQUESTED_BY: alice.name})
+            )
         );
         assert_eq!(
-            one(OperationKind::GracefulTakeover, None, req("graceful-takeover")).unwrap(),
-            Write::Cluster(json!({annotation::GRACEFUL_TAKEOVER: "auto", REQUESTED_BY: alice.name}))
+            one(
+                OperationKind::GracefulTakeover,
+                None,
+                req("graceful-takeover")
+            )
+            .unwrap(),
+            Write::Cluster(
+                json!({annotation::GRACEFUL_TAKEOVER: "auto", REQUESTED_BY: alice.name})
+            )
         );
         assert_eq!(
             one(OperationKind::ForceFailover, None, req("force-failover")).unwrap(),
@@ -608,10 +649,18 @@ mod tests {
         d.duration = Some("30m".into());
         assert_eq!(
             one(OperationKind::BeginDowntime, Some("10.0.0.1:3306"), d).unwrap(),
-            Write::Pod("db-0".into(), json!({annotation::DOWNTIME: rfc3339_s(1_800_001_800)}))
+            Write::Pod(
+                "db-0".into(),
+                json!({annotation::DOWNTIME: rfc3339_s(1_800_001_800)})
+            )
         );
         assert_eq!(
-            one(OperationKind::EndDowntime, Some("10.0.0.1:3306"), req("end-downtime")).unwrap(),
+            one(
+                OperationKind::EndDowntime,
+                Some("10.0.0.1:3306"),
+                req("end-downtime")
+            )
+            .unwrap(),
             Write::Pod("db-0".into(), json!({annotation::DOWNTIME: null}))
         );
         let e = one(OperationKind::MoveUp, Some("10.0.0.2:3306"), req("move-up")).unwrap_err();
@@ -624,10 +673,23 @@ mod tests {
         let id = ClusterId::new("shop", "db");
         let a = attributes(&Access::Operate(id.clone()));
         assert_eq!(
-            (a.verb.as_deref(), a.namespace.as_deref(), a.name.as_deref(), a.resource.as_deref()),
-            (Some("update"), Some("shop"), Some("db"), Some("mysqlclusters"))
+            (
+                a.verb.as_deref(),
+                a.namespace.as_deref(),
+                a.name.as_deref(),
+                a.resource.as_deref()
+            ),
+            (
+                Some("update"),
+                Some("shop"),
+                Some("db"),
+                Some("mysqlclusters")
+            )
         );
-        assert_eq!(attributes(&Access::Read(Some(id))).verb.as_deref(), Some("get"));
+        assert_eq!(
+            attributes(&Access::Read(Some(id))).verb.as_deref(),
+            Some("get")
+        );
         let all = attributes(&Access::Read(None));
         assert_eq!((all.verb.as_deref(), all.namespace), (Some("list"), None));
     }

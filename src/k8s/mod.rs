@@ -9,8 +9,8 @@
 //! ordinals ([`ordinal`]).
 
 pub mod accounts;
-pub mod api;
 pub mod annotations;
+pub mod api;
 pub mod cache;
 mod client;
 pub mod crd;

@@ -178,7 +178,10 @@ pub fn allowed(store: &Store, user: &User, a: &Attributes) -> (bool, String) {
         if bound(b, user) && b["roleRef"]["kind"] == "ClusterRole" {
             let name = b["roleRef"]["name"].as_str().unwrap_or_default();
             grants.push((
-                format!("ClusterRoleBinding {}", b["metadata"]["name"].as_str().unwrap_or_default()),
+                format!(
+                    "ClusterRoleBinding {}",
+                    b["metadata"]["name"].as_str().unwrap_or_default()
+                ),
                 role_rules("ClusterRole", name, ""),
             ));
         }
@@ -246,9 +249,7 @@ mod tests {
             subresource: String::new(),
             name: "db".into(),
         };
-        let rule = |g: &str, r: &str, v: &str, n: Value| {
-            json!({"apiGroups": [g], "resources": [r], "verbs": [v], "resourceNames": n})
-        };
+        let rule = |g: &str, r: &str, v: &str, n: Value| json!({"apiGroups": [g], "resources": [r], "verbs": [v], "resourceNames": n});
         // (rule, allows)
         let table = [
             (rule("orca.dev", "mysqlclusters", "update", json!([])), true),
@@ -256,8 +257,14 @@ mod tests {
             (rule("orca.dev", "mysqlclusters", "get", json!([])), false),
             (rule("", "mysqlclusters", "update", json!([])), false),
             (rule("orca.dev", "pods", "update", json!([])), false),
-            (rule("orca.dev", "mysqlclusters", "update", json!(["db"])), true),
-            (rule("orca.dev", "mysqlclusters", "update", json!(["other"])), false),
+            (
+                rule("orca.dev", "mysqlclusters", "update", json!(["db"])),
+                true,
+            ),
+            (
+                rule("orca.dev", "mysqlclusters", "update", json!(["other"])),
+                false,
+            ),
         ];
         for (r, want) in table {
             assert_eq!(rule_allows(&r, &a), want, "{r}");

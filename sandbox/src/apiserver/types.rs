@@ -500,7 +500,11 @@ pub fn builtin_types() -> Vec<ResourceType> {
     // Reviews a component asks about its own callers: answered, not
     // stored (see authz).
     for (group, plural, kind) in [
-        ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+        (
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+        ),
         ("authentication.k8s.io", "tokenreviews", "TokenReview"),
     ] {
         let mut review = builtin(B {

@@ -520,7 +520,11 @@ impl Worker {
             format!("{}/{}", self.namespace, self.name),
             engine.topology(),
             engine.findings(),
-            &|k| pods.iter().find(|p| p.key.as_ref() == Some(k)).map(|p| p.name.clone()),
+            &|k| {
+                pods.iter()
+                    .find(|p| p.key.as_ref() == Some(k))
+                    .map(|p| p.name.clone())
+            },
         )
         .with_recent(&engine.records);
         let basis = super::api::PlanBasis {

@@ -186,9 +186,12 @@ impl Worker {
             .await;
             self.remove_annotation(annotation::ACKNOWLEDGE).await?;
             if d.operation.is_none()
-                && cluster.annotations().contains_key(crate::k8s::api::REQUESTED_BY)
+                && cluster
+                    .annotations()
+                    .contains_key(crate::k8s::api::REQUESTED_BY)
             {
-                self.remove_annotation(crate::k8s::api::REQUESTED_BY).await?;
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY)
+                    .await?;
             }
         }
         let Some(op) = d.operation else {
@@ -235,8 +238,12 @@ impl Worker {
         };
         if let Some(key) = op.annotation() {
             self.remove_annotation(key).await?;
-            if cluster.annotations().contains_key(crate::k8s::api::REQUESTED_BY) {
-                self.remove_annotation(crate::k8s::api::REQUESTED_BY).await?;
+            if cluster
+                .annotations()
+                .contains_key(crate::k8s::api::REQUESTED_BY)
+            {
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY)
+                    .await?;
             }
         }
         Ok(new_primary)
