@@ -214,6 +214,22 @@ async fn the_operator_api_reviews_callers_and_carries_out_operations_through_the
         },
     )
     .await;
+    // A refactoring through the API: the third pod below the old primary,
+    // as `orca.dev/operation` asks the worker.
+    let third = ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .find(|p| *p != primary && *p != replica)
+        .unwrap();
+    let relocate = json!({"kind": "relocate", "target": third, "destination": primary});
+    let (s, done) = leader.post(ops, &relocate).await;
+    assert_eq!((s, &done["outcome"]), (200, &json!("accepted")), "{done}");
+    sb.wait_succeeded("db", "Operation", Duration::from_secs(60))
+        .await;
+    sb.wait_source("db", third, &primary).await;
+    let (s, body) = leader
+        .post(ops, &json!({"kind": "move-up", "target": replica}))
+        .await;
+    error(s, &body, 409);
     // A downtime is the pod's annotation.
     let (s, body) = leader
         .post(

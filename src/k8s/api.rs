@@ -318,8 +318,8 @@ pub enum Write {
     Pod(String, serde_json::Value),
 }
 
-/// How the leader carries out `op` (pure): the annotation asking for it.
-/// Refactorings have no annotation yet: refused with what to use.
+/// How the leader carries out `op` (pure): the annotation asking for it
+/// (`orca.dev/operation` for a refactoring or an instance operation).
 pub fn write_for(
     basis: &PlanBasis,
     op: &Operation,
@@ -368,10 +368,11 @@ pub fn write_for(
             Write::Pod(pod(&op.target)?, json!({ annotation::DOWNTIME: null }))
         }
         _ => {
-            return Err(ApiError::refused(format!(
-                "{} is planned here (dryRun) but not carried out through the operator yet: run `orca {}` against the servers",
-                op.kind, op.kind
-            )));
+            let mut value = format!("{} {}", op.kind, pod(&op.target)?);
+            if op.destination.is_some() {
+                value = format!("{value} {}", pod(&op.destination)?);
+            }
+            cluster(annotation::OPERATION, value)
         }
     })
 }
@@ -663,9 +664,27 @@ mod tests {
             .unwrap(),
             Write::Pod("db-0".into(), json!({annotation::DOWNTIME: null}))
         );
-        let e = one(OperationKind::MoveUp, Some("10.0.0.2:3306"), req("move-up")).unwrap_err();
+        assert_eq!(
+            one(OperationKind::MoveUp, Some("10.0.0.2:3306"), req("move-up")).unwrap(),
+            Write::Cluster(
+                json!({annotation::OPERATION: "move-up db-1", REQUESTED_BY: alice.name})
+            )
+        );
+        let op = Operation::new(
+            OperationKind::Relocate,
+            Some(k("10.0.0.2:3306")),
+            Some(k("10.0.0.1:3306")),
+        )
+        .unwrap();
+        assert_eq!(
+            write_for(&b, &op, &req("relocate"), &alice, 0).unwrap(),
+            Write::Cluster(
+                json!({annotation::OPERATION: "relocate db-1 db-0", REQUESTED_BY: alice.name})
+            )
+        );
+        let op = Operation::new(OperationKind::MoveUp, Some(k("10.9.9.9:3306")), None).unwrap();
+        let e = write_for(&b, &op, &req("move-up"), &alice, 0).unwrap_err();
         assert_eq!(e.status.as_u16(), 409);
-        assert!(e.body.error.contains("orca move-up"), "{e}");
     }
 
     #[test]
