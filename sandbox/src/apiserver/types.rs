@@ -521,24 +521,6 @@ pub fn builtin_types() -> Vec<ResourceType> {
         review.only_verbs = vec!["create"];
         v.push(review);
     }
-    for (plural, kind, namespaced) in [
-        ("roles", "Role", true),
-        ("rolebindings", "RoleBinding", true),
-        ("clusterroles", "ClusterRole", false),
-        ("clusterrolebindings", "ClusterRoleBinding", false),
-    ] {
-        v.push(builtin(B {
-            group: "rbac.authorization.k8s.io",
-            version: "v1",
-            plural,
-            kind,
-            namespaced,
-            short: &[],
-            categories: &[],
-            status: false,
-            generation: G0,
-        }));
-    }
 
     let mut job = builtin(B {
         group: "batch",
