@@ -158,6 +158,9 @@ async fn reads_operations_and_history_through_the_api() {
             api.post(OPS, &json!({"kind": "recover", "extra": 1})).await,
             422,
         ),
+        // An array is no operation request, even one with its fields in
+        // order.
+        (api.post(OPS, &json!(["acknowledge"])).await, 422),
         (
             api.post_raw(OPS, format!("{{\"kind\": \"{}\"}}", "x".repeat(100_000)))
                 .await,

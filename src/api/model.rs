@@ -321,9 +321,10 @@ impl ReadModel {
     }
 }
 
-/// `POST /api/v1/clusters/{namespace}/{name}/operations`.
+/// `POST /api/v1/clusters/{namespace}/{name}/operations`: a JSON object
+/// (see its `Deserialize`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationRequest {
     /// The operation.
     #[schemars(schema_with = "kind_schema")]
@@ -344,6 +345,17 @@ pub struct OperationRequest {
     /// How long a downtime lasts, e.g. `30m` (default 1h).
     #[serde(default)]
     pub duration: Option<String>,
+}
+
+/// Only an object, as the document says: serde's derive alone also takes
+/// an array of the fields in their order (`["graceful-takeover", "h:1"]`
+/// would be carried out).
+impl<'de> Deserialize<'de> for OperationRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OperationRequest, D::Error> {
+        let fields = serde_json::Map::deserialize(d)?;
+        OperationRequest::deserialize(serde_json::Value::Object(fields))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn kind_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -481,4 +493,41 @@ pub fn rfc3339_s(s: i64) -> String {
     jiff::Timestamp::from_second(s)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_request_is_an_object_and_nothing_else() {
+        let r: OperationRequest =
+            serde_json::from_str(r#"{"kind": "relocate", "target": "h:1", "dryRun": true}"#)
+                .unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.target.as_deref(), r.dry_run),
+            ("relocate", Some("h:1"), true)
+        );
+        assert_eq!(r.destination, None);
+        for bad in [
+            r#"["graceful-takeover", "h:1"]"#,
+            r#"["acknowledge", null, null, true]"#,
+            r#"{"kind": "recover", "extra": 1}"#,
+            r#"{"target": "h:1"}"#,
+            r#"{"kind": 1}"#,
+            r#""recover""#,
+            "null",
+        ] {
+            assert!(
+                serde_json::from_str::<OperationRequest>(bad).is_err(),
+                "{bad} taken"
+            );
+        }
+        // The schema is still the object's.
+        let s = serde_json::to_value(schemars::schema_for!(OperationRequest)).unwrap();
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["required"], serde_json::json!(["kind"]));
+        assert!(s["properties"]["dryRun"].is_object(), "{s}");
+    }
 }

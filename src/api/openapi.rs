@@ -20,9 +20,39 @@ struct Route {
     params: &'static [(&'static str, &'static str)],
     body: Option<Value>,
     answer: Value,
+    /// The statuses of its errors, besides the 401 and 403 of a route
+    /// that needs authorization.
+    errors: &'static [u16],
     /// No authorization (probes, the document itself).
     open: bool,
 }
+
+/// What an error status says, in the document.
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "Bad request: a parameter or a field that does not parse, or an operation that needs what was not given"
+        }
+        401 => "No bearer token",
+        403 => "The token is not one that may do this",
+        404 => "No such cluster or instance here",
+        409 => "Refused: illegal for the topology as it is",
+        413 => "The body is larger than the API takes",
+        415 => "The body is not declared as JSON",
+        422 => "The body is JSON but not an operation request",
+        503 => "Not now: not ready, no store, not the leader, or busy",
+        504 => "No answer within the time limit",
+        _ => "An error",
+    }
+}
+
+// Each route lists the errors it answers, no `default`: a client (and
+// schemathesis' status check) knows every status it may see. Every route
+// answers 504 past its time limit.
+const READ: &[u16] = &[504];
+const CLUSTER_READ: &[u16] = &[400, 404, 504];
+const PAGED_READ: &[u16] = &[400, 404, 503, 504];
+const OPERATE: &[u16] = &[400, 404, 409, 413, 415, 422, 503, 504];
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     serde_json::to_value(g.subschema_for::<T>()).unwrap_or(Value::Null)
@@ -65,6 +95,7 @@ pub fn document() -> Value {
             params: &[],
             body: None,
             answer: schema::<Health>(&mut g),
+            errors: READ,
             open: true,
         },
         Route {
@@ -75,6 +106,18 @@ pub fn document() -> Value {
             params: &[],
             body: None,
             answer: schema::<Health>(&mut g),
+            errors: &[503, 504],
+            open: true,
+        },
+        Route {
+            path: "/api/v1/openapi.json",
+            method: "get",
+            id: "openapi",
+            summary: "This document",
+            params: &[],
+            body: None,
+            answer: json!({ "type": "object" }),
+            errors: READ,
             open: true,
         },
         Route {
@@ -85,6 +128,7 @@ pub fn document() -> Value {
             params: &[],
             body: None,
             answer: schema::<LeaderView>(&mut g),
+            errors: READ,
             open: false,
         },
         Route {
@@ -95,6 +139,7 @@ pub fn document() -> Value {
             params: &[],
             body: None,
             answer: schema::<ClusterList>(&mut g),
+            errors: READ,
             open: false,
         },
         Route {
@@ -105,6 +150,7 @@ pub fn document() -> Value {
             params: CLUSTER,
             body: None,
             answer: schema::<ClusterView>(&mut g),
+            errors: CLUSTER_READ,
             open: false,
         },
         Route {
@@ -115,6 +161,7 @@ pub fn document() -> Value {
             params: PAGED,
             body: None,
             answer: schema::<RecordPage>(&mut g),
+            errors: PAGED_READ,
             open: false,
         },
         Route {
@@ -125,6 +172,7 @@ pub fn document() -> Value {
             params: PAGED,
             body: None,
             answer: schema::<RecordPage>(&mut g),
+            errors: PAGED_READ,
             open: false,
         },
         Route {
@@ -135,6 +183,7 @@ pub fn document() -> Value {
             params: CLUSTER,
             body: Some(schema::<OperationRequest>(&mut g)),
             answer: schema::<OperationAnswer>(&mut g),
+            errors: OPERATE,
             open: false,
         },
         Route {
@@ -145,25 +194,42 @@ pub fn document() -> Value {
             params: &[("instance", "path")],
             body: None,
             answer: schema::<InstanceAnswer>(&mut g),
+            errors: CLUSTER_READ,
             open: false,
         },
     ];
     let mut paths = Map::new();
     for r in routes {
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({
+                "description": "OK",
+                "content": { "application/json": { "schema": r.answer } }
+            }),
+        );
+        let auth: &[u16] = if r.open { &[] } else { &[401, 403] };
+        for status in auth.iter().chain(r.errors) {
+            let mut answer = json!({
+                "description": reason(*status),
+                "content": { "application/json": { "schema": error.clone() } }
+            });
+            if *status == 401 {
+                answer["headers"] = json!({
+                    "WWW-Authenticate": {
+                        "description": "The scheme to authenticate with",
+                        "required": true,
+                        "schema": { "type": "string", "enum": ["Bearer"] }
+                    }
+                });
+            }
+            responses.insert(status.to_string(), answer);
+        }
         let mut op = json!({
             "operationId": r.id,
             "summary": r.summary,
             "parameters": r.params.iter().map(|(n, p)| parameter(n, p)).collect::<Vec<_>>(),
-            "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": { "application/json": { "schema": r.answer } }
-                },
-                "default": {
-                    "description": "An error, with one line saying why",
-                    "content": { "application/json": { "schema": error.clone() } }
-                }
-            }
+            "responses": responses,
         });
         if let Some(body) = r.body {
             op["requestBody"] = json!({
@@ -205,11 +271,34 @@ mod tests {
     fn every_route_and_every_reference_is_there() {
         let d = document();
         let paths = d["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 9);
+        assert_eq!(paths.len(), 10);
         assert!(
             paths["/api/v1/clusters/{namespace}/{name}/operations"]["post"]["requestBody"]
                 .is_object()
         );
+        // Every status is listed, with the error's schema; a 401 says
+        // how to authenticate.
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.contains_key("default"), "{method} {path}");
+                assert!(responses.contains_key("504"), "{method} {path}");
+                if op.get("security").is_none() {
+                    let h = &responses["401"]["headers"]["WWW-Authenticate"];
+                    assert_eq!(h["required"], true, "{method} {path}");
+                    assert!(responses.contains_key("403"), "{method} {path}");
+                }
+            }
+        }
+        let operate = &paths["/api/v1/clusters/{namespace}/{name}/operations"]["post"];
+        for s in ["400", "404", "409", "413", "415", "422", "503"] {
+            assert!(
+                operate["responses"][s]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("/ErrorBody")),
+                "{s}"
+            );
+        }
         // Every $ref points at a schema of the document.
         let text = d.to_string();
         let schemas = d["components"]["schemas"].as_object().unwrap();
