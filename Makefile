@@ -17,8 +17,8 @@ build:
 SCHEMATHESIS_VERSION = 4.32.5
 TEST_VENV = .venv-test
 
-# Installs MariaDB (server and client) and nftables (the network-cut
-# test) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
+# Installs MariaDB (server and client), nftables (the network-cut
+# test) and Prometheus with promtool (the metrics test) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
 # from apt when `python3 -m venv` cannot make one). Root runs apt-get
 # directly; other users go through sudo.
 deps:
@@ -26,6 +26,7 @@ deps:
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
 	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
+	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

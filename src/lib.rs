@@ -19,6 +19,7 @@ pub mod cli;
 pub mod engine;
 pub mod ha;
 pub mod k8s;
+pub mod metrics;
 pub mod mysql;
 pub mod plan;
 pub mod store;

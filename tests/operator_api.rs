@@ -72,13 +72,7 @@ fn token(sb: &Sandbox, name: &str) -> String {
 async fn api_of(sb: &Sandbox, id: &str) -> String {
     sb.wait_operator_line(id, "API listening", "the operator's API")
         .await;
-    let log = sb.operator_log(id);
-    let line = log.lines().find(|l| l.contains("API listening")).unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("address="))
-        .unwrap_or_else(|| panic!("no address in {line}"));
-    format!("http://{addr}")
+    support::api::api_address(&sb.operator_log(id)).expect("an address")
 }
 
 fn error(status: u16, body: &Value, want: u16) -> String {

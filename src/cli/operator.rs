@@ -22,6 +22,7 @@ use crate::ha::{LeaderElector, Leadership, LeaseConfig};
 use crate::k8s::api::{KubeAuthorizer, OperatorOps, Published, follow_status};
 use crate::k8s::operator::{Context, run as run_controller};
 use crate::k8s::{OPERATOR_AGENT, client_as};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// How long a stopping operator waits for the store to take the records
@@ -76,11 +77,27 @@ async fn start_api(
     args: &OperatorArgs,
     store: Option<Store>,
     leader: watch::Receiver<LeaderView>,
-) -> Result<Option<Published>, String> {
+) -> Result<Option<(Published, Metrics)>, String> {
     let Some(addr) = args.listen else {
         return Ok(None);
     };
     let listener = crate::api::bind(addr).await?;
+    let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    if let Some(s) = &store {
+        metrics.watch_store(s.clone());
+    }
+    // The leader gauges follow the leadership.
+    let mut told = leader.clone();
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            let l = told.borrow_and_update().clone();
+            m.set_leader(l.is_leader, l.epoch);
+            if told.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let published = Published::default();
     let ready = Arc::new(AtomicBool::new(false));
     tokio::spawn(follow_status(
@@ -103,9 +120,9 @@ async fn start_api(
         }),
         leader,
         ready,
-        on_request: None,
+        on_request: Some(crate::metrics::request_hook(&metrics)),
     };
-    let router = crate::api::router(state);
+    let router = crate::api::router(state).merge(crate::metrics::router(metrics.clone()));
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, router, std::future::pending()).await {
@@ -113,7 +130,7 @@ async fn start_api(
         }
     });
     tracing::info!(address = %bound, "API listening");
-    Ok(Some(published))
+    Ok(Some((published, metrics)))
 }
 
 /// This replica's leadership as the API tells it.
@@ -149,8 +166,9 @@ pub async fn serve(
     ));
     let published = start_api(&client, args, store.clone(), leader_rx).await?;
     let with_api = |ctx: Arc<Context>| {
-        if let Some(p) = &published {
+        if let Some((p, m)) = &published {
             let _ = ctx.published.set(p.clone());
+            let _ = ctx.metrics.set(m.clone());
         }
         ctx
     };

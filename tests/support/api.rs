@@ -79,17 +79,39 @@ fn parse(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
 }
 
+/// The API's base URL from a log that says where it listens (`API
+/// listening ... address=HOST:PORT`), colours or not.
+pub fn api_address(log: &str) -> Option<String> {
+    let plain: String = {
+        // Without ANSI escapes (ESC [ ... m).
+        let mut out = String::new();
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let line = plain.lines().find(|l| l.contains("API listening"))?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))?;
+    Some(format!("http://{addr}"))
+}
+
 /// The address `orca standalone --listen 127.0.0.1:0` bound, from its
 /// log.
 pub async fn listening(orca: &Standalone) -> String {
-    let line = orca
-        .wait_log(Duration::from_secs(30), &["API listening"])
+    orca.wait_log(Duration::from_secs(30), &["API listening"])
         .await;
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("address="))
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    format!("http://{addr}")
+    api_address(&orca.logs()).unwrap_or_else(|| panic!("no address in the log:\n{}", orca.logs()))
 }
 
 /// A file holding [`TOKEN`].
