@@ -3,8 +3,8 @@
 //! whose rights RBAC grants; a follower answers reads from status and
 //! names the leader for operations; the leader answers a dry run with the
 //! plan and carries out a graceful takeover asked through the API as the
-//! annotation would (status, an Event), with every acknowledged write
-//! surviving.
+//! annotation would (status, an Event), answering with its record, with
+//! every acknowledged write surviving.
 
 mod support;
 
@@ -181,7 +181,18 @@ async fn the_operator_api_reviews_callers_and_carries_out_operations_through_the
     w.wait_acked(30).await;
     let (s, done) = leader.post(ops, &takeover).await;
     assert_eq!(s, 200, "{done}");
-    assert_eq!(done["outcome"], "accepted", "{done}");
+    // The answer waits for the worker's record.
+    assert_eq!(done["outcome"], "succeeded", "{done}");
+    assert!(
+        done["id"]
+            .as_str()
+            .is_some_and(|i| i.contains("graceful-takeover")),
+        "{done}"
+    );
+    assert!(
+        !done["record"]["steps"].as_array().unwrap().is_empty(),
+        "{done}"
+    );
     sb.wait_succeeded("db", "GracefulTakeover", Duration::from_secs(60))
         .await;
     let acked = w.finish().await;
@@ -216,7 +227,8 @@ async fn the_operator_api_reviews_callers_and_carries_out_operations_through_the
         .unwrap();
     let relocate = json!({"kind": "relocate", "target": third, "destination": primary});
     let (s, done) = leader.post(ops, &relocate).await;
-    assert_eq!((s, &done["outcome"]), (200, &json!("accepted")), "{done}");
+    assert_eq!((s, &done["outcome"]), (200, &json!("succeeded")), "{done}");
+    assert_eq!(done["record"]["kind"], "relocate", "{done}");
     sb.wait_succeeded("db", "Operation", Duration::from_secs(60))
         .await;
     sb.wait_source("db", third, &primary).await;

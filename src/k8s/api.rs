@@ -55,6 +55,8 @@ pub struct PlanBasis {
     pub pods: BTreeMap<String, InstanceKey>,
     pub primary: Option<InstanceKey>,
     pub recovery: RecoveryOptions,
+    /// The last operations its worker ran, oldest first.
+    pub records: Vec<crate::engine::executor::OperationRecord>,
 }
 
 impl PlanBasis {
@@ -85,6 +87,8 @@ impl PlanBasis {
 pub struct Published {
     pub model: ReadModel,
     bases: Arc<RwLock<HashMap<ClusterId, Arc<PlanBasis>>>>,
+    /// The clusters as the API's own watch sees them ([`follow_status`]).
+    clusters: Arc<std::sync::OnceLock<kube::runtime::reflector::Store<MySQLCluster>>>,
 }
 
 impl Published {
@@ -104,6 +108,12 @@ impl Published {
     pub fn basis(&self, id: &ClusterId) -> Option<Arc<PlanBasis>> {
         let b = self.bases.read().unwrap_or_else(|e| e.into_inner());
         b.get(id).cloned()
+    }
+
+    /// The cluster `id` as the API's watch last saw it.
+    pub fn cluster(&self, id: &ClusterId) -> Option<Arc<MySQLCluster>> {
+        let store = self.clusters.get()?;
+        store.get(&kube::runtime::reflector::ObjectRef::new(&id.name).within(&id.namespace))
     }
 
     /// Forgets what workers published (leadership lost: their views go
@@ -447,6 +457,8 @@ impl OperatorOps {
             Patch::Merge(json!({ "metadata": { "annotations": annotations } }))
         };
         let params = PatchParams::default();
+        let before: Vec<String> = basis.records.iter().map(|r| r.id.clone()).collect();
+        let asked_s = crate::store::now_ms() / 1000;
         let (what, message) = match write {
             Write::Cluster(a) => {
                 let api: Api<MySQLCluster> = Api::namespaced(self.client.clone(), &id.namespace);
@@ -455,12 +467,12 @@ impl OperatorOps {
                     api.patch(&id.name, &params, &patch(a)),
                 )
                 .await?;
-                (
-                    "accepted",
-                    format!(
-                        "the leader carries out {kind} on {id}: see status.lastOperation and the cluster's Events"
-                    ),
-                )
+                if kind != OperationKind::Acknowledge {
+                    return self
+                        .outcome(&id, kind, plan.as_ref(), &before, asked_s)
+                        .await;
+                }
+                ("done", format!("the last recovery of {id} is acknowledged"))
             }
             Write::Pod(p, a) => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &id.namespace);
@@ -474,6 +486,68 @@ impl OperatorOps {
             id: None,
             outcome: what.into(),
             message,
+            plan: plan.and_then(|p| serde_json::to_value(p).ok()),
+            record: None,
+        })
+    }
+}
+
+/// How long the leader's answer waits for the operation it asked its
+/// worker for (within the API's own limit); then it answers `accepted`.
+pub const OUTCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(240);
+
+impl OperatorOps {
+    /// The operation's record once the worker ran it, its refusal, or
+    /// `accepted` when neither came within [`OUTCOME_WAIT`] (or this
+    /// replica stopped leading). Reads what the worker published and the
+    /// API's own watch: no request to the API server.
+    async fn outcome(
+        &self,
+        id: &ClusterId,
+        kind: OperationKind,
+        plan: Option<&crate::plan::Plan>,
+        before: &[String],
+        asked_s: i64,
+    ) -> Result<OperationAnswer, ApiError> {
+        let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+        while tokio::time::Instant::now() < deadline && self.leader.borrow().is_leader {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Some(b) = self.published.basis(id)
+                && let Some(r) = b.records.iter().find(|r| !before.contains(&r.id))
+            {
+                return Ok(OperationAnswer::ran(kind, plan, r));
+            }
+            // Refused by the worker: the annotation consumed, the last
+            // operation failed since, with no record.
+            if let Some(c) = self.published.cluster(id) {
+                let pending = c
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(REQUESTED_BY));
+                let last = c.status.as_ref().and_then(|s| s.last_operation.clone());
+                if let Some(op) = last.filter(|_| !pending)
+                    && op.phase == super::crd::cluster::OperationPhase::Failed
+                    && op
+                        .finished_at
+                        .as_deref()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t.as_second() >= asked_s)
+                {
+                    return Err(ApiError::refused(
+                        op.message.unwrap_or_else(|| format!("{kind} was refused")),
+                    ));
+                }
+            }
+        }
+        Ok(OperationAnswer {
+            kind: kind.name().to_string(),
+            dry_run: false,
+            id: None,
+            outcome: "accepted".into(),
+            message: format!(
+                "the leader carries out {kind} on {id}: see status.lastOperation and the cluster's Events"
+            ),
             plan: plan.and_then(|p| serde_json::to_value(p).ok()),
             record: None,
         })
@@ -509,6 +583,7 @@ pub async fn follow_status(
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<MySQLCluster>();
+    let _ = published.clusters.set(store.clone());
     let api: Api<MySQLCluster> = Api::all(client);
     let mut events = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
@@ -580,6 +655,7 @@ mod tests {
             .collect(),
             primary: Some(k("10.0.0.1:3306")),
             recovery: RecoveryOptions::default(),
+            records: Vec::new(),
         }
     }
 

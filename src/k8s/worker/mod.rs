@@ -120,6 +120,9 @@ pub struct Worker {
     pub published: Option<super::api::Published>,
     /// The Prometheus metrics each round and operation update.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// The last operations this worker ran (automatic and asked for),
+    /// oldest first, for the API.
+    recent: std::collections::VecDeque<OperationRecord>,
     /// Instances reported as unable to rejoin, so the Event is sent once.
     reported_unjoinable: BTreeSet<InstanceKey>,
     /// Findings already turned into Events.
@@ -193,6 +196,7 @@ impl Worker {
             feed: None,
             published: None,
             metrics: None,
+            recent: std::collections::VecDeque::new(),
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
@@ -531,6 +535,7 @@ impl Worker {
     /// The round's view and what plans are made from, for the HTTP API.
     fn publish(&self, pods: &[PodView], primary: Option<&str>) {
         let Some(p) = &self.published else { return };
+        let records: Vec<OperationRecord> = self.recent.iter().cloned().collect();
         let id = crate::api::ClusterId::new(self.namespace.clone(), self.name.clone());
         let engine = &self.engine;
         let view = crate::api::ClusterView::of(
@@ -544,7 +549,7 @@ impl Worker {
                     .map(|p| p.name.clone())
             },
         )
-        .with_recent(&engine.records);
+        .with_recent(&records);
         let basis = super::api::PlanBasis {
             topology: engine.topology().clone(),
             findings: engine.findings().to_vec(),
@@ -554,6 +559,7 @@ impl Worker {
                 .collect(),
             primary: primary.and_then(|n| key_of(pods, n)),
             recovery: engine.config.recovery.clone(),
+            records,
         };
         p.publish(view, basis);
     }
@@ -589,11 +595,25 @@ impl Worker {
                 m.observe_operation(&self.namespace, &self.name, r);
             }
         }
+        for r in report.recovery.iter().chain(&report.fence_records) {
+            self.remember(r);
+        }
+    }
+
+    fn remember(&mut self, record: &OperationRecord) {
+        if self.published.is_none() {
+            return;
+        }
+        self.recent.push_back(record.clone());
+        while self.recent.len() > crate::api::model::RECENT_OPERATIONS {
+            self.recent.pop_front();
+        }
     }
 
     /// The record of an operation asked for (by annotation, or a hand
     /// over), with its steps, in this worker's epoch.
-    fn feed_operation(&self, record: &OperationRecord) {
+    fn feed_operation(&mut self, record: &OperationRecord) {
+        self.remember(record);
         if let Some(f) = &self.feed {
             f.operation(record, self.epoch);
         }
