@@ -119,6 +119,31 @@ impl Session<'_> {
         self.exec("changing the source", &sql).await
     }
 
+    /// Commits one empty transaction for each GTID of `gtids` (see
+    /// [`Dialect::inject_empty_transactions`]), at most `max`, each
+    /// statement bounded. After a failure the session's `gtid_next` is
+    /// set back to `AUTOMATIC` (best effort).
+    pub async fn inject_empty_transactions(
+        &mut self,
+        gtids: &str,
+        max: u64,
+    ) -> Result<(), MysqlError> {
+        let what = "injecting empty transactions";
+        let statements = self
+            .dialect
+            .inject_empty_transactions(gtids, max)
+            .map_err(|detail| self.answer(what, detail))?;
+        for sql in &statements {
+            if let Err(e) = self.exec(what, sql).await {
+                let _ = self
+                    .exec("resetting gtid_next", "SET gtid_next='AUTOMATIC'")
+                    .await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Read only on or off. On MySQL, on means `super_read_only` too (which
     /// implies read_only), off clears both.
     ///

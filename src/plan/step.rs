@@ -195,6 +195,11 @@ pub enum Step {
         on: InstanceKey,
         databases: Vec<String>,
     },
+    /// Commit one empty transaction for each GTID of `gtids` (a MySQL GTID
+    /// set, as text) on `on`, the primary, one connection: the errant
+    /// transactions of a replica are then part of what every instance
+    /// executes. MySQL only.
+    InjectEmptyTransactions { on: InstanceKey, gtids: String },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -270,7 +275,8 @@ impl Step {
             | Step::WaitReplicating { on, .. }
             | Step::RecordEpoch { on }
             | Step::EnsureReplicationAccount { on }
-            | Step::EnsureAppAccount { on, .. } => Some(on),
+            | Step::EnsureAppAccount { on, .. }
+            | Step::InjectEmptyTransactions { on, .. } => Some(on),
         }
     }
 
@@ -299,7 +305,8 @@ impl Step {
             | Step::StartReplica { .. }
             | Step::RecordEpoch { .. }
             | Step::EnsureReplicationAccount { .. }
-            | Step::EnsureAppAccount { .. } => true,
+            | Step::EnsureAppAccount { .. }
+            | Step::InjectEmptyTransactions { .. } => true,
         }
     }
 }
@@ -409,6 +416,9 @@ impl fmt::Display for Step {
                 "{on}: ensure the application account (its password; every privilege on {} and no other)",
                 databases.join(", ")
             ),
+            Step::InjectEmptyTransactions { on, gtids } => {
+                write!(f, "{on}: commit an empty transaction for each of {gtids}")
+            }
         }
     }
 }
@@ -431,6 +441,11 @@ pub enum PlanKind {
     /// The first primary of a new cluster, or the adoption of the
     /// replication that exists.
     Bootstrap,
+    StartReplication,
+    StopReplication,
+    SetReadOnly,
+    SetWritable,
+    FixErrant,
 }
 
 impl PlanKind {
@@ -448,6 +463,11 @@ impl PlanKind {
             PlanKind::TakeSiblings => "take-siblings",
             PlanKind::RegroupReplicas => "regroup-replicas",
             PlanKind::Bootstrap => "bootstrap",
+            PlanKind::StartReplication => "start-replication",
+            PlanKind::StopReplication => "stop-replication",
+            PlanKind::SetReadOnly => "set-read-only",
+            PlanKind::SetWritable => "set-writable",
+            PlanKind::FixErrant => "fix-errant",
         }
     }
 }
@@ -731,6 +751,13 @@ mod tests {
                 Step::EnsureAppAccount {
                     on: k(),
                     databases: vec!["app".into()],
+                },
+                true,
+            ),
+            (
+                Step::InjectEmptyTransactions {
+                    on: k(),
+                    gtids: "3e11fa47-71ca-11e1-9e33-c80aa9429562:7".into(),
                 },
                 true,
             ),
