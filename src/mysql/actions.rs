@@ -144,6 +144,17 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Deletes every binary log of a MariaDB replica (`RESET MASTER`);
+    /// refused on MySQL, where the statement also forgets
+    /// `gtid_executed`.
+    pub async fn reset_binary_logs(&mut self) -> Result<(), MysqlError> {
+        let what = "deleting the binary logs";
+        if self.dialect.flavor != Flavor::MariaDb {
+            return Err(self.answer(what, "binary logs are reset on MariaDB only"));
+        }
+        self.exec(what, "RESET MASTER").await
+    }
+
     /// Read only on or off. On MySQL, on means `super_read_only` too (which
     /// implies read_only), off clears both.
     ///

@@ -165,10 +165,11 @@ pub fn set_writable(topo: &Topology, instance: &InstanceKey) -> Result<Plan, Pla
 
 /// Fixes the errant transactions of a replica (those its source does not
 /// have). MySQL: one empty transaction per errant GTID committed on the
-/// primary of its tree, so every instance has them. MariaDB: the replica
+/// primary of its tree, so every instance has them. MariaDB: the
+/// replica's binary logs are deleted (they hold its own entries) and it
 /// is pointed at its source again with `MASTER_USE_GTID=slave_pos`, so
-/// the position it asks for is the one replication applied, without its
-/// own binary log's entries.
+/// the position it asks for and the state it logs under are those of
+/// replication alone; refused while instances replicate from it.
 pub fn fix_errant(topo: &Topology, instance: &InstanceKey) -> Result<Plan, PlanError> {
     let (snap, replica) = replica(topo, instance)?;
     let source = &replica.source;
@@ -188,31 +189,54 @@ pub fn fix_errant(topo: &Topology, instance: &InstanceKey) -> Result<Plan, PlanE
     };
     match snap.flavor {
         Flavor::MySql => inject_on_primary(topo, instance, &errant),
-        Flavor::MariaDb => {
-            let mut plan = Plan::new(PlanKind::FixErrant);
-            plan.steps = vec![
-                Step::StopReplica {
-                    on: instance.clone(),
-                },
-                Step::ChangeSource {
-                    on: instance.clone(),
-                    source: source.clone(),
-                    position: SourcePosition::Gtid,
-                },
-                Step::StartReplica {
-                    on: instance.clone(),
-                },
-                Step::WaitReplicating {
-                    on: instance.clone(),
-                    timeout: WAIT_REPLICATING,
-                },
-            ];
-            plan.notes.push(format!(
-                "{instance} has errant GTIDs {errant}: it replicates from {source} again from gtid_slave_pos (MASTER_USE_GTID=slave_pos), not from its own binary log"
-            ));
-            Ok(plan)
-        }
+        Flavor::MariaDb => forget_own_binlog(topo, instance, source, &errant),
     }
+}
+
+/// The MariaDB fix: the replica's binary logs deleted, so that its
+/// `gtid_binlog_state` no longer holds its own writes (which, in
+/// `gtid_strict_mode`, keep it from logging the source's transactions of
+/// the same sequence numbers), then pointed at its source again from
+/// `gtid_slave_pos`, what replication applied. Refused when instances
+/// replicate from it: they read the binary logs the fix deletes.
+fn forget_own_binlog(
+    topo: &Topology,
+    instance: &InstanceKey,
+    source: &InstanceKey,
+    errant: &GtidSet,
+) -> Result<Plan, PlanError> {
+    let below = replicas_of(topo, instance);
+    if !below.is_empty() {
+        return Err(PlanError::Invalid(format!(
+            "{} replicate{} from {instance}, whose binary logs the fix deletes: move {} first",
+            join(&below),
+            if below.len() == 1 { "s" } else { "" },
+            if below.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    let on = || instance.clone();
+    let mut plan = Plan::new(PlanKind::FixErrant);
+    plan.steps = vec![
+        Step::StopReplica { on: on() },
+        Step::ResetBinaryLogs { on: on() },
+        Step::ChangeSource {
+            on: on(),
+            source: source.clone(),
+            position: SourcePosition::Gtid,
+        },
+        Step::StartReplica { on: on() },
+        Step::WaitReplicating {
+            on: on(),
+            timeout: WAIT_REPLICATING,
+        },
+    ];
+    plan.notes.push(format!(
+        "{instance} has errant GTIDs {errant}: its binary logs are deleted (their entries of its own server_id with them), then it replicates from {source} again from gtid_slave_pos (MASTER_USE_GTID=slave_pos)"
+    ));
+    plan.notes.push(format!(
+        "the data {instance} wrote itself stays: only its GTID accounting is repaired"
+    ));
+    Ok(plan)
 }
 
 /// The MySQL fix: the errant set injected on the top of the replica's
@@ -788,6 +812,7 @@ mod tests {
             plan.steps,
             vec![
                 Step::StopReplica { on: key("b") },
+                Step::ResetBinaryLogs { on: key("b") },
                 Step::ChangeSource {
                     on: key("b"),
                     source: key("a"),
@@ -804,8 +829,22 @@ mod tests {
         assert_eq!(
             plan.notes,
             vec![
-                "b:3306 has errant GTIDs 0-3-13: it replicates from a:3306 again from gtid_slave_pos (MASTER_USE_GTID=slave_pos), not from its own binary log"
+                "b:3306 has errant GTIDs 0-3-13: its binary logs are deleted (their entries of its own server_id with them), then it replicates from a:3306 again from gtid_slave_pos (MASTER_USE_GTID=slave_pos)",
+                "the data b:3306 wrote itself stays: only its GTID accounting is repaired",
             ]
+        );
+        // An intermediate's binary logs feed its replicas: refused.
+        let topo = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-12"),
+                r("a", 2, "p", "0-1-12,0-2-13"),
+                r("b", 3, "a", "0-1-12,0-2-13"),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            fix_errant(&topo, &key("a")).unwrap_err().to_string(),
+            "b:3306 replicates from a:3306, whose binary logs the fix deletes: move it first"
         );
         // A source of the other flavor: errant GTIDs cannot be told.
         let topo = topology(

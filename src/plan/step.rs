@@ -200,6 +200,12 @@ pub enum Step {
     /// transactions of a replica are then part of what every instance
     /// executes. MySQL only.
     InjectEmptyTransactions { on: InstanceKey, gtids: String },
+    /// Delete every binary log of a MariaDB replica whose replication is
+    /// stopped (`RESET MASTER`): its `gtid_binlog_state` forgets its own
+    /// errant entries, which in `gtid_strict_mode` keep it from logging
+    /// the source's transactions of the same sequence numbers. What it
+    /// replicated (`gtid_slave_pos`) is kept. MariaDB only.
+    ResetBinaryLogs { on: InstanceKey },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -276,7 +282,8 @@ impl Step {
             | Step::RecordEpoch { on }
             | Step::EnsureReplicationAccount { on }
             | Step::EnsureAppAccount { on, .. }
-            | Step::InjectEmptyTransactions { on, .. } => Some(on),
+            | Step::InjectEmptyTransactions { on, .. }
+            | Step::ResetBinaryLogs { on } => Some(on),
         }
     }
 
@@ -306,7 +313,8 @@ impl Step {
             | Step::RecordEpoch { .. }
             | Step::EnsureReplicationAccount { .. }
             | Step::EnsureAppAccount { .. }
-            | Step::InjectEmptyTransactions { .. } => true,
+            | Step::InjectEmptyTransactions { .. }
+            | Step::ResetBinaryLogs { .. } => true,
         }
     }
 }
@@ -418,6 +426,9 @@ impl fmt::Display for Step {
             ),
             Step::InjectEmptyTransactions { on, gtids } => {
                 write!(f, "{on}: commit an empty transaction for each of {gtids}")
+            }
+            Step::ResetBinaryLogs { on } => {
+                write!(f, "{on}: delete its binary logs (RESET MASTER)")
             }
         }
     }
@@ -761,6 +772,7 @@ mod tests {
                 },
                 true,
             ),
+            (Step::ResetBinaryLogs { on: k() }, true),
         ];
         for (step, mutates) in &table {
             assert_eq!(step.mutates(), *mutates, "{step}");
