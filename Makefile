@@ -11,14 +11,22 @@ all: build
 build:
 	$(CARGO) build -p orca --release
 
-# Installs MariaDB (server and client) and nftables (the network-cut
-# test) when missing. Root runs apt-get
+# The schemathesis CLI that tests/api_schemathesis.rs runs against the
+# API's OpenAPI document, in a venv of its own (gitignored). The test
+# checks this version.
+SCHEMATHESIS_VERSION = 4.32.5
+TEST_VENV = .venv-test
+
+# Installs MariaDB (server and client), nftables (the network-cut
+# test) and Prometheus with promtool (the metrics test) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
+# from apt when `python3 -m venv` cannot make one). Root runs apt-get
 # directly; other users go through sudo.
 deps:
 	@missing=""; \
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
 	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
+	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -28,6 +36,19 @@ deps:
 	fi
 	@command -v mariadb-install-db >/dev/null 2>&1 || { echo "mariadb-install-db missing after install"; exit 1; }
 	@command -v kubectl >/dev/null 2>&1 || echo "kubectl not found: tests/sandbox_apiserver_kubectl.rs needs it on PATH"
+	@if ! $(TEST_VENV)/bin/st --version 2>/dev/null | grep -qF "$(SCHEMATHESIS_VERSION)"; then \
+	  echo "installing schemathesis $(SCHEMATHESIS_VERSION) in $(TEST_VENV)/"; \
+	  rm -rf $(TEST_VENV); \
+	  if ! python3 -m venv $(TEST_VENV) >/dev/null 2>&1; then \
+	    rm -rf $(TEST_VENV); \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null && \
+	    python3 -m venv $(TEST_VENV) || { echo "could not make a venv in $(TEST_VENV)"; exit 1; }; \
+	  fi; \
+	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check "schemathesis==$(SCHEMATHESIS_VERSION)" || \
+	    { echo "could not install schemathesis $(SCHEMATHESIS_VERSION)"; exit 1; }; \
+	fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

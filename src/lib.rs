@@ -14,10 +14,12 @@
 //! one.
 
 pub mod analysis;
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod ha;
 pub mod k8s;
+pub mod metrics;
 pub mod mysql;
 pub mod plan;
 pub mod store;

@@ -97,27 +97,6 @@ async fn moved(sb: &Sandbox, primary: &str, pkey: &InstanceKey) -> (String, Inst
     (new, new_key)
 }
 
-/// The pod `replica` replicates from `source` per the cluster's status.
-async fn wait_source(sb: &Sandbox, name: &str, replica: &str, source: &str) {
-    eventually(
-        Duration::from_secs(40),
-        &format!("{replica} replicating from {source}"),
-        || async {
-            let c = sb.mysql_cluster(name).await;
-            c.status?
-                .topology
-                .iter()
-                .find(|i| i.pod == replica && i.source.as_deref() == Some(source))
-                .filter(|i| {
-                    i.io_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
-                        && i.sql_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
-                })
-                .map(|_| ())
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     let sb = Sandbox::cluster(&[]).await;
@@ -130,7 +109,7 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
         let want = if p == primary { "primary" } else { "replica" };
         assert_eq!(sb.pod_role(p).await.as_deref(), Some(want), "{p}");
         if p != primary {
-            wait_source(&sb, "db", p, &primary).await;
+            sb.wait_source("db", p, &primary).await;
         }
     }
     // Services select the right pods.
@@ -155,7 +134,7 @@ async fn three_replicas_then_a_graceful_takeover_by_annotation() {
     let acked = w.finish().await;
     let (new, new_key) = moved(&sb, &primary, &pkey).await;
     assert_acked(&new_key, &app, &acked).await;
-    wait_source(&sb, "db", &primary, &new).await;
+    sb.wait_source("db", &primary, &new).await;
     app_account_is_confined(&sb, &primary).await;
     assert_eq!(sb.pod_role(&primary).await.as_deref(), Some("replica"));
     assert_eq!(sb.pod_role(&new).await.as_deref(), Some("primary"));
@@ -215,7 +194,7 @@ async fn failover_case(fault: &str) {
         .into_iter()
         .find(|p| *p != primary && *p != new)
         .unwrap();
-    wait_source(&sb, "db", other, &new).await;
+    sb.wait_source("db", other, &new).await;
     if fault == "hang" {
         sb.kubectl().ok(&[
             "annotate",
@@ -281,7 +260,7 @@ async fn deleting_the_primary_pod_is_a_graceful_takeover() {
         "a deletion became a failover: {events}"
     );
     // The pod comes back and rejoins as a replica.
-    wait_source(&sb, "db", &primary, &new).await;
+    sb.wait_source("db", &primary, &new).await;
     sb.wait_healthy("db", Duration::from_secs(60)).await;
 
     // Draining the node of the new primary's pod (through the eviction
@@ -335,7 +314,7 @@ async fn scale_three_to_five_to_three() {
     })
     .await;
     for p in ["db-3", "db-4"] {
-        wait_source(&sb, "db", p, &primary).await;
+        sb.wait_source("db", p, &primary).await;
         assert_acked(&sb.pod_ip(p).await, &app, &acked).await;
     }
     // Hand the primary role to the last pod, then scale it away: orca

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod discover;
 pub mod operator;
 pub mod ops;
+pub mod serve;
 pub mod standalone;
 pub mod store;
 
@@ -78,6 +79,8 @@ pub fn run_async(
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours for a terminal only, not in a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -8,6 +8,8 @@
 //! Secret) or the environment, never a flag.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 use kube::Client;
@@ -15,9 +17,12 @@ use tokio::sync::watch;
 
 use super::store::StoreArgs;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::api::{ApiState, LeaderView};
 use crate::ha::{LeaderElector, Leadership, LeaseConfig};
+use crate::k8s::api::{KubeAuthorizer, OperatorOps, Published, follow_status};
 use crate::k8s::operator::{Context, run as run_controller};
 use crate::k8s::{OPERATOR_AGENT, client_as};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// How long a stopping operator waits for the store to take the records
@@ -43,6 +48,14 @@ pub struct OperatorArgs {
     pub no_leader_election: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Serve the HTTP API (and /metrics) on this address, e.g.
+    /// 0.0.0.0:8080. Callers' tokens are checked with a TokenReview and
+    /// their rights on mysqlclusters with a SubjectAccessReview.
+    #[arg(long, env = "ORCA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Answer reads without a token.
+    #[arg(long, env = "ORCA_API_OPEN_READS")]
+    pub api_open_reads: bool,
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -57,6 +70,89 @@ async fn terminated() {
     }
 }
 
+/// Serves the HTTP API on `args.listen` (nothing without it): the views
+/// workers publish and, on a follower, those of the clusters' status.
+async fn start_api(
+    client: &Client,
+    args: &OperatorArgs,
+    store: Option<Store>,
+    leader: watch::Receiver<LeaderView>,
+) -> Result<Option<(Published, Metrics)>, String> {
+    let Some(addr) = args.listen else {
+        return Ok(None);
+    };
+    let listener = crate::api::bind(addr).await?;
+    let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    if let Some(s) = &store {
+        metrics.watch_store(s.clone());
+    }
+    // The leader gauges follow the leadership.
+    let mut told = leader.clone();
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            let l = told.borrow_and_update().clone();
+            m.set_leader(l.is_leader, l.epoch);
+            if told.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let published = Published::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(follow_status(
+        client.clone(),
+        published.clone(),
+        leader.clone(),
+        ready.clone(),
+    ));
+    let state = ApiState {
+        model: published.model.clone(),
+        store,
+        operations: Arc::new(OperatorOps {
+            client: client.clone(),
+            published: published.clone(),
+            leader: leader.clone(),
+        }),
+        auth: Arc::new(KubeAuthorizer {
+            client: client.clone(),
+            open_reads: args.api_open_reads,
+        }),
+        leader,
+        ready,
+        on_request: Some(crate::metrics::request_hook(&metrics)),
+    };
+    let router = crate::api::router(state).merge(crate::metrics::router(metrics.clone()));
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = crate::api::serve(listener, router, std::future::pending()).await {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
+    tracing::info!(address = %bound, "API listening");
+    Ok(Some((published, metrics)))
+}
+
+/// This replica's leadership as the API tells it.
+fn leader_view(identity: &str, l: &Leadership) -> LeaderView {
+    match l {
+        Leadership::Leader { epoch, .. } => LeaderView {
+            leader: Some(identity.to_string()),
+            identity: identity.to_string(),
+            is_leader: true,
+            epoch: Some(*epoch),
+            leader_url: None,
+        },
+        Leadership::Follower { holder } => LeaderView {
+            leader: holder.clone(),
+            identity: identity.to_string(),
+            is_leader: false,
+            epoch: None,
+            leader_url: None,
+        },
+    }
+}
+
 /// Runs the operator until `stop` turns true.
 pub async fn serve(
     client: Client,
@@ -64,8 +160,34 @@ pub async fn serve(
     store: Option<Store>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let (leader_tx, leader_rx) = watch::channel(leader_view(
+        &args.identity,
+        &Leadership::Follower { holder: None },
+    ));
+    let published = start_api(&client, args, store.clone(), leader_rx).await?;
+    let with_api = |ctx: Arc<Context>| {
+        if let Some((p, m)) = &published {
+            let _ = ctx.published.set(p.clone());
+            let _ = ctx.metrics.set(m.clone());
+        }
+        ctx
+    };
     if args.no_leader_election {
-        let ctx = Context::with_fence(client, &args.identity, None, None, store);
+        // The only replica: it leads, without an epoch.
+        leader_tx.send_replace(LeaderView {
+            leader: Some(args.identity.clone()),
+            identity: args.identity.clone(),
+            is_leader: true,
+            epoch: None,
+            leader_url: None,
+        });
+        let ctx = with_api(Context::with_fence(
+            client,
+            &args.identity,
+            None,
+            None,
+            store,
+        ));
         run_controller(ctx, async move {
             let _ = stop.wait_for(|s| *s).await;
         })
@@ -82,6 +204,17 @@ pub async fn serve(
     .map_err(|e| e.to_string())?
     .spawn();
     let mut leadership = elector.subscribe();
+    let mut told = elector.subscribe();
+    let identity = args.identity.clone();
+    tokio::spawn(async move {
+        loop {
+            let view = leader_view(&identity, &told.borrow_and_update());
+            leader_tx.send_replace(view);
+            if told.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     loop {
         let epoch = tokio::select! {
             r = leadership.wait_for(|l| matches!(l, Leadership::Leader { .. })) => match r {
@@ -94,13 +227,13 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => break,
         };
         tracing::info!(identity = %args.identity, epoch, "leading");
-        let ctx = Context::with_fence(
+        let ctx = with_api(Context::with_fence(
             client.clone(),
             &args.identity,
             Some(epoch),
             Some(elector.fence()),
             store.clone(),
-        );
+        ));
         let mut lost = elector.subscribe();
         let mut stop2 = stop.clone();
         run_controller(ctx, async move {

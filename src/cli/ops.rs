@@ -28,9 +28,10 @@ use crate::k8s::crd::parse_duration;
 use crate::mysql::Credentials;
 use crate::mysql::conn::Timeouts;
 use crate::plan::candidate::{CandidateOptions, PromotionRule};
-use crate::plan::recovery::{self, RecoveryOptions};
-use crate::plan::takeover::{self, TakeoverOptions};
-use crate::plan::{Plan, PlanError, refactor};
+use crate::plan::operation::{self, Operation, OperationKind};
+use crate::plan::recovery::RecoveryOptions;
+use crate::plan::takeover::TakeoverOptions;
+use crate::plan::{Plan, PlanError};
 use crate::topology::InstanceKey;
 use crate::topology::graph::Topology;
 
@@ -390,6 +391,37 @@ fn target(op: &Op) -> Option<String> {
     }
 }
 
+/// The operation a command asks for, its instances parsed.
+fn operation_of(op: &Op) -> Result<Operation, String> {
+    let k = |s: &String| key(s);
+    let opt = |s: &Option<String>| s.as_ref().map(k).transpose();
+    let (kind, target, destination) = match op {
+        Op::GracefulTakeover { to, .. } => (OperationKind::GracefulTakeover, opt(to)?, None),
+        Op::ForceFailover { .. } => (OperationKind::ForceFailover, None, None),
+        Op::ForceTakeover { to, .. } => (OperationKind::ForceTakeover, Some(k(to)?), None),
+        Op::Recover { .. } => (OperationKind::Recover, None, None),
+        Op::Relocate {
+            instance, below, ..
+        } => (OperationKind::Relocate, Some(k(instance)?), Some(k(below)?)),
+        Op::MoveUp { instance, .. } => (OperationKind::MoveUp, Some(k(instance)?), None),
+        Op::MoveBelow {
+            instance, sibling, ..
+        } => (
+            OperationKind::MoveBelow,
+            Some(k(instance)?),
+            Some(k(sibling)?),
+        ),
+        Op::Repoint { instance, to, .. } => (OperationKind::Repoint, Some(k(instance)?), opt(to)?),
+        Op::TakeSiblings { instance, .. } => {
+            (OperationKind::TakeSiblings, Some(k(instance)?), None)
+        }
+        Op::RegroupReplicas { instance, .. } => {
+            (OperationKind::RegroupReplicas, Some(k(instance)?), None)
+        }
+    };
+    Operation::new(kind, target, destination)
+}
+
 /// What an operation left for the store: its cluster, once known, and
 /// its record, once it ran.
 #[derive(Default)]
@@ -517,107 +549,39 @@ async fn run_op(op: Op, args: &OpArgs, s: Settings, ran: &mut Ran) -> Result<u8,
         .clone()
         .unwrap_or_else(|| cluster_name(&topo, &seed));
     ran.cluster = Some(cluster.clone());
-    let plan = match &op {
-        Op::Recover { .. } => {
-            let mut config = EngineConfig::new(cluster.clone());
-            config.auto_recover = false;
-            config.heartbeat = false;
-            config.probe_timeouts = s.timeouts;
-            config.recovery = s.recovery.clone();
-            let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
-            let report = engine.round().await;
-            let Some(failure) = report
-                .findings
-                .iter()
-                .find(|f| f.code.is_failure())
-                .cloned()
-            else {
-                let found: Vec<String> = report
-                    .findings
-                    .iter()
-                    .map(|f| format!("{} ({})", f.code, f.instance))
-                    .collect();
-                return Err((
-                    EXIT_REFUSED,
-                    format!(
-                        "nothing to recover: no failure found{}",
-                        if found.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; found {}", found.join(", "))
-                        }
-                    ),
-                ));
-            };
-            eprintln!("{}", failure.description);
-            if args.dry_run {
-                let plan = match failure.code.is_intermediate() {
-                    true => recovery::dead_intermediate_primary(
-                        engine.topology(),
-                        &failure.instance,
-                        &s.recovery,
-                    ),
-                    false => {
-                        recovery::dead_primary(engine.topology(), &failure.instance, &s.recovery)
-                    }
-                }
+    if let Op::Recover { .. } = &op {
+        let mut config = EngineConfig::new(cluster.clone());
+        config.auto_recover = false;
+        config.heartbeat = false;
+        config.probe_timeouts = s.timeouts;
+        config.recovery = s.recovery.clone();
+        let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
+        let report = engine.round().await;
+        let failure = operation::failure_to_recover(&report.findings)
+            .map_err(|e| (EXIT_REFUSED, e))?
+            .clone();
+        eprintln!("{}", failure.description);
+        if args.dry_run {
+            let plan = operation::recovery_plan(engine.topology(), &failure, &s.recovery)
                 .map_err(refused)?;
-                print_plan(&plan, args.json);
-                return Ok(EXIT_OK);
-            }
-            let record = engine.recover(&failure).await;
-            print_record(&record, args.json);
-            let code = exit_for(&record.outcome);
-            ran.record = Some(record);
-            return Ok(code);
+            print_plan(&plan, args.json);
+            return Ok(EXIT_OK);
         }
-        Op::GracefulTakeover { to, .. } => {
-            let primary = primary_of(&topo, &seed).map_err(usage)?;
-            let to = to.as_deref().map(key).transpose().map_err(usage)?;
-            takeover::graceful_takeover(&topo, &primary, to.as_ref(), &s.takeover)
-                .map_err(refused)?
-        }
-        Op::ForceFailover { .. } => {
-            let primary = primary_of(&topo, &seed).map_err(usage)?;
-            recovery::force_failover(&topo, &primary, &s.recovery).map_err(refused)?
-        }
-        Op::ForceTakeover { to, .. } => {
-            let primary = primary_of(&topo, &seed).map_err(usage)?;
-            let to = key(to).map_err(usage)?;
-            recovery::force_takeover(&topo, &primary, &to, &s.recovery).map_err(refused)?
-        }
-        Op::Relocate {
-            instance, below, ..
-        } => refactor::relocate(
-            &topo,
-            &key(instance).map_err(usage)?,
-            &key(below).map_err(usage)?,
-        )
-        .map_err(refused)?,
-        Op::MoveUp { instance, .. } => {
-            refactor::move_up(&topo, &key(instance).map_err(usage)?).map_err(refused)?
-        }
-        Op::MoveBelow {
-            instance, sibling, ..
-        } => refactor::move_below(
-            &topo,
-            &key(instance).map_err(usage)?,
-            &key(sibling).map_err(usage)?,
-        )
-        .map_err(refused)?,
-        Op::Repoint { instance, to, .. } => {
-            let to = to.as_deref().map(key).transpose().map_err(usage)?;
-            refactor::repoint(&topo, &key(instance).map_err(usage)?, to.as_ref())
-                .map_err(refused)?
-        }
-        Op::TakeSiblings { instance, .. } => {
-            refactor::take_siblings(&topo, &key(instance).map_err(usage)?).map_err(refused)?
-        }
-        Op::RegroupReplicas { instance, .. } => {
-            refactor::regroup_replicas(&topo, &key(instance).map_err(usage)?, &s.recovery.candidate)
-                .map_err(refused)?
-        }
+        let record = engine.recover(&failure).await;
+        print_record(&record, args.json);
+        let code = exit_for(&record.outcome);
+        ran.record = Some(record);
+        return Ok(code);
+    }
+    let wanted = operation_of(&op).map_err(usage)?;
+    let primary = match wanted.kind {
+        OperationKind::GracefulTakeover
+        | OperationKind::ForceFailover
+        | OperationKind::ForceTakeover => Some(primary_of(&topo, &seed).map_err(usage)?),
+        _ => None,
     };
+    let plan = operation::plan(&topo, primary.as_ref(), &wanted, &s.recovery, &s.takeover)
+        .map_err(refused)?;
     if args.dry_run {
         print_plan(&plan, args.json);
         return Ok(EXIT_OK);

@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::ops::OpArgs;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::api::model::STANDALONE_NAMESPACE;
 use crate::engine::executor::{Executor, ExecutorConfig};
 use crate::engine::{ClusterEngine, EngineConfig};
 use crate::k8s::crd::parse_duration;
@@ -32,6 +33,8 @@ pub struct StandaloneArgs {
     /// Do not write orca's heartbeat row on the primary.
     #[arg(long)]
     pub no_heartbeat: bool,
+    #[command(flatten)]
+    pub api: super::serve::ApiArgs,
 }
 
 /// How long a stopping `orca standalone` waits for the store to take the
@@ -108,6 +111,32 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         s.hooks.clone(),
     );
     let mut engine = ClusterEngine::new(config, executor, s.seeds.iter().cloned());
+    let metrics = match crate::metrics::Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("orca standalone: metrics: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if let Some(f) = &feed {
+        metrics.watch_store(f.store().clone());
+    }
+    metrics.set_leader(true, None);
+    let mut served = match super::serve::start(
+        &args.api,
+        &cluster,
+        feed.as_ref().map(|f| f.store().clone()),
+        Some(crate::metrics::request_hook(&metrics)),
+        Some(crate::metrics::router(metrics.clone())),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca standalone: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let (mut usr1, mut term) = match (
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()),
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
@@ -137,6 +166,10 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         if let Some(f) = feed.as_mut() {
             f.round(engine.topology(), &report);
         }
+        if let Some(api) = served.as_mut() {
+            api.publish(&mut engine);
+            observe(&metrics, &engine, &report);
+        }
         if let Some(r) = &report.recovery {
             match serde_json::to_string(r) {
                 Ok(json) => println!("{json}"),
@@ -158,8 +191,23 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             }
             _ => told_blocked = false,
         }
+        let asked = async {
+            match served.as_mut() {
+                Some(api) => api.asked.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(engine.next_delay()) => {}
+            Some(asked) = asked => {
+                if let Some(api) = served.as_mut() {
+                    let ran = engine.records.len();
+                    api.answer(&mut engine, &s.takeover, feed.as_ref(), asked).await;
+                    for r in &engine.records[ran.min(engine.records.len())..] {
+                        metrics.observe_operation(STANDALONE_NAMESPACE, &engine.config.cluster, r);
+                    }
+                }
+            }
             _ = usr1.recv() => {
                 engine.acknowledge();
                 tracing::info!(cluster = %cluster, "last recovery acknowledged");
@@ -176,6 +224,34 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             _ = term.recv() => return stop(feed.as_ref(), &cluster, &user, "SIGTERM").await,
             _ = tokio::signal::ctrl_c() => return stop(feed.as_ref(), &cluster, &user, "SIGINT").await,
         }
+    }
+}
+
+/// A round in the metrics: the topology, findings, probe durations, and
+/// the operations it ran.
+fn observe(
+    m: &crate::metrics::Metrics,
+    engine: &ClusterEngine,
+    report: &crate::engine::RoundReport,
+) {
+    let cluster = &engine.config.cluster;
+    m.observe_round(
+        STANDALONE_NAMESPACE,
+        cluster,
+        engine.topology(),
+        engine.findings(),
+    );
+    m.observe_probes(
+        STANDALONE_NAMESPACE,
+        cluster,
+        engine
+            .inventory
+            .known
+            .iter()
+            .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
+    );
+    for r in report.recovery.iter().chain(&report.fence_records) {
+        m.observe_operation(STANDALONE_NAMESPACE, cluster, r);
     }
 }
 

@@ -513,6 +513,39 @@ impl ClusterEngine {
         record
     }
 
+    /// Carries out the plan of an operation a person asked for (a
+    /// takeover, a refactoring): the record is kept, a primary replaced
+    /// against its will is fenced when it answers again, and the topology
+    /// is probed again so the next read shows what changed.
+    pub async fn carry_out(&mut self, plan: &Plan) -> OperationRecord {
+        let meta = OperationMeta {
+            id: operation_id(&self.config.cluster, plan.kind),
+            cluster: self.config.cluster.clone(),
+            trigger: plan.kind.name().to_string(),
+        };
+        let record = self.executor.execute(plan, &meta).await;
+        if record.outcome.succeeded() {
+            match record.kind {
+                PlanKind::ForceFailover | PlanKind::ForceTakeover => {
+                    self.pending_fence.extend(record.failed.clone());
+                    self.context.primary = record.successor.clone();
+                }
+                PlanKind::GracefulTakeover => self.context.primary = record.successor.clone(),
+                _ => {}
+            }
+        }
+        self.probe_except(&BTreeSet::new()).await;
+        tracing::info!(
+            cluster = %self.config.cluster,
+            operation = %record.id,
+            outcome = ?record.outcome,
+            ms = record.duration_ms,
+            "operation finished"
+        );
+        self.records.push(record.clone());
+        record
+    }
+
     async fn refused(
         &self,
         kind: PlanKind,

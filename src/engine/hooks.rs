@@ -141,13 +141,7 @@ async fn run_one(target: &HookTarget, payload: &HookPayload) -> Result<(), Strin
     match target {
         HookTarget::External(h) => h.run(payload).await,
         HookTarget::Webhook { url, timeout } => {
-            // One crypto provider for the whole process (TLS to https
-            // webhooks); installing it again is a no-op.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = reqwest::Client::builder()
-                .timeout(*timeout)
-                .build()
-                .map_err(|e| e.to_string())?;
+            let client = crate::api::http_client(*timeout)?;
             let resp = client
                 .post(url)
                 .header("content-type", "application/json")

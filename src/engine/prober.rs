@@ -25,6 +25,8 @@ pub struct Known {
     /// What the replication stream had brought at the last probe that saw
     /// it move (heartbeats received, read position), and when.
     progress: Option<(Option<u64>, Option<String>, Instant)>,
+    /// How long the last probe took, answered or not (milliseconds).
+    pub probe_ms: Option<u64>,
 }
 
 /// The instances of one cluster, as far as orca knows them.
@@ -54,6 +56,7 @@ impl Inventory {
                 failures: 0,
                 last_error: None,
                 progress: None,
+                probe_ms: None,
             },
         );
         true
@@ -110,8 +113,16 @@ impl Inventory {
                 .into_iter()
                 .filter(|k| !skip.contains(k) && done.insert(k.clone()))
                 .collect();
-            let results = join_all(wave.iter().map(|k| probe(k, creds, timeouts))).await;
-            for (key, result) in wave.into_iter().zip(results) {
+            let results = join_all(wave.iter().map(|k| async move {
+                let started = Instant::now();
+                let r = probe(k, creds, timeouts).await;
+                (r, started.elapsed().as_millis() as u64)
+            }))
+            .await;
+            for (key, (result, took)) in wave.into_iter().zip(results) {
+                if let Some(k) = self.known.get_mut(&key) {
+                    k.probe_ms = Some(took);
+                }
                 match result {
                     Ok(snap) => {
                         let neighbours = snap

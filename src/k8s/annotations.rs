@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::crd::names::annotation;
 use crate::plan::candidate::PromotionRule;
+use crate::plan::operation::OperationKind;
 
 /// One operation asked for on a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,12 @@ pub enum Request {
     Recover,
     /// Acknowledge the last recovery.
     Acknowledge,
+    /// Any other operation planned from the topology, on pods.
+    Operation {
+        kind: OperationKind,
+        target: String,
+        destination: Option<String>,
+    },
 }
 
 impl Request {
@@ -31,6 +38,7 @@ impl Request {
             Request::ForceTakeover { .. } => annotation::FORCE_TAKEOVER,
             Request::Recover => annotation::RECOVER,
             Request::Acknowledge => annotation::ACKNOWLEDGE,
+            Request::Operation { .. } => annotation::OPERATION,
         }
     }
 }
@@ -118,7 +126,44 @@ pub fn requests(annotations: &BTreeMap<String, String>) -> (Vec<Request>, Vec<Ma
             reject(annotation::RECOVER, v, "expected \"true\"");
         }
     }
+    if let Some(v) = annotations.get(annotation::OPERATION) {
+        match operation(v) {
+            Ok(r) => ok.push(r),
+            Err(why) => reject(annotation::OPERATION, v, &why),
+        }
+    }
     (ok, bad)
+}
+
+/// `<kind> <pod> [<pod>]`: an operation of its own annotation is refused
+/// here (it has one), as are the kinds that are not plans.
+fn operation(v: &str) -> Result<Request, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    let (kind, target, destination) = match words.as_slice() {
+        [k, t] => (*k, *t, None),
+        [k, t, d] => (*k, *t, Some(*d)),
+        _ => return Err("expected <kind> <pod> [<pod>]".into()),
+    };
+    let kind: OperationKind = kind.parse()?;
+    if !kind.is_plan() || !kind.needs_target() || kind == OperationKind::ForceTakeover {
+        return Err(format!(
+            "{kind} is not asked with this annotation (see orca.dev/graceful-takeover, force-failover, force-takeover, recover, acknowledge; a downtime is a pod's orca.dev/downtime)"
+        ));
+    }
+    if !is_pod_name(target) || destination.is_some_and(|d| !is_pod_name(d)) {
+        return Err("expected pod names".into());
+    }
+    if kind.needs_destination() && destination.is_none() {
+        return Err(format!("{kind} needs a destination pod"));
+    }
+    if !kind.takes_destination() && destination.is_some() {
+        return Err(format!("{kind} takes no destination"));
+    }
+    Ok(Request::Operation {
+        kind,
+        target: target.to_string(),
+        destination: destination.map(str::to_string),
+    })
 }
 
 /// A pod's promotion rule annotation.
@@ -218,6 +263,32 @@ pub(crate) mod tests {
                 Request::ForceTakeover { to: "db-1".into() }
             ]
         );
+    }
+
+    #[test]
+    fn the_operation_annotation() {
+        let one = |v: &str| requests(&ann(&[(annotation::OPERATION, v)]));
+        assert_eq!(
+            one("relocate db-2 db-1").0,
+            vec![Request::Operation {
+                kind: OperationKind::Relocate,
+                target: "db-2".into(),
+                destination: Some("db-1".into())
+            }]
+        );
+        assert_eq!(one("repoint db-2").0.len(), 1);
+        for bad in [
+            "relocate db-2",
+            "move-up db-2 db-1",
+            "graceful-takeover db-1",
+            "begin-downtime db-1",
+            "fly db-1",
+            "move-up Not_A_Pod",
+            "move-up",
+        ] {
+            let (ok, bad_) = one(bad);
+            assert!(ok.is_empty() && bad_.len() == 1, "{bad}: {ok:?}");
+        }
     }
 
     #[test]

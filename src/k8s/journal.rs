@@ -197,6 +197,14 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
     };
     let old = j.failed.clone();
     let target = j.target.as_deref().and_then(|t| seen.get(t));
+    if j.kind == OperationKind::Operation {
+        // A refactoring or an instance operation promotes nobody: the
+        // replicas it stopped are started again, nothing else is undone.
+        return Resume::Abandon {
+            restart: seen.stopped_under(None),
+            why: format!("the operation {} was interrupted", j.id),
+        };
+    }
     if j.kind == OperationKind::IntermediateRecovery {
         // The orphans of a dead intermediate primary: those already moved
         // replicate; the others are restarted and recovered as a failure.
@@ -552,6 +560,15 @@ mod tests {
                 Resume::Abandon {
                     restart: vec!["r1".into(), "r2".into()],
                     why: "an intermediate recovery was interrupted".into(),
+                },
+            ),
+            (
+                "a refactoring: its stopped replicas started, nothing promoted",
+                Some(journal(OperationKind::Operation, "r1", "p", true)),
+                &fenced_dead,
+                Resume::Abandon {
+                    restart: vec!["r1".into(), "r2".into()],
+                    why: "the operation c-x-1 was interrupted".into(),
                 },
             ),
         ];

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod annotations;
+pub mod api;
 pub mod cache;
 mod client;
 pub mod crd;

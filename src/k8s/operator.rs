@@ -79,6 +79,11 @@ pub struct Context {
     /// The store every worker feeds (one per operator process: a cheap
     /// handle on one shared writer), `None` without one.
     pub store: Option<crate::store::Store>,
+    /// Where workers publish their views for the HTTP API, when it is
+    /// served.
+    pub published: std::sync::OnceLock<super::api::Published>,
+    /// The Prometheus metrics, when they are served.
+    pub metrics: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -106,6 +111,8 @@ impl Context {
             epoch,
             fence,
             store,
+            published: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -394,6 +401,9 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
     worker.feed = ctx.store.clone().map(|s| {
         crate::store::feed::Feed::new(s, format!("{}/{}", key.0, key.1)).with_epoch(ctx.epoch)
     });
+    worker.published = ctx.published.get().cloned();
+    worker.metrics = ctx.metrics.get().cloned();
+    let metrics = worker.metrics.clone();
     let name = c.name_any();
     let mut stop = ctx.stopping.subscribe();
     let handle = tokio::spawn(async move {
@@ -404,6 +414,9 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(cluster = %name, error = %e, "cluster round failed");
+                    if let Some(m) = &metrics {
+                        m.reconcile_error(e.metric_label());
+                    }
                     Duration::from_secs(2)
                 }
             };
@@ -421,6 +434,12 @@ async fn cleanup(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorErro
     let key = (c.namespace().unwrap_or_default(), c.name_any());
     if let Some(h) = ctx.workers.lock().await.remove(&key) {
         h.abort();
+    }
+    if let Some(p) = ctx.published.get() {
+        p.remove(&crate::api::ClusterId::new(key.0.clone(), key.1.clone()));
+    }
+    if let Some(m) = ctx.metrics.get() {
+        m.forget_cluster(&key.0, &key.1);
     }
     tracing::info!(cluster = %c.name_any(), "cluster deleted: its objects go with it (owner references)");
     Ok(Action::await_change())

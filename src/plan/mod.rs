@@ -22,6 +22,7 @@ pub mod instance;
 pub mod legality;
 pub mod loss;
 pub mod membership;
+pub mod operation;
 pub mod recovery;
 pub mod refactor;
 pub mod step;

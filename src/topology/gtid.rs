@@ -654,6 +654,16 @@ impl GtidSet {
         }
     }
 
+    /// How many transactions: a MySQL set's count; for a MariaDB position,
+    /// which keeps only the last of each domain and server, the number of
+    /// its entries (at least one transaction each).
+    pub fn count(&self) -> u64 {
+        match self {
+            GtidSet::MySql(s) => s.count(),
+            GtidSet::MariaDb(p) => p.entries.len() as u64,
+        }
+    }
+
     /// This set in `flavor`: itself when it has that flavor, the empty set
     /// of `flavor` when it is empty, `None` otherwise.
     pub fn in_flavor(&self, flavor: Flavor) -> Option<GtidSet> {

@@ -26,6 +26,28 @@ pub fn cluster_yaml(name: &str, replicas: u32, semi_sync: bool) -> String {
 }
 
 impl Sandbox {
+    /// Waits (40 s) until the pod `replica` replicates from `source`, both
+    /// threads running, per the cluster's status.
+    pub async fn wait_source(&self, name: &str, replica: &str, source: &str) {
+        super::eventually(
+            Duration::from_secs(40),
+            &format!("{replica} replicating from {source}"),
+            || async {
+                let c = self.mysql_cluster(name).await;
+                c.status?
+                    .topology
+                    .iter()
+                    .find(|i| i.pod == replica && i.source.as_deref() == Some(source))
+                    .filter(|i| {
+                        i.io_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
+                            && i.sql_thread == Some(orca::k8s::crd::cluster::ThreadState::Running)
+                    })
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+
     pub async fn mysql_clusters(&self) -> Api<MySQLCluster> {
         Api::namespaced(self.client().await, NS)
     }

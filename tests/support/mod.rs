@@ -6,6 +6,7 @@
 //! Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod cluster;
 pub mod kubectl;
 pub mod proxy;

@@ -14,6 +14,7 @@
 //! run as ordinary kube-rs clients against [`RunningApiServer::url`];
 //! [`ApiHandle`] gives tests a few in-process levers.
 
+pub mod authz;
 mod builtin;
 mod controllers;
 pub mod error;
@@ -416,8 +417,9 @@ preferences: {{}}
 users:
 - name: orca-sandbox
   user:
-    token: orca-sandbox-token
-"
+    token: {token}
+",
+        token = authz::ADMIN_TOKEN
     );
     std::fs::write(path, text)
 }

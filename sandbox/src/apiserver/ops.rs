@@ -612,6 +612,21 @@ impl State {
                 warnings: Vec::new(),
             });
         }
+        if rt.plural == "tokenreviews" || rt.plural == "subjectaccessreviews" {
+            if rt.plural == "tokenreviews" {
+                super::authz::token_review(&self.store, &mut body);
+            } else {
+                super::authz::subject_access_review(&self.store, &mut body);
+            }
+            return Ok(Written {
+                object: body,
+                created: true,
+                warnings: Vec::new(),
+            });
+        }
+        if rt.plural == "secrets" && rt.group.is_empty() {
+            super::authz::fill_token_secret(&mut body, ns);
+        }
         if !meta_str(&body, "resourceVersion").is_empty() {
             return Err(ApiError::internal(
                 "resourceVersion should not be set on objects to be created",

@@ -497,6 +497,30 @@ pub fn builtin_types() -> Vec<ResourceType> {
     });
     ssar.only_verbs = vec!["create"];
     v.push(ssar);
+    // Reviews a component asks about its own callers: answered, not
+    // stored (see authz).
+    for (group, plural, kind) in [
+        (
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+        ),
+        ("authentication.k8s.io", "tokenreviews", "TokenReview"),
+    ] {
+        let mut review = builtin(B {
+            group,
+            version: "v1",
+            plural,
+            kind,
+            namespaced: false,
+            short: &[],
+            categories: &[],
+            status: false,
+            generation: G0,
+        });
+        review.only_verbs = vec!["create"];
+        v.push(review);
+    }
 
     let mut job = builtin(B {
         group: "batch",

@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Do not run the operator (only the cluster).
     #[arg(long)]
     pub no_operator: bool,
+    /// Where the operator serves its HTTP API and /metrics, e.g.
+    /// 127.0.0.1:8080 (none by default).
+    #[arg(long, value_name = "ADDR")]
+    pub operator_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +206,8 @@ pub async fn serve(args: RunArgs) -> u8 {
             lease_name: "orca-operator".into(),
             no_leader_election: false,
             store: Default::default(),
+            listen: args.operator_listen,
+            api_open_reads: false,
         };
         let op_client = op_client.clone();
         Some(tokio::spawn(async move {

@@ -405,6 +405,8 @@ pub enum OperationKind {
     ForceTakeover,
     /// `orca.dev/recover`: recovery requested by a person.
     Recover,
+    /// `orca.dev/operation`: a refactoring or an instance operation.
+    Operation,
 }
 
 /// Phase of an operation.

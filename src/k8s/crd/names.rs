@@ -41,6 +41,10 @@ pub mod annotation {
     pub const RECOVER: &str = "orca.dev/recover";
     /// `<anything>`: acknowledge the last recovery, lifting the anti-flap block.
     pub const ACKNOWLEDGE: &str = "orca.dev/acknowledge";
+    /// `<kind> <pod> [<pod>]`: any other operation orca plans from the
+    /// topology (a refactoring such as `relocate db-2 db-1`, or an
+    /// instance operation); the kinds are those of the HTTP API.
+    pub const OPERATION: &str = "orca.dev/operation";
     /// On a pod: `prefer|neutral|prefer_not|must_not`, see
     /// [`PromotionRule`](super::super::PromotionRule).
     pub const PROMOTION_RULE: &str = "orca.dev/promotion-rule";
@@ -48,12 +52,13 @@ pub mod annotation {
     pub const DOWNTIME: &str = "orca.dev/downtime";
 
     /// The annotations that request an operation on a `MySQLCluster`.
-    pub const CLUSTER_OPERATIONS: [&str; 5] = [
+    pub const CLUSTER_OPERATIONS: [&str; 6] = [
         GRACEFUL_TAKEOVER,
         FORCE_FAILOVER,
         FORCE_TAKEOVER,
         RECOVER,
         ACKNOWLEDGE,
+        OPERATION,
     ];
 }
 

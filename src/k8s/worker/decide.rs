@@ -53,6 +53,12 @@ pub(super) enum Operation {
     ForceTakeover { to: String },
     /// `orca.dev/recover`.
     Recover,
+    /// `orca.dev/operation`: on these pods.
+    Other {
+        kind: crate::plan::operation::OperationKind,
+        target: String,
+        destination: Option<String>,
+    },
 }
 
 impl Operation {
@@ -65,6 +71,7 @@ impl Operation {
             Operation::ForceFailover => Some(annotation::FORCE_FAILOVER),
             Operation::ForceTakeover { .. } => Some(annotation::FORCE_TAKEOVER),
             Operation::Recover => Some(annotation::RECOVER),
+            Operation::Other { .. } => Some(annotation::OPERATION),
         }
     }
 }
@@ -156,6 +163,15 @@ pub(super) fn decide(
         Request::ForceFailover => Some(Operation::ForceFailover),
         Request::ForceTakeover { to } => Some(Operation::ForceTakeover { to }),
         Request::Recover => Some(Operation::Recover),
+        Request::Operation {
+            kind,
+            target,
+            destination,
+        } => Some(Operation::Other {
+            kind,
+            target,
+            destination,
+        }),
     });
     Decision {
         malformed,

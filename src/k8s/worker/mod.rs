@@ -81,6 +81,21 @@ pub enum WorkerError {
     Status(String),
 }
 
+impl WorkerError {
+    /// The error's kind, as the `error` label of
+    /// `orca_reconcile_errors_total`: one stable name per variant.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            WorkerError::Kube(_) => "kube",
+            WorkerError::Objects(_) => "objects",
+            WorkerError::Credentials(_) => "credentials",
+            WorkerError::PolicyUnreadable(_) => "policy_unreadable",
+            WorkerError::Deposed(_) => "deposed",
+            WorkerError::Status(_) => "status",
+        }
+    }
+}
+
 /// The per-cluster worker.
 pub struct Worker {
     client: Client,
@@ -101,6 +116,10 @@ pub struct Worker {
     /// in [`Worker::epoch`], the audit of what annotations ask), `None`
     /// without one. Only enqueues: a store never slows a round.
     pub feed: Option<Feed>,
+    /// Where each round's view goes for the HTTP API, when it is served.
+    pub published: Option<super::api::Published>,
+    /// The Prometheus metrics each round and operation update.
+    pub metrics: Option<crate::metrics::Metrics>,
     /// Instances reported as unable to rejoin, so the Event is sent once.
     reported_unjoinable: BTreeSet<InstanceKey>,
     /// Findings already turned into Events.
@@ -172,6 +191,8 @@ impl Worker {
             epoch: None,
             fence: None,
             feed: None,
+            published: None,
+            metrics: None,
             reported_unjoinable: BTreeSet::new(),
             announced: BTreeSet::new(),
             handed_over: BTreeSet::new(),
@@ -503,7 +524,38 @@ impl Worker {
             .await?;
         self.write_status(&cluster, &pods, primary.as_deref())
             .await?;
+        self.publish(&pods, primary.as_deref());
         Ok(Some(self.engine_mut().next_delay()))
+    }
+
+    /// The round's view and what plans are made from, for the HTTP API.
+    fn publish(&self, pods: &[PodView], primary: Option<&str>) {
+        let Some(p) = &self.published else { return };
+        let id = crate::api::ClusterId::new(self.namespace.clone(), self.name.clone());
+        let engine = &self.engine;
+        let view = crate::api::ClusterView::of(
+            &id,
+            format!("{}/{}", self.namespace, self.name),
+            engine.topology(),
+            engine.findings(),
+            &|k| {
+                pods.iter()
+                    .find(|p| p.key.as_ref() == Some(k))
+                    .map(|p| p.name.clone())
+            },
+        )
+        .with_recent(&engine.records);
+        let basis = super::api::PlanBasis {
+            topology: engine.topology().clone(),
+            findings: engine.findings().to_vec(),
+            pods: pods
+                .iter()
+                .filter_map(|p| p.key.clone().map(|k| (p.name.clone(), k)))
+                .collect(),
+            primary: primary.and_then(|n| key_of(pods, n)),
+            recovery: engine.config.recovery.clone(),
+        };
+        p.publish(view, basis);
     }
 
     fn engine_mut(&mut self) -> &mut ClusterEngine {
@@ -516,6 +568,27 @@ impl Worker {
         if let Some(f) = &mut self.feed {
             f.round(self.engine.topology(), report);
         }
+        if let Some(m) = &self.metrics {
+            let engine = &self.engine;
+            m.observe_round(
+                &self.namespace,
+                &self.name,
+                engine.topology(),
+                engine.findings(),
+            );
+            m.observe_probes(
+                &self.namespace,
+                &self.name,
+                engine
+                    .inventory
+                    .known
+                    .iter()
+                    .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
+            );
+            for r in report.recovery.iter().chain(&report.fence_records) {
+                m.observe_operation(&self.namespace, &self.name, r);
+            }
+        }
     }
 
     /// The record of an operation asked for (by annotation, or a hand
@@ -523,6 +596,9 @@ impl Worker {
     fn feed_operation(&self, record: &OperationRecord) {
         if let Some(f) = &self.feed {
             f.operation(record, self.epoch);
+        }
+        if let Some(m) = &self.metrics {
+            m.observe_operation(&self.namespace, &self.name, record);
         }
     }
 
@@ -569,4 +645,28 @@ fn key_of(pods: &[PodView], name: &str) -> Option<InstanceKey> {
     pods.iter()
         .find(|p| p.name == name)
         .and_then(|p| p.key.clone())
+}
+
+#[cfg(test)]
+mod metric_label_tests {
+    use super::WorkerError;
+
+    #[test]
+    fn every_error_has_its_own_label() {
+        let errors = [
+            WorkerError::Credentials("x".into()),
+            WorkerError::PolicyUnreadable("x".into()),
+            WorkerError::Deposed("x".into()),
+            WorkerError::Status("x".into()),
+            WorkerError::Objects(crate::k8s::objects::ObjectError::NoNamespace),
+        ];
+        let labels: std::collections::BTreeSet<&str> =
+            errors.iter().map(|e| e.metric_label()).collect();
+        assert_eq!(labels.len(), errors.len(), "{labels:?}");
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
 }

@@ -122,6 +122,8 @@ impl Worker {
         let reason = match (kind, ok) {
             (OperationKind::GracefulTakeover, true) => "GracefulTakeover",
             (OperationKind::GracefulTakeover, false) => "GracefulTakeoverFailed",
+            (OperationKind::Operation, true) => "Operation",
+            (OperationKind::Operation, false) => "OperationFailed",
             (_, true) => "Failover",
             (_, false) => "FailoverFailed",
         };
@@ -185,6 +187,14 @@ impl Worker {
             )
             .await;
             self.remove_annotation(annotation::ACKNOWLEDGE).await?;
+            if d.operation.is_none()
+                && cluster
+                    .annotations()
+                    .contains_key(crate::k8s::api::REQUESTED_BY)
+            {
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY)
+                    .await?;
+            }
         }
         let Some(op) = d.operation else {
             return Ok(primary);
@@ -227,9 +237,31 @@ impl Worker {
                 self.force(cluster, pods, primary.clone(), &Request::Recover)
                     .await?
             }
+            Operation::Other {
+                kind,
+                target,
+                destination,
+            } => {
+                self.other(
+                    cluster,
+                    pods,
+                    primary.clone(),
+                    *kind,
+                    target,
+                    destination.as_deref(),
+                )
+                .await?
+            }
         };
         if let Some(key) = op.annotation() {
             self.remove_annotation(key).await?;
+            if cluster
+                .annotations()
+                .contains_key(crate::k8s::api::REQUESTED_BY)
+            {
+                self.remove_annotation(crate::k8s::api::REQUESTED_BY)
+                    .await?;
+            }
         }
         Ok(new_primary)
     }
@@ -253,18 +285,20 @@ impl Worker {
             Operation::ForceFailover => (None, annotation::FORCE_FAILOVER),
             Operation::ForceTakeover { to } => (Some(to.clone()), annotation::FORCE_TAKEOVER),
             Operation::Recover => (None, annotation::RECOVER),
+            Operation::Other { target, .. } => (Some(target.clone()), annotation::OPERATION),
         };
         let value = cluster.annotations().get(door).cloned().unwrap_or_default();
         let action = door.strip_prefix("orca.dev/").unwrap_or(door);
-        // An annotation does not say who set it: the audit names it.
-        let by = format!("annotation on {}/{}", self.namespace, self.name);
-        self.feed_audit(
-            action,
-            target,
-            &by,
-            Door::Annotation,
-            format!("{door}={value}"),
-        );
+        // Through the API, the caller its access review named; otherwise
+        // an annotation does not say who set it: the audit names it.
+        let (by, through) = match cluster.annotations().get(crate::k8s::api::REQUESTED_BY) {
+            Some(who) => (who.clone(), Door::Api),
+            None => (
+                format!("annotation on {}/{}", self.namespace, self.name),
+                Door::Annotation,
+            ),
+        };
+        self.feed_audit(action, target, &by, through, format!("{door}={value}"));
     }
 
     pub(super) async fn set_running(
@@ -372,6 +406,60 @@ impl Worker {
         };
         self.run_requested(cluster, pods, &plan, kind, primary)
             .await
+    }
+
+    /// An operation of `orca.dev/operation` (a refactoring, an instance
+    /// operation): planned on this round's topology, refused with the
+    /// reason, else run as any operation asked for.
+    pub(super) async fn other(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        primary: Option<String>,
+        what: crate::plan::operation::OperationKind,
+        target: &str,
+        destination: Option<&str>,
+    ) -> Result<Option<String>, WorkerError> {
+        let kind = OperationKind::Operation;
+        let shown = Some(match destination {
+            Some(d) => format!("{what} {target} {d}"),
+            None => format!("{what} {target}"),
+        });
+        let resolve = |name: &str| {
+            key_of(pods, name)
+                .ok_or_else(|| format!("{name} is not a pod of this cluster with an address"))
+        };
+        let op = resolve(target).and_then(|t| {
+            let d = destination.map(resolve).transpose()?;
+            crate::plan::operation::Operation::new(what, Some(t), d)
+        });
+        let op = match op {
+            Ok(op) => op,
+            Err(why) => {
+                self.refuse(cluster, kind, shown, why).await?;
+                return Ok(primary);
+            }
+        };
+        self.set_running(kind, shown.clone()).await?;
+        let report = self.engine_mut().round().await;
+        self.feed_round(&report);
+        let topo = self.engine_mut().topology().clone();
+        let pkey = primary.as_ref().and_then(|n| key_of(pods, n));
+        let recovery = self.engine_mut().config.recovery.clone();
+        let takeover = takeover::TakeoverOptions {
+            candidate: recovery.candidate.clone(),
+            ..Default::default()
+        };
+        match crate::plan::operation::plan(&topo, pkey.as_ref(), &op, &recovery, &takeover) {
+            Ok(plan) => {
+                self.run_requested(cluster, pods, &plan, kind, primary)
+                    .await
+            }
+            Err(e) => {
+                self.refuse(cluster, kind, shown, e.to_string()).await?;
+                Ok(primary)
+            }
+        }
     }
 
     pub(super) async fn force(

@@ -134,6 +134,7 @@ impl Worker {
                 Request::ForceFailover => OperationKind::ForceFailover,
                 Request::ForceTakeover { .. } => OperationKind::ForceTakeover,
                 Request::Recover => OperationKind::Recover,
+                Request::Operation { .. } => OperationKind::Operation,
                 Request::Acknowledge => continue,
             };
             if asked == j.kind {

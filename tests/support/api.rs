@@ -1,0 +1,122 @@
+//! A client of orca's HTTP API, as `curl` would be: real HTTP to a real
+//! `orca standalone --listen` (or an operator), with or without the
+//! bearer token.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::standalone::Standalone;
+
+/// A token the tests give orca in a file.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct ApiClient {
+    pub base: String,
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: impl Into<String>, token: Option<&str>) -> ApiClient {
+        ApiClient {
+            base: base.into(),
+            token: token.map(str::to_string),
+            http: orca::api::http_client(Duration::from_secs(120)).expect("an HTTP client"),
+        }
+    }
+
+    /// The same server without a token.
+    pub fn anonymous(&self) -> ApiClient {
+        ApiClient::new(self.base.clone(), None)
+    }
+
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient::new(self.base.clone(), Some(token))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, String) {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let r = req.send().await.expect("the API answers");
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("a body"))
+    }
+
+    /// GET `path`: the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// GET `path`: the status and the body as JSON.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, body) = self.get_text(path).await;
+        (s, parse(&body))
+    }
+
+    /// POST a raw body with a JSON content type.
+    pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let (s, body) = self
+            .send(
+                self.http
+                    .post(format!("{}{path}", self.base))
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        (s, parse(&body))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+/// The API's base URL from a log that says where it listens (`API
+/// listening ... address=HOST:PORT`), colours or not.
+pub fn api_address(log: &str) -> Option<String> {
+    let plain: String = {
+        // Without ANSI escapes (ESC [ ... m).
+        let mut out = String::new();
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let line = plain.lines().find(|l| l.contains("API listening"))?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))?;
+    Some(format!("http://{addr}"))
+}
+
+/// The address `orca standalone --listen 127.0.0.1:0` bound, from its
+/// log.
+pub async fn listening(orca: &Standalone) -> String {
+    orca.wait_log(Duration::from_secs(30), &["API listening"])
+        .await;
+    api_address(&orca.logs()).unwrap_or_else(|| panic!("no address in the log:\n{}", orca.logs()))
+}
+
+/// A file holding [`TOKEN`].
+pub fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("api-token");
+    std::fs::write(&p, format!("{TOKEN}\n")).expect("write the token file");
+    p
+}
