@@ -198,6 +198,34 @@ async fn reads_operations_and_history_through_the_api() {
     let relocate_id = done["id"].as_str().unwrap().to_string();
     wait_replicating_from(&r2, &r1).await;
 
+    // Instance operations: replication stopped and started again; a
+    // replica is never made writable.
+    let (s, done) = api
+        .post(
+            OPS,
+            &json!({"kind": "stop-replication", "target": r2.to_string()}),
+        )
+        .await;
+    assert_eq!((s, &done["outcome"]), (200, &json!("succeeded")), "{done}");
+    let stopped = snapshot(&r2).await.replica.expect("still configured");
+    assert!(!stopped.sql_running, "{stopped:?}");
+    let (s, done) = api
+        .post(
+            OPS,
+            &json!({"kind": "start-replication", "target": r2.to_string()}),
+        )
+        .await;
+    assert_eq!((s, &done["outcome"]), (200, &json!("succeeded")), "{done}");
+    wait_replicating_from(&r2, &r1).await;
+    let (s, body) = api
+        .post(
+            OPS,
+            &json!({"kind": "set-writable", "target": r2.to_string()}),
+        )
+        .await;
+    one_line_error(s, &body, 409);
+    assert!(snapshot(&r2).await.is_read_only());
+
     let w = Writer::start(&c.instances[0]).await;
     w.wait_acked(30).await;
     let (s, done) = api
@@ -222,7 +250,16 @@ async fn reads_operations_and_history_through_the_api() {
         .iter()
         .filter_map(|o| o["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["relocate", "graceful-takeover"], "{view}");
+    assert_eq!(
+        kinds,
+        [
+            "relocate",
+            "stop-replication",
+            "start-replication",
+            "graceful-takeover"
+        ],
+        "{view}"
+    );
 
     // Downtime: the instance is never promoted while in it.
     let (s, body) = api

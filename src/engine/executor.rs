@@ -747,6 +747,11 @@ impl Executor {
                     ..
                 } => s.change_source_own_binlog(source, &self.config.repl).await,
                 Step::StartReplica { .. } => s.start_replica().await,
+                Step::ResetBinaryLogs { .. } => s.reset_binary_logs().await,
+                Step::InjectEmptyTransactions { gtids, .. } => {
+                    s.inject_empty_transactions(gtids, crate::plan::instance::MAX_INJECTED_GTIDS)
+                        .await
+                }
                 Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,
             }
         }

@@ -119,6 +119,42 @@ impl Session<'_> {
         self.exec("changing the source", &sql).await
     }
 
+    /// Commits one empty transaction for each GTID of `gtids` (see
+    /// [`Dialect::inject_empty_transactions`]), at most `max`, each
+    /// statement bounded. After a failure the session's `gtid_next` is
+    /// set back to `AUTOMATIC` (best effort).
+    pub async fn inject_empty_transactions(
+        &mut self,
+        gtids: &str,
+        max: u64,
+    ) -> Result<(), MysqlError> {
+        let what = "injecting empty transactions";
+        let statements = self
+            .dialect
+            .inject_empty_transactions(gtids, max)
+            .map_err(|detail| self.answer(what, detail))?;
+        for sql in &statements {
+            if let Err(e) = self.exec(what, sql).await {
+                let _ = self
+                    .exec("resetting gtid_next", "SET gtid_next='AUTOMATIC'")
+                    .await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every binary log of a MariaDB replica (`RESET MASTER`);
+    /// refused on MySQL, where the statement also forgets
+    /// `gtid_executed`.
+    pub async fn reset_binary_logs(&mut self) -> Result<(), MysqlError> {
+        let what = "deleting the binary logs";
+        if self.dialect.flavor != Flavor::MariaDb {
+            return Err(self.answer(what, "binary logs are reset on MariaDB only"));
+        }
+        self.exec(what, "RESET MASTER").await
+    }
+
     /// Read only on or off. On MySQL, on means `super_read_only` too (which
     /// implies read_only), off clears both.
     ///

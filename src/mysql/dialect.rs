@@ -3,6 +3,7 @@
 //! SOURCE) and 8.4 removed the old names; 8.2 added SHOW BINARY LOG STATUS
 //! and 8.4 removed SHOW MASTER STATUS. MariaDB keeps the old names.
 
+use crate::topology::gtid::MySqlGtidSet;
 use crate::topology::{BinlogCoordinates, Flavor, InstanceKey, ParseError, Version};
 
 use super::Credentials;
@@ -339,6 +340,42 @@ impl Dialect {
         self.change_source(source, creds, true)
     }
 
+    /// The statements that commit one empty transaction for each GTID of
+    /// `gtids` (a MySQL GTID set as text), in order, on one connection:
+    /// `SET gtid_next='uuid:n'`, `BEGIN`, `COMMIT` for each, then
+    /// `SET gtid_next='AUTOMATIC'`. Refused on MariaDB (a GTID there is
+    /// no name to commit under), for an empty set, a set that does not
+    /// parse, and a set of more than `max` transactions.
+    pub fn inject_empty_transactions(&self, gtids: &str, max: u64) -> Result<Vec<String>, String> {
+        if self.flavor != Flavor::MySql {
+            return Err("empty transactions are injected on MySQL only".into());
+        }
+        let set = MySqlGtidSet::parse(gtids).map_err(|e| e.to_string())?;
+        let count = set.count();
+        if count == 0 {
+            return Err("no GTID to inject".into());
+        }
+        if count > max {
+            return Err(format!(
+                "{count} transactions to inject, more than the {max} orca injects at once"
+            ));
+        }
+        let mut out = Vec::new();
+        for (uuid, tag, first, last) in set.intervals() {
+            for n in first..=last {
+                let gtid = match tag {
+                    Some(t) => format!("{uuid}:{t}:{n}"),
+                    None => format!("{uuid}:{n}"),
+                };
+                out.push(format!("SET gtid_next={}", quote(&gtid)));
+                out.push("BEGIN".to_string());
+                out.push("COMMIT".to_string());
+            }
+        }
+        out.push("SET gtid_next='AUTOMATIC'".to_string());
+        Ok(out)
+    }
+
     fn change_source(&self, source: &InstanceKey, creds: &Credentials, own: bool) -> String {
         let use_gtid = if own { "current_pos" } else { "slave_pos" };
         let host = quote(&source.host);
@@ -540,5 +577,90 @@ mod tests {
         );
         let m57 = d("5.7.44-log", "MySQL").change_source_gtid(&src, &creds);
         assert!(m57.contains("MASTER_AUTO_POSITION=1"));
+    }
+
+    #[test]
+    fn empty_transactions_for_each_gtid() {
+        const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const B: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let m84 = d("8.4.3", "MySQL Community Server - GPL");
+        let one = |g: &str| {
+            vec![
+                format!("SET gtid_next='{g}'"),
+                "BEGIN".to_string(),
+                "COMMIT".to_string(),
+            ]
+        };
+        let auto = "SET gtid_next='AUTOMATIC'".to_string();
+        // (set as text, the statements)
+        let cases: Vec<(String, Vec<String>)> = vec![
+            (
+                format!("{A}:7"),
+                [one(&format!("{A}:7")), vec![auto.clone()]].concat(),
+            ),
+            (
+                format!("{B}:1-2,{A}:5"),
+                [
+                    one(&format!("{A}:5")),
+                    one(&format!("{B}:1")),
+                    one(&format!("{B}:2")),
+                    vec![auto.clone()],
+                ]
+                .concat(),
+            ),
+            (
+                format!("{A}:3:tag:9"),
+                [
+                    one(&format!("{A}:3")),
+                    one(&format!("{A}:tag:9")),
+                    vec![auto.clone()],
+                ]
+                .concat(),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                m84.inject_empty_transactions(&text, 10_000).unwrap(),
+                want,
+                "{text}"
+            );
+            // Old MySQL speaks the same.
+            assert_eq!(
+                d("5.7.44-log", "MySQL")
+                    .inject_empty_transactions(&text, 10_000)
+                    .unwrap(),
+                want
+            );
+        }
+        // Refusals: MariaDB, nothing to inject, too many, not a set.
+        let refusals = [
+            (
+                d("10.11.6-MariaDB", ""),
+                format!("{A}:1"),
+                "empty transactions are injected on MySQL only".to_string(),
+            ),
+            (m84.clone(), String::new(), "no GTID to inject".to_string()),
+            (
+                m84.clone(),
+                format!("{A}:1-10001"),
+                "10001 transactions to inject, more than the 10000 orca injects at once"
+                    .to_string(),
+            ),
+        ];
+        for (dialect, text, why) in refusals {
+            assert_eq!(
+                dialect.inject_empty_transactions(&text, 10_000),
+                Err(why),
+                "{text}"
+            );
+        }
+        assert!(m84.inject_empty_transactions("0-1-5", 10_000).is_err());
+        // Exactly the cap is fine: 3 statements each, and the reset.
+        assert_eq!(
+            m84.inject_empty_transactions(&format!("{A}:1-10000"), 10_000)
+                .unwrap()
+                .len(),
+            30_001
+        );
     }
 }

@@ -11,11 +11,14 @@
 //! - [`loss`]: what a failover may lose (semi-sync quorum, GTIDs);
 //! - [`takeover`]: graceful takeover (switchover);
 //! - [`refactor`]: relocate, move up, move below, repoint, take siblings,
-//!   regroup replicas.
+//!   regroup replicas;
+//! - [`instance`]: start or stop replication, read only, writable, fix
+//!   errant GTIDs, on one instance.
 
 pub mod bootstrap;
 pub mod candidate;
 pub mod error;
+pub mod instance;
 pub mod legality;
 pub mod loss;
 pub mod membership;
@@ -27,6 +30,7 @@ pub mod takeover;
 
 pub use candidate::{CandidateChoice, CandidateOptions, PromotionRule, choose_candidate};
 pub use error::PlanError;
+pub use instance::{fix_errant, set_read_only, set_writable, start_replication, stop_replication};
 pub use legality::{LegalityOptions, Refusal, can_replicate_from};
 pub use recovery::{
     RecoveryOptions, dead_intermediate_primary, dead_primary, force_failover, force_takeover,

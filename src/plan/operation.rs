@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use super::recovery::{self, RecoveryOptions};
 use super::takeover::{self, TakeoverOptions};
-use super::{Plan, PlanError, refactor};
+use super::{Plan, PlanError, instance, refactor};
 use crate::analysis::Finding;
 use crate::topology::InstanceKey;
 use crate::topology::graph::Topology;
@@ -30,10 +30,15 @@ pub enum OperationKind {
     RegroupReplicas,
     BeginDowntime,
     EndDowntime,
+    StartReplication,
+    StopReplication,
+    SetReadOnly,
+    SetWritable,
+    FixErrant,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 13] = [
+    pub const ALL: [OperationKind; 18] = [
         OperationKind::GracefulTakeover,
         OperationKind::ForceFailover,
         OperationKind::ForceTakeover,
@@ -47,6 +52,11 @@ impl OperationKind {
         OperationKind::RegroupReplicas,
         OperationKind::BeginDowntime,
         OperationKind::EndDowntime,
+        OperationKind::StartReplication,
+        OperationKind::StopReplication,
+        OperationKind::SetReadOnly,
+        OperationKind::SetWritable,
+        OperationKind::FixErrant,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +74,11 @@ impl OperationKind {
             OperationKind::RegroupReplicas => "regroup-replicas",
             OperationKind::BeginDowntime => "begin-downtime",
             OperationKind::EndDowntime => "end-downtime",
+            OperationKind::StartReplication => "start-replication",
+            OperationKind::StopReplication => "stop-replication",
+            OperationKind::SetReadOnly => "set-read-only",
+            OperationKind::SetWritable => "set-writable",
+            OperationKind::FixErrant => "fix-errant",
         }
     }
 
@@ -204,6 +219,11 @@ pub fn plan(
         OperationKind::RegroupReplicas => {
             refactor::regroup_replicas(topo, target()?, &recovery.candidate)
         }
+        OperationKind::StartReplication => instance::start_replication(topo, target()?),
+        OperationKind::StopReplication => instance::stop_replication(topo, target()?),
+        OperationKind::SetReadOnly => instance::set_read_only(topo, target()?),
+        OperationKind::SetWritable => instance::set_writable(topo, target()?),
+        OperationKind::FixErrant => instance::fix_errant(topo, target()?),
         OperationKind::Recover
         | OperationKind::Acknowledge
         | OperationKind::BeginDowntime
@@ -297,6 +317,10 @@ mod tests {
             (BeginDowntime, None, None, false),
             (BeginDowntime, a.clone(), None, true),
             (EndDowntime, a.clone(), None, true),
+            (StartReplication, None, None, false),
+            (StopReplication, a.clone(), None, true),
+            (SetWritable, a.clone(), b.clone(), false),
+            (FixErrant, a.clone(), None, true),
         ];
         for (kind, t, d, ok) in table {
             let got = Operation::new(kind, t.clone(), d.clone());

@@ -195,6 +195,17 @@ pub enum Step {
         on: InstanceKey,
         databases: Vec<String>,
     },
+    /// Commit one empty transaction for each GTID of `gtids` (a MySQL GTID
+    /// set, as text) on `on`, the primary, one connection: the errant
+    /// transactions of a replica are then part of what every instance
+    /// executes. MySQL only.
+    InjectEmptyTransactions { on: InstanceKey, gtids: String },
+    /// Delete every binary log of a MariaDB replica whose replication is
+    /// stopped (`RESET MASTER`): its `gtid_binlog_state` forgets its own
+    /// errant entries, which in `gtid_strict_mode` keep it from logging
+    /// the source's transactions of the same sequence numbers. What it
+    /// replicated (`gtid_slave_pos`) is kept. MariaDB only.
+    ResetBinaryLogs { on: InstanceKey },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -270,7 +281,9 @@ impl Step {
             | Step::WaitReplicating { on, .. }
             | Step::RecordEpoch { on }
             | Step::EnsureReplicationAccount { on }
-            | Step::EnsureAppAccount { on, .. } => Some(on),
+            | Step::EnsureAppAccount { on, .. }
+            | Step::InjectEmptyTransactions { on, .. }
+            | Step::ResetBinaryLogs { on } => Some(on),
         }
     }
 
@@ -299,7 +312,9 @@ impl Step {
             | Step::StartReplica { .. }
             | Step::RecordEpoch { .. }
             | Step::EnsureReplicationAccount { .. }
-            | Step::EnsureAppAccount { .. } => true,
+            | Step::EnsureAppAccount { .. }
+            | Step::InjectEmptyTransactions { .. }
+            | Step::ResetBinaryLogs { .. } => true,
         }
     }
 }
@@ -409,6 +424,12 @@ impl fmt::Display for Step {
                 "{on}: ensure the application account (its password; every privilege on {} and no other)",
                 databases.join(", ")
             ),
+            Step::InjectEmptyTransactions { on, gtids } => {
+                write!(f, "{on}: commit an empty transaction for each of {gtids}")
+            }
+            Step::ResetBinaryLogs { on } => {
+                write!(f, "{on}: delete its binary logs (RESET MASTER)")
+            }
         }
     }
 }
@@ -431,6 +452,11 @@ pub enum PlanKind {
     /// The first primary of a new cluster, or the adoption of the
     /// replication that exists.
     Bootstrap,
+    StartReplication,
+    StopReplication,
+    SetReadOnly,
+    SetWritable,
+    FixErrant,
 }
 
 impl PlanKind {
@@ -448,6 +474,11 @@ impl PlanKind {
             PlanKind::TakeSiblings => "take-siblings",
             PlanKind::RegroupReplicas => "regroup-replicas",
             PlanKind::Bootstrap => "bootstrap",
+            PlanKind::StartReplication => "start-replication",
+            PlanKind::StopReplication => "stop-replication",
+            PlanKind::SetReadOnly => "set-read-only",
+            PlanKind::SetWritable => "set-writable",
+            PlanKind::FixErrant => "fix-errant",
         }
     }
 }
@@ -734,6 +765,14 @@ mod tests {
                 },
                 true,
             ),
+            (
+                Step::InjectEmptyTransactions {
+                    on: k(),
+                    gtids: "3e11fa47-71ca-11e1-9e33-c80aa9429562:7".into(),
+                },
+                true,
+            ),
+            (Step::ResetBinaryLogs { on: k() }, true),
         ];
         for (step, mutates) in &table {
             assert_eq!(step.mutates(), *mutates, "{step}");
