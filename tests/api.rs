@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use orca_sandbox::mysqld::{admin_credentials, repl_credentials};
 use serde_json::{Value, json};
-use support::api::{ApiClient, TOKEN, listening, token_file};
+use support::api::{ApiClient, TOKEN, listening, serve_standalone};
 use support::standalone::Standalone;
 use support::store::StoreServer;
 use support::writer::{Writer, assert_acked};
@@ -43,28 +43,17 @@ fn one_line_error(status: u16, body: &Value, want: u16) -> String {
 async fn reads_operations_and_history_through_the_api() {
     let (c, [p, r1, r2]) = primary_and_two_replicas().await;
     let store = StoreServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let mut cmd = Standalone::command(
-        std::path::Path::new(env!("CARGO_BIN_EXE_orca")),
+    let served = serve_standalone(
         "shop",
         &[p.clone(), r1.clone(), r2.clone()],
-    );
-    cmd.args(["--listen", "127.0.0.1:0", "--api-token-file"])
-        .arg(&token)
-        .args(["--store-dsn", &store.dsn("orca_api")])
-        .env("ORCA_STORE_PASSWORD", store.password());
-    let orca = Standalone::spawn(cmd);
-    let base = listening(&orca).await;
-    let api = ApiClient::new(base.clone(), Some(TOKEN));
+        Some((&store, "orca_api")),
+    )
+    .await;
+    let api = &served.api;
 
     // Probes need no token.
     let (s, body) = api.anonymous().get("/healthz").await;
     assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
-    eventually(Duration::from_secs(30), "ready", || async {
-        (api.anonymous().get("/readyz").await.0 == 200).then_some(())
-    })
-    .await;
 
     // Reads need the token.
     let (s, body) = api.anonymous().get("/api/v1/clusters").await;
@@ -350,7 +339,7 @@ async fn reads_operations_and_history_through_the_api() {
         "{audit:?}"
     );
     no_secret(&format!("{page}{audit:?}"));
-    drop(orca);
+    drop(served);
 }
 
 #[tokio::test(flavor = "multi_thread")]

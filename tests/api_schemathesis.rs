@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::api::{ApiClient, TOKEN, listening, token_file};
-use support::standalone::Standalone;
+use support::api::{TOKEN, serve_standalone};
+use support::primary_and_two_replicas;
 use support::store::StoreServer;
-use support::{eventually, primary_and_two_replicas};
 
 /// The version `make deps` installs (SCHEMATHESIS_VERSION in the Makefile).
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -59,24 +58,15 @@ async fn the_api_conforms_to_its_openapi_document() {
     let st = schemathesis();
     let (_c, [p, r1, r2]) = primary_and_two_replicas().await;
     let store = StoreServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = token_file(dir.path());
-    let mut cmd = Standalone::command(
-        std::path::Path::new(env!("CARGO_BIN_EXE_orca")),
+    let served = serve_standalone(
         "shop",
         &[p.clone(), r1.clone(), r2.clone()],
-    );
-    cmd.args(["--listen", "127.0.0.1:0", "--api-token-file"])
-        .arg(&token)
-        .args(["--store-dsn", &store.dsn("orca_schemathesis")])
-        .env("ORCA_STORE_PASSWORD", store.password());
-    let orca = Standalone::spawn(cmd);
-    let base = listening(&orca).await;
-    let api = ApiClient::new(base.clone(), Some(TOKEN));
-    eventually(Duration::from_secs(30), "ready", || async {
-        (api.anonymous().get("/readyz").await.0 == 200).then_some(())
-    })
+        Some((&store, "orca_schemathesis")),
+    )
     .await;
+    let api = &served.api;
+    let base = api.base.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
 
     // Most cases name the cluster and its instances, so that they reach
     // past the 404s; the others are schemathesis' own.
@@ -146,5 +136,5 @@ parameters = {{ "path.namespace" = "standalone", "path.name" = "shop" }}
     assert!(text.contains("passed"), "no case ran:\n{text}");
     assert_eq!(api.anonymous().get("/healthz").await.0, 200);
     eprintln!("{text}");
-    drop(orca);
+    drop(served);
 }

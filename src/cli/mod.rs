@@ -5,6 +5,7 @@
 //! 2 bad input, 3 refused (an illegal move, with the reason), 4 vetoed by a
 //! hook ([`ops::EXIT_REFUSED`], [`ops::EXIT_VETOED`]).
 
+pub mod client;
 pub mod crds;
 pub mod credentials;
 pub mod discover;
@@ -47,6 +48,19 @@ pub enum Command {
     Op(ops::Op),
     /// Run the Kubernetes operator.
     Operator(operator::OperatorArgs),
+    /// List the clusters a running orca knows (through its API).
+    Clusters(client::ClustersArgs),
+    /// Show a cluster's topology as a running orca sees it (through its
+    /// API).
+    Topology(client::TopologyArgs),
+    /// A cluster's operations, or the audit of what was asked, from a
+    /// running orca's store (through its API).
+    History(client::HistoryArgs),
+    /// Acknowledge a cluster's last recovery (through a running orca's
+    /// API).
+    Acknowledge(client::AcknowledgeArgs),
+    /// Begin or end an instance's downtime (through a running orca's API).
+    Downtime(client::DowntimeArgs),
 }
 
 /// Exit codes (3 and 4 are the operations': [`ops::EXIT_REFUSED`],
@@ -63,6 +77,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Standalone(a) => standalone::run(a).await,
             Command::Op(op) => ops::run(op).await,
             Command::Operator(a) => operator::run(a).await,
+            Command::Clusters(a) => client::clusters(a).await,
+            Command::Topology(a) => client::topology(a).await,
+            Command::History(a) => client::history(a).await,
+            Command::Acknowledge(a) => client::acknowledge(a).await,
+            Command::Downtime(a) => client::downtime(a).await,
         }
     })
 }

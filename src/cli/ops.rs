@@ -44,7 +44,7 @@ pub struct OpArgs {
     /// An instance of the topology (repeat to name more; name every
     /// instance when the primary is already dead, since its replicas are
     /// found through it).
-    #[arg(long = "seed", required = true)]
+    #[arg(long = "seed")]
     pub seeds: Vec<String>,
     #[command(flatten)]
     pub credentials: CredentialArgs,
@@ -100,7 +100,7 @@ pub enum Op {
     /// Hand the primary role to a replica with no write lost (switchover).
     GracefulTakeover {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         /// The new primary (default: the best candidate).
         #[arg(long)]
         to: Option<String>,
@@ -108,24 +108,24 @@ pub enum Op {
     /// Treat the primary as dead now and promote the best candidate.
     ForceFailover {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
     },
     /// Promote the given direct replica, discarding the primary.
     ForceTakeover {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         #[arg(long)]
         to: String,
     },
     /// Recover the failure the analysis finds now (ignores anti-flapping).
     Recover {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
     },
     /// Move a replica below any other instance.
     Relocate {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
         #[arg(long)]
         below: String,
@@ -133,13 +133,13 @@ pub enum Op {
     /// Move a replica up one level, below its source's source.
     MoveUp {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
     },
     /// Move a replica below one of its siblings.
     MoveBelow {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
         #[arg(long)]
         sibling: String,
@@ -147,7 +147,7 @@ pub enum Op {
     /// Point a replica at an instance (default: its current source) again.
     Repoint {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
         #[arg(long)]
         to: Option<String>,
@@ -155,19 +155,37 @@ pub enum Op {
     /// Make every sibling of a replica its replica.
     TakeSiblings {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
     },
     /// Choose the best replica of an instance and move the others below it.
     RegroupReplicas {
         #[command(flatten)]
-        args: OpArgs,
+        args: OneShot,
         instance: String,
     },
 }
 
+/// What a one-shot command takes: the settings to act on the servers
+/// (`--seed`), or a running orca's API to ask instead (`--api`).
+#[derive(Debug, Clone, Args)]
+pub struct OneShot {
+    #[command(flatten)]
+    pub op: OpArgs,
+    #[command(flatten)]
+    pub api: super::client::ApiClientArgs,
+}
+
 impl Op {
-    fn args(&self) -> &OpArgs {
+    pub fn args(&self) -> &OpArgs {
+        &self.one_shot().op
+    }
+
+    pub fn api(&self) -> &super::client::ApiClientArgs {
+        &self.one_shot().api
+    }
+
+    fn one_shot(&self) -> &OneShot {
         match self {
             Op::GracefulTakeover { args, .. }
             | Op::ForceFailover { args }
@@ -205,6 +223,9 @@ fn key(s: &str) -> Result<InstanceKey, String> {
 
 impl OpArgs {
     pub fn settings(&self) -> Result<Settings, String> {
+        if self.seeds.is_empty() {
+            return Err("--seed HOST:PORT is required".into());
+        }
         let seeds = self
             .seeds
             .iter()
@@ -312,7 +333,7 @@ fn primary_of(topo: &Topology, seed: &InstanceKey) -> Result<InstanceKey, String
         .ok_or_else(|| format!("no primary found above {seed}"))
 }
 
-fn print_plan(plan: &Plan, json: bool) {
+pub(crate) fn print_plan(plan: &Plan, json: bool) {
     if json {
         match serde_json::to_string_pretty(plan) {
             Ok(s) => println!("{s}"),
@@ -323,7 +344,7 @@ fn print_plan(plan: &Plan, json: bool) {
     }
 }
 
-fn print_record(record: &OperationRecord, json: bool) {
+pub(crate) fn print_record(record: &OperationRecord, json: bool) {
     if json {
         match serde_json::to_string_pretty(record) {
             Ok(s) => println!("{s}"),
@@ -494,6 +515,14 @@ pub async fn run(op: Op) -> u8 {
         Op::TakeSiblings { .. } => "take-siblings",
         Op::RegroupReplicas { .. } => "regroup-replicas",
     };
+    match super::client::through_api(&op) {
+        Err(e) => {
+            eprintln!("orca {name}: {e}");
+            return EXIT_USAGE;
+        }
+        Ok(true) => return super::client::operate_op(name, &op).await,
+        Ok(false) => {}
+    }
     let args = op.args().clone();
     let settings = match args.settings() {
         Ok(s) => s,

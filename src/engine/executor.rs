@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use mysql_async::Conn;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::fence::WriteLocks;
 use super::hooks::{HookPayload, Hooks};
@@ -42,7 +42,7 @@ pub struct ExecutorConfig {
     pub timeouts: Timeouts,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "result", content = "detail")]
 pub enum StepOutcome {
     Done,
@@ -53,7 +53,7 @@ pub enum StepOutcome {
 }
 
 /// One executed step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     pub index: usize,
     pub step: Step,
@@ -64,7 +64,7 @@ pub struct StepRecord {
     pub outcome: StepOutcome,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "result", content = "detail")]
 pub enum Outcome {
     Succeeded,
@@ -86,7 +86,7 @@ pub enum Outcome {
 }
 
 /// Where an executor that lost the leadership stopped.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stopped {
     /// The step (its index, from 0) at which the executor stopped: not run
     /// when the fence refused it; run, and failed, when it found a newer
@@ -233,7 +233,7 @@ pub fn fence_verdict(answer: Result<Epoch, NotLeader>) -> FenceVerdict {
 }
 
 /// The record of one operation: what was planned, each step, the outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperationRecord {
     pub id: String,
     pub cluster: String,

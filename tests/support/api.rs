@@ -120,3 +120,43 @@ pub fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(&p, format!("{TOKEN}\n")).expect("write the token file");
     p
 }
+
+/// `orca standalone --listen` for `seeds`, with the test token and,
+/// given one, a database of a real store; its API answers once this
+/// returns (ready: the first round is published).
+pub struct Served {
+    pub orca: Standalone,
+    pub api: ApiClient,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn serve_standalone(
+    cluster: &str,
+    seeds: &[orca::topology::InstanceKey],
+    store: Option<(&super::store::StoreServer, &str)>,
+) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = token_file(dir.path());
+    let mut cmd = Standalone::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_orca")),
+        cluster,
+        seeds,
+    );
+    cmd.args(["--listen", "127.0.0.1:0", "--api-token-file"])
+        .arg(&token);
+    if let Some((s, db)) = store {
+        cmd.args(["--store-dsn", &s.dsn(db)])
+            .env("ORCA_STORE_PASSWORD", s.password());
+    }
+    let orca = Standalone::spawn(cmd);
+    let api = ApiClient::new(listening(&orca).await, Some(TOKEN));
+    super::eventually(Duration::from_secs(30), "ready", || async {
+        (api.anonymous().get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    Served {
+        orca,
+        api,
+        _dir: dir,
+    }
+}
