@@ -317,6 +317,30 @@ impl Metrics {
         }
     }
 
+    /// An engine's round: its topology and findings, how long each probe
+    /// took, and the operations the round ran.
+    pub fn observe_engine(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        engine: &crate::engine::ClusterEngine,
+        report: &crate::engine::RoundReport,
+    ) {
+        self.observe_round(namespace, cluster, engine.topology(), engine.findings());
+        self.observe_probes(
+            namespace,
+            cluster,
+            engine
+                .inventory
+                .known
+                .iter()
+                .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
+        );
+        for r in report.recovery.iter().chain(&report.fence_records) {
+            self.observe_operation(namespace, cluster, r);
+        }
+    }
+
     /// How long each instance's last probe took (milliseconds).
     pub fn observe_probes<'a>(
         &self,

@@ -289,20 +289,26 @@ fn store_failed(e: crate::store::StoreError) -> ApiError {
     ApiError::unavailable(format!("the store did not answer: {e}"))
 }
 
-async fn recoveries(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
+/// A page of a cluster's records from the store, read by `read`.
+async fn page_of<T, F, Fut>(
+    s: &ApiState,
+    headers: &HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<model::RecordPage>, ApiError> {
+    read: F,
+) -> Result<Json<model::RecordPage>, ApiError>
+where
+    T: serde::Serialize,
+    F: FnOnce(Store, String, Page) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, crate::store::StoreError>>,
+{
     let Path((namespace, name)) = path.map_err(path_error)?;
     let Query(q) = query.map_err(query_error)?;
     let id = ClusterId::new(namespace, name);
-    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
+    authorize(s, headers, Access::Read(Some(id.clone()))).await?;
     let page = q.page()?;
-    let view = known(&s, &id)?;
-    let rows = store_of(&s)?
-        .recoveries(&view.store_key, page)
+    let view = known(s, &id)?;
+    let rows = read(store_of(s)?.clone(), view.store_key.clone(), page)
         .await
         .map_err(store_failed)?;
     Ok(Json(model::RecordPage {
@@ -315,30 +321,28 @@ async fn recoveries(
     }))
 }
 
+async fn recoveries(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<model::RecordPage>, ApiError> {
+    page_of(&s, &headers, path, query, |store, key, page| async move {
+        store.recoveries(&key, page).await
+    })
+    .await
+}
+
 async fn audit(
     State(s): State<ApiState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<model::RecordPage>, ApiError> {
-    let Path((namespace, name)) = path.map_err(path_error)?;
-    let Query(q) = query.map_err(query_error)?;
-    let id = ClusterId::new(namespace, name);
-    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
-    let page = q.page()?;
-    let view = known(&s, &id)?;
-    let rows = store_of(&s)?
-        .audit(&view.store_key, page)
-        .await
-        .map_err(store_failed)?;
-    Ok(Json(model::RecordPage {
-        page: page.number,
-        page_size: page.size,
-        items: rows
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect(),
-    }))
+    page_of(&s, &headers, path, query, |store, key, page| async move {
+        store.audit(&key, page).await
+    })
+    .await
 }
 
 async fn instance(

@@ -168,7 +168,7 @@ pub async fn run(args: StandaloneArgs) -> u8 {
         }
         if let Some(api) = served.as_mut() {
             api.publish(&mut engine);
-            observe(&metrics, &engine, &report);
+            metrics.observe_engine(STANDALONE_NAMESPACE, &cluster, &engine, &report);
         }
         if let Some(r) = &report.recovery {
             match serde_json::to_string(r) {
@@ -224,34 +224,6 @@ pub async fn run(args: StandaloneArgs) -> u8 {
             _ = term.recv() => return stop(feed.as_ref(), &cluster, &user, "SIGTERM").await,
             _ = tokio::signal::ctrl_c() => return stop(feed.as_ref(), &cluster, &user, "SIGINT").await,
         }
-    }
-}
-
-/// A round in the metrics: the topology, findings, probe durations, and
-/// the operations it ran.
-fn observe(
-    m: &crate::metrics::Metrics,
-    engine: &ClusterEngine,
-    report: &crate::engine::RoundReport,
-) {
-    let cluster = &engine.config.cluster;
-    m.observe_round(
-        STANDALONE_NAMESPACE,
-        cluster,
-        engine.topology(),
-        engine.findings(),
-    );
-    m.observe_probes(
-        STANDALONE_NAMESPACE,
-        cluster,
-        engine
-            .inventory
-            .known
-            .iter()
-            .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
-    );
-    for r in report.recovery.iter().chain(&report.fence_records) {
-        m.observe_operation(STANDALONE_NAMESPACE, cluster, r);
     }
 }
 

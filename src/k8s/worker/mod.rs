@@ -575,25 +575,7 @@ impl Worker {
             f.round(self.engine.topology(), report);
         }
         if let Some(m) = &self.metrics {
-            let engine = &self.engine;
-            m.observe_round(
-                &self.namespace,
-                &self.name,
-                engine.topology(),
-                engine.findings(),
-            );
-            m.observe_probes(
-                &self.namespace,
-                &self.name,
-                engine
-                    .inventory
-                    .known
-                    .iter()
-                    .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
-            );
-            for r in report.recovery.iter().chain(&report.fence_records) {
-                m.observe_operation(&self.namespace, &self.name, r);
-            }
+            m.observe_engine(&self.namespace, &self.name, &self.engine, report);
         }
         for r in report.recovery.iter().chain(&report.fence_records) {
             self.remember(r);
