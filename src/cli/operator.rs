@@ -56,6 +56,10 @@ pub struct OperatorArgs {
     /// Answer reads without a token.
     #[arg(long, env = "ORCA_API_OPEN_READS")]
     pub api_open_reads: bool,
+    /// Manage the MySQLClusters of this namespace only (default: every
+    /// namespace), so that a namespaced Role is enough.
+    #[arg(long, env = "ORCA_WATCH_NAMESPACE", value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -105,6 +109,7 @@ async fn start_api(
         published.clone(),
         leader.clone(),
         ready.clone(),
+        args.watch_namespace.clone(),
     ));
     let state = ApiState {
         model: published.model.clone(),
@@ -166,6 +171,9 @@ pub async fn serve(
     ));
     let published = start_api(&client, args, store.clone(), leader_rx).await?;
     let with_api = |ctx: Arc<Context>| {
+        if let Some(ns) = &args.watch_namespace {
+            let _ = ctx.scope.set(ns.clone());
+        }
         if let Some((p, m)) = &published {
             let _ = ctx.published.set(p.clone());
             let _ = ctx.metrics.set(m.clone());

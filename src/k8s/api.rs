@@ -579,12 +579,13 @@ pub async fn follow_status(
     published: Published,
     mut leader: watch::Receiver<LeaderView>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    scope: Option<String>,
 ) {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<MySQLCluster>();
     let _ = published.clusters.set(store.clone());
-    let api: Api<MySQLCluster> = Api::all(client);
+    let api: Api<MySQLCluster> = super::cache::scoped(&client, scope.as_deref());
     let mut events = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .boxed();

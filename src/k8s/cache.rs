@@ -125,6 +125,18 @@ where
 }
 
 /// [`reflected`] for objects read as they are stored.
+/// An API over every namespace, or over one.
+pub fn scoped<K>(client: &Client, scope: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 fn reflected_dynamic(
     api: Api<DynamicObject>,
     resource: ApiResource,
@@ -159,8 +171,9 @@ where
 }
 
 impl Caches {
-    /// The caches over every namespace, and the streams that fill them.
-    pub fn start(client: &Client) -> (Arc<Caches>, Triggers) {
+    /// The caches over every namespace (or over `scope` alone), and the
+    /// streams that fill them.
+    pub fn start(client: &Client, scope: Option<&str>) -> (Arc<Caches>, Triggers) {
         let owned = || watcher::Config::default().labels(label::CLUSTER);
         let mut health = Vec::new();
         let mut h = |kind: &'static str| {
@@ -169,29 +182,32 @@ impl Caches {
             x
         };
         let (clusters, clusters_s) = reflected(
-            Api::all(client.clone()),
+            scoped(client, scope),
             watcher::Config::default(),
             h("MySQLClusters"),
         );
         let policy_resource = ApiResource::erase::<FailoverPolicy>(&());
         let (policies, policies_s) = reflected_dynamic(
-            Api::all_with(client.clone(), &policy_resource),
+            match scope {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &policy_resource),
+                None => Api::all_with(client.clone(), &policy_resource),
+            },
             policy_resource.clone(),
             watcher::Config::default(),
             h("FailoverPolicies"),
         );
         let (secrets, secrets_s) = reflected(
-            Api::all(client.clone()),
+            scoped(client, scope),
             watcher::Config::default(),
             h("Secrets"),
         );
-        let (pods, pods_s) = reflected(Api::all(client.clone()), owned(), h("Pods"));
-        let (services, services_s) = reflected(Api::all(client.clone()), owned(), h("Services"));
+        let (pods, pods_s) = reflected(scoped(client, scope), owned(), h("Pods"));
+        let (services, services_s) = reflected(scoped(client, scope), owned(), h("Services"));
         let (stateful_sets, sts_s) =
-            reflected(Api::all(client.clone()), owned(), h("StatefulSets"));
-        let (config_maps, cm_s) = reflected(Api::all(client.clone()), owned(), h("ConfigMaps"));
+            reflected(scoped(client, scope), owned(), h("StatefulSets"));
+        let (config_maps, cm_s) = reflected(scoped(client, scope), owned(), h("ConfigMaps"));
         let (disruption_budgets, pdb_s) =
-            reflected(Api::all(client.clone()), owned(), h("PodDisruptionBudgets"));
+            reflected(scoped(client, scope), owned(), h("PodDisruptionBudgets"));
         let caches = Arc::new(Caches {
             clusters,
             policies,

@@ -84,6 +84,8 @@ pub struct Context {
     pub published: std::sync::OnceLock<super::api::Published>,
     /// The Prometheus metrics, when they are served.
     pub metrics: std::sync::OnceLock<crate::metrics::Metrics>,
+    /// The one namespace watched, when not every namespace is.
+    pub scope: std::sync::OnceLock<String>,
 }
 
 impl Context {
@@ -113,6 +115,7 @@ impl Context {
             store,
             published: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            scope: std::sync::OnceLock::new(),
         })
     }
 
@@ -505,7 +508,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     ctx.stopping.send_replace(false);
-    let (caches, t) = Caches::start(&ctx.client);
+    let (caches, t) = Caches::start(&ctx.client, ctx.scope.get().map(String::as_str));
     *ctx.caches.lock().unwrap_or_else(PoisonError::into_inner) = Some(caches.clone());
     // The pods' cache fills as this runs; nothing is reconciled from it.
     let pods = tokio::spawn(cache::drive(t.pods, "Pods"));

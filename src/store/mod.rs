@@ -110,6 +110,10 @@ pub struct StoreConfig {
     /// The backoff between attempts while the store does not answer.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Where the password is read again at each connection, so that a
+    /// rotated Secret, or one that did not exist yet at start (the store
+    /// cluster orca creates for itself), is picked up.
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl StoreConfig {
@@ -128,6 +132,7 @@ impl StoreConfig {
             snapshot_interval: Duration::from_secs(30),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            password_file: None,
         }
     }
 
@@ -140,19 +145,42 @@ impl StoreConfig {
     ) -> Result<StoreConfig, StoreError> {
         let dsn = Dsn::parse(dsn)?;
         let password = match password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| StoreError::PasswordFile {
+            // Not there yet: a Secret still to be created; read again at
+            // each connection.
+            Some(path) => match read_password(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the store's password file is not there yet: it is read again at each connection"
+                    );
+                    String::new()
+                }
+                r => r.map_err(|e| StoreError::PasswordFile {
                     path: path.display().to_string(),
                     error: e.to_string(),
-                })?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+                })?,
+            },
             None => std::env::var("ORCA_STORE_PASSWORD").unwrap_or_default(),
         };
-        Ok(StoreConfig::new(dsn, password))
+        let mut config = StoreConfig::new(dsn, password);
+        config.password_file = password_file.map(std::path::Path::to_path_buf);
+        Ok(config)
     }
+
+    /// The password to connect with now: the file's current first line
+    /// when there is a file that can be read, else the one read at start.
+    fn password_now(&self) -> String {
+        self.password_file
+            .as_deref()
+            .and_then(|p| read_password(p).ok())
+            .unwrap_or_else(|| self.credentials.password().to_string())
+    }
+}
+
+/// The first line of a password file.
+fn read_password(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -187,7 +215,7 @@ fn opts(config: &StoreConfig, database: Option<&str>) -> OptsBuilder {
         .ip_or_hostname(config.dsn.server.host.clone())
         .tcp_port(config.dsn.server.port)
         .user(Some(config.credentials.user.clone()))
-        .pass(Some(config.credentials.password().to_string()))
+        .pass(Some(config.password_now()))
         .db_name(database.map(String::from))
         .prefer_socket(false)
         .tcp_nodelay(true)
@@ -262,5 +290,17 @@ mod tests {
         let e = StoreConfig::from_parts("mysql://orca:s3cret@10.0.0.1/orca", Some(&f)).unwrap_err();
         assert!(matches!(e, StoreError::Dsn(DsnError::Password)), "{e}");
         assert!(!e.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_password_file_not_there_yet_is_read_at_each_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("password");
+        let c = StoreConfig::from_parts("mysql://orca@10.0.0.1/orca", Some(&f)).unwrap();
+        assert_eq!(c.password_now(), "");
+        std::fs::write(&f, "first\n").unwrap();
+        assert_eq!(c.password_now(), "first");
+        std::fs::write(&f, "rotated\nignored\n").unwrap();
+        assert_eq!(c.password_now(), "rotated");
     }
 }

@@ -208,6 +208,7 @@ pub async fn serve(args: RunArgs) -> u8 {
             store: Default::default(),
             listen: args.operator_listen,
             api_open_reads: false,
+            watch_namespace: None,
         };
         let op_client = op_client.clone();
         Some(tokio::spawn(async move {
