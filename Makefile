@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds clean
+.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds deploy clean
 
 all: build
 
@@ -16,6 +16,8 @@ build:
 # checks this version.
 SCHEMATHESIS_VERSION = 4.32.5
 TEST_VENV = .venv-test
+# Real Helm (v4, its Go library) for tests/chart.rs and `make deploy`.
+HELM_SDK_VERSION = 0.2.2
 
 # Installs MariaDB (server and client), nftables (the network-cut
 # test) and Prometheus with promtool (the metrics test) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
@@ -49,6 +51,11 @@ deps:
 	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check "schemathesis==$(SCHEMATHESIS_VERSION)" || \
 	    { echo "could not install schemathesis $(SCHEMATHESIS_VERSION)"; exit 1; }; \
 	fi
+	@if ! $(TEST_VENV)/bin/pip show helm-python-sdk 2>/dev/null | grep -qx "Version: $(HELM_SDK_VERSION)"; then \
+	  echo "installing helm-python-sdk $(HELM_SDK_VERSION) in $(TEST_VENV)/"; \
+	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check "helm-python-sdk==$(HELM_SDK_VERSION)" || \
+	    { echo "could not install helm-python-sdk $(HELM_SDK_VERSION)"; exit 1; }; \
+	fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -80,9 +87,25 @@ test: deps fmt-check clippy unit test-chaos
 sandbox: deps
 	$(CARGO) run --release -p orca-sandbox -- --dir .orca-sandbox
 
-# Regenerates crds/ from the Rust types.
+# Regenerates the CRDs from the Rust types: crds/, the chart's crds/ and
+# deploy/crds/.
 crds:
 	$(CARGO) run -p orca -- crds --write crds/
+	$(CARGO) run -p orca -- crds --write charts/orca/crds/
+	$(CARGO) run -p orca -- crds --write deploy/crds/
+
+# The plain manifests for `kubectl apply -f deploy/` (and -f deploy/crds/
+# first): the chart's defaults rendered by Helm's library, as release
+# `orca` in namespace `orca`. tests/chart.rs fails when they are stale.
+deploy: deps
+	@mkdir -p deploy/crds
+	$(CARGO) run -q -p orca -- crds --write deploy/crds/
+	@printf '%s\n' '# The orca operator with the chart'"'"'s defaults (make deploy renders it).' \
+	  '# kubectl apply -f deploy/crds/ && kubectl apply -f deploy/' \
+	  'apiVersion: v1' 'kind: Namespace' 'metadata:' '  name: orca' '---' > deploy/orca.yaml.tmp
+	$(TEST_VENV)/bin/python tests/helm/driver.py template charts/orca orca orca '{}' deploy/orca.body.tmp >/dev/null
+	@cat deploy/orca.body.tmp >> deploy/orca.yaml.tmp && rm deploy/orca.body.tmp && mv deploy/orca.yaml.tmp deploy/orca.yaml
+	@echo "deploy/orca.yaml and deploy/crds/ written"
 
 clean:
 	$(CARGO) clean

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod helm;
 pub mod kubectl;
 pub mod proxy;
 pub mod sandbox;

@@ -24,6 +24,7 @@
 pub mod env;
 pub mod image;
 pub mod probe;
+pub mod rootfs;
 pub mod spawn;
 pub mod volumes;
 mod worker;
@@ -81,6 +82,10 @@ pub struct KubeletOptions {
     pub shutdown_grace: Duration,
     /// How often ConfigMap, Secret and downward API volumes are refreshed.
     pub volume_refresh: Duration,
+    /// Where pods reach the API server (`KUBERNETES_SERVICE_HOST` and
+    /// `_PORT` in their environment, as the `kubernetes` Service gives
+    /// them): its HTTPS address.
+    pub api_service: Option<std::net::SocketAddr>,
 }
 
 impl Default for KubeletOptions {
@@ -95,6 +100,7 @@ impl Default for KubeletOptions {
             heartbeat_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             volume_refresh: Duration::from_secs(10),
+            api_service: None,
         }
     }
 }

@@ -227,6 +227,7 @@ pub async fn run_command(t: &Target<'_>, command: &[String], timeout: Duration) 
         env,
         cwd: Some(t.cwd.clone()),
         log: None,
+        root: None,
     };
     let mut child = match t.spawner.spawn(spec).await {
         Ok(c) => c,

@@ -24,6 +24,9 @@ pub struct Spec {
     pub cwd: Option<PathBuf>,
     /// stdout and stderr are appended to this file (else discarded).
     pub log: Option<PathBuf>,
+    /// A file system of its own to run in (then `program` is a path
+    /// inside it).
+    pub root: Option<super::rootfs::Root>,
 }
 
 type Reply = oneshot::Sender<std::io::Result<tokio::process::Child>>;
@@ -99,8 +102,10 @@ fn spawn_here(spec: &Spec, parent: u32) -> std::io::Result<tokio::process::Child
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
+    let root = spec.root.as_ref().map(|r| r.prepared()).transpose()?;
     // SAFETY: the closure runs in the child between fork and exec and only
-    // makes async-signal-safe system calls (prctl, getppid, _exit).
+    // makes async-signal-safe system calls (prctl, getppid, _exit, and
+    // those of entering a root, on strings made before the fork).
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -108,6 +113,9 @@ fn spawn_here(spec: &Spec, parent: u32) -> std::io::Result<tokio::process::Child
             // the parent may have died before the signal was armed
             if nix::unistd::getppid().as_raw() as u32 != parent {
                 nix::libc::_exit(1);
+            }
+            if let Some(r) = &root {
+                r.enter()?;
             }
             Ok(())
         });

@@ -22,6 +22,51 @@ use kube::api::Api;
 
 use super::env::{Lookup, PodFacts, configmap_entries, field_value, secret_entries};
 
+/// The ServiceAccount tokens a pod's projected volumes hold, by volume and
+/// path: the token and when to ask for a new one (at 80% of its life, as
+/// the kubelet does).
+pub type Tokens = HashMap<String, (String, std::time::Instant)>;
+
+/// Asks the API server for a token of the pod's ServiceAccount (the
+/// TokenRequest API), bound to the pod.
+async fn request_token(
+    lookup: &Lookup,
+    facts: &PodFacts<'_>,
+    audience: Option<&str>,
+    expiration: i64,
+) -> Result<(String, std::time::Duration), String> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let pod = facts.pod;
+    let ns = pod.namespace().unwrap_or_default();
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let body = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
+            "expirationSeconds": expiration,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod.uid()},
+        }
+    });
+    let api: Api<ServiceAccount> = Api::namespaced(lookup.client(), &ns);
+    let answer: serde_json::Value = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.create_subresource("token", &sa, &kube::api::PostParams::default(), &body),
+    )
+    .await
+    .map_err(|_| "the token request timed out".to_string())?
+    .map_err(|e| format!("failed to fetch token: {e}"))?;
+    let token = answer["status"]["token"]
+        .as_str()
+        .ok_or_else(|| "failed to fetch token: the answer holds none".to_string())?;
+    let life = std::time::Duration::from_secs(u64::try_from(expiration).unwrap_or(3600));
+    Ok((token.to_string(), life))
+}
+
 /// Why a volume cannot be set up (the kubelet's `FailedMount`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountError(pub String);
@@ -156,6 +201,7 @@ pub async fn prepare(
     facts: &PodFacts<'_>,
     pod_dir: &Path,
     root: &Path,
+    tokens: &mut Tokens,
 ) -> Result<HashMap<String, PathBuf>, MountError> {
     let mut dirs = HashMap::new();
     let volumes: Vec<Volume> = facts
@@ -245,6 +291,27 @@ pub async fn prepare(
                         mode,
                     )?);
                 }
+                if let Some(t) = &src.service_account_token {
+                    let key = format!("{name}/{}", t.path);
+                    let fresh = tokens
+                        .get(&key)
+                        .filter(|(_, renew)| std::time::Instant::now() < *renew)
+                        .map(|(tok, _)| tok.clone());
+                    let token = match fresh {
+                        Some(tok) => tok,
+                        None => {
+                            let expiration = t.expiration_seconds.unwrap_or(3600);
+                            let (tok, life) =
+                                request_token(lookup, facts, t.audience.as_deref(), expiration)
+                                    .await
+                                    .map_err(failed)?;
+                            let renew = std::time::Instant::now() + life.mul_f64(0.8);
+                            tokens.insert(key, (tok.clone(), renew));
+                            tok
+                        }
+                    };
+                    files.push((relative(&t.path)?, token.into_bytes(), mode));
+                }
             }
             write_files(&dir, &files).map_err(io_err(name))?;
         } else if let Some(c) = &vol.persistent_volume_claim {
@@ -272,8 +339,11 @@ pub async fn prepare(
             dirs.insert(name.to_string(), d);
             continue;
         } else {
-            // emptyDir and the types the sandbox does not emulate
+            // emptyDir and the types the sandbox does not emulate; writable
+            // by any user, as the kubelet makes an emptyDir
             std::fs::create_dir_all(&dir).map_err(io_err(name))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(io_err(name))?;
         }
         dirs.insert(name.to_string(), dir);
     }

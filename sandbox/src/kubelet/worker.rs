@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::env::{Lookup, PodFacts, container_env, expand_all};
 use super::image::{self, Layout};
 use super::probe::{self, Outcome, Target};
+use super::rootfs;
 use super::spawn::Spec;
 use super::volumes::{self, Mounts};
 use super::{FAULT_ANNOTATION, Shared, now_string};
@@ -131,6 +132,8 @@ impl ProbeState {
 struct Ctr {
     spec: Container,
     db: bool,
+    /// Of the orca image: runs the orca binary in a root of its own.
+    orca: bool,
     child: Option<tokio::process::Child>,
     pid: Option<u32>,
     id: String,
@@ -205,6 +208,8 @@ pub(crate) struct Worker {
     volumes: Option<HashMap<String, PathBuf>>,
     mount_error: Option<String>,
     next_volume_refresh: Instant,
+    /// The ServiceAccount tokens of projected volumes.
+    tokens: volumes::Tokens,
     last_status: Option<Value>,
     transitions: HashMap<String, (String, String)>,
     terminating: bool,
@@ -252,6 +257,7 @@ impl Worker {
                 let restarts = previous.get(&c.name).copied();
                 Ctr {
                     db: c.image.as_deref().is_some_and(image::is_database_image),
+                    orca: c.image.as_deref().is_some_and(rootfs::is_orca_image),
                     readiness: ProbeState::new(c.readiness_probe.clone()),
                     liveness: ProbeState::new(c.liveness_probe.clone()),
                     startup: ProbeState::new(c.startup_probe.clone()),
@@ -306,6 +312,7 @@ impl Worker {
             volumes: None,
             mount_error: None,
             next_volume_refresh: Instant::now(),
+            tokens: volumes::Tokens::new(),
             last_status: None,
             transitions,
             terminating: false,
@@ -448,7 +455,15 @@ impl Worker {
             pod_ip: &self.ip,
             host_ip: &self.k.host_ip,
         };
-        match volumes::prepare(&mut lookup, &facts, &self.dir, &self.k.opts.root).await {
+        match volumes::prepare(
+            &mut lookup,
+            &facts,
+            &self.dir,
+            &self.k.opts.root,
+            &mut self.tokens,
+        )
+        .await
+        {
             Ok(v) => {
                 self.volumes = Some(v);
                 self.mount_error = None;
@@ -594,6 +609,10 @@ impl Worker {
                 Some(&field),
             );
         }
+        if self.containers[i].orca {
+            self.start_orca(i, env).await;
+            return;
+        }
         if !self.containers[i].db {
             let c = &mut self.containers[i];
             if c.ever_started {
@@ -717,6 +736,7 @@ impl Worker {
             env: proc_env,
             cwd: Some(self.dir.clone()),
             log: Some(self.container_log(&spec)),
+            root: None,
         };
         let child = match self.k.spawner.spawn(run).await {
             Ok(c) => c,
@@ -725,6 +745,148 @@ impl Worker {
                 return;
             }
         };
+        self.launched(i, child, env, init);
+    }
+
+    /// Starts a container of the orca image: the orca binary in a root of
+    /// its own (see [`rootfs`]).
+    async fn start_orca(&mut self, i: usize, env: Vec<(String, String)>) {
+        let spec = self.containers[i].spec.clone();
+        let binary = match rootfs::orca_binary() {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail_start(i, 128, "StartError", Some(e.to_string()));
+                return;
+            }
+        };
+        let command = expand_all(spec.command.as_deref().unwrap_or_default(), &env);
+        let args = expand_all(spec.args.as_deref().unwrap_or_default(), &env);
+        let argv = match rootfs::argv(&command, &args) {
+            Ok(a) => a,
+            Err(m) => {
+                self.fail_start(i, 128, "StartError", Some(m));
+                return;
+            }
+        };
+        let pod_sc = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.clone());
+        let sc = spec.security_context.clone().unwrap_or_default();
+        let uid = sc
+            .run_as_user
+            .or(pod_sc.as_ref().and_then(|p| p.run_as_user))
+            .and_then(|u| u32::try_from(u).ok())
+            .unwrap_or(rootfs::IMAGE_USER);
+        let gid = sc
+            .run_as_group
+            .or(pod_sc.as_ref().and_then(|p| p.run_as_group))
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(rootfs::IMAGE_USER);
+        let non_root = sc
+            .run_as_non_root
+            .or(pod_sc.as_ref().and_then(|p| p.run_as_non_root))
+            .unwrap_or(false);
+        if non_root && uid == 0 {
+            let c = &mut self.containers[i];
+            c.state = State::Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message: Some("Error: container's runAsUser breaks non-root policy".into()),
+            };
+            c.next_start = Instant::now() + Duration::from_secs(1);
+            return;
+        }
+        let vols = self.volumes.clone().unwrap_or_default();
+        let mut mounts = Vec::new();
+        for m in spec.volume_mounts.iter().flatten() {
+            let Some(dir) = vols.get(&m.name) else {
+                continue;
+            };
+            let host = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => dir.join(sub.trim_start_matches('/')),
+                None => dir.clone(),
+            };
+            mounts.push((m.mount_path.clone(), host, m.read_only.unwrap_or(false)));
+        }
+        let layout = rootfs::Layout {
+            dir: self.dir.join("rootfs").join(&spec.name),
+            binary: &binary,
+            mounts,
+            hostname: &self.name,
+            pod_ip: &self.ip,
+            read_only: sc.read_only_root_filesystem.unwrap_or(false),
+            uid,
+            gid,
+            workdir: spec.working_dir.clone(),
+        };
+        let root = match rootfs::prepare(&layout) {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail_start(
+                    i,
+                    128,
+                    "StartError",
+                    Some(format!("making the container's root: {e}")),
+                );
+                return;
+            }
+        };
+        let mut proc_env = vec![
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+            ("HOSTNAME".to_string(), self.name.clone()),
+            (
+                "HOME".to_string(),
+                if uid == 0 { "/root" } else { "/home/nonroot" }.to_string(),
+            ),
+        ];
+        if let Some(api) = self.k.opts.api_service {
+            let (host, port) = (api.ip().to_string(), api.port().to_string());
+            proc_env.extend([
+                ("KUBERNETES_SERVICE_HOST".to_string(), host.clone()),
+                ("KUBERNETES_SERVICE_PORT".to_string(), port.clone()),
+                ("KUBERNETES_SERVICE_PORT_HTTPS".to_string(), port.clone()),
+                ("KUBERNETES_PORT".to_string(), format!("tcp://{api}")),
+                (
+                    format!("KUBERNETES_PORT_{port}_TCP"),
+                    format!("tcp://{api}"),
+                ),
+                (
+                    format!("KUBERNETES_PORT_{port}_TCP_PROTO"),
+                    "tcp".to_string(),
+                ),
+                (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.clone()),
+                (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host),
+            ]);
+        }
+        proc_env.extend(env.iter().cloned());
+        let run = Spec {
+            program: PathBuf::from(rootfs::BINARY),
+            args: argv,
+            env: proc_env,
+            cwd: None,
+            log: Some(self.container_log(&spec)),
+            root: Some(root),
+        };
+        match self.k.spawner.spawn(run).await {
+            Ok(child) => self.launched(i, child, env, None),
+            Err(e) => self.fail_start(i, 128, "StartError", Some(e.to_string())),
+        }
+    }
+
+    /// Records a container process just started.
+    fn launched(
+        &mut self,
+        i: usize,
+        child: tokio::process::Child,
+        env: Vec<(String, String)>,
+        init: Option<PathBuf>,
+    ) {
+        let spec = self.containers[i].spec.clone();
+        let field = format!("spec.containers{{{}}}", spec.name);
         let pid = child.id();
         if let Some(p) = pid {
             self.k
