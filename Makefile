@@ -85,7 +85,8 @@ test: deps fmt-check clippy unit test-chaos
 # it started. (`cargo run -p orca-sandbox -- local` runs a bare
 # replication topology.)
 sandbox: deps
-	$(CARGO) run --release -p orca-sandbox -- --dir .orca-sandbox
+	$(CARGO) build --release -p orca
+	$(CARGO) run --release -p orca-sandbox -- --dir .orca-sandbox $(SANDBOX_ARGS)
 
 # Regenerates the CRDs from the Rust types: crds/, the chart's crds/ and
 # deploy/crds/.

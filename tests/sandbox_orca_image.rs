@@ -141,6 +141,8 @@ async fn pods_of_the_orca_image_run_orca_in_a_root_of_their_own() {
 kind: Pod
 metadata:
   name: operator
+  labels:
+    app: operator
 spec:
   securityContext:
     runAsNonRoot: true
@@ -212,5 +214,31 @@ spec:
     );
     assert!(mount("/tmp").starts_with("rw"), "the emptyDir is writable");
     assert!(mount("/usr/local/bin/orca").starts_with("ro"));
+
+    // A Service's names resolve in the container to a ready endpoint (the
+    // sandbox has no cluster DNS).
+    k.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  selector:\n    app: operator\n  ports:\n  - port: 8080\n",
+    );
+    let hosts = format!("/proc/{pid}/root/etc/hosts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ip = pods
+        .get("operator")
+        .await
+        .ok()
+        .and_then(|p| p.status.and_then(|s| s.pod_ip))
+        .expect("the pod's address");
+    let want = format!("{ip}\tapi.default.svc.cluster.local api.default.svc api.default api\n");
+    loop {
+        let text = std::fs::read_to_string(&hosts).unwrap_or_default();
+        if text.contains(&want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} in the container's /etc/hosts:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     kubelet.shutdown().await;
 }

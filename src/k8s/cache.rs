@@ -203,8 +203,7 @@ impl Caches {
         );
         let (pods, pods_s) = reflected(scoped(client, scope), owned(), h("Pods"));
         let (services, services_s) = reflected(scoped(client, scope), owned(), h("Services"));
-        let (stateful_sets, sts_s) =
-            reflected(scoped(client, scope), owned(), h("StatefulSets"));
+        let (stateful_sets, sts_s) = reflected(scoped(client, scope), owned(), h("StatefulSets"));
         let (config_maps, cm_s) = reflected(scoped(client, scope), owned(), h("ConfigMaps"));
         let (disruption_budgets, pdb_s) =
             reflected(scoped(client, scope), owned(), h("PodDisruptionBudgets"));

@@ -181,13 +181,7 @@ pub fn prepare(l: &Layout<'_>) -> std::io::Result<Root> {
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnonroot:x:65532:\n")?;
     std::fs::write(dir.join("etc/nsswitch.conf"), "hosts: files dns\n")?;
     std::fs::write(dir.join("etc/hostname"), format!("{}\n", l.hostname))?;
-    std::fs::write(
-        dir.join("etc/hosts"),
-        format!(
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
-            l.pod_ip, l.hostname
-        ),
-    )?;
+    write_hosts(dir, &hosts_file(l.pod_ip, l.hostname, &[]))?;
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(dir.join("etc/resolv.conf"), resolv)?;
     // The volumes, longest path last so that nested mounts stack.
@@ -220,6 +214,55 @@ pub fn prepare(l: &Layout<'_>) -> std::io::Result<Root> {
         gid: l.gid,
         workdir: l.workdir.clone().unwrap_or_else(|| "/".into()),
     })
+}
+
+/// A Service's address as the container resolves it: its names and the
+/// address of one ready endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHost {
+    pub names: Vec<String>,
+    pub ip: String,
+}
+
+/// The Service names a pod in `pod_ns` resolves for Service `svc` of
+/// namespace `ns`: its cluster DNS names, and its short name in its own
+/// namespace (the search path's first domain).
+pub fn service_names(svc: &str, ns: &str, pod_ns: &str) -> Vec<String> {
+    let mut v = vec![
+        format!("{svc}.{ns}.svc.cluster.local"),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}"),
+    ];
+    if ns == pod_ns {
+        v.push(svc.to_string());
+    }
+    v
+}
+
+/// The container's `/etc/hosts`: the pod's own entries, then the Services.
+/// The sandbox has no cluster DNS nor Service addresses: a Service's
+/// names resolve here to one of its ready endpoints, rewritten as the
+/// endpoints change.
+pub fn hosts_file(pod_ip: &str, hostname: &str, services: &[ServiceHost]) -> String {
+    let mut out = format!(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{hostname}\n"
+    );
+    for s in services {
+        out.push_str(&format!("{}\t{}\n", s.ip, s.names.join(" ")));
+    }
+    out
+}
+
+/// Writes the hosts file of the root at `dir` when it changed (in place:
+/// the file is the container's own, read at each lookup).
+pub fn write_hosts(dir: &Path, content: &str) -> std::io::Result<()> {
+    let path = dir.join("etc/hosts");
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(content) {
+        return Ok(());
+    }
+    let tmp = dir.join("etc/.hosts.orca-tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, &path)
 }
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
@@ -356,6 +399,30 @@ mod tests {
         ] {
             assert_eq!(is_orca_image(image), orca, "{image}");
         }
+    }
+
+    #[test]
+    fn services_resolve_by_their_cluster_names() {
+        assert_eq!(
+            service_names("orca-store-primary", "orca", "orca"),
+            [
+                "orca-store-primary.orca.svc.cluster.local",
+                "orca-store-primary.orca.svc",
+                "orca-store-primary.orca",
+                "orca-store-primary"
+            ]
+        );
+        assert_eq!(service_names("db", "apps", "orca").len(), 3);
+        let h = hosts_file(
+            "127.20.0.5",
+            "orca-abc",
+            &[ServiceHost {
+                names: vec!["db.apps.svc".into(), "db.apps".into()],
+                ip: "127.20.0.9".into(),
+            }],
+        );
+        assert!(h.contains("127.20.0.5\torca-abc\n"), "{h}");
+        assert!(h.ends_with("127.20.0.9\tdb.apps.svc db.apps\n"), "{h}");
     }
 
     #[test]

@@ -447,6 +447,52 @@ impl Worker {
         wake.max(now + Duration::from_millis(20))
     }
 
+    /// Rewrites the hosts file of each orca-image container: the pod's own
+    /// names and every Service with a ready endpoint (see
+    /// [`rootfs::hosts_file`]).
+    async fn refresh_hosts(&self) {
+        use k8s_openapi::api::core::v1::Endpoints;
+        if !self.containers.iter().any(|c| c.orca) {
+            return;
+        }
+        let api: Api<Endpoints> = Api::all(self.k.client.clone());
+        let listed = tokio::time::timeout(
+            Duration::from_secs(5),
+            api.list(&kube::api::ListParams::default()),
+        )
+        .await;
+        let Ok(Ok(list)) = listed else {
+            return;
+        };
+        let mut services = Vec::new();
+        for ep in &list.items {
+            let mut ips: Vec<String> = ep
+                .subsets
+                .iter()
+                .flatten()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .map(|a| a.ip.clone())
+                .collect();
+            ips.sort();
+            if let Some(ip) = ips.into_iter().next() {
+                let ns = ep.namespace().unwrap_or_default();
+                services.push(rootfs::ServiceHost {
+                    names: rootfs::service_names(&ep.name_any(), &ns, &self.ns),
+                    ip,
+                });
+            }
+        }
+        let content = rootfs::hosts_file(&self.ip, &self.name, &services);
+        for c in self.containers.iter().filter(|c| c.orca) {
+            let dir = self.dir.join("rootfs").join(&c.spec.name);
+            if dir.join("etc").is_dir()
+                && let Err(e) = rootfs::write_hosts(&dir, &content)
+            {
+                tracing::warn!(pod = %self.name, error = %e, "writing the container's hosts file");
+            }
+        }
+    }
+
     async fn refresh_volumes(&mut self) {
         let mut lookup = Lookup::new(self.k.client.clone(), &self.ns);
         let facts = PodFacts {
@@ -486,6 +532,7 @@ impl Worker {
         let now = Instant::now();
         if self.volumes.is_none() || now >= self.next_volume_refresh {
             self.refresh_volumes().await;
+            self.refresh_hosts().await;
         }
         if self.volumes.is_some() {
             for i in 0..self.containers.len() {
@@ -832,6 +879,7 @@ impl Worker {
                 return;
             }
         };
+        self.refresh_hosts().await;
         let mut proc_env = vec![
             (
                 "PATH".to_string(),
