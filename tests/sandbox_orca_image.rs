@@ -202,8 +202,7 @@ spec:
     let mount = |at: &str| {
         mounts
             .lines()
-            .filter(|l| l.split_whitespace().nth(4) == Some(at))
-            .last()
+            .rfind(|l| l.split_whitespace().nth(4) == Some(at))
             .map(|l| l.split_whitespace().nth(5).unwrap_or_default().to_string())
             .unwrap_or_else(|| panic!("nothing mounted at {at} in the container:\n{mounts}"))
     };
@@ -240,5 +239,140 @@ spec:
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    kubelet.shutdown().await;
+}
+
+/// Runs kubectl, returning (success, stdout, stderr).
+fn kubectl_out(k: &support::kubectl::Kubectl, args: &[&str]) -> (bool, String, String) {
+    let o = k.run(args, None);
+    (o.success(), o.stdout, o.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_logs_reads_the_current_and_the_previous_container_and_follows() {
+    let sb = Sandbox::api_server();
+    let client = sb.client().await;
+    let root = sb.dir.path().join("kubelet");
+    let kubelet = Kubelet::start(
+        client.clone(),
+        KubeletOptions {
+            root: root.clone(),
+            restart_backoff_initial: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(2),
+            ..KubeletOptions::default()
+        },
+    )
+    .await
+    .expect("start the kubelet");
+    sb.install_crds().await;
+    let k = sb.kubectl();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let kubeconfig = std::fs::read_to_string(&sb.kubeconfig).expect("kubeconfig");
+    let indented: String = kubeconfig.lines().map(|l| format!("    {l}\n")).collect();
+    k.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube\ndata:\n  kubeconfig: |\n{indented}"
+    ));
+    k.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  containers:
+  - name: operator
+    image: {IMAGE}
+    args: ["operator", "--kubeconfig=/etc/kube/kubeconfig", "--no-leader-election"]
+    env:
+    - name: ORCA_LOG
+      value: info
+    volumeMounts:
+    - name: kube
+      mountPath: /etc/kube
+  volumes:
+  - name: kube
+    configMap:
+      name: kube
+"#
+    ));
+    let running = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    };
+    wait_pod(&pods, &root, "chatty", "Running", running).await;
+    let started = "orca operator started";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, err) = kubectl_out(k, &["logs", "chatty"]);
+        if ok && out.contains(started) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubectl logs: {out}{err}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (ok, _, err) = kubectl_out(k, &["logs", "chatty", "--previous"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "Error from server (BadRequest): previous terminated container \"operator\" in pod \"chatty\" not found"
+    );
+    let (ok, _, err) = kubectl_out(k, &["logs", "chatty", "-c", "nope"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        // kubectl checks the container itself, before asking
+        "error: container nope is not valid for pod chatty"
+    );
+    let (ok, _, err) = kubectl_out(k, &["logs", "nobody"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: error from server (NotFound): pods \"nobody\" not found in namespace \"default\""
+    );
+    let (ok, out, _) = kubectl_out(k, &["logs", "chatty", "--tail=1"]);
+    assert!(ok && out.lines().count() == 1, "{out}");
+
+    // Follow: what the instance wrote, until it ends (the crash).
+    let mut follow = k
+        .command(&["logs", "-f", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        follow.try_wait().expect("try_wait").is_none(),
+        "kubectl logs -f ended while the container runs"
+    );
+    k.ok(&["annotate", "pod", "chatty", "sandbox.orca.dev/fault=crash"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = follow.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl logs -f did not end with the container"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let out = follow.wait_with_output().expect("output");
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(started));
+
+    // The next instance runs; the one before is the previous log.
+    wait_pod(&pods, &root, "chatty", "restarted and Running", |p| {
+        running(p)
+            && p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .is_some_and(|c| c.restart_count >= 1)
+    })
+    .await;
+    let (ok, out, err) = kubectl_out(k, &["logs", "chatty", "--previous"]);
+    assert!(ok && out.contains(started), "{out}{err}");
     kubelet.shutdown().await;
 }

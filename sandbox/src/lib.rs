@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod deployment;
 pub mod kubelet;
 pub mod loopback;
 pub mod mysqld;

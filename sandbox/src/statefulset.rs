@@ -157,7 +157,7 @@ fn ordinal_of(set_name: &str, pod_name: &str) -> Option<i32> {
     pod_ordinal(set_name, pod_name).and_then(|o| i32::try_from(o).ok())
 }
 
-fn is_terminating(p: &Pod) -> bool {
+pub(crate) fn is_terminating(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_some()
 }
 
@@ -186,12 +186,12 @@ fn ready_since(p: &Pod) -> Option<jiff::Timestamp> {
     )
 }
 
-fn is_running_and_ready(p: &Pod) -> bool {
+pub(crate) fn is_running_and_ready(p: &Pod) -> bool {
     phase(p) == "Running" && ready_since(p).is_some() && !is_terminating(p)
 }
 
 /// Running and Ready for at least `min_ready` seconds.
-fn is_available(p: &Pod, min_ready: i64) -> bool {
+pub(crate) fn is_available(p: &Pod, min_ready: i64) -> bool {
     if !is_running_and_ready(p) {
         return false;
     }
@@ -210,7 +210,7 @@ fn revision_of(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
-fn is_owned_by(p: &Pod, uid: &str) -> bool {
+pub(crate) fn is_owned_by(p: &Pod, uid: &str) -> bool {
     p.owner_references()
         .iter()
         .any(|r| r.controller == Some(true) && r.uid == uid)

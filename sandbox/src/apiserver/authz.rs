@@ -60,13 +60,146 @@ pub fn fill_token_secret(secret: &mut Value, ns: &str) {
     }
 }
 
+/// A token the TokenRequest API issued: whose, bound to which pod, until
+/// when. Kept in memory: a restarted server forgets them, and kubelets
+/// ask again.
+#[derive(Debug, Clone)]
+pub struct BoundToken {
+    pub namespace: String,
+    pub service_account: String,
+    pub service_account_uid: String,
+    /// The pod (name, uid) the token dies with.
+    pub pod: Option<(String, String)>,
+    pub expires: jiff::Timestamp,
+}
+
+/// The tokens issued, by token.
+pub type Tokens = std::collections::HashMap<String, BoundToken>;
+
+fn service_account_user(ns: &str, sa: &str) -> User {
+    User {
+        name: format!("system:serviceaccount:{ns}:{sa}"),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".into(),
+        ],
+    }
+}
+
+/// The sandbox's own user, its kubeconfig's.
+pub fn admin() -> User {
+    User {
+        name: ADMIN_USER.into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    }
+}
+
+/// Who calls with no credentials.
+pub fn anonymous() -> User {
+    User {
+        name: "system:anonymous".into(),
+        groups: vec!["system:unauthenticated".into()],
+    }
+}
+
+/// Mints a token for ServiceAccount `ns/sa` (a TokenRequest):
+/// `request` is its body; the answer is the TokenRequest with its status.
+pub fn token_request(
+    store: &Store,
+    tokens: &mut Tokens,
+    ns: &str,
+    sa: &str,
+    mut request: Value,
+) -> Result<Value, super::error::ApiError> {
+    let Some(account) = store.get("core/serviceaccounts", ns, sa) else {
+        return Err(super::error::ApiError::not_found("", "serviceaccounts", sa));
+    };
+    let sa_uid = account["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let seconds = request["spec"]["expirationSeconds"]
+        .as_i64()
+        .unwrap_or(3600);
+    if seconds < 600 {
+        return Err(super::error::ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            sa,
+            &[super::error::FieldError::invalid(
+                "spec.expirationSeconds",
+                json!(seconds),
+                "may not specify a duration less than 10 minutes",
+            )],
+        ));
+    }
+    let bound = &request["spec"]["boundObjectRef"];
+    let pod = match bound["kind"].as_str() {
+        Some("Pod") => {
+            let name = bound["name"].as_str().unwrap_or_default();
+            let Some(p) = store.get("core/pods", ns, name) else {
+                return Err(super::error::ApiError::not_found("", "pods", name));
+            };
+            Some((
+                name.to_string(),
+                p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+        _ => None,
+    };
+    // expired tokens are forgotten as new ones are made
+    let now = jiff::Timestamp::now();
+    tokens.retain(|_, t| t.expires > now);
+    let expires = now
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(now);
+    let token = format!("sandbox-sa-v1.{}", uuid::Uuid::new_v4().simple());
+    tokens.insert(
+        token.clone(),
+        BoundToken {
+            namespace: ns.to_string(),
+            service_account: sa.to_string(),
+            service_account_uid: sa_uid,
+            pod,
+            expires,
+        },
+    );
+    if request["spec"]["audiences"].is_null() {
+        request["spec"]["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+    }
+    request["spec"]["expirationSeconds"] = json!(seconds);
+    request["apiVersion"] = json!("authentication.k8s.io/v1");
+    request["kind"] = json!("TokenRequest");
+    request["metadata"]["name"] = json!(sa);
+    request["metadata"]["namespace"] = json!(ns);
+    request["status"] = json!({
+        "token": token,
+        "expirationTimestamp": expires.round(jiff::Unit::Second).unwrap_or(expires).to_string(),
+    });
+    Ok(request)
+}
+
 /// Who `token` is.
-pub fn authenticate(store: &Store, token: &str) -> Option<User> {
+pub fn authenticate(store: &Store, tokens: &Tokens, token: &str) -> Option<User> {
     if token == ADMIN_TOKEN {
-        return Some(User {
-            name: ADMIN_USER.into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        });
+        return Some(admin());
+    }
+    if let Some(t) = tokens.get(token) {
+        if t.expires <= jiff::Timestamp::now() {
+            return None;
+        }
+        let sa = store.get("core/serviceaccounts", &t.namespace, &t.service_account)?;
+        if sa["metadata"]["uid"] != t.service_account_uid.as_str() {
+            return None;
+        }
+        if let Some((pod, uid)) = &t.pod {
+            let p = store.get("core/pods", &t.namespace, pod)?;
+            if p["metadata"]["uid"] != uid.as_str() {
+                return None;
+            }
+        }
+        return Some(service_account_user(&t.namespace, &t.service_account));
     }
     store.list("core/secrets", None).into_iter().find_map(|s| {
         if s["type"] != SA_TOKEN_TYPE {
@@ -78,21 +211,14 @@ pub fn authenticate(store: &Store, token: &str) -> Option<User> {
         }
         let ns = s["metadata"]["namespace"].as_str()?;
         let sa = s["metadata"]["annotations"][SA_NAME].as_str()?;
-        Some(User {
-            name: format!("system:serviceaccount:{ns}:{sa}"),
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{ns}"),
-                "system:authenticated".into(),
-            ],
-        })
+        Some(service_account_user(ns, sa))
     })
 }
 
 /// The answer to a TokenReview.
-pub fn token_review(store: &Store, review: &mut Value) {
+pub fn token_review(store: &Store, tokens: &Tokens, review: &mut Value) {
     let token = review["spec"]["token"].as_str().unwrap_or_default();
-    review["status"] = match authenticate(store, token) {
+    review["status"] = match authenticate(store, tokens, token) {
         Some(u) => json!({
             "authenticated": true,
             "user": { "username": u.name, "groups": u.groups },
@@ -208,6 +334,25 @@ pub fn allowed(store: &Store, user: &User, a: &Attributes) -> (bool, String) {
         }
     }
     (false, String::new())
+}
+
+/// Why the real server's 403 denies `a` to `user` (what follows
+/// "... is forbidden: ").
+pub fn forbidden_reason(user: &User, a: &Attributes) -> String {
+    let resource = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
+    format!(
+        "User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+        user.name, a.verb, a.group
+    )
 }
 
 /// The answer to a SubjectAccessReview.

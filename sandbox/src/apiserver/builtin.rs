@@ -402,6 +402,16 @@ pub fn prepare_create(
             template_labels_match(&obj["spec"], &mut errs);
             obj["status"] = json!({"replicas": 0, "availableReplicas": 0});
         }
+        ("apps", "deployments") | ("apps", "replicasets") => {
+            let deployment = rt.plural == "deployments";
+            with_obj(obj, "spec", |spec| workload_defaults(spec, deployment));
+            if obj.pointer("/spec/template/spec").is_some() {
+                default_pod_spec(&mut obj["spec"]["template"]["spec"]);
+            }
+            validate_template(&obj["spec"], &mut errs, &["Always"]);
+            template_labels_match(&obj["spec"], &mut errs);
+            obj["status"] = json!({});
+        }
         ("batch", "jobs") => {
             let uid = ctx.uid.to_string();
             let name = ctx.name.to_string();
@@ -531,6 +541,20 @@ fn service_create(
     }
     if ty == "LoadBalancer" {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
+/// The defaults of a Deployment's (or a ReplicaSet's) spec.
+fn workload_defaults(spec: &mut Map<String, Value>, deployment: bool) {
+    set_default(spec, "replicas", json!(1));
+    if deployment {
+        set_default(
+            spec,
+            "strategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+        );
+        set_default(spec, "revisionHistoryLimit", json!(10));
+        set_default(spec, "progressDeadlineSeconds", json!(600));
     }
 }
 
@@ -836,6 +860,26 @@ pub fn prepare_update(
                 errs.push(FieldError::forbidden(
                     "spec",
                     "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+            validate_template(&new["spec"], &mut errs, &["Always"]);
+            template_labels_match(&new["spec"], &mut errs);
+        }
+        ("apps", "deployments") | ("apps", "replicasets") => {
+            let deployment = rt.plural == "deployments";
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                workload_defaults(spec, deployment);
+            }
+            if new.pointer("/spec/template/spec").is_some() {
+                default_pod_spec(&mut new["spec"]["template"]["spec"]);
+            }
+            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+                errs.push(FieldError::invalid(
+                    "spec.selector",
+                    new.pointer("/spec/selector")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    "field is immutable",
                 ));
             }
             validate_template(&new["spec"], &mut errs, &["Always"]);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ops::{
-    CRD_CLEANUP, STORAGE_CRDS, STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_PDBS, STORAGE_PODS,
+    CRD_CLEANUP, ROOT_CA_CONFIGMAP, STORAGE_CONFIGMAPS, STORAGE_CRDS, STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_PDBS, STORAGE_PODS,
     STORAGE_SERVICES, State, finalizers, is_deleting, meta_str,
 };
 use super::selector::LabelSelector;
@@ -25,6 +25,7 @@ impl State {
             self.settled_at = self.store.generation;
             self.gc_pass();
             self.namespace_pass();
+            self.root_ca_pass();
             self.crd_pass();
             self.endpoints_pass();
             self.disruption_pass();
@@ -277,6 +278,38 @@ impl State {
                 } else {
                     self.update_internal(STORAGE_NAMESPACES, n);
                 }
+            }
+        }
+    }
+
+    /// The root CA publisher's part: a `kube-root-ca.crt` ConfigMap with
+    /// the server's CA in each namespace that is not being deleted, put
+    /// back when deleted or changed.
+    fn root_ca_pass(&mut self) {
+        let Some(ca) = self.root_ca.clone() else {
+            return;
+        };
+        let namespaces: Vec<String> = self
+            .store
+            .list(STORAGE_NAMESPACES, None)
+            .into_iter()
+            .filter(|n| !is_deleting(n))
+            .map(|n| meta_str(n, "name").to_string())
+            .collect();
+        for ns in namespaces {
+            match self.store.get(STORAGE_CONFIGMAPS, &ns, ROOT_CA_CONFIGMAP).cloned() {
+                Some(cm) if cm["data"]["ca.crt"] == ca.as_str() => {}
+                Some(mut cm) => {
+                    cm["data"] = json!({"ca.crt": ca});
+                    self.update_internal(STORAGE_CONFIGMAPS, cm);
+                }
+                None => self.create_internal(
+                    STORAGE_CONFIGMAPS,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": ns,
+                            "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                        "data": {"ca.crt": ca}}),
+                ),
             }
         }
     }

@@ -326,10 +326,87 @@ pub async fn handle(
         return request_log(&shared, &method);
     }
     let key = request_key(&shared, &method, &path, &q, &parts.headers);
+    let https = parts.extensions.get::<Https>().is_some();
+    if let Err(e) = admit(&shared, https, &method, &path, &key, &parts.headers) {
+        shared.requests().add(key);
+        return error(&e);
+    }
     shared.requests().add(key);
     let resp = dispatch(&shared, &method, &path, &q, &parts.headers, &body).await;
     tracing::debug!(target: "orca::sandbox::apiserver", %method, %path, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// Marks a request that came in over the HTTPS face.
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
+/// Authentication and RBAC authorization of one request. A bearer token
+/// must be valid (401 otherwise); without one, a caller on the plain HTTP
+/// face (loopback, the sandbox's own tools) is the sandbox's admin and one
+/// on the HTTPS face (pods) is `system:anonymous`. Then the subject's
+/// Roles and ClusterRoles decide, with the real server's 403 text.
+fn admit(
+    shared: &Shared,
+    https: bool,
+    method: &Method,
+    path: &str,
+    key: &RequestKey,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let state = shared.lock();
+    let user = match bearer {
+        Some(t) => super::authz::authenticate(&state.store, &state.tokens, t)
+            .ok_or_else(ApiError::unauthorized)?,
+        None if https => super::authz::anonymous(),
+        None => super::authz::admin(),
+    };
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(());
+    }
+    let Route::Resource(t) = route(&state, path) else {
+        // discovery, version and health: any authenticated user; health
+        // and version for everyone
+        let public = matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+            || path.starts_with("/healthz/")
+            || path.starts_with("/livez/")
+            || path.starts_with("/readyz/");
+        if public || user.groups.iter().any(|g| g == "system:authenticated") {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden_path(
+            &user.name,
+            &method.as_str().to_lowercase(),
+            path,
+        ));
+    };
+    let verb = match key.verb.as_str() {
+        "apply" => "patch",
+        v => v,
+    };
+    let a = super::authz::Attributes {
+        namespace: t.namespace.clone().unwrap_or_default(),
+        verb: verb.to_string(),
+        group: t.rt.group.clone(),
+        resource: t.rt.plural.clone(),
+        subresource: t.sub.clone().unwrap_or_default(),
+        name: t.name.clone().unwrap_or_default(),
+    };
+    let (ok, _) = super::authz::allowed(&state.store, &user, &a);
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        &a.group,
+        &a.resource,
+        &a.name,
+        &super::authz::forbidden_reason(&user, &a),
+    ))
 }
 
 /// `GET /debug/requests`: the request log; `DELETE`: reset it.
@@ -483,6 +560,15 @@ async fn dispatch(
             )
         }
         Route::NotFound => error(&ApiError::no_route()),
+        Route::Resource(t)
+            if t.rt.group.is_empty()
+                && t.rt.plural == "pods"
+                && t.sub.as_deref() == Some("log") =>
+        {
+            pod_log(shared, method, &t, q)
+                .await
+                .unwrap_or_else(|e| error(&e))
+        }
         Route::Resource(t) => {
             let mut r = match resource(shared, method, &t, q, headers, body) {
                 Ok(r) => r,
@@ -500,6 +586,23 @@ async fn dispatch(
             r
         }
     }
+}
+
+/// `pods/{name}/log`: see [`super::podlog`].
+async fn pod_log(
+    shared: &Arc<Shared>,
+    method: &Method,
+    t: &Target,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    let (Some(ns), Some(name)) = (t.namespace.as_deref(), t.name.as_deref()) else {
+        return Err(ApiError::no_route());
+    };
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let pod = shared.lock().get(&t.rt, ns, name)?;
+    super::podlog::pod_log(shared, pod, &q.0).await
 }
 
 fn version() -> Value {
@@ -669,6 +772,7 @@ fn resource(
         "status" if rt.status => {}
         "scale" if rt.scale.is_some() => {}
         "binding" | "eviction" if rt.plural == "pods" && rt.group.is_empty() => {}
+        "token" if rt.plural == "serviceaccounts" && rt.group.is_empty() => {}
         _ => return Err(ApiError::no_route()),
     }
     let watch = t.watch_path || (method == Method::GET && q.flag("watch"));
@@ -735,6 +839,14 @@ fn resource(
             drop(state);
             let (b, ct) = render_one(rt, w.object, format, q)?;
             Ok(respond(StatusCode::CREATED, &b, ct, &w.warnings))
+        }
+        (Method::POST, Some(name)) if sub == "token" => {
+            let value = decode_body(headers, body)?;
+            let mut state = shared.lock();
+            let state = &mut *state;
+            let out =
+                super::authz::token_request(&state.store, &mut state.tokens, &ns, name, value)?;
+            Ok(respond(StatusCode::CREATED, &out, "application/json", &[]))
         }
         (Method::POST, Some(name)) if sub == "binding" || sub == "eviction" => {
             let value = decode_body(headers, body)?;

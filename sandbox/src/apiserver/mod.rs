@@ -23,12 +23,14 @@ pub mod jsonpath;
 mod managed;
 mod ops;
 mod patch;
+mod podlog;
 mod protobuf;
 pub mod requests;
 pub mod schema;
 pub mod selector;
 mod store;
 pub mod structural;
+pub mod tls;
 mod table;
 mod time;
 mod types;
@@ -50,6 +52,8 @@ use ops::{STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_SERVICES, State};
 /// Errors starting or stopping the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiServerError {
+    #[error("{0}")]
+    Tls(tls::TlsError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -129,7 +133,17 @@ impl ApiServer {
         listener
             .set_nonblocking(true)
             .map_err(|source| ApiServerError::Bind { addr, source })?;
+        let https_listener = std::net::TcpListener::bind(SocketAddr::new(local.ip(), 0))
+            .map_err(|source| ApiServerError::Bind { addr, source })?;
+        let https = https_listener
+            .local_addr()
+            .map_err(|source| ApiServerError::Bind { addr, source })?;
+        https_listener
+            .set_nonblocking(true)
+            .map_err(|source| ApiServerError::Bind { addr, source })?;
+        let authority = tls::Authority::new(local.ip()).map_err(ApiServerError::Tls)?;
         let mut state = State::new(options.history);
+        state.root_ca = Some(authority.ca_pem.clone());
         let loaded = match &snapshot {
             Some(path) if path.exists() => {
                 let raw = std::fs::read(path).map_err(|source| ApiServerError::ReadSnapshot {
@@ -148,7 +162,7 @@ impl ApiServer {
             }
             _ => false,
         };
-        bootstrap(&mut state, local, loaded);
+        bootstrap(&mut state, https, loaded);
         state.settle();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -163,12 +177,15 @@ impl ApiServer {
             .build()
             .map_err(ApiServerError::Runtime)?;
         let thread_shared = shared.clone();
+        let tls_config = authority.config.clone();
         let thread_snapshot = snapshot.clone();
         let thread = std::thread::Builder::new()
             .name("orca-apiserver".into())
             .spawn(move || {
                 runtime.block_on(serve(
                     listener,
+                    https_listener,
+                    tls_config,
                     thread_shared,
                     stop_rx,
                     thread_snapshot,
@@ -178,6 +195,8 @@ impl ApiServer {
             .map_err(ApiServerError::Thread)?;
         Ok(RunningApiServer {
             addr: local,
+            https,
+            ca_pem: authority.ca_pem,
             shared,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -186,8 +205,11 @@ impl ApiServer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     listener: std::net::TcpListener,
+    https_listener: std::net::TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
     stop: tokio::sync::oneshot::Receiver<()>,
     snapshot: Option<PathBuf>,
@@ -203,6 +225,27 @@ async fn serve(
     let app = axum::Router::new()
         .fallback(http::handle)
         .with_state(shared.clone());
+    // The HTTPS face: the same answers, for clients in pods.
+    let (https_stop, mut https_stopped) = tokio::sync::watch::channel(false);
+    let https_task = match tokio::net::TcpListener::from_std(https_listener)
+        .and_then(|l| tls::TlsListener::new(l, tls_config))
+    {
+        Ok(l) => {
+            let app = app.clone().layer(axum::Extension(http::Https));
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = https_stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stopped).await {
+                    tracing::error!("sandbox API server (https) stopped: {e}");
+                }
+            }))
+        }
+        Err(e) => {
+            tracing::error!("sandbox API server cannot listen for https: {e}");
+            None
+        }
+    };
     let ticker_shared = shared.clone();
     let ticker = tokio::spawn(async move {
         let mut t = tokio::time::interval(options.bookmark_interval);
@@ -235,6 +278,7 @@ async fn serve(
     let stopping = shared.clone();
     let shutdown = async move {
         let _ = stop.await;
+        let _ = https_stop.send(true);
         // ends every open watch so that the server can stop
         stopping.lock().store.shutdown();
     };
@@ -245,6 +289,9 @@ async fn serve(
         tracing::error!("sandbox API server stopped: {e}");
     }
     ticker.abort();
+    if let Some(t) = https_task {
+        t.abort();
+    }
     if let Some(s) = saver {
         s.abort();
     }
@@ -316,6 +363,8 @@ fn bootstrap(state: &mut State, addr: SocketAddr, loaded: bool) {
 /// A running server.
 pub struct RunningApiServer {
     addr: SocketAddr,
+    https: SocketAddr,
+    ca_pem: String,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -330,6 +379,22 @@ impl RunningApiServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS face's address (what pods reach as the `kubernetes`
+    /// Service).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.https)
+    }
+
+    /// The CA (PEM) that signed the HTTPS face's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// In-process levers for tests.

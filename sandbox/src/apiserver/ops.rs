@@ -29,6 +29,9 @@ pub const STORAGE_ENDPOINTS: &str = "core/endpoints";
 pub const STORAGE_PODS: &str = "core/pods";
 pub const STORAGE_NODES: &str = "core/nodes";
 pub const STORAGE_SERVICEACCOUNTS: &str = "core/serviceaccounts";
+pub const STORAGE_CONFIGMAPS: &str = "core/configmaps";
+/// The ConfigMap every namespace gets with the API server's CA.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 pub const STORAGE_PDBS: &str = "policy/poddisruptionbudgets";
 
 /// Namespaces that cannot be deleted.
@@ -42,6 +45,11 @@ pub struct State {
     pub deleted_services: Vec<(String, String)>,
     /// store.generation when the controllers last settled.
     pub settled_at: u64,
+    /// The CA of the HTTPS face, published in every namespace's
+    /// `kube-root-ca.crt` ConfigMap.
+    pub root_ca: Option<String>,
+    /// The tokens the TokenRequest API issued.
+    pub tokens: super::authz::Tokens,
 }
 
 /// Options shared by the writes.
@@ -262,6 +270,8 @@ impl State {
             registry: Registry::new(),
             deleted_services: Vec::new(),
             settled_at: u64::MAX,
+            root_ca: None,
+            tokens: Default::default(),
         }
     }
 
@@ -614,7 +624,7 @@ impl State {
         }
         if rt.plural == "tokenreviews" || rt.plural == "subjectaccessreviews" {
             if rt.plural == "tokenreviews" {
-                super::authz::token_review(&self.store, &mut body);
+                super::authz::token_review(&self.store, &self.tokens, &mut body);
             } else {
                 super::authz::subject_access_review(&self.store, &mut body);
             }
@@ -626,6 +636,9 @@ impl State {
         }
         if rt.plural == "secrets" && rt.group.is_empty() {
             super::authz::fill_token_secret(&mut body, ns);
+        }
+        if rt.plural == "pods" && rt.group.is_empty() {
+            self.admit_service_account(ns, &mut body)?;
         }
         if !meta_str(&body, "resourceVersion").is_empty() {
             return Err(ApiError::internal(
@@ -764,6 +777,86 @@ impl State {
     }
 
     /// Every namespace gets a `default` ServiceAccount.
+    /// The ServiceAccount admission plugin: a pod runs as its
+    /// ServiceAccount (`default` unless named), which must exist, and
+    /// unless automounting is off it gets the `kube-api-access-*`
+    /// projected volume (token, the cluster's CA, its namespace) mounted
+    /// where in-cluster clients read it, in every container.
+    fn admit_service_account(&self, ns: &str, pod: &mut Value) -> Result<(), ApiError> {
+        const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        let sa = spec
+            .get("serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| spec.get("serviceAccount").and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        spec.insert("serviceAccountName".into(), json!(sa));
+        spec.insert("serviceAccount".into(), json!(sa));
+        let Some(account) = self.store.get(STORAGE_SERVICEACCOUNTS, ns, &sa) else {
+            return Err(ApiError::forbidden(
+                "",
+                "pods",
+                "",
+                &format!(
+                    "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+                ),
+            ));
+        };
+        let automount = spec
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool)
+            .or_else(|| account["automountServiceAccountToken"].as_bool())
+            .unwrap_or(true);
+        if !automount {
+            return Ok(());
+        }
+        let mounted = ["containers", "initContainers"].iter().any(|k| {
+            spec.get(*k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+                .any(|m| m["mountPath"] == MOUNT)
+        });
+        if mounted {
+            return Ok(());
+        }
+        let volume = format!("kube-api-access-{}", random_suffix());
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(v) = volumes.as_array_mut() {
+            v.push(json!({
+                "name": volume,
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {"downwardAPI": {"items": [{"path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                    ],
+                },
+            }));
+        }
+        for k in ["containers", "initContainers"] {
+            if let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) {
+                for c in cs.iter_mut() {
+                    if let Some(c) = c.as_object_mut() {
+                        let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+                        if let Some(m) = mounts.as_array_mut() {
+                            m.push(json!({"name": volume, "mountPath": MOUNT, "readOnly": true}));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn ensure_default_service_account(&mut self, ns: &str) {
         if self
             .store

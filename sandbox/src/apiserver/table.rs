@@ -102,6 +102,79 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
             col("Revision", "integer", 0, "The revision number."),
             age_col(),
         ],
+        ("apps", "deployments") => vec![
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            col(
+                "Up-to-date",
+                "string",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            col(
+                "Available",
+                "string",
+                0,
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
+            age_col(),
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
+            col(
+                "Selector",
+                "string",
+                1,
+                "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+            ),
+        ],
+        ("apps", "replicasets") => vec![
+            col(
+                "Desired",
+                "integer",
+                0,
+                "Replicas is the number of desired pods.",
+            ),
+            col(
+                "Current",
+                "integer",
+                0,
+                "Replicas is the most recently observed number of replicas.",
+            ),
+            col(
+                "Ready",
+                "integer",
+                0,
+                "The number of ready replicas for this replica set.",
+            ),
+            age_col(),
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
+            col(
+                "Selector",
+                "string",
+                1,
+                "Selector is a label query over pods that should match the replica count.",
+            ),
+        ],
         ("apps", "statefulsets") => vec![
             col("Ready", "string", 0, "Number of the pod with ready state"),
             age_col(),
@@ -810,6 +883,45 @@ pub fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                 age(o),
             ]
         }
+        ("apps", "deployments") | ("apps", "replicasets") => {
+            let (c, i) =
+                containers_and_images(o.pointer("/spec/template/spec").unwrap_or(&Value::Null));
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            let desired = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let selector = o
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            if rt.plural == "deployments" {
+                vec![
+                    name,
+                    json!(format!("{}/{desired}", n("/status/readyReplicas"))),
+                    json!(n("/status/updatedReplicas")),
+                    json!(n("/status/availableReplicas")),
+                    age(o),
+                    json!(c),
+                    json!(i),
+                    json!(selector),
+                ]
+            } else {
+                vec![
+                    name,
+                    json!(desired),
+                    json!(n("/status/replicas")),
+                    json!(n("/status/readyReplicas")),
+                    age(o),
+                    json!(c),
+                    json!(i),
+                    json!(selector),
+                ]
+            }
+        }
         ("apps", "statefulsets") => {
             let (c, i) =
                 containers_and_images(o.pointer("/spec/template/spec").unwrap_or(&Value::Null));
@@ -1144,6 +1256,8 @@ mod tests {
         for plural in [
             "pods",
             "statefulsets",
+            "deployments",
+            "replicasets",
             "services",
             "endpoints",
             "configmaps",

@@ -398,6 +398,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
     pod.extra_subresources = vec![
         ("binding", "", "Binding", vec!["create"]),
         ("eviction", "policy/v1", "Eviction", vec!["create"]),
+        ("log", "", "Pod", vec!["get"]),
     ];
     v.push(pod);
     let mut secret = builtin(B {
@@ -413,7 +414,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
     });
     secret.field_selectors = vec!["type".into()];
     v.push(secret);
-    v.push(builtin(B {
+    let mut sa = builtin(B {
         group: "",
         version: "v1",
         plural: "serviceaccounts",
@@ -423,7 +424,14 @@ pub fn builtin_types() -> Vec<ResourceType> {
         categories: &[],
         status: false,
         generation: G0,
-    }));
+    });
+    sa.extra_subresources = vec![(
+        "token",
+        "authentication.k8s.io/v1",
+        "TokenRequest",
+        vec!["create"],
+    )];
+    v.push(sa);
     let mut svc = builtin(B {
         group: "",
         version: "v1",
@@ -455,6 +463,30 @@ pub fn builtin_types() -> Vec<ResourceType> {
         label_selector: None,
     });
     v.push(sts);
+
+    let workloads: [(&str, &str, &'static [&'static str]); 2] = [
+        ("deployments", "Deployment", &["deploy"]),
+        ("replicasets", "ReplicaSet", &["rs"]),
+    ];
+    for (plural, kind, short) in workloads {
+        let mut d = builtin(B {
+            group: "apps",
+            version: "v1",
+            plural,
+            kind,
+            namespaced: true,
+            short,
+            categories: &["all"],
+            status: true,
+            generation: Spec,
+        });
+        d.scale = Some(ScaleSpec {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".status.selector".into()),
+        });
+        v.push(d);
+    }
 
     v.push(builtin(B {
         group: "apps",

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::apiserver::{ApiServer, write_kubeconfig};
 use crate::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
+use crate::deployment::DeploymentController;
 use crate::statefulset::StatefulSetController;
 use orca::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
@@ -181,6 +182,7 @@ pub async fn serve(args: RunArgs) -> u8 {
     let opts = KubeletOptions {
         root: kubelet_root,
         first_restart_delay,
+        api_service: Some(server.https_addr()),
         ..KubeletOptions::default()
     };
     let kubelet = match Kubelet::start(client.clone(), opts).await {
@@ -191,6 +193,7 @@ pub async fn serve(args: RunArgs) -> u8 {
         }
     };
     let sts = StatefulSetController::start(client.clone());
+    let deployments = DeploymentController::start(client.clone());
     let (stop_operator, operator_stopped) = tokio::sync::watch::channel(false);
     let operator = if args.no_operator {
         None
@@ -269,6 +272,7 @@ pub async fn serve(args: RunArgs) -> u8 {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), op).await;
     }
     sts.shutdown().await;
+    deployments.shutdown().await;
     kubelet.shutdown().await;
     if let Err(e) = server.shutdown() {
         eprintln!("orca-sandbox: {e}");

@@ -23,6 +23,7 @@
 
 pub mod env;
 pub mod image;
+pub mod logs;
 pub mod probe;
 pub mod rootfs;
 pub mod spawn;
@@ -129,6 +130,10 @@ pub(crate) struct Shared {
     pub(crate) pids: Mutex<HashSet<u32>>,
     /// Events to record, in order, by one task.
     pub(crate) events: tokio::sync::mpsc::UnboundedSender<(String, Event)>,
+    /// Where the containers' logs are, for the log endpoint.
+    pub(crate) logs: Arc<logs::LogRegistry>,
+    /// The port of the log endpoint (the Node's kubelet endpoint).
+    pub(crate) log_port: u16,
 }
 
 pub(crate) fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
@@ -193,6 +198,8 @@ pub struct Kubelet {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    /// Serves the containers' logs while the kubelet runs.
+    _log_server: logs::LogServer,
 }
 
 struct WorkerHandle {
@@ -218,16 +225,26 @@ impl Kubelet {
         let (node_ready, _) = watch::channel(true);
         let (stop, _) = watch::channel(false);
         let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let host_ip = "127.0.0.1".to_string();
+        let registry = Arc::new(logs::LogRegistry::default());
+        let log_server = logs::LogServer::start(&host_ip, registry.clone())
+            .await
+            .map_err(|source| KubeletError::Io {
+                what: "starting the log endpoint".into(),
+                source,
+            })?;
         let events_task = tokio::spawn(post_events(client.clone(), events_rx));
         let shared = Arc::new(Shared {
             client,
             opts,
-            host_ip: "127.0.0.1".to_string(),
+            host_ip,
             spawner,
             node_ready,
             stop,
             pids: Mutex::new(HashSet::new()),
             events,
+            logs: registry,
+            log_port: log_server.port,
         });
         register_node(&shared)
             .await
@@ -245,6 +262,7 @@ impl Kubelet {
             shared,
             tasks,
             workers,
+            _log_server: log_server,
         })
     }
 
@@ -409,7 +427,7 @@ async fn register_node(k: &Shared) -> Result<(), kube::Error> {
         ],
         "capacity": {"cpu": cpus.to_string(), "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
         "allocatable": {"cpu": cpus.to_string(), "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": k.log_port}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": kernel_version(),

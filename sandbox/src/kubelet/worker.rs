@@ -134,6 +134,8 @@ struct Ctr {
     db: bool,
     /// Of the orca image: runs the orca binary in a root of its own.
     orca: bool,
+    /// The log of the instance before was moved aside for the next one.
+    rotated: bool,
     child: Option<tokio::process::Child>,
     pid: Option<u32>,
     id: String,
@@ -283,6 +285,7 @@ impl Worker {
                     init_pending: None,
                     env: Vec::new(),
                     placeholder_running: false,
+                    rotated: false,
                 }
             })
             .collect();
@@ -557,7 +560,7 @@ impl Worker {
     }
 
     fn container_log(&self, c: &Container) -> PathBuf {
-        self.dir.join(format!("{}.log", c.name))
+        super::logs::current_log(&self.dir, &c.name)
     }
 
     fn append_log(&self, c: &Container, lines: &[String]) {
@@ -617,6 +620,11 @@ impl Worker {
 
     async fn start_container(&mut self, i: usize) {
         let spec = self.containers[i].spec.clone();
+        if self.containers[i].ever_started && !self.containers[i].rotated {
+            // the instance before keeps its output as the previous log
+            super::logs::rotate(&self.dir, &spec.name);
+            self.containers[i].rotated = true;
+        }
         let mut lookup = Lookup::new(self.k.client.clone(), &self.ns);
         let facts = PodFacts {
             pod: &self.pod,
@@ -668,6 +676,10 @@ impl Worker {
             c.ever_started = true;
             c.id = container_id();
             c.placeholder_running = true;
+            c.rotated = false;
+            self.k
+                .logs
+                .started(&self.ns, &self.name, &self.dir, &spec.name);
             c.state = State::Running {
                 since: now_string(),
             };
@@ -935,6 +947,10 @@ impl Worker {
     ) {
         let spec = self.containers[i].spec.clone();
         let field = format!("spec.containers{{{}}}", spec.name);
+        self.containers[i].rotated = false;
+        self.k
+            .logs
+            .started(&self.ns, &self.name, &self.dir, &spec.name);
         let pid = child.id();
         if let Some(p) = pid {
             self.k
@@ -1028,6 +1044,9 @@ impl Worker {
     }
 
     fn record_exit(&mut self, i: usize, term: Term) {
+        self.k
+            .logs
+            .ended(&self.ns, &self.name, &self.containers[i].spec.name);
         let policy = self.restart_policy().to_string();
         let opts_initial = self.k.opts.restart_backoff_initial;
         let opts_first = self.k.opts.first_restart_delay;
@@ -1704,6 +1723,7 @@ impl Worker {
 
     fn cleanup(&mut self) {
         self.lease = None;
+        self.k.logs.forget(&self.ns, &self.name);
         if std::env::var_os("ORCA_KEEP_LOCAL").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
