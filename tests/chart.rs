@@ -199,8 +199,8 @@ fn the_chart_lints_clean_and_every_rendering_is_accepted_by_the_api_server() {
         ),
         (json!({"replicaCount": 0}), "replicaCount"),
         (
-            json!({"store": {"dsn": "mysql://orca:secret@db/orca", "existingSecret": "s"}}),
-            "store.dsn",
+            json!({"store": {"dsn": "mysql://orca:pa55word@db/orca", "existingSecret": "s"}}),
+            "store.dsn must not hold the password",
         ),
         (
             json!({"unknown": true}),
@@ -209,6 +209,7 @@ fn the_chart_lints_clean_and_every_rendering_is_accepted_by_the_api_server() {
     ] {
         let msg = template_fails(&values, &out);
         assert!(msg.contains(says), "{values}: {msg}");
+        assert!(!msg.contains("pa55word"), "the refusal shows the password: {msg}");
     }
 }
 

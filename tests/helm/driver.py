@@ -48,12 +48,14 @@ def template(chart, release, namespace, values, out):
 
 
 def _summary(release):
+    # the library answers with the release flattened (revision, status);
+    # Helm's own JSON nests them (version, info.status)
     info = release.get("info") or {}
     return {
         "name": release.get("name"),
         "namespace": release.get("namespace"),
-        "version": release.get("version"),
-        "status": info.get("status"),
+        "version": release.get("revision", release.get("version")),
+        "status": release.get("status", info.get("status")),
     }
 
 

@@ -47,6 +47,9 @@ app.kubernetes.io/component: operator
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) -}}
 {{- fail "leaderElection.enabled=false needs replicaCount 1: two operators without a Lease would both act" -}}
 {{- end -}}
+{{- if regexMatch "^mysql://[^@/]*:[^@/]*@" (.Values.store.dsn | default "") -}}
+{{- fail "store.dsn must not hold the password (it would sit in the Deployment for anyone who can read it): put it in the Secret named by store.existingSecret, under store.passwordKey" -}}
+{{- end -}}
 {{- if and .Values.store.dsn (not .Values.store.existingSecret) -}}
 {{- fail "store.dsn needs store.existingSecret: the Secret holding the store's password (under store.passwordKey)" -}}
 {{- end -}}
