@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds deploy clean
+.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds deploy image clean
 
 all: build
 
@@ -29,6 +29,9 @@ deps:
 	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
 	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v buildah >/dev/null 2>&1 || missing="$$missing buildah"; \
+	command -v umoci >/dev/null 2>&1 || missing="$$missing umoci"; \
+	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -107,6 +110,14 @@ deploy: deps
 	$(TEST_VENV)/bin/python tests/helm/driver.py template charts/orca orca orca '{}' deploy/orca.body.tmp >/dev/null
 	@cat deploy/orca.body.tmp >> deploy/orca.yaml.tmp && rm deploy/orca.body.tmp && mv deploy/orca.yaml.tmp deploy/orca.yaml
 	@echo "deploy/orca.yaml and deploy/crds/ written"
+
+# The container image from the release binary, built offline with
+# buildah (scripts/image.sh, the Dockerfile's `prebuilt` target): an OCI
+# layout in target/image/oci, tags dev and the crate version; prints its
+# size. (`docker build .` builds the image from the sources instead.)
+image:
+	$(CARGO) build -p orca --release
+	scripts/image.sh target/release/orca
 
 clean:
 	$(CARGO) clean
