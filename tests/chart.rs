@@ -209,7 +209,10 @@ fn the_chart_lints_clean_and_every_rendering_is_accepted_by_the_api_server() {
     ] {
         let msg = template_fails(&values, &out);
         assert!(msg.contains(says), "{values}: {msg}");
-        assert!(!msg.contains("pa55word"), "the refusal shows the password: {msg}");
+        assert!(
+            !msg.contains("pa55word"),
+            "the refusal shows the password: {msg}"
+        );
     }
 }
 

@@ -59,7 +59,15 @@ async fn service_account_tokens_are_authenticated_and_rbac_decides() {
     // The CA, published in every namespace, new ones too.
     admin.ok(&["create", "namespace", "shop"]);
     for ns in ["default", "kube-system", "shop"] {
-        let cm = admin.json(&["-n", ns, "get", "configmap", "kube-root-ca.crt", "-o", "json"]);
+        let cm = admin.json(&[
+            "-n",
+            ns,
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "json",
+        ]);
         assert_eq!(cm["data"]["ca.crt"], ca.as_str(), "{ns}");
     }
 
@@ -113,7 +121,9 @@ async fn service_account_tokens_are_authenticated_and_rbac_decides() {
     assert!(out.success(), "{}", out.stderr);
     let out = reader.run(&["-n", "default", "get", "pods"], None);
     assert!(
-        out.stderr.contains("cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        out.stderr.contains(
+            "cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
         "{}",
         out.stderr
     );
@@ -161,7 +171,13 @@ async fn service_account_tokens_are_authenticated_and_rbac_decides() {
     let p = admin.json(&["-n", "shop", "get", "pod", "p", "-o", "json"]);
     let vol = p["spec"]["volumes"]
         .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-"))))
+        .and_then(|v| {
+            v.iter().find(|v| {
+                v["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("kube-api-access-"))
+            })
+        })
         .cloned()
         .unwrap_or_else(|| panic!("no kube-api-access volume: {p}"));
     let sources = vol["projected"]["sources"].to_string();
@@ -178,7 +194,9 @@ async fn service_account_tokens_are_authenticated_and_rbac_decides() {
         Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: q\n  namespace: shop\nspec:\n  serviceAccountName: ghost\n  containers:\n  - name: c\n    image: registry.k8s.io/pause:3.10\n"),
     );
     assert!(
-        out.stderr.contains("error looking up service account shop/ghost: serviceaccount \"ghost\" not found"),
+        out.stderr.contains(
+            "error looking up service account shop/ghost: serviceaccount \"ghost\" not found"
+        ),
         "{}",
         out.stderr
     );

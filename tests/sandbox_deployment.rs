@@ -74,7 +74,12 @@ fn rolled_out(k: &Kubectl) -> String {
         &["rollout", "status", "deployment/web", "--timeout=60s"],
         None,
     );
-    assert!(out.success(), "rollout status: {}{}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "rollout status: {}{}",
+        out.stdout,
+        out.stderr
+    );
     out.stdout
 }
 
@@ -102,7 +107,10 @@ async fn deployments_roll_out_scale_replace_and_go_with_their_owner() {
     );
     let sets = items(k, "replicasets");
     assert_eq!(sets.len(), 1, "{sets:?}");
-    let first = sets[0]["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let first = sets[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let hash = sets[0]["metadata"]["labels"]["pod-template-hash"]
         .as_str()
         .unwrap_or_default()
@@ -112,7 +120,10 @@ async fn deployments_roll_out_scale_replace_and_go_with_their_owner() {
         sets[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "1"
     );
-    assert_eq!(sets[0]["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert_eq!(
+        sets[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
     let pods = items(k, "pods");
     assert_eq!(live(&pods).len(), 2, "{pods:?}");
     for p in &pods {
@@ -124,7 +135,10 @@ async fn deployments_roll_out_scale_replace_and_go_with_their_owner() {
     let d = k.json(&["get", "deployment", "web", "-o", "json"]);
     assert_eq!(d["status"]["readyReplicas"], 2, "{d}");
     assert_eq!(d["status"]["availableReplicas"], 2, "{d}");
-    assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
     let table = k.ok(&["get", "deployment", "web"]);
     assert!(
         table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("2/2"),
@@ -161,7 +175,9 @@ async fn deployments_roll_out_scale_replace_and_go_with_their_owner() {
     assert_eq!(old["spec"]["replicas"], 0);
     let pods = items(k, "pods");
     assert!(
-        live(&pods).iter().all(|p| p["spec"]["containers"][0]["env"][0]["value"] == "green"),
+        live(&pods)
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["env"][0]["value"] == "green"),
         "{pods:?}"
     );
 

@@ -211,7 +211,10 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
 }
 
-fn status_of(rs: &ReplicaSet, f: impl Fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>) -> i32 {
+fn status_of(
+    rs: &ReplicaSet,
+    f: impl Fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>,
+) -> i32 {
     rs.status.as_ref().and_then(f).unwrap_or(0)
 }
 
@@ -255,7 +258,12 @@ async fn reconcile_deployment(
     let replicas = spec.replicas.unwrap_or(1).max(0);
     let sets_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     let template = serde_json::to_value(&spec.template).map_err(|e| invalid(&e.to_string()))?;
-    let collision = i64::from(d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0));
+    let collision = i64::from(
+        d.status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0),
+    );
     let hash = template_hash(&template, collision);
     let new_name = format!("{name}-{hash}");
 
@@ -273,14 +281,22 @@ async fn reconcile_deployment(
         .as_ref()
         .and_then(|s| s.type_.as_deref())
         .is_none_or(|t| t == "RollingUpdate");
-    let ru = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
+    let ru = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
     let surge = if rolling {
         resolve(ru.and_then(|r| r.max_surge.as_ref()), replicas, true, 25)
     } else {
         0
     };
     let unavailable = if rolling {
-        resolve(ru.and_then(|r| r.max_unavailable.as_ref()), replicas, false, 25)
+        resolve(
+            ru.and_then(|r| r.max_unavailable.as_ref()),
+            replicas,
+            false,
+            25,
+        )
     } else {
         replicas
     };
@@ -364,7 +380,10 @@ async fn reconcile_deployment(
                     scale(&sets_api, rs, 0).await?;
                 }
             }
-            let old_pods: i32 = olds.iter().map(|rs| status_of(rs, |s| Some(s.replicas))).sum();
+            let old_pods: i32 = olds
+                .iter()
+                .map(|rs| status_of(rs, |s| Some(s.replicas)))
+                .sum();
             if old_pods == 0 {
                 scale(&sets_api, &new_set, replicas).await?;
             }
@@ -408,7 +427,10 @@ async fn reconcile_deployment(
         .collect();
     if idle.len() > limit {
         for rs in &idle[..idle.len() - limit] {
-            match sets_api.delete(&rs.name_any(), &DeleteParams::default()).await {
+            match sets_api
+                .delete(&rs.name_any(), &DeleteParams::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -433,7 +455,11 @@ async fn reconcile_deployment(
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .map(|c| c.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let now = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
@@ -546,7 +572,11 @@ fn condemned(pods: &[&Pod], excess: usize) -> Vec<String> {
                 .as_ref()
                 .map(|t| t.0.to_string())
                 .unwrap_or_default();
-            (is_running_and_ready(p), std::cmp::Reverse(created), p.name_any())
+            (
+                is_running_and_ready(p),
+                std::cmp::Reverse(created),
+                p.name_any(),
+            )
         })
         .collect();
     ranked.sort();
@@ -592,7 +622,10 @@ async fn reconcile_replicaset(
         )
     };
     for p in pods.iter().filter(|p| failed(p) && !is_terminating(p)) {
-        match pods_api.delete(&p.name_any(), &DeleteParams::default()).await {
+        match pods_api
+            .delete(&p.name_any(), &DeleteParams::default())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),

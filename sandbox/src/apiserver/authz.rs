@@ -143,7 +143,10 @@ pub fn token_request(
             };
             Some((
                 name.to_string(),
-                p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                p["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             ))
         }
         _ => None,

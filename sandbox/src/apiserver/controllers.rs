@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ops::{
-    CRD_CLEANUP, ROOT_CA_CONFIGMAP, STORAGE_CONFIGMAPS, STORAGE_CRDS, STORAGE_ENDPOINTS, STORAGE_NAMESPACES, STORAGE_PDBS, STORAGE_PODS,
-    STORAGE_SERVICES, State, finalizers, is_deleting, meta_str,
+    CRD_CLEANUP, ROOT_CA_CONFIGMAP, STORAGE_CONFIGMAPS, STORAGE_CRDS, STORAGE_ENDPOINTS,
+    STORAGE_NAMESPACES, STORAGE_PDBS, STORAGE_PODS, STORAGE_SERVICES, State, finalizers,
+    is_deleting, meta_str,
 };
 use super::selector::LabelSelector;
 use super::time;

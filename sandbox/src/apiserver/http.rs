@@ -32,7 +32,15 @@ pub struct Shared {
     pub address: String,
     /// Every request answered, counted ([`requests`]).
     pub requests: Mutex<Counter>,
+    /// The last requests RBAC refused (at most [`FORBIDDEN_KEPT`]), as
+    /// `GET /debug/forbidden` lists them: who, what, and the 403's message.
+    pub forbidden: Mutex<std::collections::VecDeque<Value>>,
 }
+
+/// How many refused requests `/debug/forbidden` keeps.
+pub const FORBIDDEN_KEPT: usize = 1000;
+/// The path of the refused requests' list.
+pub const FORBIDDEN_PATH: &str = "/debug/forbidden";
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -325,9 +333,22 @@ pub async fn handle(
     if path == requests::PATH {
         return request_log(&shared, &method);
     }
+    if path == FORBIDDEN_PATH {
+        let mut f = shared.forbidden.lock().unwrap_or_else(|e| e.into_inner());
+        if method == Method::DELETE {
+            f.clear();
+        }
+        let list: Vec<Value> = f.iter().cloned().collect();
+        return respond(
+            StatusCode::OK,
+            &json!({ "items": list }),
+            "application/json",
+            &[],
+        );
+    }
     let key = request_key(&shared, &method, &path, &q, &parts.headers);
     let https = parts.extensions.get::<Https>().is_some();
-    if let Err(e) = admit(&shared, https, &method, &path, &key, &parts.headers) {
+    if let Err(e) = admit(&shared, https, &method, &path, &key, &parts.headers, &body) {
         shared.requests().add(key);
         return error(&e);
     }
@@ -353,6 +374,7 @@ fn admit(
     path: &str,
     key: &RequestKey,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<(), ApiError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -397,16 +419,134 @@ fn admit(
         subresource: t.sub.clone().unwrap_or_default(),
         name: t.name.clone().unwrap_or_default(),
     };
-    let (ok, _) = super::authz::allowed(&state.store, &user, &a);
-    if ok {
-        return Ok(());
+    let (mut ok, _) = super::authz::allowed(&state.store, &user, &a);
+    let mut a = a;
+    // A server-side apply that creates the object is authorized as a
+    // create as well.
+    if ok
+        && key.verb == "apply"
+        && a.subresource.is_empty()
+        && state
+            .store
+            .get(&t.rt.storage, &a.namespace, &a.name)
+            .is_none()
+    {
+        a.verb = "create".into();
+        ok = super::authz::allowed(&state.store, &user, &a).0;
+        if ok {
+            a.verb = "patch".into();
+        }
     }
-    Err(ApiError::forbidden(
-        &a.group,
-        &a.resource,
-        &a.name,
-        &super::authz::forbidden_reason(&user, &a),
-    ))
+    let e = if !ok {
+        ApiError::forbidden(
+            &a.group,
+            &a.resource,
+            &a.name,
+            &super::authz::forbidden_reason(&user, &a),
+        )
+    } else if matches!(a.verb.as_str(), "create" | "update" | "patch") && a.subresource.is_empty() {
+        match owner_finalizers_denied(&state, &user, &t, body) {
+            None => return Ok(()),
+            Some(why) => ApiError::forbidden(&a.group, &a.resource, &a.name, &why),
+        }
+    } else {
+        return Ok(());
+    };
+    drop(state);
+    let mut f = shared.forbidden.lock().unwrap_or_else(|e| e.into_inner());
+    if f.len() >= FORBIDDEN_KEPT {
+        f.pop_front();
+    }
+    f.push_back(json!({
+        "user": user.name,
+        "verb": a.verb,
+        "group": a.group,
+        "resource": a.resource,
+        "subresource": a.subresource,
+        "namespace": a.namespace,
+        "name": a.name,
+        "message": e.message,
+        "time": super::time::now_string(),
+    }));
+    Err(e)
+}
+
+/// The OwnerReferencesPermissionEnforcement admission plugin: a write
+/// that sets `blockOwnerDeletion` on an owner reference needs the right to
+/// update the owner's `finalizers` subresource. References the stored
+/// object already holds are not checked again. `Some(reason)` when denied.
+fn owner_finalizers_denied(
+    state: &State,
+    user: &super::authz::User,
+    t: &Target,
+    body: &[u8],
+) -> Option<String> {
+    let v: Value = serde_json::from_slice(body)
+        .ok()
+        .or_else(|| serde_yaml_ng::from_slice(body).ok())?;
+    let refs = v.pointer("/metadata/ownerReferences")?.as_array()?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t
+        .name
+        .clone()
+        .or_else(|| {
+            v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    let held: Vec<Value> = state
+        .store
+        .get(&t.rt.storage, &ns, &name)
+        .and_then(|o| o.pointer("/metadata/ownerReferences").cloned())
+        .and_then(|r| r.as_array().cloned())
+        .unwrap_or_default();
+    for r in refs {
+        if r["blockOwnerDeletion"] != json!(true) {
+            continue;
+        }
+        if held
+            .iter()
+            .any(|h| h["uid"] == r["uid"] && h["blockOwnerDeletion"] == json!(true))
+        {
+            continue;
+        }
+        let (group, version) = match r["apiVersion"].as_str().unwrap_or_default().split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (
+                String::new(),
+                r["apiVersion"].as_str().unwrap_or_default().to_string(),
+            ),
+        };
+        let kind = r["kind"].as_str().unwrap_or_default();
+        let Some(owner) = state
+            .registry
+            .in_group_version(&group, &version)
+            .into_iter()
+            .find(|rt| rt.kind == kind)
+        else {
+            continue;
+        };
+        let a = super::authz::Attributes {
+            namespace: if owner.namespaced {
+                ns.clone()
+            } else {
+                String::new()
+            },
+            verb: "update".into(),
+            group: group.clone(),
+            resource: owner.plural.clone(),
+            subresource: "finalizers".into(),
+            name: r["name"].as_str().unwrap_or_default().to_string(),
+        };
+        if !super::authz::allowed(&state.store, user, &a).0 {
+            return Some(format!(
+                "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on: {}",
+                super::authz::forbidden_reason(user, &a)
+            ));
+        }
+    }
+    None
 }
 
 /// `GET /debug/requests`: the request log; `DELETE`: reset it.

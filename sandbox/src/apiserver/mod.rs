@@ -30,9 +30,9 @@ pub mod schema;
 pub mod selector;
 mod store;
 pub mod structural;
-pub mod tls;
 mod table;
 mod time;
+pub mod tls;
 mod types;
 
 use std::net::SocketAddr;
@@ -168,6 +168,7 @@ impl ApiServer {
             state: Mutex::new(state),
             address: local.to_string(),
             requests: Mutex::new(requests::Counter::new(time::now_string())),
+            forbidden: Mutex::new(Default::default()),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -887,7 +887,10 @@ pub fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             let (c, i) =
                 containers_and_images(o.pointer("/spec/template/spec").unwrap_or(&Value::Null));
             let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-            let desired = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let desired = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let selector = o
                 .pointer("/spec/selector/matchLabels")
                 .and_then(Value::as_object)

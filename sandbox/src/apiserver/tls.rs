@@ -66,7 +66,8 @@ impl Authority {
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
 
         let chain = vec![cert.der().clone(), ca_cert.der().clone()];
-        let private = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(err)?;
+        let private =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(err)?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -110,14 +111,18 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let shake =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                    let shake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    );
                     match shake.await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("sandbox API server (https): {peer}: {e}"),
-                        Err(_) => tracing::debug!("sandbox API server (https): {peer}: handshake timed out"),
+                        Err(_) => tracing::debug!(
+                            "sandbox API server (https): {peer}: handshake timed out"
+                        ),
                     }
                 });
             }

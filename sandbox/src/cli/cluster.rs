@@ -14,8 +14,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, write_kubeconfig};
-use crate::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
 use crate::deployment::DeploymentController;
+use crate::kubelet::{FAULT_ANNOTATION, Kubelet, KubeletOptions};
 use crate::statefulset::StatefulSetController;
 use orca::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
