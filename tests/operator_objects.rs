@@ -189,6 +189,16 @@ async fn the_application_keys_are_added_to_an_existing_secret() {
     assert_eq!(data["replication-password"].0, b"repl");
     assert_eq!(data["app-username"].0, b"shop", "a present key is kept");
     assert_eq!(data["app-password"].0.len(), 24);
+    // orca reads only labelled Secrets: it labelled the one it was pointed at.
+    let mine = secrets.get("mine").await.unwrap();
+    assert_eq!(
+        mine.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("orca.dev/cluster"))
+            .map(String::as_str),
+        Some("db")
+    );
     let _ = stop.send(());
     let _ = op.await;
 }

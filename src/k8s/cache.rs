@@ -196,11 +196,10 @@ impl Caches {
             watcher::Config::default(),
             h("FailoverPolicies"),
         );
-        let (secrets, secrets_s) = reflected(
-            scoped(client, scope),
-            watcher::Config::default(),
-            h("Secrets"),
-        );
+        // Only the Secrets orca made for a cluster or was pointed at
+        // (`spec.credentialsSecret`, which it labels when it first finds
+        // it): never the namespace's other Secrets.
+        let (secrets, secrets_s) = reflected(scoped(client, scope), owned(), h("Secrets"));
         let (pods, pods_s) = reflected(scoped(client, scope), owned(), h("Pods"));
         let (services, services_s) = reflected(scoped(client, scope), owned(), h("Services"));
         let (stateful_sets, sts_s) = reflected(scoped(client, scope), owned(), h("StatefulSets"));

@@ -30,11 +30,13 @@ use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::cache::{self, Caches};
 use super::crd::cluster::MySQLCluster;
+use super::crd::names::label;
 use super::objects::{self, ObjectError};
 use super::ordinal::pod_ordinal;
 use super::worker::{KUBE_LIMIT, MANAGER, Worker};
@@ -265,6 +267,30 @@ async fn ensure_secret(
             }
         }
         return Ok(());
+    }
+    // A Secret the cluster points at (or one a user made under the
+    // default name) is not in the cache, which holds labelled Secrets
+    // only, until orca labels it as this cluster's. A patch needs no
+    // read, and changes nothing else; a 404 says there is none to label.
+    {
+        let mark = json!({"metadata": {"labels": {(label::CLUSTER): c.name_any()}}});
+        match tokio::time::timeout(
+            KUBE_LIMIT,
+            api.patch(
+                &c.credentials_secret_name(),
+                &PatchParams::default(),
+                &Patch::Merge(mark),
+            ),
+        )
+        .await
+        .map_err(|_| OperatorError::Other("labelling the Secret: timed out".into()))?
+        {
+            // labelled: the cache gets it and the cluster is reconciled again
+            Ok(_) => return Ok(()),
+            // not there: orca makes it, as for a Secret of its own
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let (root, repl, app) = (password()?, password()?, password()?);
     let secret = objects::credentials_secret(c, &root, &repl, &app)?;

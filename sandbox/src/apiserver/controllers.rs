@@ -630,6 +630,8 @@ mod tests {
         for ns in ["default", "other"] {
             s.create_internal(STORAGE_NAMESPACES, json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
+            // as the namespace's creation through the API makes it
+            s.ensure_default_service_account(ns);
         }
         s
     }
