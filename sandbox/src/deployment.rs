@@ -526,37 +526,54 @@ async fn reconcile_deployment(
         "collisionCount": if collision > 0 { json!(collision) } else { Value::Null },
         "conditions": conditions,
     });
-    let current = d
-        .status
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null);
-    let unchanged = status.as_object().is_some_and(|m| {
-        m.iter().all(|(k, v)| {
-            let c = current.get(k).unwrap_or(&Value::Null);
-            (v.is_null() && c.is_null()) || c == v || (v == &json!(0) && c.is_null())
-        })
-    });
-    if !unchanged {
-        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-        match deployments
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    if !write_status(&deployments, &name, d.status.as_ref(), status).await? {
+        return Ok(Action::await_change());
     }
     Ok(if complete {
         Action::requeue(Duration::from_secs(30))
     } else {
         Action::requeue(Duration::from_secs(2))
     })
+}
+
+/// Merges `status` into the object's status unless `current` holds it
+/// already (an absent field counts as null or 0). `false` when the object
+/// is gone.
+async fn write_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&S>,
+    status: Value,
+) -> Result<bool, DeploymentError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let current = current
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null);
+    let unchanged = status.as_object().is_some_and(|m| {
+        m.iter().all(|(k, v)| {
+            let c = current.get(k).unwrap_or(&Value::Null);
+            c == v || ((v.is_null() || v == &json!(0)) && c.is_null())
+        })
+    });
+    if unchanged {
+        return Ok(true);
+    }
+    match api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Which of `pods` to delete first when a set has `excess` too many: the
@@ -682,31 +699,9 @@ async fn reconcile_replicaset(
         "availableReplicas": count(available),
         "observedGeneration": rs.metadata.generation,
     });
-    let current = rs
-        .status
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null);
-    let unchanged = status.as_object().is_some_and(|m| {
-        m.iter().all(|(k, v)| {
-            let c = current.get(k).unwrap_or(&Value::Null);
-            c == v || (v == &json!(0) && c.is_null())
-        })
-    });
-    if !unchanged {
-        let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match sets
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+    let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    if !write_status(&sets, &name, rs.status.as_ref(), status).await? {
+        return Ok(Action::await_change());
     }
     Ok(if ready > available {
         Action::requeue(Duration::from_secs(1))
