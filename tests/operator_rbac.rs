@@ -113,6 +113,21 @@ fn api_base(k: &Kubectl) -> String {
     format!("http://{ip}:8080")
 }
 
+/// A dry run of a graceful takeover of `base`, asked of the operator's API
+/// with the sandbox admin's token (reviewed by the operator's
+/// TokenReview and SubjectAccessReview).
+async fn dry_run_takeover(k: &Kubectl) -> (u16, Value) {
+    ApiClient::new(
+        api_base(k),
+        Some(orca_sandbox::apiserver::authz::ADMIN_TOKEN),
+    )
+    .post(
+        "/api/v1/clusters/default/base/operations",
+        &json!({"kind": "graceful-takeover", "dryRun": true}),
+    )
+    .await
+}
+
 /// What sets a rule's behaviour going once it is removed.
 #[derive(Clone, Copy, Debug)]
 enum Trigger {
@@ -327,16 +342,7 @@ async fn every_rule_of_the_chart_is_needed_and_enough() {
     k.apply(HOOKED);
     k.apply(&cluster("base", 2, Some("hooked")));
     wait_healthy(k, "base");
-    let api = ApiClient::new(
-        api_base(k),
-        Some(orca_sandbox::apiserver::authz::ADMIN_TOKEN),
-    );
-    let (code, body) = api
-        .post(
-            "/api/v1/clusters/default/base/operations",
-            &json!({"kind": "graceful-takeover", "dryRun": true}),
-        )
-        .await;
+    let (code, body) = dry_run_takeover(k).await;
     assert_eq!(code, 200, "{body}");
     let refused = forbidden(k);
     assert!(
@@ -385,16 +391,7 @@ async fn every_rule_of_the_chart_is_needed_and_enough() {
                 ]);
             }
             Trigger::ApiOperation => {
-                let api = ApiClient::new(
-                    api_base(k),
-                    Some(orca_sandbox::apiserver::authz::ADMIN_TOKEN),
-                );
-                let (code, body) = api
-                    .post(
-                        "/api/v1/clusters/default/base/operations",
-                        &json!({"kind": "graceful-takeover", "dryRun": true}),
-                    )
-                    .await;
+                let (code, body) = dry_run_takeover(k).await;
                 assert!(
                     code >= 400,
                     "without {:?} the API still answered {code}: {body}",

@@ -225,22 +225,39 @@ fn revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
-async fn scale(api: &Api<ReplicaSet>, rs: &ReplicaSet, to: i32) -> Result<(), DeploymentError> {
-    if spec_replicas(rs) == to {
-        return Ok(());
-    }
-    match api
-        .patch(
-            &rs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": to}})),
-        )
-        .await
-    {
+/// A write's outcome where an object already gone is as good as done.
+fn unless_gone<T>(r: Result<T, kube::Error>) -> Result<(), DeploymentError> {
+    match r {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The owner reference of a controller (`kind` of apps/v1) to what it makes.
+fn controller_ref(kind: &str, name: &str, uid: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+async fn scale(api: &Api<ReplicaSet>, rs: &ReplicaSet, to: i32) -> Result<(), DeploymentError> {
+    if spec_replicas(rs) == to {
+        return Ok(());
+    }
+    unless_gone(
+        api.patch(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": to}})),
+        )
+        .await,
+    )
 }
 
 async fn reconcile_deployment(
@@ -345,14 +362,7 @@ async fn reconcile_deployment(
                         "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
                         "deployment.kubernetes.io/max-replicas": (replicas + surge).to_string(),
                     },
-                    "ownerReferences": [{
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": name,
-                        "uid": uid,
-                        "controller": true,
-                        "blockOwnerDeletion": true,
-                    }],
+                    "ownerReferences": [controller_ref("Deployment", &name, &uid)],
                 },
                 "spec": {
                     "replicas": initial,
@@ -427,14 +437,11 @@ async fn reconcile_deployment(
         .collect();
     if idle.len() > limit {
         for rs in &idle[..idle.len() - limit] {
-            match sets_api
-                .delete(&rs.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            unless_gone(
+                sets_api
+                    .delete(&rs.name_any(), &DeleteParams::default())
+                    .await,
+            )?;
         }
     }
 
@@ -639,14 +646,11 @@ async fn reconcile_replicaset(
         )
     };
     for p in pods.iter().filter(|p| failed(p) && !is_terminating(p)) {
-        match pods_api
-            .delete(&p.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        unless_gone(
+            pods_api
+                .delete(&p.name_any(), &DeleteParams::default())
+                .await,
+        )?;
     }
     let active: Vec<&Pod> = pods
         .iter()
@@ -659,14 +663,7 @@ async fn reconcile_replicaset(
         let mut pod_meta = if meta.is_object() { meta } else { json!({}) };
         pod_meta["generateName"] = json!(format!("{name}-"));
         pod_meta["namespace"] = json!(ns);
-        pod_meta["ownerReferences"] = json!([{
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": name,
-            "uid": uid,
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]);
+        pod_meta["ownerReferences"] = json!([controller_ref("ReplicaSet", &name, &uid)]);
         let body = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -679,11 +676,7 @@ async fn reconcile_replicaset(
         }
     } else if active.len() > want {
         for n in condemned(&active, active.len() - want) {
-            match pods_api.delete(&n, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            unless_gone(pods_api.delete(&n, &DeleteParams::default()).await)?;
         }
     }
 

@@ -544,6 +544,19 @@ fn service_create(
     }
 }
 
+/// `spec.selector` may not change (Deployments, ReplicaSets, Jobs).
+fn selector_immutable(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
+    if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            new.pointer("/spec/selector")
+                .cloned()
+                .unwrap_or(Value::Null),
+            "field is immutable",
+        ));
+    }
+}
+
 /// The defaults of a Deployment's (or a ReplicaSet's) spec.
 fn workload_defaults(spec: &mut Map<String, Value>, deployment: bool) {
     set_default(spec, "replicas", json!(1));
@@ -873,15 +886,7 @@ pub fn prepare_update(
             if new.pointer("/spec/template/spec").is_some() {
                 default_pod_spec(&mut new["spec"]["template"]["spec"]);
             }
-            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
-                errs.push(FieldError::invalid(
-                    "spec.selector",
-                    new.pointer("/spec/selector")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                    "field is immutable",
-                ));
-            }
+            selector_immutable(old, new, &mut errs);
             validate_template(&new["spec"], &mut errs, &["Always"]);
             template_labels_match(&new["spec"], &mut errs);
         }
@@ -889,15 +894,7 @@ pub fn prepare_update(
             if new.pointer("/spec/template/spec").is_some() {
                 default_pod_spec(&mut new["spec"]["template"]["spec"]);
             }
-            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
-                errs.push(FieldError::invalid(
-                    "spec.selector",
-                    new.pointer("/spec/selector")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                    "field is immutable",
-                ));
-            }
+            selector_immutable(old, new, &mut errs);
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             let name = old

@@ -206,7 +206,6 @@ impl ApiServer {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve(
     listener: std::net::TcpListener,
     https_listener: std::net::TcpListener,

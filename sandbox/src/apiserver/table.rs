@@ -20,6 +20,25 @@ fn name_col() -> Value {
            "priority": 0})
 }
 
+/// The wide columns of the kinds with a pod template.
+fn containers_col() -> Value {
+    col(
+        "Containers",
+        "string",
+        1,
+        "Names of each container in the template.",
+    )
+}
+
+fn images_col() -> Value {
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    )
+}
+
 fn age_col() -> Value {
     col(
         "Age",
@@ -117,18 +136,8 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
             ),
             age_col(),
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            containers_col(),
+            images_col(),
             col(
                 "Selector",
                 "string",
@@ -156,18 +165,8 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 "The number of ready replicas for this replica set.",
             ),
             age_col(),
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            containers_col(),
+            images_col(),
             col(
                 "Selector",
                 "string",
@@ -178,18 +177,8 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
         ("apps", "statefulsets") => vec![
             col("Ready", "string", 0, "Number of the pod with ready state"),
             age_col(),
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            containers_col(),
+            images_col(),
         ],
         ("", "services") => vec![
             col(
@@ -442,18 +431,8 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 "Time required to complete the job.",
             ),
             age_col(),
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            containers_col(),
+            images_col(),
             col(
                 "Selector",
                 "string",

@@ -68,7 +68,7 @@ impl Authority {
         let chain = vec![cert.der().clone(), ca_cert.der().clone()];
         let private =
             rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(err)?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -76,7 +76,6 @@ impl Authority {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(err)?;
-        let mut config = config;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Authority {
             ca_pem: ca_cert.pem(),
@@ -146,12 +145,10 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            if let Some(c) = self.rx.recv().await {
-                return c;
-            }
+        match self.rx.recv().await {
+            Some(c) => c,
             // the accepting task ended: nothing more will come
-            std::future::pending::<()>().await;
+            None => std::future::pending().await,
         }
     }
 
