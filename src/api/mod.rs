@@ -174,12 +174,24 @@ async fn count(hook: Option<RequestHook>, req: Request, next: Next) -> Response 
     r
 }
 
+/// The header that carries the caller's token when `Authorization`
+/// cannot: the Kubernetes API server's service proxy takes the
+/// `Authorization` it authenticated off the request before passing it
+/// on, so the web page and `kubectl orca` send their token here as well.
+pub const TOKEN_HEADER: &str = "x-orca-authorization";
+
+/// The bearer token of a request: `Authorization` first, then
+/// [`TOKEN_HEADER`].
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    [header::AUTHORIZATION.as_str(), TOKEN_HEADER]
+        .into_iter()
+        .find_map(|name| {
+            let v = headers.get(name)?.to_str().ok()?;
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        })
 }
 
 async fn authorize(s: &ApiState, headers: &HeaderMap, access: Access) -> Result<Caller, ApiError> {
@@ -389,4 +401,40 @@ async fn operate(
         .map_err(ApiError::bad_request)?;
     known(&s, &id)?;
     s.operations.submit(id, request, caller).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_authorization_or_the_orca_header() {
+        let table: [(&[(&str, &str)], Option<&str>); 6] = [
+            (&[], None),
+            (&[("authorization", "Bearer abc")], Some("abc")),
+            (&[("x-orca-authorization", "bearer  xyz ")], Some("xyz")),
+            (
+                &[
+                    ("authorization", "Bearer first"),
+                    ("x-orca-authorization", "Bearer second"),
+                ],
+                Some("first"),
+            ),
+            (
+                &[
+                    ("authorization", "Basic dXNlcg=="),
+                    ("x-orca-authorization", "Bearer second"),
+                ],
+                Some("second"),
+            ),
+            (&[("x-orca-authorization", "token")], None),
+        ];
+        for (headers, want) in table {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, v.parse().unwrap());
+            }
+            assert_eq!(bearer(&h).as_deref(), want, "{headers:?}");
+        }
+    }
 }
