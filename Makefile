@@ -20,7 +20,9 @@ TEST_VENV = .venv-test
 HELM_SDK_VERSION = 0.2.2
 
 # Installs MariaDB (server and client), nftables (the network-cut
-# test) and Prometheus with promtool (the metrics test) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
+# test), Prometheus with promtool (the metrics test), and Chromium with
+# Node.js and npm (the web test, which drives Chromium with
+# playwright-core from tests/web/package-lock.json) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
 # from apt when `python3 -m venv` cannot make one). Root runs apt-get
 # directly; other users go through sudo.
 deps:
@@ -32,6 +34,9 @@ deps:
 	command -v buildah >/dev/null 2>&1 || missing="$$missing buildah"; \
 	command -v umoci >/dev/null 2>&1 || missing="$$missing umoci"; \
 	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -58,6 +63,12 @@ deps:
 	  echo "installing helm-python-sdk $(HELM_SDK_VERSION) in $(TEST_VENV)/"; \
 	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check "helm-python-sdk==$(HELM_SDK_VERSION)" || \
 	    { echo "could not install helm-python-sdk $(HELM_SDK_VERSION)"; exit 1; }; \
+	fi
+
+	@if [ ! -f tests/web/node_modules/playwright-core/package.json ]; then \
+	  echo "installing playwright-core (tests/web/package-lock.json) for the web test"; \
+	  (cd tests/web && npm ci --no-audit --no-fund --loglevel=error) || \
+	    { echo "could not install playwright-core in tests/web"; exit 1; }; \
 	fi
 
 fmt-check:

@@ -21,6 +21,8 @@ pub mod auth;
 pub mod error;
 pub mod model;
 pub mod openapi;
+mod stream;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,8 +100,24 @@ pub fn router(state: ApiState) -> Router {
             get(recoveries),
         )
         .route("/api/v1/clusters/{namespace}/{name}/audit", get(audit))
+        .route(
+            "/api/v1/clusters/{namespace}/{name}/findings",
+            get(findings),
+        )
+        .route(
+            "/api/v1/clusters/{namespace}/{name}/recoveries/{id}/steps",
+            get(recovery_steps),
+        )
         .route("/api/v1/instances/{instance}", get(instance))
         .layer(middleware::from_fn(|r, n| limit(READ_TIMEOUT, r, n)));
+    // Streams last as long as their reader; only their start is bounded
+    // (the authorization), by the reader's own time limit.
+    let streams = Router::new()
+        .route("/api/v1/stream/clusters", get(stream::clusters))
+        .route(
+            "/api/v1/stream/clusters/{namespace}/{name}",
+            get(stream::cluster),
+        );
     let operations = Router::new()
         .route(
             "/api/v1/clusters/{namespace}/{name}/operations",
@@ -108,6 +126,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn(|r, n| limit(OPERATION_TIMEOUT, r, n)));
     let hook = state.on_request.clone();
     reads
+        .merge(streams)
+        .merge(ui::router())
         .merge(operations)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -194,7 +214,11 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-async fn authorize(s: &ApiState, headers: &HeaderMap, access: Access) -> Result<Caller, ApiError> {
+pub(crate) async fn authorize(
+    s: &ApiState,
+    headers: &HeaderMap,
+    access: Access,
+) -> Result<Caller, ApiError> {
     s.auth.authorize(bearer(headers), access).await
 }
 
@@ -202,7 +226,7 @@ fn json_error(e: JsonRejection) -> ApiError {
     ApiError::new(e.status(), e.body_text())
 }
 
-fn path_error(e: PathRejection) -> ApiError {
+pub(crate) fn path_error(e: PathRejection) -> ApiError {
     ApiError::bad_request(e.body_text())
 }
 
@@ -248,7 +272,7 @@ async fn clusters(
     }))
 }
 
-fn known(s: &ApiState, id: &ClusterId) -> Result<Arc<ClusterView>, ApiError> {
+pub(crate) fn known(s: &ApiState, id: &ClusterId) -> Result<Arc<ClusterView>, ApiError> {
     s.model
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("no cluster {id} here")))
@@ -357,6 +381,42 @@ async fn audit(
     .await
 }
 
+async fn findings(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<model::RecordPage>, ApiError> {
+    page_of(&s, &headers, path, query, |store, key, page| async move {
+        store.findings(&key, page).await
+    })
+    .await
+}
+
+async fn recovery_steps(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<model::RecordPage>, ApiError> {
+    let Path((namespace, name, recovery)) = path.map_err(path_error)?;
+    let id = ClusterId::new(namespace, name);
+    authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
+    let view = known(&s, &id)?;
+    let store = store_of(&s)?;
+    let rows = store
+        .cluster_recovery_steps(&view.store_key, &recovery)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(model::RecordPage {
+        page: 0,
+        page_size: rows.len() as u32,
+        items: rows
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect(),
+    }))
+}
+
 async fn instance(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -409,7 +469,8 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_authorization_or_the_orca_header() {
-        let table: [(&[(&str, &str)], Option<&str>); 6] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let table: [Case; 6] = [
             (&[], None),
             (&[("authorization", "Bearer abc")], Some("abc")),
             (&[("x-orca-authorization", "bearer  xyz ")], Some("xyz")),

@@ -13,11 +13,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Finding, Severity};
+use crate::engine::ClusterEngine;
 use crate::engine::executor::OperationRecord;
 use crate::plan::Plan;
+use crate::plan::candidate::PromotionRule;
 use crate::plan::operation::OperationKind;
 use crate::topology::InstanceKey;
-use crate::topology::graph::{Node, Topology};
+use crate::topology::graph::Node;
 
 /// A cluster as the API names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,6 +85,27 @@ impl OperationSummary {
     }
 }
 
+/// Kubernetes' own facts about an instance's pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFacts {
+    /// `Pending`, `Running`, `Failed`...
+    pub phase: Option<String>,
+    /// The Ready condition.
+    pub ready: bool,
+    /// Restarts of the database container.
+    pub restarts: u32,
+    /// The node it runs on.
+    pub node: Option<String>,
+}
+
+/// The pod of an instance, in Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodRef {
+    pub name: String,
+    pub facts: Option<PodFacts>,
+}
+
 /// One instance of a cluster: its place in the tree and its snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -103,13 +126,24 @@ pub struct InstanceView {
     pub errant: Option<String>,
     /// Why it did not answer.
     pub error: Option<String>,
+    /// In downtime: never promoted, its failures not recovered.
+    pub downtimed: bool,
+    /// `prefer`, `neutral`, `prefer-not` or `must-not`.
+    pub promotion_rule: String,
+    /// Kubernetes' facts about its pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<PodFacts>,
     /// The probe's snapshot (server, replication, GTID state).
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub snapshot: Option<serde_json::Value>,
 }
 
 impl InstanceView {
-    pub fn of(n: &Node, pod: Option<String>) -> InstanceView {
+    pub fn of(n: &Node, pod: Option<PodRef>) -> InstanceView {
+        let (pod, kubernetes) = match pod {
+            Some(p) => (Some(p.name), p.facts),
+            None => (None, None),
+        };
         InstanceView {
             key: n.key.to_string(),
             pod,
@@ -122,6 +156,9 @@ impl InstanceView {
             read_only: n.snapshot.as_ref().map(|s| s.read_only),
             errant: n.errant.as_ref().map(|e| e.to_string()),
             error: n.error.clone(),
+            downtimed: false,
+            promotion_rule: PromotionRule::Neutral.name().to_string(),
+            kubernetes,
             snapshot: n
                 .snapshot
                 .as_ref()
@@ -167,6 +204,9 @@ pub struct ClusterView {
     pub instances: Vec<InstanceView>,
     pub findings: Vec<FindingView>,
     pub operation: Option<OperationInProgress>,
+    /// Whether orca recovers failures on its own (else a person asks);
+    /// unknown to a follower.
+    pub automatic_failover: Option<bool>,
     /// The last operations this orca ran (newest last; the store keeps
     /// them all).
     pub recent_operations: Vec<OperationSummary>,
@@ -186,15 +226,17 @@ pub fn healthy(findings: &[Finding]) -> bool {
 }
 
 impl ClusterView {
-    /// The view of a topology and its findings; `pods` names the pod of
-    /// an instance (Kubernetes).
+    /// The view of an engine's topology and findings; `pods` names the
+    /// pod of an instance (Kubernetes).
     pub fn of(
         id: &ClusterId,
         store_key: String,
-        topology: &Topology,
-        findings: &[Finding],
-        pods: &dyn Fn(&InstanceKey) -> Option<String>,
+        engine: &ClusterEngine,
+        pods: &dyn Fn(&InstanceKey) -> Option<PodRef>,
     ) -> ClusterView {
+        let topology = engine.topology();
+        let findings = engine.findings();
+        let rules = &engine.config.recovery.candidate;
         let primary = topology
             .roots()
             .into_iter()
@@ -208,10 +250,15 @@ impl ClusterView {
             instances: topology
                 .nodes
                 .values()
-                .map(|n| InstanceView::of(n, pods(&n.key)))
+                .map(|n| InstanceView {
+                    downtimed: engine.context.downtimed.contains(&n.key),
+                    promotion_rule: rules.rule(&n.key).name().to_string(),
+                    ..InstanceView::of(n, pods(&n.key))
+                })
                 .collect(),
             findings: findings.iter().map(FindingView::of).collect(),
             operation: None,
+            automatic_failover: Some(engine.config.auto_recover),
             recent_operations: Vec::new(),
             observed_at: rfc3339_s(crate::store::now_ms() / 1000),
             store_key,
@@ -229,7 +276,13 @@ impl ClusterView {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             primary: self.primary.clone(),
+            primary_pod: self
+                .primary
+                .as_ref()
+                .and_then(|k| self.instances.iter().find(|i| &i.key == k))
+                .and_then(|i| i.pod.clone()),
             healthy: self.healthy,
+            automatic_failover: self.automatic_failover,
             instances: self.instances.len(),
             findings: self.findings.iter().map(|f| f.code.clone()).collect(),
             operation: self.operation.clone(),
@@ -245,7 +298,11 @@ pub struct ClusterSummary {
     pub namespace: String,
     pub name: String,
     pub primary: Option<String>,
+    /// The primary's pod, in Kubernetes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_pod: Option<String>,
     pub healthy: bool,
+    pub automatic_failover: Option<bool>,
     pub instances: usize,
     /// The codes of the findings.
     pub findings: Vec<String>,
@@ -272,9 +329,21 @@ pub struct InstanceAnswer {
 
 /// The clusters this orca knows, as the engines last published them.
 /// Cheap to clone; reads never wait for a probe.
-#[derive(Debug, Clone, Default)]
+/// Every change is counted on a watch channel, so the streams of the
+/// API (and the web page on them) learn of it without polling.
+#[derive(Debug, Clone)]
 pub struct ReadModel {
     clusters: Arc<RwLock<BTreeMap<ClusterId, Arc<ClusterView>>>>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for ReadModel {
+    fn default() -> ReadModel {
+        ReadModel {
+            clusters: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl ReadModel {
@@ -282,6 +351,8 @@ impl ReadModel {
         let id = ClusterId::new(view.namespace.clone(), view.name.clone());
         let mut m = self.clusters.write().unwrap_or_else(|e| e.into_inner());
         m.insert(id, Arc::new(view));
+        drop(m);
+        self.changed();
     }
 
     /// Changes the published view of a cluster in place (an operation
@@ -291,11 +362,26 @@ impl ReadModel {
         if let Some(v) = m.get_mut(id) {
             f(Arc::make_mut(v));
         }
+        drop(m);
+        self.changed();
     }
 
     pub fn remove(&self, id: &ClusterId) {
         let mut m = self.clusters.write().unwrap_or_else(|e| e.into_inner());
-        m.remove(id);
+        let had = m.remove(id).is_some();
+        drop(m);
+        if had {
+            self.changed();
+        }
+    }
+
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn get(&self, id: &ClusterId) -> Option<Arc<ClusterView>> {
@@ -380,6 +466,15 @@ pub struct OperationAnswer {
     /// The plan: steps, point of no return, lost replicas, notes.
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub plan: Option<serde_json::Value>,
+    /// The plan's steps, one line each, as a person reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// The plan's successor (the new primary, the new source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
+    /// The replicas the plan leaves behind, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_replicas: Vec<String>,
     /// The record of every step, once it ran.
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub record: Option<serde_json::Value>,
@@ -399,6 +494,32 @@ impl OperationAnswer {
                 plan.lost_replicas.len()
             ),
             plan: serde_json::to_value(plan).ok(),
+            record: None,
+            ..OperationAnswer::described(Some(plan))
+        }
+    }
+
+    /// The person-readable parts of `plan`.
+    pub fn described(plan: Option<&Plan>) -> OperationAnswer {
+        OperationAnswer {
+            kind: String::new(),
+            dry_run: false,
+            id: None,
+            outcome: String::new(),
+            message: String::new(),
+            plan: None,
+            steps: plan
+                .map(|p| p.steps.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            successor: plan.and_then(|p| p.successor.as_ref().map(|k| k.to_string())),
+            lost_replicas: plan
+                .map(|p| {
+                    p.lost_replicas
+                        .iter()
+                        .map(|(k, why)| format!("{k}: {why}"))
+                        .collect()
+                })
+                .unwrap_or_default(),
             record: None,
         }
     }
@@ -428,6 +549,7 @@ impl OperationAnswer {
             },
             plan: plan.and_then(|p| serde_json::to_value(p).ok()),
             record: serde_json::to_value(record).ok(),
+            ..OperationAnswer::described(plan)
         }
     }
 
@@ -439,8 +561,7 @@ impl OperationAnswer {
             id: None,
             outcome: if dry_run { "planned" } else { "done" }.into(),
             message: message.into(),
-            plan: None,
-            record: None,
+            ..OperationAnswer::described(None)
         }
     }
 }

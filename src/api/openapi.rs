@@ -25,6 +25,8 @@ struct Route {
     errors: &'static [u16],
     /// No authorization (probes, the document itself).
     open: bool,
+    /// A stream of server-sent events, not one JSON answer.
+    stream: bool,
 }
 
 /// What an error status says, in the document.
@@ -97,6 +99,7 @@ pub fn document() -> Value {
             answer: schema::<Health>(&mut g),
             errors: READ,
             open: true,
+            stream: false,
         },
         Route {
             path: "/readyz",
@@ -108,6 +111,7 @@ pub fn document() -> Value {
             answer: schema::<Health>(&mut g),
             errors: &[503, 504],
             open: true,
+            stream: false,
         },
         Route {
             path: "/api/v1/openapi.json",
@@ -119,6 +123,7 @@ pub fn document() -> Value {
             answer: json!({ "type": "object" }),
             errors: READ,
             open: true,
+            stream: false,
         },
         Route {
             path: "/api/v1/leader",
@@ -130,6 +135,7 @@ pub fn document() -> Value {
             answer: schema::<LeaderView>(&mut g),
             errors: READ,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/clusters",
@@ -141,6 +147,7 @@ pub fn document() -> Value {
             answer: schema::<ClusterList>(&mut g),
             errors: READ,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}",
@@ -152,6 +159,7 @@ pub fn document() -> Value {
             answer: schema::<ClusterView>(&mut g),
             errors: CLUSTER_READ,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/recoveries",
@@ -163,6 +171,7 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/audit",
@@ -174,6 +183,7 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/operations",
@@ -185,6 +195,7 @@ pub fn document() -> Value {
             answer: schema::<OperationAnswer>(&mut g),
             errors: OPERATE,
             open: false,
+            stream: false,
         },
         Route {
             path: "/api/v1/instances/{instance}",
@@ -196,18 +207,73 @@ pub fn document() -> Value {
             answer: schema::<InstanceAnswer>(&mut g),
             errors: CLUSTER_READ,
             open: false,
+            stream: false,
+        },
+        Route {
+            path: "/api/v1/clusters/{namespace}/{name}/findings",
+            method: "get",
+            id: "listFindings",
+            summary: "The cluster's findings over time, from the store, newest first",
+            params: PAGED,
+            body: None,
+            answer: schema::<RecordPage>(&mut g),
+            errors: PAGED_READ,
+            open: false,
+            stream: false,
+        },
+        Route {
+            path: "/api/v1/clusters/{namespace}/{name}/recoveries/{id}/steps",
+            method: "get",
+            id: "listRecoverySteps",
+            summary: "The steps of one of the cluster's operations, from the store",
+            params: &[("namespace", "path"), ("name", "path"), ("id", "path")],
+            body: None,
+            answer: schema::<RecordPage>(&mut g),
+            errors: PAGED_READ,
+            open: false,
+            stream: false,
+        },
+        Route {
+            path: "/api/v1/stream/clusters",
+            method: "get",
+            id: "streamClusters",
+            summary: "Server-sent events: `clusters`, the whole list, at once and at every change",
+            params: &[],
+            body: None,
+            answer: schema::<ClusterList>(&mut g),
+            errors: READ,
+            open: false,
+            stream: true,
+        },
+        Route {
+            path: "/api/v1/stream/clusters/{namespace}/{name}",
+            method: "get",
+            id: "streamCluster",
+            summary: "Server-sent events: `cluster`, the whole view, at once and at every change; `gone` when it is no longer watched",
+            params: CLUSTER,
+            body: None,
+            answer: schema::<ClusterView>(&mut g),
+            errors: CLUSTER_READ,
+            open: false,
+            stream: true,
         },
     ];
     let mut paths = Map::new();
     for r in routes {
         let mut responses = Map::new();
-        responses.insert(
-            "200".into(),
+        let ok = if r.stream {
+            json!({
+                "description": "OK: events whose data is this schema's JSON",
+                "content": { "text/event-stream": { "schema": { "type": "string" },
+                                                    "x-event-data": r.answer } }
+            })
+        } else {
             json!({
                 "description": "OK",
                 "content": { "application/json": { "schema": r.answer } }
-            }),
-        );
+            })
+        };
+        responses.insert("200".into(), ok);
         let auth: &[u16] = if r.open { &[] } else { &[401, 403] };
         for status in auth.iter().chain(r.errors) {
             let mut answer = json!({
@@ -256,10 +322,14 @@ pub fn document() -> Value {
         "components": {
             "schemas": g.take_definitions(true),
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer" }
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "orcaHeader": {
+                    "type": "apiKey", "in": "header", "name": "X-Orca-Authorization",
+                    "description": "`Bearer TOKEN`, for callers behind the Kubernetes API server's service proxy, which takes `Authorization` off"
+                }
             }
         },
-        "security": [ { "bearer": [] } ]
+        "security": [ { "bearer": [] }, { "orcaHeader": [] } ]
     })
 }
 
@@ -271,7 +341,7 @@ mod tests {
     fn every_route_and_every_reference_is_there() {
         let d = document();
         let paths = d["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 10);
+        assert_eq!(paths.len(), 14);
         assert!(
             paths["/api/v1/clusters/{namespace}/{name}/operations"]["post"]["requestBody"]
                 .is_object()

@@ -185,14 +185,8 @@ impl Served {
         for k in ended {
             self.lift(engine, &k);
         }
-        let view = ClusterView::of(
-            &self.id,
-            engine.config.cluster.clone(),
-            engine.topology(),
-            engine.findings(),
-            &|_| None,
-        )
-        .with_recent(&engine.records);
+        let view = ClusterView::of(&self.id, engine.config.cluster.clone(), engine, &|_| None)
+            .with_recent(&engine.records);
         self.model.publish(view);
         self.ready.store(true, Ordering::Relaxed);
     }

@@ -40,6 +40,7 @@ use crate::api::{
     Access, ApiError, Authorizer, BoxFuture, Caller, LeaderView, OperationAnswer, OperationRequest,
     Operations, ReadModel,
 };
+use crate::plan::candidate::PromotionRule;
 use crate::plan::operation::{self, Operation, OperationKind};
 use crate::plan::recovery::RecoveryOptions;
 use crate::plan::takeover::TakeoverOptions;
@@ -163,6 +164,9 @@ pub fn status_view(c: &MySQLCluster) -> Option<ClusterView> {
             read_only: None,
             errant: i.errant_gtids.clone(),
             error: None,
+            downtimed: false,
+            promotion_rule: PromotionRule::Neutral.name().to_string(),
+            kubernetes: None,
             snapshot: None,
         })
         .collect();
@@ -196,6 +200,7 @@ pub fn status_view(c: &MySQLCluster) -> Option<ClusterView> {
             target: j.target.clone(),
             started_at: j.started_at.clone().unwrap_or_default(),
         }),
+        automatic_failover: None,
         recent_operations: Vec::new(),
         observed_at: rfc3339_s(crate::store::now_ms() / 1000),
         store_key: format!("{namespace}/{name}"),
@@ -486,8 +491,9 @@ impl OperatorOps {
             id: None,
             outcome: what.into(),
             message,
-            plan: plan.and_then(|p| serde_json::to_value(p).ok()),
+            plan: plan.as_ref().and_then(|p| serde_json::to_value(p).ok()),
             record: None,
+            ..OperationAnswer::described(plan.as_ref())
         })
     }
 }
@@ -548,8 +554,9 @@ impl OperatorOps {
             message: format!(
                 "the leader carries out {kind} on {id}: see status.lastOperation and the cluster's Events"
             ),
-            plan: plan.and_then(|p| serde_json::to_value(p).ok()),
+            plan: plan.as_ref().and_then(|p| serde_json::to_value(p).ok()),
             record: None,
+            ..OperationAnswer::described(plan)
         })
     }
 }

@@ -405,6 +405,7 @@ mod tests {
             restarting: false,
             role_label: None,
             annotations: ann(pairs),
+            facts: Default::default(),
         }
     }
 

@@ -165,14 +165,33 @@ impl Store {
     /// The steps of one operation, in the order they ran (its steps, then
     /// its rollback).
     pub async fn recovery_steps(&self, id: &str) -> Result<Vec<StepRow>, StoreError> {
+        self.steps_where(id, None).await
+    }
+
+    /// The steps of the recovery `id` if it is one of `cluster`'s (else
+    /// none).
+    pub async fn cluster_recovery_steps(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        self.steps_where(id, Some(cluster)).await
+    }
+
+    async fn steps_where(
+        &self,
+        id: &str,
+        cluster: Option<&str>,
+    ) -> Result<Vec<StepRow>, StoreError> {
         let what = "reading recovery steps";
         let rows = self
             .rows(
                 what,
                 "SELECT phase, idx, description, step, started_ms, duration_ms, outcome, detail
                  FROM recovery_steps WHERE recovery_id = ?
+                   AND (? IS NULL OR recovery_id IN (SELECT id FROM recoveries WHERE cluster = ?))
                  ORDER BY phase = 'rollback', idx",
-                vec![id.into()],
+                vec![id.into(), cluster.into(), cluster.into()],
             )
             .await?;
         rows.into_iter()

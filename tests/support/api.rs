@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::sandbox::Sandbox;
 use super::standalone::Standalone;
 
 /// A token the tests give orca in a file.
@@ -159,4 +160,53 @@ pub async fn serve_standalone(
         api,
         _dir: dir,
     }
+}
+
+/// A ServiceAccount with a long-lived token Secret, and RBAC: `cluster_verbs`
+/// on mysqlclusters everywhere (a ClusterRoleBinding), `ns_verbs` in
+/// `default` (a RoleBinding).
+pub fn account(name: &str, cluster_verbs: &[&str], ns_verbs: &[&str]) -> String {
+    let rule = |verbs: &[&str]| json!([{"apiGroups": ["orca.dev"], "resources": ["mysqlclusters"], "verbs": verbs}]);
+    let mut docs = vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "default"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+               "metadata": {"name": format!("{name}-token"), "namespace": "default",
+                            "annotations": {"kubernetes.io/service-account.name": name}}}),
+    ];
+    let subject = json!([{"kind": "ServiceAccount", "name": name, "namespace": "default"}]);
+    if !cluster_verbs.is_empty() {
+        docs.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("{name}-mysql")}, "rules": rule(cluster_verbs)}),
+        );
+        docs.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{name}-mysql")}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{name}-mysql")}}));
+    }
+    if !ns_verbs.is_empty() {
+        docs.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": format!("{name}-mysql"), "namespace": "default"}, "rules": rule(ns_verbs)}));
+        docs.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("{name}-mysql"), "namespace": "default"}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{name}-mysql")}}));
+    }
+    docs.iter()
+        .map(|d| serde_json::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// The token of `name`'s Secret, as `kubectl` reads it.
+pub fn token(sb: &Sandbox, name: &str) -> String {
+    let secret = sb
+        .kubectl()
+        .json(&["get", "secret", &format!("{name}-token"), "-o", "json"]);
+    let b64 = secret["data"]["token"].as_str().expect("a token filled in");
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }

@@ -541,12 +541,14 @@ impl Worker {
         let view = crate::api::ClusterView::of(
             &id,
             format!("{}/{}", self.namespace, self.name),
-            engine.topology(),
-            engine.findings(),
+            engine,
             &|k| {
                 pods.iter()
                     .find(|p| p.key.as_ref() == Some(k))
-                    .map(|p| p.name.clone())
+                    .map(|p| crate::api::model::PodRef {
+                        name: p.name.clone(),
+                        facts: Some(p.facts.clone()),
+                    })
             },
         )
         .with_recent(&records);

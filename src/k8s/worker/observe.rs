@@ -12,6 +12,8 @@ pub struct PodView {
     pub restarting: bool,
     pub role_label: Option<String>,
     pub annotations: BTreeMap<String, String>,
+    /// Phase, restarts and node, for the API.
+    pub facts: crate::api::model::PodFacts,
 }
 
 impl PodView {
@@ -45,6 +47,15 @@ impl PodView {
             restarting,
             role_label: pod.labels().get(label::ROLE).cloned(),
             annotations: pod.annotations().clone(),
+            facts: crate::api::model::PodFacts {
+                phase: status.and_then(|s| s.phase.clone()),
+                ready,
+                restarts: status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
+                    .unwrap_or(0),
+                node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            },
         }
     }
 }
@@ -177,6 +188,7 @@ mod tests {
             restarting: false,
             role_label: None,
             annotations: BTreeMap::new(),
+            facts: Default::default(),
         }
     }
 

@@ -178,6 +178,21 @@ impl Worker {
         }
         if d.acknowledge {
             self.engine_mut().acknowledge();
+            // The store keeps who acknowledged which recovery, and why:
+            // the annotation's value is the comment ("true" says none).
+            if let (Some(f), Some(last)) = (&self.feed, self.recent.back()) {
+                let a = cluster.annotations();
+                let by = a
+                    .get(crate::k8s::api::REQUESTED_BY)
+                    .map(String::as_str)
+                    .unwrap_or("annotation");
+                let comment = a
+                    .get(annotation::ACKNOWLEDGE)
+                    .map(|v| v.trim())
+                    .filter(|v| !v.eq_ignore_ascii_case("true") && !v.is_empty())
+                    .unwrap_or("acknowledged");
+                f.acknowledged(&last.id, by, comment);
+            }
             self.event(
                 cluster,
                 false,

@@ -359,6 +359,7 @@ mod tests {
             restarting: false,
             role_label: None,
             annotations: BTreeMap::new(),
+            facts: Default::default(),
         }
     }
 
