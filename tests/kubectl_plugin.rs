@@ -112,7 +112,9 @@ impl UserKubectl {
         let home = dir.join("user-home");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(&home).unwrap();
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_orca"), bin.join("kubectl-orca")).unwrap();
+        for name in ["kubectl-orca", "kubectl_complete-orca"] {
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_orca"), bin.join(name)).unwrap();
+        }
         UserKubectl {
             kubeconfig,
             home,
@@ -285,6 +287,16 @@ async fn kubectl_orca_reads_plans_and_carries_out_operations_through_the_api_ser
     // Completion, and bad usage.
     let script = user.ok(&["orca", "completion", "bash"]);
     assert!(script.contains("complete -F"), "{script}");
+    // kubectl's own completion of `kubectl orca sw<TAB>` asks
+    // kubectl_complete-orca.
+    let words = user.ok(&["__complete", "orca", "sw"]);
+    assert_eq!(
+        words.lines().collect::<Vec<_>>(),
+        ["switchover", ":4"],
+        "{words}"
+    );
+    let words = user.ok(&["__complete", "orca", "relocate", "db", "db-1", "--be"]);
+    assert!(words.starts_with("--below\n"), "{words}");
     for bad in [&["orca", "fly"][..], &["orca", "takeover", "db"], &["orca"]] {
         let o = user.run(bad);
         assert_eq!(o.code, 2, "{bad:?}: {}{}", o.stdout, o.stderr);

@@ -409,7 +409,8 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_authorization_or_the_orca_header() {
-        let table: [(&[(&str, &str)], Option<&str>); 6] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let table: [Case; 6] = [
             (&[], None),
             (&[("authorization", "Bearer abc")], Some("abc")),
             (&[("x-orca-authorization", "bearer  xyz ")], Some("xyz")),

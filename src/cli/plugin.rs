@@ -799,7 +799,7 @@ async fn topology(ctx: &Ctx, name: &str, json: bool) -> Result<u8, Failure> {
 
 /// The pods behind the view's addresses.
 pub fn render_pods(view: &Value) -> String {
-    let rows: Vec<Vec<String>> = view["instances"]
+    let mut rows: Vec<Vec<String>> = view["instances"]
         .as_array()
         .into_iter()
         .flatten()
@@ -808,6 +808,7 @@ pub fn render_pods(view: &Value) -> String {
             vec![s("pod"), s("key"), s("role")]
         })
         .collect();
+    rows.sort();
     if rows.is_empty() {
         return String::new();
     }
@@ -1193,14 +1194,15 @@ mod tests {
     #[test]
     fn commands_map_to_requests_and_annotations() {
         // (arguments, kind, target, destination, dry run, annotation)
-        let table: &[(
-            &[&str],
-            &str,
-            Option<&str>,
-            Option<&str>,
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
             bool,
-            (&str, &str),
-        )] = &[
+            (&'a str, &'a str),
+        );
+        let table: &[Case] = &[
             (
                 &["switchover", "db"],
                 "graceful-takeover",

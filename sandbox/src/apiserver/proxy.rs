@@ -375,13 +375,15 @@ mod tests {
             json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 8000}]}]});
         let none =
             Err::<(String, u16), String>("no endpoints available for service \"orca\"".into());
-        let table: [(
-            &Value,
-            Option<&Value>,
-            Option<&str>,
+        // (Service, Endpoints, port asked, pick, where it goes)
+        type Case<'a> = (
+            &'a Value,
+            Option<&'a Value>,
+            Option<&'a str>,
             usize,
             Result<(String, u16), String>,
-        ); 10] = [
+        );
+        let table: [Case; 10] = [
             (
                 &svc,
                 Some(&eps),
