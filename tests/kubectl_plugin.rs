@@ -314,3 +314,27 @@ async fn kubectl_orca_reads_plans_and_carries_out_operations_through_the_api_ser
     );
     assert!(o.stdout.contains(&format!("primary {to}")), "{}", o.stdout);
 }
+
+/// `orca kubectl ...` is the plugin too, with its exit codes.
+#[test]
+fn orca_kubectl_is_the_plugin() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orca"))
+            .arg("kubectl")
+            .args(args)
+            .output()
+            .expect("run orca");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, script) = run(&["completion", "zsh"]);
+    assert_eq!(code, 0);
+    assert!(script.contains("kubectl-orca"), "{script}");
+    let (code, help) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("Usage: kubectl orca"), "{help}");
+    assert_eq!(run(&["switchover"]).0, 2);
+    assert_eq!(run(&["relocate", "db", "db-1"]).0, 2);
+}
