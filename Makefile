@@ -3,13 +3,27 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test fmt-check clippy unit test-chaos sandbox crds deploy image clean
+.PHONY: all build install deps test fmt-check clippy unit test-chaos sandbox crds deploy image clean
 
 all: build
 
 # The product alone: the orca binary, no sandbox code in it.
 build:
 	$(CARGO) build -p orca --release
+
+# Installs the release binary as $(DESTDIR)$(PREFIX)/bin/orca, with the
+# kubectl plugin beside it: kubectl-orca (what `kubectl orca` runs) and
+# kubectl_complete-orca (what kubectl >= 1.26 runs to complete `kubectl
+# orca <TAB>`), both symlinks to orca, which acts by the name it is run as.
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+RELEASE_BIN = $(or $(CARGO_TARGET_DIR),target)/release/orca
+
+install: build
+	install -d $(BINDIR)
+	install -m 0755 $(RELEASE_BIN) $(BINDIR)/orca
+	ln -sf orca $(BINDIR)/kubectl-orca
+	ln -sf orca $(BINDIR)/kubectl_complete-orca
 
 # The schemathesis CLI that tests/api_schemathesis.rs runs against the
 # API's OpenAPI document, in a venv of its own (gitignored). The test

@@ -1,8 +1,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use orca::cli::plugin::{self, Invocation};
 
 fn main() -> ExitCode {
-    let cli = orca::cli::Cli::parse();
-    orca::cli::run(cli)
+    // `kubectl-orca` (and `orca kubectl ...`) is the kubectl plugin;
+    // `kubectl_complete-orca` its completer.
+    let (invocation, args) = plugin::invocation(&std::env::args_os().collect::<Vec<_>>());
+    match invocation {
+        Invocation::Plugin | Invocation::Complete => plugin::main(args),
+        Invocation::Orca => orca::cli::run(orca::cli::Cli::parse_from(args)),
+    }
 }

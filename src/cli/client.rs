@@ -858,7 +858,7 @@ pub struct Request {
 /// Prints an operation's answer as the one-shot commands print theirs
 /// (the plan of a dry run, the record of a real one); returns the exit
 /// code of its outcome.
-fn print_answer(answer: &Value, json: bool) -> Result<u8, Failure> {
+pub(crate) fn print_answer(answer: &Value, json: bool) -> Result<u8, Failure> {
     let a: Answer = shape(answer, "the operation")?;
     if json {
         print_json(answer)?;

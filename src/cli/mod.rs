@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod discover;
 pub mod operator;
 pub mod ops;
+pub mod plugin;
 pub mod serve;
 pub mod standalone;
 pub mod store;

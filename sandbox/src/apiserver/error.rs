@@ -238,6 +238,12 @@ impl ApiError {
         )
     }
 
+    /// 503 ServiceUnavailable: a proxied Service with no endpoint to
+    /// take the request (`no endpoints available for service "x"`).
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message, Some(json!({})))
+    }
+
     /// 422 with a plain message (a JSON patch that does not apply).
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message, None)

@@ -346,8 +346,11 @@ pub async fn handle(
             &[],
         );
     }
-    let key = request_key(&shared, &method, &path, &q, &parts.headers);
     let https = parts.extensions.get::<Https>().is_some();
+    if let Some(target) = super::proxy::parse(&path) {
+        return service_proxy(&shared, https, &method, target, &parts, body).await;
+    }
+    let key = request_key(&shared, &method, &path, &q, &parts.headers);
     if let Err(e) = admit(&shared, https, &method, &path, &key, &parts.headers, &body) {
         shared.requests().add(key);
         return error(&e);
@@ -376,18 +379,8 @@ fn admit(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
     let state = shared.lock();
-    let user = match bearer {
-        Some(t) => super::authz::authenticate(&state.store, &state.tokens, t)
-            .ok_or_else(ApiError::unauthorized)?,
-        None if https => super::authz::anonymous(),
-        None => super::authz::admin(),
-    };
+    let user = caller(&state, https, headers)?;
     if user.groups.iter().any(|g| g == "system:masters") {
         return Ok(());
     }
@@ -453,6 +446,29 @@ fn admit(
         return Ok(());
     };
     drop(state);
+    refused(shared, &user, &a, &e);
+    Err(e)
+}
+
+/// Who a request comes from: a bearer token must be valid (401
+/// otherwise); without one, the sandbox's admin on the plain HTTP face
+/// and `system:anonymous` on the HTTPS face.
+fn caller(state: &State, https: bool, headers: &HeaderMap) -> Result<super::authz::User, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    Ok(match bearer {
+        Some(t) => super::authz::authenticate(&state.store, &state.tokens, t)
+            .ok_or_else(ApiError::unauthorized)?,
+        None if https => super::authz::anonymous(),
+        None => super::authz::admin(),
+    })
+}
+
+/// Keeps a refusal for `GET /debug/forbidden`.
+fn refused(shared: &Shared, user: &super::authz::User, a: &super::authz::Attributes, e: &ApiError) {
     let mut f = shared.forbidden.lock().unwrap_or_else(|e| e.into_inner());
     if f.len() >= FORBIDDEN_KEPT {
         f.pop_front();
@@ -468,7 +484,75 @@ fn admit(
         "message": e.message,
         "time": super::time::now_string(),
     }));
-    Err(e)
+}
+
+/// `services/{name}/proxy`: counted, authenticated, authorized for the
+/// `proxy` subresource of `services` (the verb from the method), then
+/// forwarded ([`super::proxy`]).
+async fn service_proxy(
+    shared: &Arc<Shared>,
+    https: bool,
+    method: &Method,
+    target: Result<super::proxy::ProxyPath, String>,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+) -> Response {
+    let verb = super::proxy::verb(method);
+    let agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.split('/').next().unwrap_or_default().trim().to_string())
+        .unwrap_or_default();
+    shared.requests().add(RequestKey {
+        verb: verb.clone(),
+        group: String::new(),
+        resource: "services".into(),
+        subresource: "proxy".into(),
+        agent,
+        field_manager: String::new(),
+    });
+    let admitted = (|| {
+        let state = shared.lock();
+        let user = caller(&state, https, &parts.headers)?;
+        let target = target.map_err(ApiError::bad_request)?;
+        let a = super::authz::Attributes {
+            namespace: target.namespace.clone(),
+            verb,
+            group: String::new(),
+            resource: "services".into(),
+            subresource: "proxy".into(),
+            name: target.segment.clone(),
+        };
+        if super::authz::allowed(&state.store, &user, &a).0 {
+            return Ok(target);
+        }
+        drop(state);
+        let e = ApiError::forbidden(
+            "",
+            "services",
+            &a.name,
+            &super::authz::forbidden_reason(&user, &a),
+        );
+        refused(shared, &user, &a, &e);
+        Err(e)
+    })();
+    let target = match admitted {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let resp = super::proxy::forward(
+        shared,
+        &target,
+        method,
+        parts.uri.query(),
+        &parts.headers,
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| error(&e));
+    tracing::debug!(target: "orca::sandbox::apiserver", %method, path = %parts.uri.path(), status = resp.status().as_u16(), "proxied");
+    resp
 }
 
 /// The OwnerReferencesPermissionEnforcement admission plugin: a write

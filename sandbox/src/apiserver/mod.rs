@@ -25,6 +25,7 @@ mod ops;
 mod patch;
 mod podlog;
 mod protobuf;
+mod proxy;
 pub mod requests;
 pub mod schema;
 pub mod selector;
