@@ -403,6 +403,14 @@ async fn recovery_steps(
     authorize(&s, &headers, Access::Read(Some(id.clone()))).await?;
     let view = known(&s, &id)?;
     let store = store_of(&s)?;
+    // orca's ids are short printable ASCII; anything else names none
+    // (and is never sent to the store).
+    if recovery.is_empty()
+        || recovery.len() > 255
+        || !recovery.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(ApiError::not_found(format!("no such recovery of {id}")));
+    }
     let rows = store
         .cluster_recovery_steps(&view.store_key, &recovery)
         .await
