@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use support::api::token;
 use support::cluster::cluster_yaml;
 use support::eventually;
 use support::kubectl::Output;
@@ -75,20 +76,6 @@ subsets:
   ports: [{{name: http, port: {port}}}]
 "#
     )
-}
-
-fn token(sb: &Sandbox, name: &str) -> String {
-    let secret = sb
-        .kubectl()
-        .json(&["get", "secret", &format!("{name}-token"), "-o", "json"]);
-    let b64 = secret["data"]["token"].as_str().expect("a token filled in");
-    use base64::Engine as _;
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The real `kubectl`, `kubectl-orca` on its PATH, as the user.
