@@ -347,14 +347,7 @@ where
     let rows = read(store_of(s)?.clone(), view.store_key.clone(), page)
         .await
         .map_err(store_failed)?;
-    Ok(Json(model::RecordPage {
-        page: page.number,
-        page_size: page.size,
-        items: rows
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect(),
-    }))
+    Ok(Json(model::RecordPage::of(page.number, page.size, &rows)))
 }
 
 async fn recoveries(
@@ -415,14 +408,7 @@ async fn recovery_steps(
         .cluster_recovery_steps(&view.store_key, &recovery)
         .await
         .map_err(store_failed)?;
-    Ok(Json(model::RecordPage {
-        page: 0,
-        page_size: rows.len() as u32,
-        items: rows
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect(),
-    }))
+    Ok(Json(model::RecordPage::of(0, rows.len() as u32, &rows)))
 }
 
 async fn instance(

@@ -139,7 +139,7 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
-    pub fn of(n: &Node, pod: Option<PodRef>) -> InstanceView {
+    pub fn of(n: &Node, pod: Option<PodRef>, downtimed: bool, rule: PromotionRule) -> InstanceView {
         let (pod, kubernetes) = match pod {
             Some(p) => (Some(p.name), p.facts),
             None => (None, None),
@@ -156,8 +156,8 @@ impl InstanceView {
             read_only: n.snapshot.as_ref().map(|s| s.read_only),
             errant: n.errant.as_ref().map(|e| e.to_string()),
             error: n.error.clone(),
-            downtimed: false,
-            promotion_rule: PromotionRule::Neutral.name().to_string(),
+            downtimed,
+            promotion_rule: rule.name().to_string(),
             kubernetes,
             snapshot: n
                 .snapshot
@@ -250,10 +250,13 @@ impl ClusterView {
             instances: topology
                 .nodes
                 .values()
-                .map(|n| InstanceView {
-                    downtimed: engine.context.downtimed.contains(&n.key),
-                    promotion_rule: rules.rule(&n.key).name().to_string(),
-                    ..InstanceView::of(n, pods(&n.key))
+                .map(|n| {
+                    InstanceView::of(
+                        n,
+                        pods(&n.key),
+                        engine.context.downtimed.contains(&n.key),
+                        rules.rule(&n.key),
+                    )
                 })
                 .collect(),
             findings: findings.iter().map(FindingView::of).collect(),
@@ -590,6 +593,20 @@ pub struct RecordPage {
     pub page_size: u32,
     #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub items: Vec<serde_json::Value>,
+}
+
+impl RecordPage {
+    /// Page `page` (of `page_size`) holding `rows`.
+    pub fn of<T: Serialize>(page: u32, page_size: u32, rows: &[T]) -> RecordPage {
+        RecordPage {
+            page,
+            page_size,
+            items: rows
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
+        }
+    }
 }
 
 /// Every error: one line.

@@ -28,8 +28,6 @@ struct Route {
     errors: &'static [u16],
     /// No authorization (probes, the document itself).
     open: bool,
-    /// A stream of server-sent events, not one JSON answer.
-    stream: bool,
 }
 
 /// What an error status says, in the document.
@@ -102,7 +100,6 @@ pub fn document() -> Value {
             answer: schema::<Health>(&mut g),
             errors: READ,
             open: true,
-            stream: false,
         },
         Route {
             path: "/readyz",
@@ -114,7 +111,6 @@ pub fn document() -> Value {
             answer: schema::<Health>(&mut g),
             errors: &[503, 504],
             open: true,
-            stream: false,
         },
         Route {
             path: "/api/v1/openapi.json",
@@ -126,7 +122,6 @@ pub fn document() -> Value {
             answer: json!({ "type": "object" }),
             errors: READ,
             open: true,
-            stream: false,
         },
         Route {
             path: "/api/v1/leader",
@@ -138,7 +133,6 @@ pub fn document() -> Value {
             answer: schema::<LeaderView>(&mut g),
             errors: READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters",
@@ -150,7 +144,6 @@ pub fn document() -> Value {
             answer: schema::<ClusterList>(&mut g),
             errors: READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}",
@@ -162,7 +155,6 @@ pub fn document() -> Value {
             answer: schema::<ClusterView>(&mut g),
             errors: CLUSTER_READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/recoveries",
@@ -174,7 +166,6 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/audit",
@@ -186,7 +177,6 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/operations",
@@ -198,7 +188,6 @@ pub fn document() -> Value {
             answer: schema::<OperationAnswer>(&mut g),
             errors: OPERATE,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/instances/{instance}",
@@ -210,7 +199,6 @@ pub fn document() -> Value {
             answer: schema::<InstanceAnswer>(&mut g),
             errors: CLUSTER_READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/findings",
@@ -222,7 +210,6 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
-            stream: false,
         },
         Route {
             path: "/api/v1/clusters/{namespace}/{name}/recoveries/{id}/steps",
@@ -234,25 +221,18 @@ pub fn document() -> Value {
             answer: schema::<RecordPage>(&mut g),
             errors: PAGED_READ,
             open: false,
-            stream: false,
         },
     ];
     let mut paths = Map::new();
     for r in routes {
         let mut responses = Map::new();
-        let ok = if r.stream {
-            json!({
-                "description": "OK: events whose data is this schema's JSON",
-                "content": { "text/event-stream": { "schema": { "type": "string" },
-                                                    "x-event-data": r.answer } }
-            })
-        } else {
+        responses.insert(
+            "200".into(),
             json!({
                 "description": "OK",
                 "content": { "application/json": { "schema": r.answer } }
-            })
-        };
-        responses.insert("200".into(), ok);
+            }),
+        );
         let auth: &[u16] = if r.open { &[] } else { &[401, 403] };
         for status in auth.iter().chain(r.errors) {
             let mut answer = json!({

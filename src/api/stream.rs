@@ -156,8 +156,8 @@ mod tests {
         });
         let mut s = Box::pin(events(model.clone(), render));
         assert!(s.next().await.is_some(), "the first event at once");
-        // A change of time alone sends nothing; a change of content does.
-        model.changed();
+        // A change of content is sent (a change of time alone is not:
+        // probe_times_are_not_changes).
         *state.lock().unwrap() = Some(2);
         model.changed();
         let next = tokio::time::timeout(Duration::from_secs(5), s.next()).await;

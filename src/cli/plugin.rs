@@ -30,7 +30,6 @@ use super::client::{self, Request};
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::api::model::ErrorBody;
 use crate::k8s::crd::cluster::MySQLCluster;
-use crate::k8s::crd::names::annotation;
 use crate::k8s::crd::parse_duration;
 
 /// The plugin's executable name, which kubectl finds on PATH.
@@ -357,11 +356,13 @@ pub struct Ask {
 
 /// The operation a command asks for (`None` for the reads).
 pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
+    use crate::k8s::annotations::Request as Asked;
     let ask = |cluster: &str,
                kind: &str,
                target: Option<&str>,
                destination: Option<&str>,
-               (key, value): (&str, String),
+               asked: Asked,
+               comment: Option<&str>,
                op: &OpFlags| {
         let request = Request {
             kind: kind.to_string(),
@@ -371,6 +372,7 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
             comment: None,
             duration: None,
         };
+        let (key, value) = asked.as_annotation(comment);
         Ask {
             cluster: cluster.to_string(),
             request,
@@ -384,10 +386,8 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
                 "graceful-takeover",
                 to.as_deref(),
                 None,
-                (
-                    annotation::GRACEFUL_TAKEOVER,
-                    to.clone().unwrap_or_else(|| "auto".into()),
-                ),
+                Asked::GracefulTakeover { to: to.clone() },
+                None,
                 op,
             ),
             op,
@@ -398,7 +398,8 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
                 "force-failover",
                 None,
                 None,
-                (annotation::FORCE_FAILOVER, "true".into()),
+                Asked::ForceFailover,
+                None,
                 op,
             ),
             op,
@@ -409,20 +410,14 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
                 "force-takeover",
                 Some(to),
                 None,
-                (annotation::FORCE_TAKEOVER, to.clone()),
+                Asked::ForceTakeover { to: to.clone() },
+                None,
                 op,
             ),
             op,
         ),
         PluginCommand::Recover { name, op } => (
-            ask(
-                name,
-                "recover",
-                None,
-                None,
-                (annotation::RECOVER, "true".into()),
-                op,
-            ),
+            ask(name, "recover", None, None, Asked::Recover, None, op),
             op,
         ),
         PluginCommand::Ack { name, comment, op } => {
@@ -431,11 +426,11 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
                 "acknowledge",
                 None,
                 None,
-                (
-                    annotation::ACKNOWLEDGE,
+                Asked::Acknowledge,
+                Some(
                     comment
-                        .clone()
-                        .unwrap_or_else(|| "acknowledged with kubectl orca".into()),
+                        .as_deref()
+                        .unwrap_or("acknowledged with kubectl orca"),
                 ),
                 op,
             );
@@ -453,7 +448,12 @@ pub fn ask_of(command: &PluginCommand) -> Option<(Ask, &OpFlags)> {
                 "relocate",
                 Some(pod),
                 Some(below),
-                (annotation::OPERATION, format!("relocate {pod} {below}")),
+                Asked::Operation {
+                    kind: crate::plan::operation::OperationKind::Relocate,
+                    target: pod.clone(),
+                    destination: Some(below.clone()),
+                },
+                None,
                 op,
             ),
             op,
@@ -478,25 +478,15 @@ pub fn patch_of(ask: &Ask) -> Value {
     json!({ "metadata": { "annotations": ask.annotations } })
 }
 
-/// A failure: its exit code and what to say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
+/// A failure: its exit code and what to say (the CLI client's).
+pub use super::client::Failure;
 
 fn failed(message: impl Into<String>) -> Failure {
-    Failure {
-        code: EXIT_FAILED,
-        message: message.into(),
-    }
+    Failure::failed(message)
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: EXIT_USAGE,
-        message: message.into(),
-    }
+    Failure::usage(message)
 }
 
 /// What an answer through the proxy that is not a 2xx means.
@@ -1182,6 +1172,7 @@ async fn dry_run(ctx: &Ctx, ask: &Ask, json: bool) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::crd::names::annotation;
 
     fn parse(args: &[&str]) -> Result<PluginCli, clap::Error> {
         PluginCli::try_parse_from(std::iter::once("kubectl-orca").chain(args.iter().copied()))

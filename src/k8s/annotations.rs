@@ -41,6 +41,26 @@ impl Request {
             Request::Operation { .. } => annotation::OPERATION,
         }
     }
+
+    /// The annotation asking for it and its value, as [`requests`] reads
+    /// them back; `comment` is an acknowledgement's value.
+    pub fn as_annotation(&self, comment: Option<&str>) -> (&'static str, String) {
+        let value = match self {
+            Request::GracefulTakeover { to } => to.clone().unwrap_or_else(|| "auto".into()),
+            Request::ForceFailover | Request::Recover => "true".into(),
+            Request::ForceTakeover { to } => to.clone(),
+            Request::Acknowledge => comment.unwrap_or("true").to_string(),
+            Request::Operation {
+                kind,
+                target,
+                destination,
+            } => match destination {
+                Some(d) => format!("{kind} {target} {d}"),
+                None => format!("{kind} {target}"),
+            },
+        };
+        (self.annotation(), value)
+    }
 }
 
 /// An annotation orca cannot act on, and why.
@@ -216,6 +236,36 @@ pub fn pod_problems(annotations: &BTreeMap<String, String>) -> Vec<Malformed> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_written_as_an_annotation_reads_back_the_same() {
+        let table = [
+            Request::GracefulTakeover { to: None },
+            Request::GracefulTakeover {
+                to: Some("db-2".into()),
+            },
+            Request::ForceFailover,
+            Request::ForceTakeover { to: "db-1".into() },
+            Request::Recover,
+            Request::Acknowledge,
+            Request::Operation {
+                kind: OperationKind::Relocate,
+                target: "db-1".into(),
+                destination: Some("db-2".into()),
+            },
+            Request::Operation {
+                kind: OperationKind::MoveUp,
+                target: "db-1".into(),
+                destination: None,
+            },
+        ];
+        for r in table {
+            let (key, value) = r.as_annotation(Some("seen it"));
+            let (got, bad) = requests(&BTreeMap::from([(key.to_string(), value.clone())]));
+            assert!(bad.is_empty(), "{r:?} as {key}={value}: {bad:?}");
+            assert_eq!(got, vec![r.clone()], "{key}={value}");
+        }
+    }
 
     /// Annotations from pairs (shared by the policy's tests).
     pub(crate) fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -29,6 +29,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::annotations::Request;
 use super::crd::cluster::{InstanceRole, MySQLCluster};
 use super::crd::names::{GROUP, annotation};
 use super::worker::KUBE_LIMIT;
@@ -350,22 +351,36 @@ pub fn write_for(
             .pod_of(k)
             .ok_or_else(|| ApiError::refused(format!("{k} is not a pod of this cluster")))
     };
-    let cluster =
-        |key: &str, value: String| Write::Cluster(json!({ key: value, REQUESTED_BY: caller.name }));
+    let cluster = |r: Request, comment: Option<String>| {
+        let (key, value) = r.as_annotation(comment.as_deref());
+        Write::Cluster(json!({ key: value, REQUESTED_BY: caller.name }))
+    };
     Ok(match op.kind {
-        OperationKind::GracefulTakeover => match &op.target {
-            Some(_) => cluster(annotation::GRACEFUL_TAKEOVER, pod(&op.target)?),
-            None => cluster(annotation::GRACEFUL_TAKEOVER, "auto".into()),
-        },
-        OperationKind::ForceFailover => cluster(annotation::FORCE_FAILOVER, "true".into()),
-        OperationKind::ForceTakeover => cluster(annotation::FORCE_TAKEOVER, pod(&op.target)?),
-        OperationKind::Recover => cluster(annotation::RECOVER, "true".into()),
+        OperationKind::GracefulTakeover => cluster(
+            Request::GracefulTakeover {
+                to: match &op.target {
+                    Some(_) => Some(pod(&op.target)?),
+                    None => None,
+                },
+            },
+            None,
+        ),
+        OperationKind::ForceFailover => cluster(Request::ForceFailover, None),
+        OperationKind::ForceTakeover => cluster(
+            Request::ForceTakeover {
+                to: pod(&op.target)?,
+            },
+            None,
+        ),
+        OperationKind::Recover => cluster(Request::Recover, None),
         OperationKind::Acknowledge => cluster(
-            annotation::ACKNOWLEDGE,
-            request
-                .comment
-                .clone()
-                .unwrap_or_else(|| format!("by {}", caller.name)),
+            Request::Acknowledge,
+            Some(
+                request
+                    .comment
+                    .clone()
+                    .unwrap_or_else(|| format!("by {}", caller.name)),
+            ),
         ),
         OperationKind::BeginDowntime => {
             let span = match &request.duration {
@@ -382,13 +397,17 @@ pub fn write_for(
         OperationKind::EndDowntime => {
             Write::Pod(pod(&op.target)?, json!({ annotation::DOWNTIME: null }))
         }
-        _ => {
-            let mut value = format!("{} {}", op.kind, pod(&op.target)?);
-            if op.destination.is_some() {
-                value = format!("{value} {}", pod(&op.destination)?);
-            }
-            cluster(annotation::OPERATION, value)
-        }
+        kind => cluster(
+            Request::Operation {
+                kind,
+                target: pod(&op.target)?,
+                destination: match &op.destination {
+                    Some(_) => Some(pod(&op.destination)?),
+                    None => None,
+                },
+            },
+            None,
+        ),
     })
 }
 
