@@ -59,23 +59,8 @@ fn user_rbac(name: &str) -> String {
 /// The operator's Service as the chart names it, pointing at its API on
 /// loopback (`http://127.0.0.1:PORT`).
 fn operator_service(api: &str) -> String {
-    let port = api.rsplit(':').next().unwrap();
-    format!(
-        r#"
-apiVersion: v1
-kind: Service
-metadata: {{name: orca, namespace: orca}}
-spec:
-  ports: [{{name: http, port: 8080}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: orca, namespace: orca}}
-subsets:
-- addresses: [{{ip: 127.0.0.1}}]
-  ports: [{{name: http, port: {port}}}]
-"#
-    )
+    let port = api.rsplit(':').next().unwrap().parse().unwrap();
+    support::api::loopback_service("orca", "orca", 8080, port)
 }
 
 /// The real `kubectl`, `kubectl-orca` on its PATH, as the user.

@@ -9,9 +9,7 @@ mod support;
 use std::path::Path;
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::kubectl::Kubectl;
 use support::sandbox::Sandbox;
 
@@ -27,17 +25,7 @@ fn kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) {
 }
 
 async fn token_for(sb: &Sandbox, ns: &str, sa: &str) -> String {
-    let api: Api<ServiceAccount> = Api::namespaced(sb.client().await, ns);
-    let answer: Value = api
-        .create_subresource(
-            "token",
-            sa,
-            &PostParams::default(),
-            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 3600}}),
-        )
-        .await
-        .expect("TokenRequest");
+    let answer = support::api::token_request(sb, ns, sa).await;
     assert!(
         answer["status"]["expirationTimestamp"].is_string(),
         "{answer}"

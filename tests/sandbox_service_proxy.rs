@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::sandbox::Sandbox;
 use tokio::sync::{mpsc, oneshot};
@@ -81,17 +79,7 @@ async fn backend(release: oneshot::Receiver<()>) -> u16 {
 async fn token_for(sb: &Sandbox, sa: &str) -> String {
     sb.kubectl()
         .ok(&["create", "serviceaccount", sa, "-n", "default"]);
-    let api: Api<ServiceAccount> = Api::namespaced(sb.client().await, "default");
-    let answer: Value = api
-        .create_subresource(
-            "token",
-            sa,
-            &PostParams::default(),
-            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 3600}}),
-        )
-        .await
-        .expect("TokenRequest");
+    let answer = support::api::token_request(sb, "default", sa).await;
     answer["status"]["token"].as_str().unwrap().to_string()
 }
 
@@ -101,19 +89,7 @@ async fn the_service_proxy_forwards_streams_and_is_authorized() {
     let (release, released) = oneshot::channel();
     let port = backend(released).await;
     let manifests = format!(
-        r#"
-apiVersion: v1
-kind: Service
-metadata: {{name: echo, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: echo, namespace: default}}
-subsets:
-- addresses: [{{ip: 127.0.0.1}}]
-  ports: [{{name: http, port: {port}}}]
+        r#"{}
 ---
 apiVersion: v1
 kind: Service
@@ -134,7 +110,8 @@ kind: RoleBinding
 metadata: {{name: proxy, namespace: default}}
 subjects: [{{kind: ServiceAccount, name: prober, namespace: default}}]
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: proxy}}
-"#
+"#,
+        support::api::loopback_service("default", "echo", 80, port)
     );
     sb.kubectl().apply(&manifests);
     let prober = token_for(&sb, "prober").await;

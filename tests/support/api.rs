@@ -210,3 +210,43 @@ pub fn token(sb: &Sandbox, name: &str) -> String {
     )
     .unwrap()
 }
+
+/// A bound token for the ServiceAccount `sa` of `ns` from the
+/// TokenRequest API, valid for an hour: the whole answer.
+pub async fn token_request(sb: &Sandbox, ns: &str, sa: &str) -> Value {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    let api: Api<ServiceAccount> = Api::namespaced(sb.client().await, ns);
+    api.create_subresource(
+        "token",
+        sa,
+        &PostParams::default(),
+        &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}}),
+    )
+    .await
+    .expect("TokenRequest")
+}
+
+/// A Service `name` in `namespace` with no selector, port `http`
+/// (`service_port`), and hand-made Endpoints sending it to
+/// `127.0.0.1:port`: a process on loopback behind the API server's
+/// service proxy.
+pub fn loopback_service(namespace: &str, name: &str, service_port: u16, port: u16) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  ports: [{{name: http, port: {service_port}}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: {name}, namespace: {namespace}}}
+subsets:
+- addresses: [{{ip: 127.0.0.1}}]
+  ports: [{{name: http, port: {port}}}]
+"#
+    )
+}
