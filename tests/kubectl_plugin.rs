@@ -132,22 +132,10 @@ async fn kubectl_orca_reads_plans_and_carries_out_operations_through_the_api_ser
     let store = StoreServer::start().await;
     let mut sb = Sandbox::cluster(&["--no-operator"]).await;
     sb.wait_crds_or_install().await;
-    let password = sb.dir.path().join("store-password");
-    std::fs::write(&password, format!("{}\n", store.password())).unwrap();
-    let (dsn, password) = (store.dsn("orca_plugin"), password.display().to_string());
-    sb.start_operator_with(
-        "orca-a",
-        &[
-            ("ORCA_LISTEN", "127.0.0.1:0"),
-            ("ORCA_STORE_DSN", dsn.as_str()),
-            ("ORCA_STORE_PASSWORD_FILE", password.as_str()),
-        ],
-    );
+    sb.start_operator_with_store("orca-a", &store, "orca_plugin");
     sb.kubectl().apply(&cluster_yaml("db", 3, true));
     let primary = sb.wait_healthy("db", BOOT).await;
-    sb.wait_operator_line("orca-a", "API listening", "the operator's API")
-        .await;
-    let api = support::api::api_address(&sb.operator_log("orca-a")).expect("an address");
+    let api = sb.operator_api("orca-a").await;
     sb.kubectl().ok(&["create", "namespace", "orca"]);
     sb.kubectl().apply(&operator_service(&api));
     sb.kubectl().apply(&user_rbac("alice"));

@@ -19,13 +19,6 @@ use support::writer::{Writer, assert_acked};
 
 const BOOT: Duration = Duration::from_secs(90);
 
-/// The API address the operator `id` listens on, from its log.
-async fn api_of(sb: &Sandbox, id: &str) -> String {
-    sb.wait_operator_line(id, "API listening", "the operator's API")
-        .await;
-    support::api::api_address(&sb.operator_log(id)).expect("an address")
-}
-
 fn error(status: u16, body: &Value, want: u16) -> String {
     assert_eq!(status, want, "{body}");
     body["error"].as_str().unwrap_or_default().to_string()
@@ -44,8 +37,8 @@ async fn the_operator_api_reviews_callers_and_carries_out_operations_through_the
         .apply(&account("alice", &["get", "list", "update"], &[]));
     sb.kubectl().apply(&account("bob", &[], &["get"]));
     let (alice, bob) = (token(&sb, "alice"), token(&sb, "bob"));
-    let a = ApiClient::new(api_of(&sb, "orca-a").await, Some(&alice));
-    let b = ApiClient::new(api_of(&sb, "orca-b").await, Some(&alice));
+    let a = ApiClient::new(sb.operator_api("orca-a").await, Some(&alice));
+    let b = ApiClient::new(sb.operator_api("orca-b").await, Some(&alice));
 
     // Who leads, as both replicas say.
     let (s, la) = a.get("/api/v1/leader").await;

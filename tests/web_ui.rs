@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::api::{account, api_address, token};
+use support::api::{account, token};
 use support::cluster::cluster_yaml;
 use support::sandbox::Sandbox;
 use support::store::StoreServer;
@@ -138,26 +138,13 @@ async fn the_web_page_draws_the_topology_live_and_acts_on_it() {
     let store = StoreServer::start().await;
     let mut sb = Sandbox::cluster(&["--no-operator", "--restart-delay", "20s"]).await;
     sb.wait_crds_or_install().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("password");
-    std::fs::write(&file, format!("{}\n", store.password())).unwrap();
-    let (dsn, file) = (store.dsn(DB), file.display().to_string());
-    sb.start_operator_with(
-        "orca-a",
-        &[
-            ("ORCA_LISTEN", "127.0.0.1:0"),
-            ("ORCA_STORE_DSN", dsn.as_str()),
-            ("ORCA_STORE_PASSWORD_FILE", file.as_str()),
-        ],
-    );
+    sb.start_operator_with_store("orca-a", &store, DB);
     sb.kubectl().apply(&cluster_yaml("db", 3, true));
     let primary = sb.wait_healthy("db", BOOT).await;
     sb.kubectl()
         .apply(&account("web", &["get", "list", "update"], &[]));
     let web = token(&sb, "web");
-    sb.wait_operator_line("orca-a", "API listening", "the operator's API")
-        .await;
-    let url = api_address(&sb.operator_log("orca-a")).expect("the API's address");
+    let url = sb.operator_api("orca-a").await;
 
     // Screenshots go to docs/ (the README shows them).
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");

@@ -261,6 +261,36 @@ impl Sandbox {
         }
     }
 
+    /// [`Sandbox::start_operator_with`] serving its API on loopback and
+    /// keeping its records in `store`'s database `db`, the password in a
+    /// file as a mounted Secret gives it.
+    pub fn start_operator_with_store(
+        &mut self,
+        identity: &str,
+        store: &super::store::StoreServer,
+        db: &str,
+    ) {
+        let file = self.dir.path().join(format!("{identity}-store-password"));
+        std::fs::write(&file, format!("{}\n", store.password())).expect("the password file");
+        let (dsn, file) = (store.dsn(db), file.display().to_string());
+        self.start_operator_with(
+            identity,
+            &[
+                ("ORCA_LISTEN", "127.0.0.1:0"),
+                ("ORCA_STORE_DSN", dsn.as_str()),
+                ("ORCA_STORE_PASSWORD_FILE", file.as_str()),
+            ],
+        );
+    }
+
+    /// The address (`http://127.0.0.1:PORT`) the API of the separate
+    /// operator `identity` listens on, once it says so.
+    pub async fn operator_api(&self, identity: &str) -> String {
+        self.wait_operator_line(identity, "API listening", "the operator's API")
+            .await;
+        super::api::api_address(&self.operator_log(identity)).expect("the API's address")
+    }
+
     /// What the separate operator `identity` printed.
     pub fn operator_log(&self, identity: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{identity}.log"))).unwrap_or_default()
