@@ -33,7 +33,8 @@ TEST_VENV = .venv-test
 # Real Helm (v4, its Go library) for tests/chart.rs and `make deploy`.
 HELM_SDK_VERSION = 0.2.2
 
-# Installs MariaDB (server and client), nftables (the network-cut
+# Installs MariaDB (server, client, and mariadb-backup with mbstream for
+# the physical copies of tests/replica_repair.rs), nftables (the network-cut
 # test), Prometheus with promtool (the metrics test), and Chromium with
 # Node.js and npm (the web test, which drives Chromium with
 # playwright-core from tests/web/package-lock.json) when missing, and schemathesis in $(TEST_VENV)/ (python3-venv
@@ -43,6 +44,7 @@ deps:
 	@missing=""; \
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb-client"; \
+	command -v mariadb-backup >/dev/null 2>&1 && command -v mbstream >/dev/null 2>&1 || missing="$$missing mariadb-backup"; \
 	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v buildah >/dev/null 2>&1 || missing="$$missing buildah"; \

@@ -13,6 +13,7 @@
 //! are the workspace's other crate, `orca-sandbox`: none of it is in this
 //! one.
 
+pub mod agent;
 pub mod analysis;
 pub mod api;
 pub mod cli;

@@ -5,6 +5,7 @@
 //! 2 bad input, 3 refused (an illegal move, with the reason), 4 vetoed by a
 //! hook ([`ops::EXIT_REFUSED`], [`ops::EXIT_VETOED`]).
 
+pub mod agent;
 pub mod client;
 pub mod crds;
 pub mod credentials;
@@ -49,6 +50,9 @@ pub enum Command {
     Op(ops::Op),
     /// Run the Kubernetes operator.
     Operator(operator::OperatorArgs),
+    /// The database pod's agent: its sidecar (`serve`) and its init
+    /// container (`init`).
+    Agent(agent::AgentArgs),
     /// List the clusters a running orca knows (through its API).
     Clusters(client::ClustersArgs),
     /// Show a cluster's topology as a running orca sees it (through its
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Standalone(a) => standalone::run(a).await,
             Command::Op(op) => ops::run(op).await,
             Command::Operator(a) => operator::run(a).await,
+            Command::Agent(a) => agent::run(a).await,
             Command::Clusters(a) => client::clusters(a).await,
             Command::Topology(a) => client::topology(a).await,
             Command::History(a) => client::history(a).await,

@@ -1,0 +1,228 @@
+//! The orca agent's physical copy, on real `mariadbd` and the real
+//! `mariadb-backup`/`mbstream`: `orca agent serve` on a healthy replica
+//! streams its backup while the primary takes writes; `orca agent init`
+//! on a stopped replica holding an errant transaction tries a source
+//! that does not answer and one whose stream is cut part way (each fails
+//! cleanly, the data directory untouched), then copies from the healthy
+//! one, prepares and swaps it in. The server started on the copy has
+//! none of its errant write, joins the primary from the copy's GTID
+//! position and ends with every row the primary has.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use orca::agent::{Arming, CopyProgress, Files, MARKER, PROGRESS, PROVISIONED, Provisioned};
+use orca_sandbox::mysqld::{ADMIN_USER, admin_credentials};
+use support::{eventually, primary_and_two_replicas, snapshot, wait_replicating_from};
+
+const TOKEN: &str = "agent-test-token";
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent_serve(datadir: &std::path::Path, ip: std::net::Ipv4Addr) -> Agent {
+    let child = Command::new(env!("CARGO_BIN_EXE_orca"))
+        .args(["agent", "serve", "--mysql-user", ADMIN_USER, "--datadir"])
+        .arg(datadir)
+        .env("ORCA_AGENT_TOKEN", TOKEN)
+        .env("MARIADB_ROOT_PASSWORD", admin_credentials().password())
+        .env("POD_IP", ip.to_string())
+        .env("ORCA_LOG", "info")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orca agent serve");
+    Agent(child)
+}
+
+/// A source that answers a backup request with a chunked body cut short:
+/// some bytes, then the connection closed without the last chunk.
+fn cut_source() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = l.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: application/octet-stream\r\n\r\n10\r\nXBSTCK01XBSTCK01\r\n",
+            );
+            let _ = s.flush();
+        }
+    });
+    at
+}
+
+async fn query_one(key: &orca::topology::InstanceKey, sql: &str) -> String {
+    use mysql_async::prelude::Queryable;
+    let mut c = orca::mysql::conn::connect(
+        key,
+        &admin_credentials(),
+        orca::mysql::conn::Timeouts::default(),
+    )
+    .await
+    .expect("connect");
+    let v: Option<String> = c.query_first(sql).await.expect(sql);
+    let _ = c.disconnect().await;
+    v.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_writes() {
+    let (mut c, [p, healthy, target]) = primary_and_two_replicas().await;
+    c.instances[0]
+        .exec("CREATE DATABASE IF NOT EXISTS t; CREATE TABLE t.rows (id INT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB; INSERT INTO t.rows SELECT seq, REPEAT('x', 60) FROM test.seq_1_to_20000")
+        .await
+        .unwrap_or_else(|e| panic!("seed rows: {e}"));
+    eventually(
+        Duration::from_secs(20),
+        "the replicas caught up",
+        || async {
+            let n = query_one(&target, "SELECT COUNT(*) FROM t.rows").await;
+            let m = query_one(&healthy, "SELECT COUNT(*) FROM t.rows").await;
+            (n == "20000" && m == "20000").then_some(())
+        },
+    )
+    .await;
+    // An errant write on the target, as root would make it.
+    c.instances[2]
+        .exec("SET GLOBAL read_only = OFF; INSERT INTO t.rows VALUES (99999999, 'errant'); SET GLOBAL read_only = ON")
+        .await
+        .unwrap_or_else(|e| panic!("errant write: {e}"));
+    assert_eq!(
+        query_one(&target, "SELECT COUNT(*) FROM t.rows WHERE v = 'errant'").await,
+        "1"
+    );
+
+    let _serving = agent_serve(&c.instances[1].data_dir(), c.instances[1].ip());
+    let healthy_agent = format!("{}:{}", c.instances[1].ip(), orca::agent::PORT);
+    eventually(Duration::from_secs(10), "the agent serves", || async {
+        std::net::TcpStream::connect(&healthy_agent)
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    c.instances[2].stop().await.expect("stop the target");
+    let datadir = c.instances[2].data_dir();
+    let files = Files::new(&datadir);
+    let before = support::listing(&datadir);
+    files
+        .write(
+            MARKER,
+            &Arming {
+                id: "copy-1".into(),
+                sources: vec!["127.0.0.1:1".into(), cut_source(), healthy_agent.clone()],
+                expires_at: orca::agent::now() + 600,
+                timeout_seconds: 300,
+                begun_at: None,
+            },
+        )
+        .expect("arm");
+
+    // Writes go on at the primary during the copy.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let primary = p.clone();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = orca::mysql::conn::connect(
+                &primary,
+                &admin_credentials(),
+                orca::mysql::conn::Timeouts::default(),
+            )
+            .await
+            .expect("writer connects");
+            let mut id = 100_000;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                conn.query_drop(format!("INSERT INTO t.rows VALUES ({id}, 'during')"))
+                    .await
+                    .expect("a write during the copy");
+            }
+            id - 100_000
+        })
+    };
+
+    let out = tokio::task::spawn_blocking({
+        let datadir = datadir.clone();
+        let listen = format!("{}:{}", c.instances[2].ip(), orca::agent::PORT);
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_orca"))
+                .args([
+                    "agent",
+                    "init",
+                    "--stall",
+                    "10s",
+                    "--listen",
+                    &listen,
+                    "--datadir",
+                ])
+                .arg(&datadir)
+                .env("ORCA_AGENT_TOKEN", TOKEN)
+                .env("ORCA_LOG", "info")
+                .output()
+                .expect("run orca agent init")
+        }
+    })
+    .await
+    .expect("join");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "agent init failed:\n{log}");
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    assert!(written > 0, "the primary took writes during the copy");
+
+    // The failed sources were tried first, each failure clean.
+    assert!(log.contains("127.0.0.1:1"), "{log}");
+    assert!(log.contains("broke"), "the cut stream is an error:\n{log}");
+    let progress: CopyProgress = files.read(PROGRESS).expect("progress");
+    assert_eq!(progress.attempt, 3, "{progress:?}");
+    assert_eq!(progress.source, healthy_agent);
+    assert!(progress.bytes > 1_000_000, "{progress:?}");
+    let done: Provisioned = files.read(PROVISIONED).expect("the copy's result");
+    assert_eq!(done.id, "copy-1");
+    eprintln!(
+        "copied {} bytes in {:.2} s ({} B/s); {written} writes at the primary meanwhile",
+        done.bytes, done.seconds, progress.rate
+    );
+    assert!(
+        files.read::<Arming>(MARKER).is_none(),
+        "the arming is removed"
+    );
+    assert!(!datadir.join(orca::agent::STAGING).exists());
+    assert_ne!(support::listing(&datadir), before);
+
+    // The server starts on the copy: the errant write is gone.
+    c.instances[2].restart().await.expect("start on the copy");
+    assert_eq!(
+        query_one(&target, "SELECT COUNT(*) FROM t.rows WHERE v = 'errant'").await,
+        "0"
+    );
+    // It joins the primary from the copy's position and catches up.
+    c.instances[2]
+        .exec(&format!("SET GLOBAL gtid_slave_pos = '{}'", done.gtid))
+        .await
+        .unwrap_or_else(|e| panic!("set the position: {e}"));
+    c.replicate(2, 0).await.expect("replicate from the primary");
+    wait_replicating_from(&target, &p).await;
+    let want = query_one(&p, "SELECT COUNT(*) FROM t.rows").await;
+    eventually(Duration::from_secs(30), "the copy caught up", || async {
+        (query_one(&target, "SELECT COUNT(*) FROM t.rows").await == want).then_some(())
+    })
+    .await;
+    let s = snapshot(&target).await;
+    let r = s.replica.expect("replicating");
+    assert!(r.is_replicating(), "{r:?}");
+    assert_eq!(r.last_sql_errno, 0, "{}", r.last_sql_error);
+}
