@@ -25,6 +25,7 @@ pub mod membership;
 pub mod operation;
 pub mod recovery;
 pub mod refactor;
+pub mod repair;
 pub mod step;
 pub mod takeover;
 
