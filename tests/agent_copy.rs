@@ -6,7 +6,9 @@
 //! cleanly, the data directory untouched), then copies from the healthy
 //! one, prepares and swaps it in. The server started on the copy has
 //! none of its errant write, joins the primary from the copy's GTID
-//! position and ends with every row the primary has.
+//! position and ends with every row the primary has. A diverged server's
+//! tail (its events after the other's position) is saved to its data
+//! directory with a record, and refused without the token.
 
 mod support;
 
@@ -225,4 +227,78 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
     let r = s.replica.expect("replicating");
     assert!(r.is_replicating(), "{r:?}");
     assert_eq!(r.last_sql_errno, 0, "{}", r.last_sql_error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_servers_tail_is_saved_with_its_record() {
+    let (c, [p, r1, _]) = primary_and_two_replicas().await;
+    c.instances[0]
+        .exec("CREATE DATABASE IF NOT EXISTS t; CREATE TABLE t.rows (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t.rows VALUES (1, 'shared')")
+        .await
+        .unwrap_or_else(|e| panic!("seed: {e}"));
+    eventually(Duration::from_secs(20), "the replica caught up", || async {
+        (query_one(&r1, "SELECT COUNT(*) FROM t.rows").await == "1").then_some(())
+    })
+    .await;
+    c.instances[1]
+        .exec("STOP SLAVE")
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let common = query_one(&r1, "SELECT @@gtid_slave_pos").await;
+    c.instances[0]
+        .exec(
+            "INSERT INTO t.rows VALUES (2, 'tail-one'); INSERT INTO t.rows VALUES (3, 'tail-two')",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the tail: {e}"));
+    let end = query_one(&p, "SELECT @@gtid_binlog_pos").await;
+    let _serving = agent_serve(&c.instances[0].data_dir(), c.instances[0].ip());
+    let at = format!("{}:{}", c.instances[0].ip(), orca::agent::PORT);
+    eventually(Duration::from_secs(10), "the agent serves", || async {
+        std::net::TcpStream::connect(&at).ok().map(|_| ())
+    })
+    .await;
+    let wrong = orca::agent::client::AgentClient::new("not-the-token").expect("client");
+    let refused = wrong.save_tail(&at, "r1", &common, &end).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("403")),
+        "{refused:?}"
+    );
+    let client = orca::agent::client::AgentClient::new(TOKEN).expect("client");
+    let bad = client.save_tail(&at, "../escape", &common, &end).await;
+    assert!(bad.is_err(), "an id with a path is refused: {bad:?}");
+    let tail = client
+        .save_tail(&at, "recovery-7", &common, &end)
+        .await
+        .expect("save the tail");
+    assert_eq!(tail.gtids, end);
+    assert!(tail.bytes > 0, "{tail:?}");
+    let dir = c.instances[0].data_dir();
+    let text = std::fs::read_to_string(dir.join(&tail.file)).expect("the tail's file");
+    assert!("{text}");
+    let last: Vec<&str> = end.split('-').collect();
+    let seq: u64 = last[2].parse().expect("seq");
+    assert!(
+        text.contains(&format!("GTID 0-{}-{seq}", last[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("GTID 0-{}-{}", last[1], seq - 1)),
+        "{text}"
+    );
+    let before: u64 = common
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("seq");
+    assert!(
+        !text.contains(&format!("GTID 0-{}-{before} ", last[1])),
+        "the shared transactions are not in the tail:\n{text}"
+    );
+    let record: orca::agent::tail::Tail = Files::new(&dir)
+        .read(&format!(".orca-tail-{}.json", tail.id))
+        .expect("the record");
+    assert_eq!(record, tail);
 }

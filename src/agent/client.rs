@@ -108,4 +108,29 @@ impl AgentClient {
         }
         Self::check(at, resp).await.map(|_| ())
     }
+
+    /// Saves the server's events after `after` (its tail, `gtids`) in
+    /// its data directory, under `id`.
+    pub async fn save_tail(
+        &self,
+        at: &str,
+        id: &str,
+        after: &str,
+        gtids: &str,
+    ) -> Result<super::tail::Tail, AgentError> {
+        let resp = self
+            .http
+            .post(format!("http://{at}/v1/save-tail"))
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_secs(130))
+            .json(&json!({ "id": id, "after": after, "gtids": gtids }))
+            .send()
+            .await
+            .map_err(|e| Self::failed(at, e))?;
+        Self::check(at, resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Self::failed(at, e))
+    }
 }

@@ -23,6 +23,7 @@ pub mod client;
 pub mod copy;
 pub mod init;
 pub mod serve;
+pub mod tail;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

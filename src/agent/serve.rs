@@ -10,6 +10,11 @@
 //! - `POST /v1/reprovision`: arms this pod's re-provisioning
 //!   ([`super::Arming`]); the operator then deletes the pod and its init
 //!   container copies before `mysqld` starts.
+//! - `POST /v1/save-tail`: saves what only this server has — the events
+//!   of its binary logs after a GTID position (`mariadb-binlog
+//!   --start-position`) — to `.orca-tail-ID.sql` beside a record
+//!   `.orca-tail-ID.json` in the data directory, which a copy keeps:
+//!   nothing of a diverged former primary is discarded without a record.
 //! - `DELETE /v1/provisioned?id=ID`: the operator has joined the replica
 //!   from the copy's position; the result is forgotten.
 
@@ -61,6 +66,8 @@ pub struct ServeConfig {
     pub server: LocalServer,
     /// `mariadb-backup`, found on PATH unless given.
     pub backup_tool: PathBuf,
+    /// `mariadb-binlog`, for saving a tail.
+    pub binlog_tool: PathBuf,
 }
 
 struct Shared {
@@ -68,6 +75,7 @@ struct Shared {
     token: String,
     server: LocalServer,
     backup_tool: PathBuf,
+    binlog_tool: PathBuf,
     one_backup: Arc<Semaphore>,
     mode: &'static str,
 }
@@ -80,7 +88,8 @@ fn router(shared: Arc<Shared>) -> Router {
         api = api
             .route("/v1/backup", get(backup))
             .route("/v1/reprovision", post(reprovision))
-            .route("/v1/provisioned", delete(provisioned_done));
+            .route("/v1/provisioned", delete(provisioned_done))
+            .route("/v1/save-tail", post(save_tail));
     }
     api.layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -93,6 +102,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), AgentError> {
         token: cfg.token,
         server: cfg.server,
         backup_tool: cfg.backup_tool,
+        binlog_tool: cfg.binlog_tool,
         one_backup: Arc::new(Semaphore::new(1)),
         mode: "serve",
     });
@@ -119,6 +129,7 @@ pub async fn serve_state(listen: SocketAddr, datadir: PathBuf, token: String) {
             password: String::new(),
         },
         backup_tool: PathBuf::new(),
+        binlog_tool: PathBuf::new(),
         one_backup: Arc::new(Semaphore::new(0)),
         mode: "init",
     });
@@ -337,5 +348,38 @@ async fn next_chunk(mut r: Running) -> Option<(Result<Bytes, std::io::Error>, Ru
             r.done = true;
             Some((Err(e), r))
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TailRequest {
+    id: String,
+    /// The GTID position after which the events are this server's own.
+    after: String,
+    /// The transactions the tail holds, for the record.
+    gtids: String,
+}
+
+async fn save_tail(State(s): State<Arc<Shared>>, Json(r): Json<TailRequest>) -> Response {
+    let id_ok = !r.id.is_empty()
+        && r.id.len() <= 64
+        && r.id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let gtid_ok = r
+        .after
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '-' || c == ',');
+    if !id_ok || !gtid_ok {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a tail needs an id of letters, digits, - and _, and a GTID position\n",
+        )
+            .into_response();
+    }
+    match super::tail::save(&s.files, &s.binlog_tool, &r.id, &r.after, &r.gtids).await {
+        Ok(t) => (StatusCode::OK, Json(t)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// `MARIADB_ROOT_PASSWORD`).
     #[arg(long, default_value = "root")]
     pub mysql_user: String,
+    /// `mariadb-binlog`, which saves a diverged server's tail.
+    #[arg(long, default_value = "mariadb-binlog")]
+    pub binlog_tool: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +132,7 @@ async fn serve(s: ServeArgs) -> Result<(), String> {
             password,
         },
         backup_tool: s.common.backup_tool,
+        binlog_tool: s.binlog_tool,
     })
     .await
     .map_err(|e| e.to_string())
