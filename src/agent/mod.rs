@@ -250,13 +250,7 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Compares without stopping at the first byte that differs.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub(crate) use crate::api::auth::constant_time_eq;
 
 #[cfg(test)]
 mod tests {

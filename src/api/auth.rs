@@ -126,7 +126,7 @@ impl Authorizer for StaticToken {
 }
 
 /// Compares without stopping at the first byte that differs.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
