@@ -17,6 +17,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use orca::agent::client::AgentClient;
 use orca::agent::{Arming, CopyProgress, Files, MARKER, PROGRESS, PROVISIONED, Provisioned};
 use orca_sandbox::mysqld::{ADMIN_USER, admin_credentials};
 use support::{eventually, primary_and_two_replicas, snapshot, wait_replicating_from};
@@ -107,29 +108,38 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
 
     let _serving = agent_serve(&c.instances[1].data_dir(), c.instances[1].ip());
     let healthy_agent = format!("{}:{}", c.instances[1].ip(), orca::agent::PORT);
-    eventually(Duration::from_secs(10), "the agent serves", || async {
-        std::net::TcpStream::connect(&healthy_agent)
-            .ok()
-            .map(|_| ())
-    })
-    .await;
+    wait_serving(&healthy_agent).await;
 
+    // The target's own agent arms its re-provisioning, as the operator
+    // asks it to; a wrong token is refused.
+    let target_agent = format!("{}:{}", c.instances[2].ip(), orca::agent::PORT);
+    let client = AgentClient::new(TOKEN).expect("client");
+    let sources = vec![
+        "127.0.0.1:1".to_string(),
+        cut_source(),
+        healthy_agent.clone(),
+    ];
+    {
+        let _target_serving = agent_serve(&c.instances[2].data_dir(), c.instances[2].ip());
+        wait_serving(&target_agent).await;
+        let wrong = AgentClient::new("wrong").expect("client");
+        let refused = wrong
+            .arm(&target_agent, "copy-1", &sources, Duration::from_secs(300))
+            .await;
+        assert!(refused.is_err_and(|e| e.to_string().contains("403")));
+        let armed = client
+            .arm(&target_agent, "copy-1", &sources, Duration::from_secs(300))
+            .await
+            .expect("arm");
+        assert_eq!(armed.sources, sources);
+        let state = client.state(&target_agent).await.expect("state");
+        assert_eq!(state.armed, Some(armed));
+        assert_eq!(state.mode, "serve");
+    }
     c.instances[2].stop().await.expect("stop the target");
     let datadir = c.instances[2].data_dir();
     let files = Files::new(&datadir);
     let before = support::listing(&datadir);
-    files
-        .write(
-            MARKER,
-            &Arming {
-                id: "copy-1".into(),
-                sources: vec!["127.0.0.1:1".into(), cut_source(), healthy_agent.clone()],
-                expires_at: orca::agent::now() + 600,
-                timeout_seconds: 300,
-                begun_at: None,
-            },
-        )
-        .expect("arm");
 
     // Writes go on at the primary during the copy.
     let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -227,6 +237,27 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
     let r = s.replica.expect("replicating");
     assert!(r.is_replicating(), "{r:?}");
     assert_eq!(r.last_sql_errno, 0, "{}", r.last_sql_error);
+    // The operator forgets the copy's result once joined.
+    let _target_serving = agent_serve(&c.instances[2].data_dir(), c.instances[2].ip());
+    wait_serving(&target_agent).await;
+    let state = client.state(&target_agent).await.expect("state");
+    assert_eq!(state.provisioned.map(|p| p.id), Some("copy-1".to_string()));
+    client
+        .forget_copy(&target_agent, "copy-1")
+        .await
+        .expect("forget");
+    let state = client.state(&target_agent).await.expect("state");
+    assert!(
+        state.provisioned.is_none() && state.armed.is_none(),
+        "{state:?}"
+    );
+}
+
+async fn wait_serving(at: &str) {
+    eventually(Duration::from_secs(10), "the agent serves", || async {
+        std::net::TcpStream::connect(at).ok().map(|_| ())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,11 +285,8 @@ async fn a_diverged_servers_tail_is_saved_with_its_record() {
     let end = query_one(&p, "SELECT @@gtid_binlog_pos").await;
     let _serving = agent_serve(&c.instances[0].data_dir(), c.instances[0].ip());
     let at = format!("{}:{}", c.instances[0].ip(), orca::agent::PORT);
-    eventually(Duration::from_secs(10), "the agent serves", || async {
-        std::net::TcpStream::connect(&at).ok().map(|_| ())
-    })
-    .await;
-    let wrong = orca::agent::client::AgentClient::new("not-the-token").expect("client");
+    wait_serving(&at).await;
+    let wrong = AgentClient::new("not-the-token").expect("client");
     let refused = wrong.save_tail(&at, "r1", &common, &end).await;
     assert!(
         refused
@@ -266,7 +294,7 @@ async fn a_diverged_servers_tail_is_saved_with_its_record() {
             .is_err_and(|e| e.to_string().contains("403")),
         "{refused:?}"
     );
-    let client = orca::agent::client::AgentClient::new(TOKEN).expect("client");
+    let client = AgentClient::new(TOKEN).expect("client");
     let bad = client.save_tail(&at, "../escape", &common, &end).await;
     assert!(bad.is_err(), "an id with a path is refused: {bad:?}");
     let tail = client

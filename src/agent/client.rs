@@ -53,11 +53,13 @@ impl AgentClient {
         Err(Self::failed(at, format!("{status}: {}", text.trim())))
     }
 
-    /// `at` is `host:port`.
-    pub async fn state(&self, at: &str) -> Result<AgentState, AgentError> {
-        let resp = self
-            .http
-            .get(format!("http://{at}/v1/state"))
+    /// Sends `req` (with the token) and decodes the answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        at: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, AgentError> {
+        let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
@@ -69,6 +71,12 @@ impl AgentClient {
             .map_err(|e| Self::failed(at, e))
     }
 
+    /// `at` is `host:port`.
+    pub async fn state(&self, at: &str) -> Result<AgentState, AgentError> {
+        self.call(at, self.http.get(format!("http://{at}/v1/state")))
+            .await
+    }
+
     /// Arms the re-provisioning of the pod at `at` from `sources` (agent
     /// addresses, best first).
     pub async fn arm(
@@ -78,19 +86,13 @@ impl AgentClient {
         sources: &[String],
         timeout: Duration,
     ) -> Result<Arming, AgentError> {
-        let resp = self
+        let body =
+            json!({ "id": id, "sources": sources, "timeoutSeconds": timeout.as_secs().max(1) });
+        let req = self
             .http
             .post(format!("http://{at}/v1/reprovision"))
-            .bearer_auth(&self.token)
-            .json(&json!({ "id": id, "sources": sources, "timeoutSeconds": timeout.as_secs().max(1) }))
-            .send()
-            .await
-            .map_err(|e| Self::failed(at, e))?;
-        Self::check(at, resp)
-            .await?
-            .json()
-            .await
-            .map_err(|e| Self::failed(at, e))
+            .json(&body);
+        self.call(at, req).await
     }
 
     /// Forgets the result of copy `id` (the replica joined from it).
@@ -118,19 +120,13 @@ impl AgentClient {
         after: &str,
         gtids: &str,
     ) -> Result<super::tail::Tail, AgentError> {
-        let resp = self
-            .http
-            .post(format!("http://{at}/v1/save-tail"))
-            .bearer_auth(&self.token)
-            .timeout(std::time::Duration::from_secs(130))
-            .json(&json!({ "id": id, "after": after, "gtids": gtids }))
-            .send()
-            .await
-            .map_err(|e| Self::failed(at, e))?;
-        Self::check(at, resp)
-            .await?
-            .json()
-            .await
-            .map_err(|e| Self::failed(at, e))
+        self.call(
+            at,
+            self.http
+                .post(format!("http://{at}/v1/save-tail"))
+                .timeout(std::time::Duration::from_secs(130))
+                .json(&json!({ "id": id, "after": after, "gtids": gtids })),
+        )
+        .await
     }
 }

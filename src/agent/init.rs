@@ -105,17 +105,15 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                             finished_at: now(),
                         },
                     )?;
-                    progress(
-                        &files,
-                        &arming,
+                    Reporter {
+                        files: &files,
+                        arming: &arming,
                         source,
                         attempt,
-                        bytes,
-                        None,
                         t0,
-                        CopyPhase::Done,
-                        None,
-                    );
+                        estimated: None,
+                    }
+                    .report(bytes, CopyPhase::Done, None);
                     files.remove(MARKER)?;
                     tracing::info!(id = %arming.id, %source, bytes, seconds, %gtid, "copied: the server starts on the copy");
                     return Ok(());
@@ -123,17 +121,15 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                 Err(e) => {
                     last_error = e.to_string();
                     tracing::warn!(id = %arming.id, %source, attempt, "the copy failed: {e}");
-                    progress(
-                        &files,
-                        &arming,
+                    Reporter {
+                        files: &files,
+                        arming: &arming,
                         source,
                         attempt,
-                        0,
-                        None,
                         t0,
-                        CopyPhase::Failed,
-                        Some(last_error.clone()),
-                    );
+                        estimated: None,
+                    }
+                    .report(0, CopyPhase::Failed, Some(last_error.clone()));
                 }
             }
         }
@@ -146,33 +142,34 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn progress(
-    files: &Files,
-    arming: &Arming,
-    source: &str,
+/// Writes one attempt's progress.
+struct Reporter<'a> {
+    files: &'a Files,
+    arming: &'a Arming,
+    source: &'a str,
     attempt: u32,
-    bytes: u64,
-    estimated: Option<u64>,
     t0: Instant,
-    phase: CopyPhase,
-    error: Option<String>,
-) {
-    let secs = t0.elapsed().as_secs_f64().max(0.001);
-    let p = CopyProgress {
-        id: arming.id.clone(),
-        phase,
-        source: source.to_string(),
-        attempt,
-        bytes,
-        estimated_bytes: estimated,
-        rate: (bytes as f64 / secs) as u64,
-        started_at: now().saturating_sub(t0.elapsed().as_secs()),
-        updated_at: now(),
-        error,
-    };
-    if let Err(e) = files.write(PROGRESS, &p) {
-        tracing::warn!("the copy's progress: {e}");
+    estimated: Option<u64>,
+}
+
+impl Reporter<'_> {
+    fn report(&self, bytes: u64, phase: CopyPhase, error: Option<String>) {
+        let secs = self.t0.elapsed().as_secs_f64().max(0.001);
+        let p = CopyProgress {
+            id: self.arming.id.clone(),
+            phase,
+            source: self.source.to_string(),
+            attempt: self.attempt,
+            bytes,
+            estimated_bytes: self.estimated,
+            rate: (bytes as f64 / secs) as u64,
+            started_at: now().saturating_sub(self.t0.elapsed().as_secs()),
+            updated_at: now(),
+            error,
+        };
+        if let Err(e) = self.files.write(PROGRESS, &p) {
+            tracing::warn!("the copy's progress: {e}");
+        }
     }
 }
 
@@ -189,17 +186,15 @@ async fn one_attempt(
 ) -> Result<u64, AgentError> {
     let t0 = Instant::now();
     let staging = copy::clear_staging(&cfg.datadir)?;
-    progress(
+    let mut rep = Reporter {
         files,
         arming,
         source,
         attempt,
-        0,
-        None,
         t0,
-        CopyPhase::Streaming,
-        None,
-    );
+        estimated: None,
+    };
+    rep.report(0, CopyPhase::Streaming, None);
     let url = format!("http://{source}/v1/backup");
     let mut resp = http
         .get(&url)
@@ -215,7 +210,7 @@ async fn one_attempt(
             text.trim()
         )));
     }
-    let estimated = resp
+    rep.estimated = resp
         .headers()
         .get(SIZE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -252,17 +247,7 @@ async fn one_attempt(
             .map_err(super::io("writing to mbstream"))?;
         if reported.elapsed() >= Duration::from_secs(1) {
             reported = Instant::now();
-            progress(
-                files,
-                arming,
-                source,
-                attempt,
-                bytes,
-                estimated,
-                t0,
-                CopyPhase::Streaming,
-                None,
-            );
+            rep.report(bytes, CopyPhase::Streaming, None);
         }
     }
     drop(stdin);
@@ -277,30 +262,10 @@ async fn one_attempt(
             tail(&out.stderr)
         )));
     }
-    progress(
-        files,
-        arming,
-        source,
-        attempt,
-        bytes,
-        estimated,
-        t0,
-        CopyPhase::Preparing,
-        None,
-    );
+    rep.report(bytes, CopyPhase::Preparing, None);
     prepare(&cfg.backup_tool, &staging).await?;
     copy::backup_gtid(&staging)?;
-    progress(
-        files,
-        arming,
-        source,
-        attempt,
-        bytes,
-        estimated,
-        t0,
-        CopyPhase::Swapping,
-        None,
-    );
+    rep.report(bytes, CopyPhase::Swapping, None);
     copy::swap_in(&cfg.datadir)?;
     Ok(bytes)
 }
