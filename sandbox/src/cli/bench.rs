@@ -4,7 +4,8 @@
 //! median and the worst; the store: the records per second its writer
 //! sustains, and the kill -9 failover with the store down; and
 //! `orca-sandbox bench idle`: what idle clusters cost the API server
-//! ([`super::idle`]). Not a test: the
+//! ([`super::idle`]); `orca-sandbox bench copy`: a physical copy under
+//! writes ([`super::copybench`]). Not a test: the
 //! figures go to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// The API requests of idle Healthy clusters in the sandbox.
     Idle(super::idle::IdleArgs),
+    /// A replica re-provisioned by the agent's physical copy while the
+    /// primary takes writes.
+    Copy(super::copybench::CopyArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -392,8 +396,10 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 pub async fn run(args: BenchArgs) -> u8 {
-    if let Some(BenchCommand::Idle(a)) = args.what {
-        return super::idle::run(a).await;
+    match args.what {
+        Some(BenchCommand::Idle(a)) => return super::idle::run(a).await,
+        Some(BenchCommand::Copy(a)) => return super::copybench::run(a).await,
+        None => {}
     }
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario::Kill, Scenario::Stop, Scenario::Takeover]

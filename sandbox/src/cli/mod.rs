@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;
+pub mod copybench;
 pub mod idle;
 pub mod local;
 
