@@ -8,7 +8,10 @@
 //! - in that root what the image holds: `/usr/local/bin/orca`, the shared
 //!   libraries it is linked with (the host's, read only), `/etc/passwd`
 //!   and `/etc/group` with the image's user (65532, `nonroot`), the CA
-//!   certificates (`/etc/ssl/certs`, the host's), and no shell; plus what the runtime adds: `/etc/hosts`, `/etc/hostname`,
+//!   certificates (`/etc/ssl/certs`, the host's), MariaDB's physical-copy
+//!   tools at `/usr/bin/` (`mariadb-backup`, `mbstream`, `mariadb-binlog`:
+//!   the host's, read only, each if the host has it), and no shell; plus
+//!   what the runtime adds: `/etc/hosts`, `/etc/hostname`,
 //!   `/etc/resolv.conf` (the host's), `/dev` and `/proc`;
 //! - every volume mount bound at its path (read only when asked), the
 //!   ServiceAccount token's among them, so in-cluster configuration finds
@@ -22,6 +25,12 @@ use std::path::{Path, PathBuf};
 
 /// Where the image keeps its binary (its entrypoint).
 pub const BINARY: &str = "/usr/local/bin/orca";
+/// The database tools the image carries, at these paths.
+pub const TOOLS: [&str; 3] = [
+    "/usr/bin/mariadb-backup",
+    "/usr/bin/mbstream",
+    "/usr/bin/mariadb-binlog",
+];
 /// The image's user and group (`USER 65532:65532`).
 pub const IMAGE_USER: u32 = 65532;
 
@@ -117,6 +126,19 @@ fn inside(dir: &Path, target: &str) -> PathBuf {
     dir.join(target.trim_start_matches('/'))
 }
 
+/// The host files behind the image's [`TOOLS`] under `host` (`/`): each
+/// that exists, symlinks resolved (the real file is bound, a link would
+/// point nowhere in the container's root), with its path in the image.
+pub fn host_tools(host: &Path) -> Vec<(PathBuf, &'static str)> {
+    TOOLS
+        .iter()
+        .filter_map(|t| {
+            let real = std::fs::canonicalize(inside(host, t)).ok()?;
+            real.is_file().then_some((real, *t))
+        })
+        .collect()
+}
+
 /// Makes the container's root directory: the image's files and the
 /// mount points, each bind to be made at the start.
 pub fn prepare(l: &Layout<'_>) -> std::io::Result<Root> {
@@ -136,6 +158,21 @@ pub fn prepare(l: &Layout<'_>) -> std::io::Result<Root> {
         target: BINARY.into(),
         read_only: true,
     });
+    // The database tools, read only, each on a file of its own.
+    for (source, target) in host_tools(Path::new("/")) {
+        let at = inside(dir, target);
+        if let Some(p) = at.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        if !at.exists() {
+            std::fs::write(&at, b"")?;
+        }
+        binds.push(Bind {
+            source,
+            target: target.into(),
+            read_only: true,
+        });
+    }
     for lib in ["lib", "lib64", "usr/lib", "usr/lib64"] {
         let host = Path::new("/").join(lib);
         let here = dir.join(lib);
@@ -398,6 +435,55 @@ mod tests {
             ("orcas/mariadb", false),
         ] {
             assert_eq!(is_orca_image(image), orca, "{image}");
+        }
+    }
+
+    #[test]
+    fn the_database_tools_are_the_hosts_real_files() {
+        let host = tempfile::tempdir().unwrap();
+        let bin = host.path().join("usr/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("mariadb-backup"), b"backup").unwrap();
+        // mariadb-binlog a link to the real file; no mbstream
+        std::fs::write(bin.join("mysqlbinlog"), b"binlog").unwrap();
+        std::os::unix::fs::symlink("mysqlbinlog", bin.join("mariadb-binlog")).unwrap();
+        let found = host_tools(host.path());
+        let real = std::fs::canonicalize(&bin).unwrap();
+        assert_eq!(
+            found,
+            [
+                (real.join("mariadb-backup"), "/usr/bin/mariadb-backup"),
+                (real.join("mysqlbinlog"), "/usr/bin/mariadb-binlog"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_root_has_a_mount_point_for_each_tool_of_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("orca");
+        std::fs::write(&binary, b"").unwrap();
+        let root = prepare(&Layout {
+            dir: dir.path().join("root"),
+            binary: &binary,
+            mounts: Vec::new(),
+            hostname: "p",
+            pod_ip: "127.20.0.9",
+            read_only: true,
+            uid: IMAGE_USER,
+            gid: IMAGE_USER,
+            workdir: None,
+        })
+        .unwrap();
+        for (source, target) in host_tools(Path::new("/")) {
+            let b = root
+                .binds
+                .iter()
+                .find(|b| b.target == target)
+                .unwrap_or_else(|| panic!("no bind at {target}"));
+            assert_eq!(b.source, source);
+            assert!(b.read_only, "{target}");
+            assert!(inside(&root.dir, target).is_file(), "{target}");
         }
     }
 
