@@ -11,9 +11,10 @@
 //!   it; the `kubernetes.io/pvc-protection` finalizer holds a claim a pod
 //!   still uses);
 //! - runs each pod bound to it ([`worker`]): a loopback address
-//!   (`127.20.x.y` by default), volumes, a real `mariadbd` for each
-//!   container of a MariaDB or MySQL image (emulating the official image),
-//!   probes, restarts with back-off, graceful deletion, status;
+//!   (`127.20.x.y` by default), volumes, init containers first ([`init`]),
+//!   a real `mariadbd` for each container of a MariaDB or MySQL image
+//!   (emulating the official image), probes, restarts with back-off,
+//!   graceful deletion, status;
 //! - fault injection through annotations (`sandbox.orca.dev/fault`): on a
 //!   pod `crash`, `hang`, `resume`; on the node `not-ready`, `ready`.
 //!
@@ -23,6 +24,7 @@
 
 pub mod env;
 pub mod image;
+mod init;
 pub mod logs;
 pub mod probe;
 pub mod rootfs;

@@ -9,7 +9,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStateTerminated, ContainerStatus, Pod, Probe,
+};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use nix::sys::signal::Signal;
@@ -20,6 +22,7 @@ use tokio::time::Instant;
 
 use super::env::{Lookup, PodFacts, container_env, expand_all};
 use super::image::{self, Layout};
+use super::init;
 use super::probe::{self, Outcome, Target};
 use super::rootfs;
 use super::spawn::Spec;
@@ -131,6 +134,8 @@ impl ProbeState {
 
 struct Ctr {
     spec: Container,
+    /// One of `spec.initContainers` (see [`init`]).
+    init: bool,
     db: bool,
     /// Of the orca image: runs the orca binary in a root of its own.
     orca: bool,
@@ -161,8 +166,84 @@ struct Ctr {
 }
 
 impl Ctr {
+    /// A container not started yet: waiting with `reason`, counting on
+    /// from `previous` (its restart count, when the pod's status says it
+    /// has started before: the kubelet restarted).
+    fn new(spec: Container, init: bool, reason: &str, previous: Option<i32>) -> Ctr {
+        // probes are not run on init containers
+        let probe = |p: &Option<Probe>| if init { None } else { p.clone() };
+        Ctr {
+            init,
+            db: spec.image.as_deref().is_some_and(image::is_database_image),
+            orca: spec.image.as_deref().is_some_and(rootfs::is_orca_image),
+            readiness: ProbeState::new(probe(&spec.readiness_probe)),
+            liveness: ProbeState::new(probe(&spec.liveness_probe)),
+            startup: ProbeState::new(probe(&spec.startup_probe)),
+            spec,
+            child: None,
+            pid: None,
+            id: String::new(),
+            state: State::Waiting {
+                reason: reason.into(),
+                message: None,
+            },
+            last: None,
+            restarts: previous.unwrap_or(0),
+            ever_started: previous.is_some(),
+            ready: false,
+            started: false,
+            next_start: Instant::now(),
+            backoff: None,
+            running_since: None,
+            kill_at: None,
+            done: false,
+            hung: false,
+            init_pending: None,
+            env: Vec::new(),
+            placeholder_running: false,
+            rotated: false,
+        }
+    }
+
     fn running(&self) -> bool {
         self.child.is_some() || self.placeholder_running
+    }
+
+    /// The container's place in the pod's spec, as Events name it.
+    fn field(&self) -> String {
+        let list = if self.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        format!("spec.{list}{{{}}}", self.spec.name)
+    }
+
+    /// Where an init container stands.
+    fn standing(&self) -> init::Standing {
+        match &self.state {
+            State::Terminated(t) if self.done && t.exit_code == 0 => init::Standing::Completed,
+            State::Terminated(_) if self.done => init::Standing::Failed,
+            _ => init::Standing::Pending,
+        }
+    }
+}
+
+impl Term {
+    /// A terminated state a status recorded.
+    fn of(t: &ContainerStateTerminated) -> Term {
+        let at = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            t.map(|t| time::rfc3339(t.0)).unwrap_or_else(now_string)
+        };
+        Term {
+            exit_code: t.exit_code,
+            signal: t.signal,
+            reason: t.reason.clone().unwrap_or_default(),
+            message: t.message.clone(),
+            started: at(t.started_at.as_ref()),
+            finished: at(t.finished_at.as_ref()),
+            id: t.container_id.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -206,6 +287,7 @@ pub(crate) struct Worker {
     lease: Option<Lease>,
     ip: String,
     start_time: String,
+    /// The init containers first, in their order, then the app containers.
     containers: Vec<Ctr>,
     volumes: Option<HashMap<String, PathBuf>>,
     mount_error: Option<String>,
@@ -243,52 +325,52 @@ impl Worker {
     ) -> Worker {
         let uid = pod.uid().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
-        let previous: HashMap<String, i32> = status
-            .container_statuses
-            .iter()
-            .flatten()
-            .map(|s| (s.name.clone(), s.restart_count))
-            .collect();
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                let restarts = previous.get(&c.name).copied();
-                Ctr {
-                    db: c.image.as_deref().is_some_and(image::is_database_image),
-                    orca: c.image.as_deref().is_some_and(rootfs::is_orca_image),
-                    readiness: ProbeState::new(c.readiness_probe.clone()),
-                    liveness: ProbeState::new(c.liveness_probe.clone()),
-                    startup: ProbeState::new(c.startup_probe.clone()),
-                    spec: c,
-                    child: None,
-                    pid: None,
-                    id: String::new(),
-                    state: State::Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: None,
-                    },
-                    last: None,
-                    restarts: restarts.unwrap_or(0),
-                    ever_started: restarts.is_some(),
-                    ready: false,
-                    started: false,
-                    next_start: Instant::now(),
-                    backoff: None,
-                    running_since: None,
-                    kill_at: None,
-                    done: false,
-                    hung: false,
-                    init_pending: None,
-                    env: Vec::new(),
-                    placeholder_running: false,
-                    rotated: false,
-                }
-            })
-            .collect();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let inits = spec.init_containers.unwrap_or_default();
+        let reason = init::waiting_reason(!inits.is_empty());
+        // what the pod's status says of containers that started before
+        // (the kubelet restarted): they count on
+        let before = |list: &Option<Vec<ContainerStatus>>| -> HashMap<String, ContainerStatus> {
+            list.iter()
+                .flatten()
+                .filter(|s| s.container_id.is_some())
+                .map(|s| (s.name.clone(), s.clone()))
+                .collect()
+        };
+        let (init_before, app_before) = (
+            before(&status.init_container_statuses),
+            before(&status.container_statuses),
+        );
+        let dir = k.opts.root.join("pods").join(&uid);
+        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let mut containers = Vec::new();
+        for c in inits {
+            let previous = init_before.get(&c.name);
+            let mut ctr = Ctr::new(c, true, reason, previous.map(|s| s.restart_count));
+            // one that completed (or failed for good) does not run again
+            if let Some(s) = previous
+                && init::standing_before(s, policy) != init::Standing::Pending
+                && let Some(t) = s.state.as_ref().and_then(|s| s.terminated.as_ref())
+            {
+                ctr.state = State::Terminated(Term::of(t));
+                ctr.last = s
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(Term::of);
+                ctr.id = s.container_id.clone().unwrap_or_default();
+                ctr.done = true;
+                // its log stays readable
+                k.logs.started(&ns, &name, &dir, &ctr.spec.name);
+                k.logs.ended(&ns, &name, &ctr.spec.name);
+            }
+            containers.push(ctr);
+        }
+        for c in spec.containers {
+            let previous = app_before.get(&c.name).map(|s| s.restart_count);
+            containers.push(Ctr::new(c, false, reason, previous));
+        }
         let mut transitions = HashMap::new();
         for c in status.conditions.iter().flatten() {
             if let Some(t) = &c.last_transition_time {
@@ -298,9 +380,9 @@ impl Worker {
         Worker {
             stop: k.stop.subscribe(),
             node_ready: k.node_ready.subscribe(),
-            dir: k.opts.root.join("pods").join(&uid),
-            ns: pod.namespace().unwrap_or_default(),
-            name: pod.name_any(),
+            dir,
+            ns,
+            name,
             start_time: status
                 .start_time
                 .map(|t| time::rfc3339(t.0))
@@ -538,10 +620,14 @@ impl Worker {
             self.refresh_hosts().await;
         }
         if self.volumes.is_some() {
-            for i in 0..self.containers.len() {
-                let c = &self.containers[i];
-                if !c.running() && !c.done && Instant::now() >= c.next_start {
+            // an init container that completes at once lets the next start
+            loop {
+                let stage = self.init_stage();
+                for i in self.due() {
                     self.start_container(i).await;
+                }
+                if self.init_stage() == stage {
+                    break;
                 }
             }
         }
@@ -557,6 +643,29 @@ impl Worker {
         }
         self.run_probes().await;
         self.write_status().await;
+    }
+
+    /// Where the pod's init containers stand.
+    fn init_stage(&self) -> init::Stage {
+        init::stage(self.containers.iter().filter(|c| c.init).map(Ctr::standing))
+    }
+
+    /// The containers to start now: the next init container until every
+    /// one has completed, then the app containers.
+    fn due(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let startable = |c: &Ctr| !c.running() && !c.done && now >= c.next_start;
+        match self.init_stage() {
+            // the init containers come first: `i` is its place in both
+            init::Stage::Running(i) => [i]
+                .into_iter()
+                .filter(|&i| startable(&self.containers[i]))
+                .collect(),
+            init::Stage::Failed => Vec::new(),
+            init::Stage::Done => (0..self.containers.len())
+                .filter(|&i| !self.containers[i].init && startable(&self.containers[i]))
+                .collect(),
+        }
     }
 
     fn container_log(&self, c: &Container) -> PathBuf {
@@ -644,18 +753,14 @@ impl Worker {
                 };
                 c.next_start = Instant::now() + Duration::from_secs(1);
                 if changed {
-                    self.event(
-                        "Warning",
-                        "Failed",
-                        format!("Error: {}", e.0),
-                        Some(&format!("spec.containers{{{}}}", spec.name)),
-                    );
+                    let field = c.field();
+                    self.event("Warning", "Failed", format!("Error: {}", e.0), Some(&field));
                 }
                 return;
             }
         };
         let image_name = spec.image.clone().unwrap_or_default();
-        let field = format!("spec.containers{{{}}}", spec.name);
+        let field = self.containers[i].field();
         if !self.containers[i].ever_started {
             self.event(
                 "Normal",
@@ -666,6 +771,11 @@ impl Worker {
         }
         if self.containers[i].orca {
             self.start_orca(i, env).await;
+            return;
+        }
+        if self.containers[i].init {
+            // an init container of another image has nothing to run
+            self.complete_at_once(i, env);
             return;
         }
         if !self.containers[i].db {
@@ -807,6 +917,44 @@ impl Worker {
         self.launched(i, child, env, init);
     }
 
+    /// An init container with nothing to run: created, started and
+    /// completed (exit 0) at once.
+    fn complete_at_once(&mut self, i: usize, env: Vec<(String, String)>) {
+        let now = now_string();
+        let c = &mut self.containers[i];
+        if c.ever_started {
+            c.restarts += 1;
+        }
+        c.ever_started = true;
+        c.id = container_id();
+        c.rotated = false;
+        c.env = env;
+        let (name, field, id) = (c.spec.name.clone(), c.field(), c.id.clone());
+        self.k.logs.started(&self.ns, &self.name, &self.dir, &name);
+        self.event(
+            "Normal",
+            "Created",
+            format!("Created container: {name}"),
+            Some(&field),
+        );
+        self.event(
+            "Normal",
+            "Started",
+            format!("Started container {name}"),
+            Some(&field),
+        );
+        let term = Term {
+            exit_code: 0,
+            signal: None,
+            reason: "Completed".into(),
+            message: None,
+            started: now.clone(),
+            finished: now,
+            id,
+        };
+        self.record_exit(i, term);
+    }
+
     /// Starts a container of the orca image: the orca binary in a root of
     /// its own (see [`rootfs`]).
     async fn start_orca(&mut self, i: usize, env: Vec<(String, String)>) {
@@ -946,7 +1094,7 @@ impl Worker {
         init: Option<PathBuf>,
     ) {
         let spec = self.containers[i].spec.clone();
-        let field = format!("spec.containers{{{}}}", spec.name);
+        let field = self.containers[i].field();
         self.containers[i].rotated = false;
         self.k
             .logs
@@ -1061,6 +1209,7 @@ impl Worker {
         c.placeholder_running = false;
         let restart = !terminating
             && match policy.as_str() {
+                _ if c.init => init::runs_again(&policy, term.exit_code),
                 "Never" => false,
                 "OnFailure" => term.exit_code != 0,
                 _ => true,
@@ -1085,7 +1234,7 @@ impl Worker {
         });
         c.next_start = now + delay;
         if !delay.is_zero() {
-            let name = c.spec.name.clone();
+            let (name, field) = (c.spec.name.clone(), c.field());
             c.state = State::Waiting {
                 reason: "CrashLoopBackOff".into(),
                 message: Some(format!(
@@ -1098,7 +1247,7 @@ impl Worker {
                 "BackOff",
                 "Back-off restarting failed container".to_string()
                     + &format!(" {name} in pod {pod_label}"),
-                Some(&format!("spec.containers{{{name}}}")),
+                Some(&field),
             );
         }
     }
@@ -1120,7 +1269,7 @@ impl Worker {
     async fn run_probes(&mut self) {
         for i in 0..self.containers.len() {
             let c = &self.containers[i];
-            if c.child.is_none() || c.kill_at.is_some() {
+            if c.init || c.child.is_none() || c.kill_at.is_some() {
                 continue;
             }
             let now = Instant::now();
@@ -1133,7 +1282,7 @@ impl Worker {
                 self.containers[i].init_pending = None;
             }
             let c = &self.containers[i];
-            let field = format!("spec.containers{{{}}}", c.spec.name);
+            let field = c.field();
             if !c.started {
                 if c.startup.spec.is_none() {
                     self.containers[i].started = true;
@@ -1381,54 +1530,72 @@ impl Worker {
         c
     }
 
-    fn status_json(&mut self) -> Value {
-        let image_of = |c: &Ctr| c.spec.image.clone().unwrap_or_default();
-        let mut statuses = Vec::new();
-        for c in &self.containers {
-            let state = match &c.state {
-                State::Waiting { reason, message } => {
-                    let reason = match (&self.mount_error, reason.as_str()) {
-                        (Some(_), "ContainerCreating") => "ContainerCreating",
-                        (_, r) => r,
-                    };
-                    let mut w = json!({"reason": reason});
-                    if let Some(m) = message {
-                        w["message"] = json!(m);
-                    }
-                    json!({"waiting": w})
+    /// One container's entry in `containerStatuses` or
+    /// `initContainerStatuses`.
+    fn container_status(&self, c: &Ctr) -> Value {
+        let image = c.spec.image.clone().unwrap_or_default();
+        let state = match &c.state {
+            State::Waiting { reason, message } => {
+                let reason = match (&self.mount_error, reason.as_str()) {
+                    (Some(_), "ContainerCreating") => "ContainerCreating",
+                    (_, r) => r,
+                };
+                let mut w = json!({"reason": reason});
+                if let Some(m) = message {
+                    w["message"] = json!(m);
                 }
-                State::Running { since } => json!({"running": {"startedAt": since}}),
-                State::Terminated(t) => t.to_json(),
-            };
-            let mut s = json!({
-                "name": c.spec.name,
-                "state": state,
-                "lastState": c.last.as_ref().map(Term::to_json).unwrap_or_else(|| json!({})),
-                "ready": c.ready && c.running(),
-                "restartCount": c.restarts,
-                "image": image::normalize_image(&image_of(c)),
-                "imageID": if c.ever_started { image::image_id(&image_of(c)) } else { String::new() },
-                "started": c.running() && c.started,
-            });
-            if !c.id.is_empty() {
-                s["containerID"] = json!(c.id);
+                json!({"waiting": w})
             }
-            statuses.push(s);
+            State::Running { since } => json!({"running": {"startedAt": since}}),
+            State::Terminated(t) => t.to_json(),
+        };
+        // an init container is ready once it completed
+        let ready = if c.init {
+            c.standing() == init::Standing::Completed
+        } else {
+            c.ready && c.running()
+        };
+        let mut s = json!({
+            "name": c.spec.name,
+            "state": state,
+            "lastState": c.last.as_ref().map(Term::to_json).unwrap_or_else(|| json!({})),
+            "ready": ready,
+            "restartCount": c.restarts,
+            "image": image::normalize_image(&image),
+            "imageID": if c.ever_started { image::image_id(&image) } else { String::new() },
+            "started": c.running() && c.started,
+        });
+        if !c.id.is_empty() {
+            s["containerID"] = json!(c.id);
         }
-        let all_done = !self.containers.is_empty() && self.containers.iter().all(|c| c.done);
-        let phase = if all_done {
-            let ok = self
-                .containers
+        s
+    }
+
+    fn status_json(&mut self) -> Value {
+        let (inits, apps): (Vec<&Ctr>, Vec<&Ctr>) = self.containers.iter().partition(|c| c.init);
+        let statuses: Vec<Value> = apps.iter().map(|c| self.container_status(c)).collect();
+        let init_statuses: Vec<Value> = inits.iter().map(|c| self.container_status(c)).collect();
+        let incomplete: Vec<String> = inits
+            .iter()
+            .filter(|c| c.standing() != init::Standing::Completed)
+            .map(|c| c.spec.name.clone())
+            .collect();
+        let stage = self.init_stage();
+        let all_done = !apps.is_empty() && apps.iter().all(|c| c.done);
+        let phase = if stage == init::Stage::Failed {
+            "Failed"
+        } else if all_done {
+            let ok = apps
                 .iter()
                 .all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0));
             if ok { "Succeeded" } else { "Failed" }
-        } else if self.containers.iter().any(|c| !c.ever_started) {
+        } else if stage != init::Stage::Done || apps.iter().any(|c| !c.ever_started) {
             "Pending"
         } else {
             "Running"
         };
-        let unready: Vec<String> = self
-            .containers
+        let terminal = matches!(phase, "Succeeded" | "Failed");
+        let unready: Vec<String> = apps
             .iter()
             .filter(|c| !(c.ready && c.running()))
             .map(|c| c.spec.name.clone())
@@ -1457,11 +1624,16 @@ impl Worker {
         let mut conditions = vec![
             self.condition(
                 "PodReadyToStartContainers",
-                !all_done && self.lease.is_some(),
+                !terminal && self.lease.is_some(),
                 None,
                 None,
             ),
-            self.condition("Initialized", true, None, None),
+            self.condition(
+                "Initialized",
+                stage == init::Stage::Done,
+                Some("ContainersNotInitialized"),
+                Some(init::incomplete_message(&incomplete)),
+            ),
         ];
         let ready = if !node_ready && containers_ready {
             self.condition(
@@ -1492,29 +1664,8 @@ impl Worker {
             status["podIP"] = json!(self.ip);
             status["podIPs"] = json!([{"ip": self.ip}]);
         }
-        let inits: Vec<Value> = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                        "startedAt": self.start_time, "finishedAt": self.start_time}},
-                    "lastState": {},
-                    "ready": true,
-                    "restartCount": 0,
-                    "image": image::normalize_image(c.image.as_deref().unwrap_or_default()),
-                    "imageID": image::image_id(c.image.as_deref().unwrap_or_default()),
-                    "started": false,
-                })
-            })
-            .collect();
-        if !inits.is_empty() {
-            status["initContainerStatuses"] = json!(inits);
+        if !init_statuses.is_empty() {
+            status["initContainerStatuses"] = json!(init_statuses);
         }
         status
     }
@@ -1557,7 +1708,7 @@ impl Worker {
                     "Normal",
                     "Killing",
                     format!("Stopping container {}", c.spec.name),
-                    Some(&format!("spec.containers{{{}}}", c.spec.name)),
+                    Some(&c.field()),
                 );
             }
         }
@@ -1566,7 +1717,7 @@ impl Worker {
             let limit = deadline.saturating_duration_since(Instant::now());
             let mut hooks = Vec::new();
             for c in &self.containers {
-                if c.child.is_none() {
+                if c.init || c.child.is_none() {
                     continue;
                 }
                 if let Some(h) = c.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
@@ -1648,7 +1799,9 @@ impl Worker {
                 }
             }
         }
-        for c in &mut self.containers {
+        // the app containers are over (an init container not run stays as
+        // it was)
+        for c in self.containers.iter_mut().filter(|c| !c.init) {
             c.done = true;
             if !matches!(c.state, State::Terminated(_)) {
                 c.state = State::Terminated(Term {
