@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use orca::agent::client::AgentClient;
 use orca::agent::{Arming, CopyProgress, Files, MARKER, PROGRESS, PROVISIONED, Provisioned};
-use orca_sandbox::mysqld::{ADMIN_USER, admin_credentials};
+use orca_sandbox::mysqld::{ADMIN_USER, admin_credentials, app_credentials};
 use support::{eventually, primary_and_two_replicas, snapshot, wait_replicating_from};
 
 const TOKEN: &str = "agent-test-token";
@@ -83,26 +83,26 @@ async fn query_one(key: &orca::topology::InstanceKey, sql: &str) -> String {
 async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_writes() {
     let (mut c, [p, healthy, target]) = primary_and_two_replicas().await;
     c.instances[0]
-        .exec("CREATE DATABASE IF NOT EXISTS t; CREATE TABLE t.rows (id INT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB; INSERT INTO t.rows SELECT seq, REPEAT('x', 60) FROM test.seq_1_to_20000")
+        .exec("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.rows (id INT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB; INSERT INTO app.rows SELECT seq, REPEAT('x', 60) FROM test.seq_1_to_20000")
         .await
         .unwrap_or_else(|e| panic!("seed rows: {e}"));
     eventually(
         Duration::from_secs(20),
         "the replicas caught up",
         || async {
-            let n = query_one(&target, "SELECT COUNT(*) FROM t.rows").await;
-            let m = query_one(&healthy, "SELECT COUNT(*) FROM t.rows").await;
+            let n = query_one(&target, "SELECT COUNT(*) FROM app.rows").await;
+            let m = query_one(&healthy, "SELECT COUNT(*) FROM app.rows").await;
             (n == "20000" && m == "20000").then_some(())
         },
     )
     .await;
     // An errant write on the target, as root would make it.
     c.instances[2]
-        .exec("SET GLOBAL read_only = OFF; INSERT INTO t.rows VALUES (99999999, 'errant'); SET GLOBAL read_only = ON")
+        .exec("SET GLOBAL read_only = OFF; INSERT INTO app.rows VALUES (99999999, 'errant'); SET GLOBAL read_only = ON")
         .await
         .unwrap_or_else(|e| panic!("errant write: {e}"));
     assert_eq!(
-        query_one(&target, "SELECT COUNT(*) FROM t.rows WHERE v = 'errant'").await,
+        query_one(&target, "SELECT COUNT(*) FROM app.rows WHERE v = 'errant'").await,
         "1"
     );
 
@@ -141,7 +141,8 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
     let files = Files::new(&datadir);
     let before = support::listing(&datadir);
 
-    // Writes go on at the primary during the copy.
+    // Writes go on at the primary during the copy, as the application
+    // account.
     let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let writer = {
         let writing = writing.clone();
@@ -150,7 +151,7 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
             use mysql_async::prelude::Queryable;
             let mut conn = orca::mysql::conn::connect(
                 &primary,
-                &admin_credentials(),
+                &app_credentials(),
                 orca::mysql::conn::Timeouts::default(),
             )
             .await
@@ -158,7 +159,7 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
             let mut id = 100_000;
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 id += 1;
-                conn.query_drop(format!("INSERT INTO t.rows VALUES ({id}, 'during')"))
+                conn.query_drop(format!("INSERT INTO app.rows VALUES ({id}, 'during')"))
                     .await
                     .expect("a write during the copy");
             }
@@ -218,7 +219,7 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
     // The server starts on the copy: the errant write is gone.
     c.instances[2].restart().await.expect("start on the copy");
     assert_eq!(
-        query_one(&target, "SELECT COUNT(*) FROM t.rows WHERE v = 'errant'").await,
+        query_one(&target, "SELECT COUNT(*) FROM app.rows WHERE v = 'errant'").await,
         "0"
     );
     // It joins the primary from the copy's position and catches up.
@@ -228,9 +229,9 @@ async fn a_replica_is_reprovisioned_by_physical_copy_while_the_primary_takes_wri
         .unwrap_or_else(|e| panic!("set the position: {e}"));
     c.replicate(2, 0).await.expect("replicate from the primary");
     wait_replicating_from(&target, &p).await;
-    let want = query_one(&p, "SELECT COUNT(*) FROM t.rows").await;
+    let want = query_one(&p, "SELECT COUNT(*) FROM app.rows").await;
     eventually(Duration::from_secs(30), "the copy caught up", || async {
-        (query_one(&target, "SELECT COUNT(*) FROM t.rows").await == want).then_some(())
+        (query_one(&target, "SELECT COUNT(*) FROM app.rows").await == want).then_some(())
     })
     .await;
     let s = snapshot(&target).await;
@@ -264,11 +265,11 @@ async fn wait_serving(at: &str) {
 async fn a_diverged_servers_tail_is_saved_with_its_record() {
     let (c, [p, r1, _]) = primary_and_two_replicas().await;
     c.instances[0]
-        .exec("CREATE DATABASE IF NOT EXISTS t; CREATE TABLE t.rows (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t.rows VALUES (1, 'shared')")
+        .exec("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.rows (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO app.rows VALUES (1, 'shared')")
         .await
         .unwrap_or_else(|e| panic!("seed: {e}"));
     eventually(Duration::from_secs(20), "the replica caught up", || async {
-        (query_one(&r1, "SELECT COUNT(*) FROM t.rows").await == "1").then_some(())
+        (query_one(&r1, "SELECT COUNT(*) FROM app.rows").await == "1").then_some(())
     })
     .await;
     c.instances[1]
@@ -278,7 +279,7 @@ async fn a_diverged_servers_tail_is_saved_with_its_record() {
     let common = query_one(&r1, "SELECT @@gtid_slave_pos").await;
     c.instances[0]
         .exec(
-            "INSERT INTO t.rows VALUES (2, 'tail-one'); INSERT INTO t.rows VALUES (3, 'tail-two')",
+            "INSERT INTO app.rows VALUES (2, 'tail-one'); INSERT INTO app.rows VALUES (3, 'tail-two')",
         )
         .await
         .unwrap_or_else(|e| panic!("the tail: {e}"));

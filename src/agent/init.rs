@@ -90,7 +90,15 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
             }
             attempt += 1;
             let t0 = Instant::now();
-            match one_attempt(&cfg, &files, &http, &arming, source, attempt, deadline).await {
+            let mut rep = Reporter {
+                files: &files,
+                arming: &arming,
+                source,
+                attempt,
+                t0,
+                estimated: None,
+            };
+            match one_attempt(&cfg, &http, &mut rep, deadline).await {
                 Ok(bytes) => {
                     let gtid = copy::backup_gtid(&cfg.datadir)?;
                     let seconds = t0.elapsed().as_secs_f64();
@@ -105,15 +113,7 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                             finished_at: now(),
                         },
                     )?;
-                    Reporter {
-                        files: &files,
-                        arming: &arming,
-                        source,
-                        attempt,
-                        t0,
-                        estimated: None,
-                    }
-                    .report(bytes, CopyPhase::Done, None);
+                    rep.report(bytes, CopyPhase::Done, None);
                     files.remove(MARKER)?;
                     tracing::info!(id = %arming.id, %source, bytes, seconds, %gtid, "copied: the server starts on the copy");
                     return Ok(());
@@ -121,15 +121,7 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                 Err(e) => {
                     last_error = e.to_string();
                     tracing::warn!(id = %arming.id, %source, attempt, "the copy failed: {e}");
-                    Reporter {
-                        files: &files,
-                        arming: &arming,
-                        source,
-                        attempt,
-                        t0,
-                        estimated: None,
-                    }
-                    .report(0, CopyPhase::Failed, Some(last_error.clone()));
+                    rep.report(0, CopyPhase::Failed, Some(last_error.clone()));
                 }
             }
         }
@@ -177,23 +169,12 @@ impl Reporter<'_> {
 /// staging directory, then swapped in. Returns the bytes received.
 async fn one_attempt(
     cfg: &InitConfig,
-    files: &Files,
     http: &reqwest::Client,
-    arming: &Arming,
-    source: &str,
-    attempt: u32,
+    rep: &mut Reporter<'_>,
     deadline: u64,
 ) -> Result<u64, AgentError> {
-    let t0 = Instant::now();
+    let source = rep.source;
     let staging = copy::clear_staging(&cfg.datadir)?;
-    let mut rep = Reporter {
-        files,
-        arming,
-        source,
-        attempt,
-        t0,
-        estimated: None,
-    };
     rep.report(0, CopyPhase::Streaming, None);
     let url = format!("http://{source}/v1/backup");
     let mut resp = http

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use mysql_async::prelude::Queryable;
 
-use crate::mysqld::{ADMIN_USER, admin_credentials};
+use crate::mysqld::{ADMIN_USER, admin_credentials, app_credentials};
 use crate::{LocalCluster, Shape};
 use orca::agent::{Arming, Files, MARKER, PORT, PROVISIONED, Provisioned};
 use orca::cli::{EXIT_FAILED, EXIT_OK};
@@ -59,7 +59,7 @@ async fn count(c: &LocalCluster, i: usize) -> Result<u64, String> {
     .await
     .map_err(|e| e.to_string())?;
     let n: Option<u64> = conn
-        .query_first("SELECT COUNT(*) FROM t.rows")
+        .query_first("SELECT COUNT(*) FROM app.rows")
         .await
         .map_err(|e| e.to_string())?;
     let _ = conn.disconnect().await;
@@ -73,8 +73,8 @@ async fn one(rows: u64) -> Result<Figures, String> {
         .map_err(|e| e.to_string())?;
     c.instances[0]
         .exec(&format!(
-            "CREATE DATABASE t; CREATE TABLE t.rows (id BIGINT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB; \
-             INSERT INTO t.rows SELECT seq, REPEAT('x', 180) FROM test.seq_1_to_{rows}"
+            "CREATE DATABASE app; CREATE TABLE app.rows (id BIGINT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB; \
+             INSERT INTO app.rows SELECT seq, REPEAT('x', 180) FROM test.seq_1_to_{rows}"
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -85,20 +85,20 @@ async fn one(rows: u64) -> Result<Figures, String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // One client writing without pause.
+    // One client writing without pause, as the application account.
     let written = Arc::new(AtomicU64::new(0));
     let writing = Arc::new(AtomicBool::new(true));
     let writer = {
         let (written, writing) = (written.clone(), writing.clone());
         let key = c.instances[0].key();
         tokio::spawn(async move {
-            let mut conn = connect(&key, &admin_credentials(), Timeouts::default())
+            let mut conn = connect(&key, &app_credentials(), Timeouts::default())
                 .await
                 .map_err(|e| e.to_string())?;
             let mut id = 10_000_000u64;
             while writing.load(Ordering::Relaxed) {
                 id += 1;
-                conn.query_drop(format!("INSERT INTO t.rows VALUES ({id}, 'w')"))
+                conn.query_drop(format!("INSERT INTO app.rows VALUES ({id}, 'w')"))
                     .await
                     .map_err(|e| e.to_string())?;
                 written.fetch_add(1, Ordering::Relaxed);

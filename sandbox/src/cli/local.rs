@@ -45,8 +45,9 @@ pub async fn run(args: LocalArgs) -> u8 {
     };
     let creds = admin_credentials();
     let pw_file = args.dir.join("password");
-    let written =
-        std::fs::create_dir_all(&args.dir).and_then(|_| write_private(&pw_file, creds.password()));
+    let written = std::fs::create_dir_all(&args.dir).and_then(|_| {
+        orca::agent::write_private(&pw_file, format!("{}\n", creds.password()).as_bytes())
+    });
     if let Err(e) = written {
         eprintln!(
             "orca-sandbox local: cannot write {}: {e}",
@@ -95,16 +96,4 @@ pub async fn run(args: LocalArgs) -> u8 {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
-}
-
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(f, "{content}")
 }

@@ -849,7 +849,8 @@ impl Worker {
                             let template = mysqld::image_template(&mysqld::local_root())
                                 .map_err(|e| e.to_string())?;
                             mysqld::copy_dir(&template, &datadir).map_err(|e| e.to_string())?;
-                            write_private(&init_file, &plan.sql).map_err(|e| e.to_string())
+                            orca::agent::write_private(&init_file, plan.sql.as_bytes())
+                                .map_err(|e| e.to_string())
                         }
                     })
                     .await
@@ -1889,18 +1890,6 @@ impl Worker {
             let _ = std::fs::remove_file(sock);
         }
     }
-}
-
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(content.as_bytes())
 }
 
 #[cfg(test)]
