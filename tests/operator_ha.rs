@@ -776,6 +776,9 @@ async fn settled_but(sb: &Sandbox, primary: &str, returned: &[&str]) {
                         && i.source.as_deref() == Some(primary)
                         && i.io_thread == Some(ThreadState::Running)
                         && i.sql_thread == Some(ThreadState::Running)
+                        // caught up: a takeover to a lagging replica is
+                        // refused, as it should be
+                        && i.lag_seconds.is_some_and(|l| l < 2.0)
                 });
                 if under {
                     continue;

@@ -1486,7 +1486,7 @@ impl Worker {
         tracing::info!("pod {}/{}: {message}", self.ns, self.name);
         self.event("Warning", "SandboxFault", message, None);
         let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &self.ns);
-        let patch = json!({"metadata": {"annotations": {FAULT_ANNOTATION: null}}});
+        let patch = json!({"metadata": {"uid": self.uid, "annotations": {FAULT_ANNOTATION: null}}});
         if let Err(e) = pods
             .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
@@ -1677,16 +1677,22 @@ impl Worker {
             return;
         }
         let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &self.ns);
-        let patch = json!({ "status": status });
+        // the uid in the patch is a precondition, as the kubelet's status
+        // manager makes it: a pod recreated under the same name is another
+        // worker's, and a stale worker's last status must not land on it
+        let patch = json!({ "metadata": { "uid": self.uid }, "status": status });
         match pods
             .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            Ok(p) => {
-                // a recreated pod of the same name is another worker's
-                if p.uid().as_deref() == Some(self.uid.as_str()) {
-                    self.last_status = Some(status);
-                }
+            Ok(_) => self.last_status = Some(status),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                tracing::debug!(
+                    "pod {}/{}: status: the pod is another one now",
+                    self.ns,
+                    self.name
+                );
+                self.last_status = Some(status);
             }
             Err(e) => tracing::debug!("pod {}/{}: status: {e}", self.ns, self.name),
         }
@@ -1747,6 +1753,11 @@ impl Worker {
                 }
             }
         }
+        tracing::info!(
+            "pod {}/{}: stopping its containers (SIGTERM)",
+            self.ns,
+            self.name
+        );
         for i in 0..self.containers.len() {
             let c = &mut self.containers[i];
             if let Some(pid) = c.pid {
@@ -1780,6 +1791,11 @@ impl Worker {
                     let latest = if r.is_ok() { self.rx.borrow_and_update().clone() } else { None };
                     match latest {
                         None => {
+                            tracing::info!(
+                                "pod {}/{}: removed from the API while stopping: killing its containers",
+                                self.ns,
+                                self.name
+                            );
                             force = true;
                             self.kill_all();
                         }
@@ -1828,7 +1844,7 @@ impl Worker {
                 ..DeleteParams::default()
             };
             match pods.delete(&self.name, &dp).await {
-                Ok(_) => {}
+                Ok(_) => tracing::info!("pod {}/{}: stopped and removed", self.ns, self.name),
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => tracing::warn!("pod {}/{}: confirming deletion: {e}", self.ns, self.name),
             }
@@ -1846,6 +1862,11 @@ impl Worker {
 
     /// The pod vanished from the API (force deletion): kill at once.
     async fn gone(&mut self) {
+        tracing::info!(
+            "pod {}/{}: removed from the API: killing its containers",
+            self.ns,
+            self.name
+        );
         self.terminating = true;
         self.kill_all();
         while self.containers.iter().any(|c| c.child.is_some()) {
