@@ -228,6 +228,8 @@ struct Running {
     child: tokio::process::Child,
     stdout: tokio::process::ChildStdout,
     scratch: PathBuf,
+    /// The tool's last lines of standard error, once it has ended.
+    said: Option<tokio::task::JoinHandle<Vec<String>>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
     done: bool,
 }
@@ -247,12 +249,14 @@ async fn backup(State(s): State<Arc<Shared>>) -> Response {
             .into_response();
     };
     match start_backup(&s).await {
-        Ok((child, stdout, scratch)) => {
+        Ok((mut child, stdout, scratch)) => {
             let estimated = copy::estimate(&s.files.datadir);
+            let said = child.stderr.take().map(|e| tokio::spawn(log_lines(e)));
             let running = Running {
                 child,
                 stdout,
                 scratch,
+                said,
                 _permit: permit,
                 done: false,
             };
@@ -302,19 +306,25 @@ async fn start_backup(
         .stdout
         .take()
         .ok_or_else(|| AgentError::Copy("the backup tool has no output".into()))?;
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(log_lines(err));
-    }
     tracing::info!("a backup streams");
     Ok((child, stdout, scratch))
 }
 
-async fn log_lines(err: tokio::process::ChildStderr) {
+/// Logs the tool's standard error (at info: it is talkative); returns its
+/// last lines, which a failure names.
+async fn log_lines(err: tokio::process::ChildStderr) -> Vec<String> {
     use tokio::io::AsyncBufReadExt;
+    const KEEP: usize = 5;
+    let mut last = std::collections::VecDeque::with_capacity(KEEP);
     let mut lines = tokio::io::BufReader::new(err).lines();
     while let Ok(Some(l)) = lines.next_line().await {
         tracing::info!(target: "orca::agent::backup", "{l}");
+        if last.len() == KEEP {
+            last.pop_front();
+        }
+        last.push_back(l);
     }
+    last.into()
 }
 
 async fn next_chunk(mut r: Running) -> Option<(Result<Bytes, std::io::Error>, Running)> {
@@ -331,7 +341,18 @@ async fn next_chunk(mut r: Running) -> Option<(Result<Bytes, std::io::Error>, Ru
                     None
                 }
                 Ok(st) => {
-                    tracing::warn!("the backup tool failed ({st}): the stream is cut");
+                    let said = match r.said.take() {
+                        Some(h) => tokio::time::timeout(std::time::Duration::from_secs(2), h)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    tracing::warn!(
+                        "the backup tool failed ({st}): the stream is cut; it said: {}",
+                        said.join(" / ")
+                    );
                     Some((
                         Err(std::io::Error::other(format!("backup failed: {st}"))),
                         r,

@@ -60,6 +60,12 @@ pub struct OperatorArgs {
     /// namespace), so that a namespaced Role is enough.
     #[arg(long, env = "ORCA_WATCH_NAMESPACE", value_name = "NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// The orca image every database pod runs the orca agent from (its
+    /// init container and sidecar; the chart sets the operator's own).
+    /// Without it the pods carry no agent, and a replica that cannot
+    /// rejoin is reported, not repaired.
+    #[arg(long, env = "ORCA_AGENT_IMAGE", value_name = "IMAGE")]
+    pub agent_image: Option<String>,
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -173,6 +179,11 @@ pub async fn serve(
     let with_api = |ctx: Arc<Context>| {
         if let Some(ns) = &args.watch_namespace {
             let _ = ctx.scope.set(ns.clone());
+        }
+        if let Some(image) = &args.agent_image {
+            let _ = ctx.agent.set(crate::k8s::objects::AgentSpec {
+                image: image.clone(),
+            });
         }
         if let Some((p, m)) = &published {
             let _ = ctx.published.set(p.clone());

@@ -32,7 +32,30 @@ pub mod secret_keys {
     pub const APP_USERNAME: &str = "app-username";
     /// The application account's password.
     pub const APP_PASSWORD: &str = "app-password";
+    /// The token the operator and the pods' agents present to an agent.
+    pub const AGENT_TOKEN: &str = "agent-token";
 }
+
+/// The orca agent in every database pod (see [`crate::agent`]): an init
+/// container that carries out an armed re-provisioning before mysqld
+/// starts, and a sidecar that serves the backup stream and the pod's
+/// state. Both run the `orca` binary of `image`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub image: String,
+}
+
+/// The agent's sidecar container.
+pub const AGENT_CONTAINER: &str = "orca-agent";
+/// The agent's init container.
+pub const AGENT_INIT_CONTAINER: &str = "orca-agent-init";
+/// The agent's scratch volume (an emptyDir at `/tmp`).
+pub const AGENT_SCRATCH_VOLUME: &str = "agent-tmp";
+/// The account the agent runs as: root, as the official MariaDB and MySQL
+/// images' entrypoints do, so that it reads the data directory whoever
+/// owns it (the backup) and writes into it; what it copies in it gives to
+/// the data directory's owner (see [`crate::agent::copy::swap_in`]).
+pub const AGENT_UID: i64 = 0;
 
 /// The replication account orca creates on the primary.
 pub const REPL_USER: &str = "orca_repl";
@@ -216,6 +239,7 @@ pub fn credentials_secret(
     root: &str,
     repl: &str,
     app: &str,
+    agent_token: &str,
 ) -> Result<Secret, ObjectError> {
     build(
         "the credentials Secret",
@@ -229,6 +253,7 @@ pub fn credentials_secret(
                 secret_keys::REPL_PASSWORD: repl,
                 secret_keys::APP_USERNAME: super::accounts::DEFAULT_USER,
                 secret_keys::APP_PASSWORD: app,
+                secret_keys::AGENT_TOKEN: agent_token,
             },
         }),
     )
@@ -259,19 +284,31 @@ pub fn app_credentials(secret: &Secret) -> Option<crate::mysql::Credentials> {
     Some(crate::mysql::Credentials::new(user, password))
 }
 
-/// Whether a credentials Secret lacks a key of the application account.
-pub fn lacks_app_keys(secret: &Secret) -> bool {
-    secret_value(secret, secret_keys::APP_USERNAME).is_none()
-        || secret_value(secret, secret_keys::APP_PASSWORD).is_none()
+/// The agent token of a credentials Secret, `None` while it has none.
+pub fn agent_token(secret: &Secret) -> Option<String> {
+    secret_value(secret, secret_keys::AGENT_TOKEN)
 }
 
-/// The merge patch that adds the application account's missing keys to
-/// an existing credentials Secret (a cluster created before orca had the
-/// account, or a Secret of the user's without them): the default name,
-/// `password`; keys already there are kept. Conditional on the Secret's
-/// resourceVersion, so that a concurrent change is not overwritten. `None`
-/// when nothing is missing.
-pub fn app_keys_patch(secret: &Secret, password: &str) -> Option<serde_json::Value> {
+/// Whether a credentials Secret lacks a key orca draws itself: one of the
+/// application account, or the agent token.
+pub fn lacks_generated_keys(secret: &Secret) -> bool {
+    secret_value(secret, secret_keys::APP_USERNAME).is_none()
+        || secret_value(secret, secret_keys::APP_PASSWORD).is_none()
+        || agent_token(secret).is_none()
+}
+
+/// The merge patch that adds the missing keys orca draws itself to an
+/// existing credentials Secret (a cluster created before orca had the
+/// application account or the agent, or a Secret of the user's without
+/// them): the application account's default name and `password`, the
+/// agent's `token`; keys already there are kept. Conditional on the
+/// Secret's resourceVersion, so that a concurrent change is not
+/// overwritten. `None` when nothing is missing.
+pub fn generated_keys_patch(
+    secret: &Secret,
+    password: &str,
+    token: &str,
+) -> Option<serde_json::Value> {
     let mut data = serde_json::Map::new();
     let mut add = |key: &str, value: &str| {
         if secret_value(secret, key).is_none() {
@@ -283,6 +320,7 @@ pub fn app_keys_patch(secret: &Secret, password: &str) -> Option<serde_json::Val
     };
     add(secret_keys::APP_USERNAME, super::accounts::DEFAULT_USER);
     add(secret_keys::APP_PASSWORD, password);
+    add(secret_keys::AGENT_TOKEN, token);
     if data.is_empty() {
         return None;
     }
@@ -335,7 +373,55 @@ pub fn pre_stop_script() -> String {
     PRE_STOP_TEMPLATE.replace("{wait}", &PRE_STOP_WAIT_SECONDS.to_string())
 }
 
-pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
+/// The agent's containers: the init container and the sidecar, both on
+/// the data volume, the sidecar on [`crate::agent::PORT`]. The token and
+/// the root password come from the credentials Secret, never from the
+/// spec.
+fn agent_containers(c: &MySQLCluster, a: &AgentSpec) -> (serde_json::Value, serde_json::Value) {
+    let secret = c.credentials_secret_name();
+    let from = |key: &str| json!({ "secretKeyRef": { "name": secret, "key": key } });
+    let env = json!([
+        { "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } },
+        { "name": crate::agent::TOKEN_ENV, "valueFrom": from(secret_keys::AGENT_TOKEN) },
+        { "name": "MARIADB_ROOT_PASSWORD", "valueFrom": from(secret_keys::ROOT_PASSWORD) },
+    ]);
+    let security = json!({
+        "runAsUser": AGENT_UID,
+        "runAsGroup": AGENT_UID,
+        "allowPrivilegeEscalation": false,
+    });
+    // the data volume, and a scratch directory (the image has none of
+    // its own: it is built from scratch)
+    let data = json!([
+        { "name": "data", "mountPath": "/var/lib/mysql" },
+        { "name": AGENT_SCRATCH_VOLUME, "mountPath": "/tmp" },
+    ]);
+    let init = json!({
+        "name": AGENT_INIT_CONTAINER,
+        "image": a.image,
+        "args": ["agent", "init", "--datadir", "/var/lib/mysql"],
+        "env": env,
+        "securityContext": security,
+        "volumeMounts": data,
+    });
+    let sidecar = json!({
+        "name": AGENT_CONTAINER,
+        "image": a.image,
+        "args": ["agent", "serve", "--datadir", "/var/lib/mysql"],
+        "env": env,
+        "ports": [{ "name": "agent", "containerPort": crate::agent::PORT }],
+        "securityContext": security,
+        "volumeMounts": data,
+    });
+    (init, sidecar)
+}
+
+/// The StatefulSet of a cluster's pods; with `agent`, each pod carries
+/// the orca agent ([`AgentSpec`]).
+pub fn stateful_set(
+    c: &MySQLCluster,
+    agent: Option<&AgentSpec>,
+) -> Result<StatefulSet, ObjectError> {
     let name = c.name_any();
     let secret = c.credentials_secret_name();
     let root_pw = json!({ "secretKeyRef": { "name": secret, "key": secret_keys::ROOT_PASSWORD } });
@@ -371,6 +457,16 @@ pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
             source,
         })?;
     }
+    let mut containers = vec![container];
+    let mut init_containers = Vec::new();
+    let mut volumes =
+        vec![json!({ "name": "config", "configMap": { "name": config_map_name(c) } })];
+    if let Some(a) = agent {
+        let (init, sidecar) = agent_containers(c, a);
+        init_containers.push(init);
+        containers.push(sidecar);
+        volumes.push(json!({ "name": AGENT_SCRATCH_VOLUME, "emptyDir": {} }));
+    }
     let mut pvc_spec = json!({
         "accessModes": ["ReadWriteOnce"],
         "resources": { "requests": { "storage": c.spec.storage.size.0 } },
@@ -393,10 +489,9 @@ pub fn stateful_set(c: &MySQLCluster) -> Result<StatefulSet, ObjectError> {
                     "metadata": { "labels": labels },
                     "spec": {
                         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                        "containers": [container],
-                        "volumes": [
-                            { "name": "config", "configMap": { "name": config_map_name(c) } },
-                        ],
+                        "initContainers": init_containers,
+                        "containers": containers,
+                        "volumes": volumes,
                     },
                 },
                 "volumeClaimTemplates": [{
@@ -494,7 +589,7 @@ mod tests {
         // Bounded below the grace period the StatefulSet sets.
         assert!(script.starts_with(&format!("end=$(( $(date +%s) + {PRE_STOP_WAIT_SECONDS} ))")));
         const { assert!(PRE_STOP_WAIT_SECONDS < TERMINATION_GRACE_SECONDS) };
-        let sts = stateful_set(&cluster("image: mariadb:10.11\n")).unwrap();
+        let sts = stateful_set(&cluster("image: mariadb:10.11\n"), None).unwrap();
         let pod = sts.spec.unwrap().template.spec.unwrap();
         assert_eq!(
             pod.termination_grace_period_seconds,
@@ -519,6 +614,62 @@ mod tests {
         // The password goes through MYSQL_PWD, never on a command line.
         assert!(script.contains("export MYSQL_PWD"), "{script}");
         assert!(!script.contains(" -p"), "{script}");
+    }
+
+    #[test]
+    fn with_an_agent_every_pod_carries_its_init_container_and_sidecar() {
+        let c = cluster("image: mariadb:10.11\n");
+        let bare = serde_json::to_value(stateful_set(&c, None).unwrap()).unwrap();
+        let pod = &bare["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+        assert_eq!(pod["initContainers"], json!([]));
+        let agent = AgentSpec {
+            image: "ghcr.io/orca/orca:1.2".into(),
+        };
+        let v = serde_json::to_value(stateful_set(&c, Some(&agent)).unwrap()).unwrap();
+        let pod = &v["spec"]["template"]["spec"];
+        let (init, side) = (&pod["initContainers"][0], &pod["containers"][1]);
+        assert_eq!(pod["containers"][0]["name"], CONTAINER);
+        for (ctr, name, mode) in [
+            (init, AGENT_INIT_CONTAINER, "init"),
+            (side, AGENT_CONTAINER, "serve"),
+        ] {
+            assert_eq!(ctr["name"], name);
+            assert_eq!(ctr["image"], "ghcr.io/orca/orca:1.2");
+            assert_eq!(
+                ctr["args"],
+                json!(["agent", mode, "--datadir", "/var/lib/mysql"])
+            );
+            // on the server's data volume, as the server's account
+            assert_eq!(
+                ctr["volumeMounts"][0],
+                json!({"name": "data", "mountPath": "/var/lib/mysql"})
+            );
+            assert_eq!(ctr["volumeMounts"][1]["mountPath"], "/tmp");
+            assert_eq!(ctr["securityContext"]["runAsUser"], AGENT_UID);
+            // the token and the password from the Secret, never inline
+            let env = ctr["env"].as_array().unwrap();
+            let by = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+            assert_eq!(
+                by(crate::agent::TOKEN_ENV)["valueFrom"]["secretKeyRef"],
+                json!({"name": c.credentials_secret_name(), "key": "agent-token"})
+            );
+            assert_eq!(
+                by("MARIADB_ROOT_PASSWORD")["valueFrom"]["secretKeyRef"]["key"],
+                "root-password"
+            );
+            assert!(env.iter().all(|e| e.get("value").is_none()), "{env:?}");
+            assert_eq!(
+                by("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"],
+                "status.podIP"
+            );
+        }
+        assert_eq!(side["ports"][0]["containerPort"], crate::agent::PORT);
+        assert!(init.get("ports").is_none());
+        assert_eq!(
+            pod["volumes"][1],
+            json!({"name": AGENT_SCRATCH_VOLUME, "emptyDir": {}})
+        );
     }
 
     #[test]
@@ -547,7 +698,7 @@ mod tests {
     #[test]
     fn stateful_set_has_the_conventions_pods_rely_on() {
         let c = cluster("image: mariadb:10.11\nreplicas: 3\nstorage:\n  size: 2Gi\n");
-        let sts = stateful_set(&c).unwrap();
+        let sts = stateful_set(&c, None).unwrap();
         let v = serde_json::to_value(&sts).unwrap();
         assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "MySQLCluster");
         assert_eq!(v["spec"]["replicas"], 3);
@@ -604,13 +755,14 @@ mod tests {
         assert_eq!(r.get("orca.dev/role").map(String::as_str), Some("replica"));
         assert!(pod_disruption_budget(&c).is_ok());
         assert!(config_map(&c).unwrap().data.unwrap()["orca.cnf"].contains("[mysqld]"));
-        let s = credentials_secret(&c, "a", "b", "c").unwrap();
+        let s = credentials_secret(&c, "a", "b", "c", "t").unwrap();
         let data = s.string_data.clone().unwrap();
         assert_eq!(data["root-password"], "a");
         assert_eq!(data["replication-password"], "b");
         assert_eq!(data["app-username"], "app");
         assert_eq!(data["app-password"], "c");
-        assert!(!lacks_app_keys(&s));
+        assert_eq!(data["agent-token"], "t");
+        assert!(!lacks_generated_keys(&s));
         let app = app_credentials(&s).unwrap();
         assert_eq!((app.user.as_str(), app.password()), ("app", "c"));
     }
@@ -642,28 +794,36 @@ mod tests {
     }
 
     #[test]
-    fn missing_application_keys_are_added_and_present_ones_kept() {
+    fn missing_generated_keys_are_added_and_present_ones_kept() {
         let b64 = |v: &str| json!(k8s_openapi::ByteString(v.as_bytes().to_vec()));
         assert_eq!(b64("app"), json!("YXBw"));
         let (user, pw) = (secret_keys::APP_USERNAME, secret_keys::APP_PASSWORD);
+        let tk = secret_keys::AGENT_TOKEN;
         // (data, stringData, keys the patch adds)
         type Pairs<'a> = &'a [(&'a str, &'a str)];
         let cases: &[(Pairs, Pairs, Pairs)] = &[
             (
                 &[("root-password", "r")],
                 &[],
-                &[(user, "app"), (pw, "gen")],
+                &[(user, "app"), (pw, "gen"), (tk, "tok")],
             ),
-            (&[(user, "shop")], &[], &[(pw, "gen")]),
-            (&[(pw, "mine")], &[], &[(user, "app")]),
-            (&[(user, "")], &[], &[(user, "app"), (pw, "gen")]),
-            (&[(user, "shop"), (pw, "mine")], &[], &[]),
-            (&[], &[(user, "shop"), (pw, "mine")], &[]),
+            (&[(user, "shop"), (tk, "t")], &[], &[(pw, "gen")]),
+            (&[(pw, "mine"), (tk, "t")], &[], &[(user, "app")]),
+            (&[(user, ""), (tk, "t")], &[], &[(user, "app"), (pw, "gen")]),
+            // a Secret from before the agent: only its token is added
+            (&[(user, "shop"), (pw, "mine")], &[], &[(tk, "tok")]),
+            (
+                &[(user, "shop"), (pw, "mine"), (tk, "")],
+                &[],
+                &[(tk, "tok")],
+            ),
+            (&[(user, "shop"), (pw, "mine"), (tk, "t")], &[], &[]),
+            (&[], &[(user, "shop"), (pw, "mine"), (tk, "t")], &[]),
         ];
         for (data, string_data, want) in cases {
             let s = secret(data, string_data);
-            let patch = app_keys_patch(&s, "gen");
-            assert_eq!(lacks_app_keys(&s), patch.is_some(), "{data:?}");
+            let patch = generated_keys_patch(&s, "gen", "tok");
+            assert_eq!(lacks_generated_keys(&s), patch.is_some(), "{data:?}");
             let Some(patch) = patch else {
                 assert!(want.is_empty(), "{data:?}");
                 continue;

@@ -88,6 +88,9 @@ pub struct Context {
     pub metrics: std::sync::OnceLock<crate::metrics::Metrics>,
     /// The one namespace watched, when not every namespace is.
     pub scope: std::sync::OnceLock<String>,
+    /// The orca agent the database pods carry, when the operator knows
+    /// its image.
+    pub agent: std::sync::OnceLock<objects::AgentSpec>,
 }
 
 impl Context {
@@ -118,6 +121,7 @@ impl Context {
             published: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
             scope: std::sync::OnceLock::new(),
+            agent: std::sync::OnceLock::new(),
         })
     }
 
@@ -243,11 +247,14 @@ async fn ensure_secret(
 ) -> Result<(), OperatorError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let password = || random_password().map_err(|e| OperatorError::Other(e.to_string()));
+    // two passwords' worth of randomness
+    let agent_token = || Ok::<_, OperatorError>(format!("{}{}", password()?, password()?));
     if let Some(existing) = caches.secret(ns, &c.credentials_secret_name()) {
         // A Secret from before the application account, or the user's
         // without it: the missing keys are added, the others kept.
-        if objects::lacks_app_keys(&existing)
-            && let Some(patch) = objects::app_keys_patch(&existing, &password()?)
+        if objects::lacks_generated_keys(&existing)
+            && let Some(patch) =
+                objects::generated_keys_patch(&existing, &password()?, &agent_token()?)
         {
             match tokio::time::timeout(
                 KUBE_LIMIT,
@@ -293,7 +300,7 @@ async fn ensure_secret(
         }
     }
     let (root, repl, app) = (password()?, password()?, password()?);
-    let secret = objects::credentials_secret(c, &root, &repl, &app)?;
+    let secret = objects::credentials_secret(c, &root, &repl, &app, &agent_token()?)?;
     match tokio::time::timeout(KUBE_LIMIT, api.create(&PostParams::default(), &secret))
         .await
         .map_err(|_| OperatorError::Other("creating the Secret: timed out".into()))?
@@ -383,7 +390,7 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     apply_if_changed(&services, &caches.services, objects::replicas_service(c)?).await?;
     ensure_primary_service(c, &services, &caches, &ns).await?;
     let primary = c.status.as_ref().and_then(|s| s.primary.clone());
-    let mut sts = objects::stateful_set(c)?;
+    let mut sts = objects::stateful_set(c, ctx.agent.get())?;
     // Never scale the primary away: keep its pod until the worker has
     // handed the role over.
     let primary_ordinal = primary

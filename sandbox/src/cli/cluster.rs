@@ -212,6 +212,7 @@ pub async fn serve(args: RunArgs) -> u8 {
             listen: args.operator_listen,
             api_open_reads: false,
             watch_namespace: None,
+            agent_image: None,
         };
         let op_client = op_client.clone();
         Some(tokio::spawn(async move {
