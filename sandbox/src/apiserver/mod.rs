@@ -21,7 +21,6 @@ pub mod error;
 mod http;
 pub mod jsonpath;
 mod managed;
-mod networkpolicy;
 mod ops;
 mod patch;
 mod podlog;
