@@ -23,6 +23,18 @@ fn agent_at(key: &orca::topology::InstanceKey) -> String {
     format!("{}:{}", key.host, orca::agent::PORT)
 }
 
+/// The status of container `ctr` in pod `pod`'s list.
+fn named(
+    list: Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+    ctr: &str,
+    pod: &str,
+) -> k8s_openapi::api::core::v1::ContainerStatus {
+    list.unwrap_or_default()
+        .into_iter()
+        .find(|s| s.name == ctr)
+        .unwrap_or_else(|| panic!("{pod}: no {ctr} status"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_runs_in_every_pod_and_answers_the_clusters_token_only() {
     let mut sb = Sandbox::cluster(&["--no-operator"]).await;
@@ -48,24 +60,18 @@ async fn the_agent_runs_in_every_pod_and_answers_the_clusters_token_only() {
     for name in names {
         let pod = pods.get(name).await.expect("pod");
         let status = pod.status.clone().expect("status");
-        let init = status
-            .init_container_statuses
-            .unwrap_or_default()
-            .into_iter()
-            .find(|s| s.name == objects::AGENT_INIT_CONTAINER)
-            .unwrap_or_else(|| panic!("{name}: no {} status", objects::AGENT_INIT_CONTAINER));
+        let init = named(
+            status.init_container_statuses,
+            objects::AGENT_INIT_CONTAINER,
+            name,
+        );
         let done = init.state.and_then(|s| s.terminated).expect("terminated");
         assert_eq!(
             (done.exit_code, done.reason.as_deref()),
             (0, Some("Completed")),
             "{name}: nothing armed, the init container completes at once"
         );
-        let sidecar = status
-            .container_statuses
-            .unwrap_or_default()
-            .into_iter()
-            .find(|s| s.name == objects::AGENT_CONTAINER)
-            .unwrap_or_else(|| panic!("{name}: no {} status", objects::AGENT_CONTAINER));
+        let sidecar = named(status.container_statuses, objects::AGENT_CONTAINER, name);
         assert!(sidecar.ready, "{name}: the agent is not ready");
         let at = agent_at(&sb.pod_ip(name).await);
         let state = eventually(Duration::from_secs(20), "the agent answering", || async {
