@@ -7,6 +7,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::error::FieldError;
+use super::networkpolicy;
 use super::selector::LabelSelector;
 use super::structural;
 use super::time;
@@ -37,7 +38,7 @@ fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(super) const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
@@ -50,7 +51,7 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_subdomain(s: &str) -> bool {
+pub(super) fn is_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
 }
 
@@ -111,6 +112,18 @@ pub fn validate_name(rt: &ResourceType, name: &str) -> Vec<FieldError> {
     errs
 }
 
+pub(super) const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// A label value's characters (its length is checked apart, as
+/// `IsValidLabelValue` does).
+pub(super) fn is_label_value(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && (s.is_empty()
+            || (s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())))
+}
+
 /// Validates labels and annotations of any object.
 pub fn validate_meta(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -124,17 +137,11 @@ pub fn validate_meta(obj: &Value) -> Vec<FieldError> {
                 ));
                 continue;
             };
-            let valid = s.len() <= 63
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && (s.is_empty()
-                    || (s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                        && s.ends_with(|c: char| c.is_ascii_alphanumeric())));
-            if !valid {
+            if s.len() > 63 || !is_label_value(s) {
                 errs.push(FieldError::invalid(
                     "metadata.labels",
                     Value::String(s.to_string()),
-                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                    LABEL_VALUE_MSG,
                 ));
             }
         }
@@ -433,6 +440,9 @@ pub fn prepare_create(
             }
             validate_template(&obj["spec"], &mut errs, &["OnFailure", "Never"]);
             obj["status"] = json!({});
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            errs.extend(networkpolicy::prepare(obj));
         }
         ("policy", "poddisruptionbudgets") => {
             let spec = &obj["spec"];
@@ -895,6 +905,9 @@ pub fn prepare_update(
                 default_pod_spec(&mut new["spec"]["template"]["spec"]);
             }
             selector_immutable(old, new, &mut errs);
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            errs.extend(networkpolicy::prepare(new));
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             let name = old

@@ -21,6 +21,7 @@ pub mod error;
 mod http;
 pub mod jsonpath;
 mod managed;
+mod networkpolicy;
 mod ops;
 mod patch;
 mod podlog;

@@ -395,6 +395,15 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
             col("Holder", "string", 0, "The holder of the lease"),
             age_col(),
         ],
+        ("networking.k8s.io", "networkpolicies") => vec![
+            col(
+                "Pod-Selector",
+                "string",
+                0,
+                "podSelector selects the pods to which this NetworkPolicy object applies. The array of ingress rules is applied to any pods selected by this field. Multiple network policies can select the same set of pods. In this case, the ingress rules for each are combined additively. This field is NOT optional and follows standard label selector semantics. An empty podSelector matches all pods in this namespace.",
+            ),
+            age_col(),
+        ],
         ("policy", "poddisruptionbudgets") => vec![
             col(
                 "Min Available",
@@ -1046,6 +1055,18 @@ pub fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
         ("coordination.k8s.io", "leases") => {
             vec![name, json!(s(o, "/spec/holderIdentity")), age(o)]
         }
+        ("networking.k8s.io", "networkpolicies") => {
+            // metav1.FormatLabelSelector
+            let selector = match o
+                .pointer("/spec/podSelector")
+                .map(LabelSelector::from_object)
+            {
+                Some(Err(_)) => "<error>".to_string(),
+                Some(Ok(l)) => or_none(l.canonical()),
+                None => "<none>".to_string(),
+            };
+            vec![name, json!(selector), age(o)]
+        }
         ("policy", "poddisruptionbudgets") => {
             let show = |p: &str| -> String {
                 match o.pointer(p) {
@@ -1251,6 +1272,7 @@ mod tests {
             "events",
             "leases",
             "poddisruptionbudgets",
+            "networkpolicies",
             "jobs",
             "rolebindings",
             "roles",
@@ -1264,6 +1286,25 @@ mod tests {
         assert_eq!(c[2], "Running");
         assert_eq!(c[3], "2");
         assert_eq!(c[6], "n1");
+    }
+
+    #[test]
+    fn network_policies_show_their_pod_selector() {
+        let t = rt("networkpolicies");
+        let cols = columns(&t);
+        let names: Vec<&str> = cols.iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["Name", "Pod-Selector", "Age"]);
+        let np = |sel: Value| {
+            json!({"metadata": {"name": "np", "creationTimestamp": time::now_string()},
+                "spec": {"podSelector": sel}})
+        };
+        let c = cells(&t, &np(json!({"matchLabels": {"b": "2", "a": "1"}})));
+        assert_eq!(c[0], "np");
+        assert_eq!(c[1], "a=1,b=2");
+        assert_eq!(cells(&t, &np(json!({})))[1], "<none>");
+        let exprs =
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]});
+        assert_eq!(cells(&t, &np(exprs))[1], "tier notin (web)");
     }
 
     #[test]

@@ -569,6 +569,18 @@ pub fn builtin_types() -> Vec<ResourceType> {
     v.push(job);
 
     v.push(builtin(B {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+        short: &["netpol"],
+        categories: &[],
+        status: false,
+        generation: Spec,
+    }));
+
+    v.push(builtin(B {
         group: "policy",
         version: "v1",
         plural: "poddisruptionbudgets",
@@ -650,11 +662,12 @@ fn event_fields() -> Vec<String> {
 
 /// The group order of `/apis` (built-in groups first, as the real server
 /// lists them; custom groups after, sorted).
-const GROUP_ORDER: [&str; 9] = [
+const GROUP_ORDER: [&str; 10] = [
     "apps",
     "events.k8s.io",
     "authorization.k8s.io",
     "batch",
+    "networking.k8s.io",
     "policy",
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
@@ -913,6 +926,23 @@ mod tests {
             .collect();
         sort_versions(&mut v);
         assert_eq!(v, ["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]);
+    }
+
+    #[test]
+    fn network_policies_are_served_where_the_real_server_serves_them() {
+        let r = Registry::new();
+        let np = r
+            .find("networking.k8s.io", "v1", "networkpolicies")
+            .expect("networkpolicies");
+        assert_eq!(np.kind, "NetworkPolicy");
+        assert_eq!(np.short_names, ["netpol"]);
+        assert!(np.namespaced && !np.status);
+        assert_eq!(np.generation, Generation::Spec);
+        assert_eq!(np.discovery_entries().len(), 1);
+        let groups: Vec<String> = r.groups().into_iter().map(|(g, _)| g).collect();
+        let at = |g: &str| groups.iter().position(|x| x == g);
+        assert_eq!(at("networking.k8s.io").map(|i| i + 1), at("policy"));
+        assert_eq!(at("batch").map(|i| i + 1), at("networking.k8s.io"));
     }
 
     #[test]
