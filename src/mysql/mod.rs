@@ -5,6 +5,7 @@
 //! pure, so recorded outputs of servers we cannot run here are tested too.
 
 pub mod actions;
+pub mod clone;
 pub mod conn;
 pub mod crawl;
 pub mod dialect;
