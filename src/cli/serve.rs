@@ -263,6 +263,9 @@ impl Served {
                 .ok_or_else(|| ApiError::refused(format!("{k} is not in the topology")))
         };
         match kind {
+            OperationKind::Reprovision => Err(ApiError::refused(
+                "reprovision is the operator's: it copies through the orca agent in each pod, which a standalone orca has not",
+            )),
             OperationKind::Acknowledge => {
                 let last = engine.records.last().map(|r| r.id.clone());
                 let what = match &last {

@@ -746,6 +746,14 @@ impl Executor {
                     position: SourcePosition::OwnBinlog,
                     ..
                 } => s.change_source_own_binlog(source, &self.config.repl).await,
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::Copied { gtid },
+                    ..
+                } => {
+                    s.change_source_copied(source, &self.config.repl, gtid)
+                        .await
+                }
                 Step::StartReplica { .. } => s.start_replica().await,
                 Step::ResetBinaryLogs { .. } => s.reset_binary_logs().await,
                 Step::InjectEmptyTransactions { gtids, .. } => {

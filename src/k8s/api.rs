@@ -397,6 +397,10 @@ pub fn write_for(
         OperationKind::EndDowntime => {
             Write::Pod(pod(&op.target)?, json!({ annotation::DOWNTIME: null }))
         }
+        OperationKind::Reprovision => Write::Cluster(json!({
+            annotation::REPROVISION: pod(&op.target)?,
+            REQUESTED_BY: caller.name,
+        })),
         kind => cluster(
             Request::Operation {
                 kind,
@@ -491,12 +495,27 @@ impl OperatorOps {
                     api.patch(&id.name, &params, &patch(a)),
                 )
                 .await?;
-                if kind != OperationKind::Acknowledge {
+                // A copy takes minutes: asked for, its progress is in
+                // status.reprovision and the Events.
+                if kind == OperationKind::Reprovision {
+                    let pod = op
+                        .target
+                        .as_ref()
+                        .and_then(|k| basis.pod_of(k))
+                        .unwrap_or_default();
+                    (
+                        "accepted",
+                        format!(
+                            "the re-provisioning of {pod} is asked for: its progress is in the cluster's status.reprovision and Events"
+                        ),
+                    )
+                } else if kind != OperationKind::Acknowledge {
                     return self
                         .outcome(&id, kind, plan.as_ref(), &before, asked_s)
                         .await;
+                } else {
+                    ("done", format!("the last recovery of {id} is acknowledged"))
                 }
-                ("done", format!("the last recovery of {id} is acknowledged"))
             }
             Write::Pod(p, a) => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &id.namespace);

@@ -400,6 +400,28 @@ impl Session<'_> {
         self.exec("changing the source", &sql).await
     }
 
+    /// Points a server just provisioned by a physical copy at `source`,
+    /// from the GTID position the copy carries: on MariaDB
+    /// `gtid_slave_pos` is set to it first (a copy of the primary carries
+    /// its stale `gtid_slave_pos`, and no binary log); on MySQL the
+    /// copy's `gtid_executed` is the position already.
+    pub async fn change_source_copied(
+        &mut self,
+        source: &InstanceKey,
+        repl: &Credentials,
+        gtid: &str,
+    ) -> Result<(), MysqlError> {
+        let what = "setting the copy's GTID position";
+        if let Some(sql) = self
+            .dialect
+            .set_copied_position(gtid)
+            .map_err(|detail| self.answer(what, detail))?
+        {
+            self.exec(what, &sql).await?;
+        }
+        self.change_source_gtid(source, repl).await
+    }
+
     /// The default channel's replica status, `None` on a server that
     /// replicates from nothing.
     async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, MysqlError> {

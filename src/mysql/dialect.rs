@@ -340,6 +340,29 @@ impl Dialect {
         self.change_source(source, creds, true)
     }
 
+    /// The statement that makes a server provisioned by a physical copy
+    /// replicate from the copy's GTID position `gtid`: MariaDB's
+    /// `SET GLOBAL gtid_slave_pos` (the position checked to be a MariaDB
+    /// GTID list, so nothing else reaches the statement); none on MySQL,
+    /// whose copy carries it as `gtid_executed`.
+    pub fn set_copied_position(&self, gtid: &str) -> Result<Option<String>, String> {
+        if self.flavor != Flavor::MariaDb {
+            return Ok(None);
+        }
+        let gtid = gtid.trim();
+        let valid = gtid.split(',').map(str::trim).all(|g| {
+            let parts: Vec<&str> = g.split('-').collect();
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        });
+        if !gtid.is_empty() && !valid {
+            return Err(format!("{gtid:?} is no MariaDB GTID position"));
+        }
+        Ok(Some(format!("SET GLOBAL gtid_slave_pos = '{gtid}'")))
+    }
+
     /// The statements that commit one empty transaction for each GTID of
     /// `gtids` (a MySQL GTID set as text), in order, on one connection:
     /// `SET gtid_next='uuid:n'`, `BEGIN`, `COMMIT` for each, then
@@ -440,6 +463,40 @@ mod tests {
         let m84 = d("8.4.3", "MySQL Community Server - GPL");
         assert_eq!(m84.binlog_status(), "SHOW BINARY LOG STATUS");
         assert_eq!(m84.start_replica(), "START REPLICA");
+    }
+
+    #[test]
+    fn a_copys_position_is_set_on_mariadb_only_and_only_when_it_is_one() {
+        let maria = d("10.11.6-MariaDB-0+deb12u1", "Debian 12");
+        let mysql = d("8.4.3", "MySQL Community Server - GPL");
+        type Want = Result<Option<&'static str>, ()>;
+        let table: [(&Dialect, &str, Want); 6] = [
+            (
+                &maria,
+                "0-1-57",
+                Ok(Some("SET GLOBAL gtid_slave_pos = '0-1-57'")),
+            ),
+            (
+                &maria,
+                "0-1-57,1-2-3",
+                Ok(Some("SET GLOBAL gtid_slave_pos = '0-1-57,1-2-3'")),
+            ),
+            (&maria, "", Ok(Some("SET GLOBAL gtid_slave_pos = ''"))),
+            (&maria, "0-1-57'; DROP TABLE t; --", Err(())),
+            (&maria, "0-1", Err(())),
+            (&mysql, "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", Ok(None)),
+        ];
+        for (dialect, gtid, want) in table {
+            let got = dialect.set_copied_position(gtid);
+            match want {
+                Ok(w) => assert_eq!(
+                    got.as_ref().ok().cloned(),
+                    Some(w.map(String::from)),
+                    "{gtid}"
+                ),
+                Err(()) => assert!(got.is_err(), "{gtid}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -35,10 +35,13 @@ pub enum OperationKind {
     SetReadOnly,
     SetWritable,
     FixErrant,
+    /// Re-provision a replica by a physical copy of a healthy one (the
+    /// operator's, through its agent).
+    Reprovision,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 18] = [
+    pub const ALL: [OperationKind; 19] = [
         OperationKind::GracefulTakeover,
         OperationKind::ForceFailover,
         OperationKind::ForceTakeover,
@@ -57,6 +60,7 @@ impl OperationKind {
         OperationKind::SetReadOnly,
         OperationKind::SetWritable,
         OperationKind::FixErrant,
+        OperationKind::Reprovision,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +83,7 @@ impl OperationKind {
             OperationKind::SetReadOnly => "set-read-only",
             OperationKind::SetWritable => "set-writable",
             OperationKind::FixErrant => "fix-errant",
+            OperationKind::Reprovision => "reprovision",
         }
     }
 
@@ -113,6 +118,7 @@ impl OperationKind {
                 | OperationKind::Acknowledge
                 | OperationKind::BeginDowntime
                 | OperationKind::EndDowntime
+                | OperationKind::Reprovision
         )
     }
 }
@@ -227,7 +233,8 @@ pub fn plan(
         OperationKind::Recover
         | OperationKind::Acknowledge
         | OperationKind::BeginDowntime
-        | OperationKind::EndDowntime => Err(PlanError::invalid(format!(
+        | OperationKind::EndDowntime
+        | OperationKind::Reprovision => Err(PlanError::invalid(format!(
             "{} is not planned from the topology alone",
             op.kind
         ))),

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::step::{Plan, PlanKind, SourcePosition, Step};
 use crate::topology::errant::extra_transactions;
 use crate::topology::graph::Topology;
 use crate::topology::{GtidSet, InstanceKey};
@@ -232,6 +233,33 @@ pub fn decide(
     })
 }
 
+/// How a member just provisioned by a copy joins the primary: from the
+/// GTID position the copy carries (not the `gtid_slave_pos` it may have
+/// brought from its source), replication started and awaited.
+pub fn join_copied(target: &InstanceKey, primary: &InstanceKey, gtid: &str) -> Plan {
+    let mut plan = Plan::new(PlanKind::Repoint);
+    plan.successor = Some(primary.clone());
+    plan.steps = vec![
+        Step::StopReplica { on: target.clone() },
+        Step::ChangeSource {
+            on: target.clone(),
+            source: primary.clone(),
+            position: SourcePosition::Copied {
+                gtid: gtid.to_string(),
+            },
+        },
+        Step::StartReplica { on: target.clone() },
+        Step::WaitReplicating {
+            on: target.clone(),
+            timeout: JOIN_WAIT,
+        },
+    ];
+    plan
+}
+
+/// How long a copied member's joining waits for both threads to run.
+pub const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +442,19 @@ mod tests {
         )
         .expect("a repair");
         assert_eq!(r.sources, vec![key("a")]);
+    }
+
+    #[test]
+    fn a_copied_member_joins_from_the_copys_position_and_every_step_is_fenced() {
+        let plan = join_copied(&key("x"), &key("p"), "0-1-57");
+        assert_eq!(plan.successor, Some(key("p")));
+        assert!(matches!(
+            &plan.steps[1],
+            Step::ChangeSource { on, source, position: SourcePosition::Copied { gtid } }
+                if *on == key("x") && *source == key("p") && gtid == "0-1-57"
+        ));
+        assert!(plan.steps.iter().all(|s| s.target() == Some(&key("x"))));
+        let changing = plan.steps.iter().filter(|s| s.mutates()).count();
+        assert_eq!(changing, 3, "all but the wait change the server");
     }
 }

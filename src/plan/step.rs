@@ -89,6 +89,10 @@ pub enum SourcePosition {
     /// (MariaDB `current_pos`, MySQL auto-position): for a former primary,
     /// whose last transactions are its own writes, not replicated ones.
     OwnBinlog,
+    /// GTID positioning from the position a physical copy carries
+    /// (MariaDB: `gtid_slave_pos` set to it first, then `slave_pos`; MySQL:
+    /// auto-position, the copy's `gtid_executed` being the position).
+    Copied { gtid: String },
 }
 
 /// One step of a plan. Steps name instances; values only known at run time
@@ -402,6 +406,14 @@ impl fmt::Display for Step {
             } => write!(
                 f,
                 "{on}: replicate from {source} (GTID, from the end of its own binlog)"
+            ),
+            Step::ChangeSource {
+                on,
+                source,
+                position: SourcePosition::Copied { gtid },
+            } => write!(
+                f,
+                "{on}: replicate from {source} (GTID, from the copy's position {gtid})"
             ),
             Step::StartReplica { on } => write!(f, "{on}: start replication"),
             Step::WaitReplicating { on, timeout } => {

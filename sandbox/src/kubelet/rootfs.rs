@@ -15,7 +15,9 @@
 //!   `/etc/resolv.conf` (the host's), `/dev` and `/proc`;
 //! - every volume mount bound at its path (read only when asked), the
 //!   ServiceAccount token's among them, so in-cluster configuration finds
-//!   it where it looks;
+//!   it where it looks; the data volume (`/var/lib/mysql`) also at its
+//!   host path, which is the `datadir` the sandbox's `mariadbd` (a host
+//!   process) reports, and which `mariadb-backup` goes by;
 //! - `readOnlyRootFilesystem` honoured, and the user and group of the
 //!   security context (the image's user by default).
 
@@ -126,6 +128,24 @@ fn inside(dir: &Path, target: &str) -> PathBuf {
     dir.join(target.trim_start_matches('/'))
 }
 
+/// Where the mount point of `target` is made before the container starts:
+/// in the root, or, when an earlier (shorter) mount encloses it, in that
+/// mount's source: the earlier bind hides the root's directories below
+/// it, and a runtime makes a nested mount point inside the mounted file
+/// system.
+fn mount_point(dir: &Path, earlier: &[(String, PathBuf, bool)], target: &str) -> PathBuf {
+    let t = Path::new(target);
+    earlier
+        .iter()
+        .filter_map(|(at, source, _)| {
+            let rest = t.strip_prefix(at).ok()?;
+            Some((at.len(), source.join(rest)))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| inside(dir, target))
+}
+
 /// The host files behind the image's [`TOOLS`] under `host` (`/`): each
 /// that exists, symlinks resolved (the real file is bound, a link would
 /// point nowhere in the container's root), with its path in the image.
@@ -224,8 +244,8 @@ pub fn prepare(l: &Layout<'_>) -> std::io::Result<Root> {
     // The volumes, longest path last so that nested mounts stack.
     let mut mounts = l.mounts.clone();
     mounts.sort_by_key(|(p, _, _)| p.len());
-    for (target, source, ro) in mounts {
-        let at = inside(dir, &target);
+    for (i, (target, source, ro)) in mounts.iter().cloned().enumerate() {
+        let at = mount_point(dir, &mounts[..i], &target);
         if source.is_dir() {
             std::fs::create_dir_all(&at)?;
         } else {
@@ -435,6 +455,34 @@ mod tests {
             ("orcas/mariadb", false),
         ] {
             assert_eq!(is_orca_image(image), orca, "{image}");
+        }
+    }
+
+    #[test]
+    fn a_nested_mount_point_is_made_inside_the_mount_that_encloses_it() {
+        let root = Path::new("/r");
+        let earlier = vec![
+            ("/tmp".to_string(), PathBuf::from("/pods/p/tmp"), false),
+            ("/tmp/a".to_string(), PathBuf::from("/vol/a"), false),
+            (
+                "/var/lib/mysql".to_string(),
+                PathBuf::from("/vol/data"),
+                false,
+            ),
+        ];
+        let table = [
+            ("/etc/x", "/r/etc/x"),
+            ("/tmp/b/c", "/pods/p/tmp/b/c"),
+            ("/tmp/a/d", "/vol/a/d"),
+            ("/tmpx", "/r/tmpx"),
+            ("/var/lib/mysql/x", "/vol/data/x"),
+        ];
+        for (target, want) in table {
+            assert_eq!(
+                mount_point(root, &earlier, target),
+                PathBuf::from(want),
+                "{target}"
+            );
         }
     }
 

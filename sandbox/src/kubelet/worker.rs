@@ -1015,7 +1015,14 @@ impl Worker {
                 Some(sub) => dir.join(sub.trim_start_matches('/')),
                 None => dir.clone(),
             };
-            mounts.push((m.mount_path.clone(), host, m.read_only.unwrap_or(false)));
+            let ro = m.read_only.unwrap_or(false);
+            // The sandbox's mariadbd runs on the host: the datadir it
+            // reports (which mariadb-backup goes by) is the volume's host
+            // path, so the data volume is there too.
+            if m.mount_path.trim_end_matches('/') == image::DATADIR {
+                mounts.push((host.display().to_string(), host.clone(), ro));
+            }
+            mounts.push((m.mount_path.clone(), host, ro));
         }
         let layout = rootfs::Layout {
             dir: self.dir.join("rootfs").join(&spec.name),

@@ -108,6 +108,39 @@ pub struct MySQLClusterSpec {
     /// uses the defaults of an empty FailoverPolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_policy_ref: Option<String>,
+
+    /// What orca does with a replica replication cannot bring back (it
+    /// holds transactions the primary lacks, or its source purged the
+    /// binary logs it needs: a lost volume, a scale-up of an old
+    /// cluster). `auto` (the default): orca records what only that
+    /// replica has (the errant GTIDs, in an Event and the store, and its
+    /// binary log events in a file on its volume), then re-provisions it
+    /// by a physical copy of a healthy replica, one copy at a time.
+    /// `manual`: orca reports it and waits for the annotation
+    /// `orca.dev/reprovision: <pod>`. Needs the agent (the chart's
+    /// `agent.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_enum::<ReplicaRepair>")]
+    pub replica_repair: Option<ReplicaRepair>,
+}
+
+/// `spec.replicaRepair`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ReplicaRepair {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "manual")]
+    Manual,
+}
+
+impl ReplicaRepair {
+    pub fn policy(self) -> crate::plan::repair::RepairPolicy {
+        match self {
+            ReplicaRepair::Auto => crate::plan::repair::RepairPolicy::Auto,
+            ReplicaRepair::Manual => crate::plan::repair::RepairPolicy::Manual,
+        }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -231,6 +264,45 @@ pub struct MySQLClusterStatus {
     /// restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_fences: Vec<String>,
+
+    /// The re-provisioning by physical copy under way, or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovision: Option<ReprovisionStatus>,
+}
+
+/// A re-provisioning by physical copy (`status.reprovision`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReprovisionStatus {
+    /// The operation's id (in Events, the store, the agent's files).
+    pub id: String,
+    /// The pod re-provisioned.
+    pub pod: String,
+    /// Why: `ErrantTransactions`, `SourceCannotSend` or `Requested`.
+    pub reason: String,
+    /// `Saving` (the tail), `Copying`, `Joining`, `Succeeded`, `Failed`.
+    pub phase: String,
+    /// The pod copied from, in the attempt under way or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Bytes received so far, and the source's estimate of the whole.
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_bytes: Option<u64>,
+    /// Bytes per second.
+    #[serde(default)]
+    pub rate: u64,
+    /// The attempt (one per source tried).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Outcome or what is awaited, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 /// The journal of an operation in progress (`status.operation`).
@@ -665,8 +737,21 @@ mod tests {
                 started_at: Some("2025-01-01T00:00:00Z".into()),
             }),
             pending_fences: vec!["demo-0".into()],
+            reprovision: Some(ReprovisionStatus {
+                id: "demo-reprovision-1-e7".into(),
+                pod: "demo-2".into(),
+                reason: "ErrantTransactions".into(),
+                phase: "Copying".into(),
+                source: Some("demo-1".into()),
+                bytes: 1024,
+                estimated_bytes: Some(4096),
+                rate: 512,
+                attempt: 1,
+                ..Default::default()
+            }),
         };
         let v = serde_json::to_value(&status).unwrap();
+        assert_eq!(v["reprovision"]["estimatedBytes"], json!(4096));
         assert_eq!(v["readyReplicas"], json!(3));
         assert_eq!(v["topology"][0]["ioThread"], json!("Running"));
         assert_eq!(v["topology"][0]["role"], json!("replica"));

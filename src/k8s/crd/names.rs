@@ -37,6 +37,9 @@ pub mod annotation {
     pub const FORCE_FAILOVER: &str = "orca.dev/force-failover";
     /// `<pod>`: promote this direct replica, discarding the primary.
     pub const FORCE_TAKEOVER: &str = "orca.dev/force-takeover";
+    /// `<pod>`: re-provision this replica by a physical copy of a healthy
+    /// one (whatever `spec.replicaRepair` says).
+    pub const REPROVISION: &str = "orca.dev/reprovision";
     /// `"true"`: run the recovery of a detected problem when auto failover is off.
     pub const RECOVER: &str = "orca.dev/recover";
     /// `<anything>`: acknowledge the last recovery, lifting the anti-flap block.
@@ -52,13 +55,14 @@ pub mod annotation {
     pub const DOWNTIME: &str = "orca.dev/downtime";
 
     /// The annotations that request an operation on a `MySQLCluster`.
-    pub const CLUSTER_OPERATIONS: [&str; 6] = [
+    pub const CLUSTER_OPERATIONS: [&str; 7] = [
         GRACEFUL_TAKEOVER,
         FORCE_FAILOVER,
         FORCE_TAKEOVER,
         RECOVER,
         ACKNOWLEDGE,
         OPERATION,
+        REPROVISION,
     ];
 }
 

@@ -146,15 +146,22 @@ impl Worker {
             return;
         };
         let members: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        // The pod being re-provisioned is the repair's to join.
+        let copying = self.repairs.target().map(str::to_string);
         let leaving: BTreeSet<InstanceKey> = pods
             .iter()
-            .filter(|p| p.deleting)
+            .filter(|p| p.deleting || copying.as_deref() == Some(p.name.as_str()))
             .filter_map(|p| p.key.clone())
             .collect();
         let membership::Joining { plan, unjoinable } =
             membership::join_members(self.engine_mut().topology(), &pkey, &members, &leaving);
+        let with_agent = self.pods_with_agent();
         for (k, extra) in unjoinable {
             let pod = pod_of(pods, &k);
+            // A pod with the agent is the repair's to report and mend.
+            if with_agent.contains(&pod) {
+                continue;
+            }
             if self.reported_unjoinable.insert(k.clone()) {
                 self.event(
                     cluster,

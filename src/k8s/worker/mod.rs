@@ -53,6 +53,7 @@ mod guarded;
 mod members;
 mod observe;
 mod operations;
+mod repair;
 mod resume;
 mod status;
 
@@ -155,6 +156,8 @@ pub struct Worker {
     fences_written: Option<Vec<String>>,
     /// When status was last written with its volatile figures.
     volatile_written: Option<std::time::Instant>,
+    /// Replica repair: the copy under way, and what was reported.
+    repairs: repair::Repairs,
 }
 
 impl Worker {
@@ -212,6 +215,7 @@ impl Worker {
             resume_pending: false,
             fences_written: None,
             volatile_written: None,
+            repairs: Default::default(),
         }
     }
 
@@ -522,6 +526,9 @@ impl Worker {
             .await;
         self.ensure_app_account(&cluster, &pods, primary.as_deref(), app.as_ref())
             .await;
+        let token = objects::agent_token(&secret);
+        self.repair_replicas(&cluster, &pods, primary.as_deref(), token.as_deref())
+            .await?;
         self.join_replicas(&cluster, &pods, primary.as_deref())
             .await;
         self.apply_roles(&cluster, &pods, primary.as_deref())
