@@ -254,3 +254,196 @@ async fn a_scale_up_after_the_primary_purged_its_binary_logs_is_provisioned_by_a
     assert_acked_replicated(&sb.pod_ip("db-3").await, &app, &acked).await;
     sb.stop_operator();
 }
+
+/// Fills `app.big` on the primary with `mb` rows of 1 MiB (as the
+/// application), so that a copy takes long enough to be cut.
+async fn fill(key: &InstanceKey, app: &Credentials, mb: u32) {
+    let mut c = orca::mysql::connect(key, app, Timeouts::default())
+        .await
+        .expect("connect to the primary");
+    c.query_drop("CREATE TABLE IF NOT EXISTS app.big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .expect("create app.big");
+    for i in 0..mb {
+        c.query_drop(format!(
+            "INSERT INTO app.big VALUES ({i}, REPEAT(SHA2('{i}', 256), 16384))"
+        ))
+        .await
+        .expect("a 1 MiB row");
+    }
+    let _ = c.disconnect().await;
+}
+
+/// The restarts of `pod`'s database container.
+async fn restarts(sb: &Sandbox, pod: &str) -> i32 {
+    let p = sb.pods().await.get(pod).await.expect("pod");
+    p.status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.name != orca::k8s::objects::AGENT_CONTAINER)
+        .map(|c| c.restart_count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_killed_mid_stream_the_copy_is_taken_again_from_another_replica() {
+    let store = StoreServer::start().await;
+    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
+    sb.wait_crds_or_install().await;
+    start_operator(&mut sb, &store);
+    sb.kubectl().apply(&cluster_yaml("db", 4, false));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let (root, app) = (sb.root("db").await, sb.app("db").await);
+    let pkey = sb.primary_endpoint("db", None).await;
+    app_ready(&sb, &pkey, &app).await;
+    fill(&pkey, &app, 160).await;
+    let writer = Writer::start_as(pkey.clone(), app.clone()).await;
+    writer.wait_acked(50).await;
+
+    let target = ["db-0", "db-1", "db-2", "db-3"]
+        .into_iter()
+        .find(|p| *p != primary)
+        .expect("a replica");
+    sql(
+        &sb.pod_ip(target).await,
+        &root,
+        "CREATE DATABASE orca_errant",
+    )
+    .await;
+
+    // The first source, once it streams, killed with its pod.
+    let first = eventually(REPAIR, "the copy streaming", || async {
+        let c = sb.mysql_cluster("db").await;
+        c.status
+            .and_then(|s| s.reprovision)
+            .filter(|r| {
+                r.pod == target && r.phase == "Copying" && r.attempt == 1 && r.bytes > 4 << 20
+            })
+            .and_then(|r| r.source)
+    })
+    .await;
+    assert_ne!(first, primary, "copied from the primary");
+    let killed = sb.kubectl().run(
+        &["delete", "pod", &first, "--grace-period=0", "--force"],
+        None,
+    );
+    assert_eq!(killed.code, 0, "kubectl delete pod: {}", killed.stderr);
+
+    let r = reprovisioned(&sb, target).await;
+    assert!(r.attempt >= 2, "the copy was not taken again: {r:#?}");
+    let second = r.source.clone().expect("a source");
+    assert_ne!(second, first, "{r:#?}");
+    assert_ne!(second, primary, "{r:#?}");
+    let events = sb.event_reasons("db");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("ReprovisionProgress") && l.contains("the last attempt failed")),
+        "no Event of the failed attempt:\n{events}"
+    );
+    // The server started once, on the whole copy.
+    assert_eq!(
+        restarts(&sb, target).await,
+        0,
+        "the server started before the copy was whole"
+    );
+    let new = sb.pod_ip(target).await;
+    sb.wait_source("db", target, &primary).await;
+    let rows = string(&new, &root, "SELECT COUNT(*) FROM app.big").await;
+    assert_eq!(rows, "160", "the copy lacks rows");
+    let gone = string(
+        &new,
+        &root,
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'orca_errant'",
+    )
+    .await;
+    assert_eq!(gone, "0", "the errant database survived the copy");
+    writer.wait_acked(writer.count() + 20).await;
+    let acked = writer.finish().await;
+    assert_acked(&pkey, &app, &acked).await;
+    assert_acked_replicated(&new, &app, &acked).await;
+    sb.stop_operator();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_volume_was_lost_while_it_was_down_is_provisioned_by_a_copy() {
+    let store = StoreServer::start().await;
+    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
+    sb.wait_crds_or_install().await;
+    start_operator(&mut sb, &store);
+    sb.kubectl().apply(&cluster_yaml("db", 3, false));
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let (root, app) = (sb.root("db").await, sb.app("db").await);
+    let pkey = sb.primary_endpoint("db", None).await;
+    app_ready(&sb, &pkey, &app).await;
+    let writer = Writer::start_as(pkey.clone(), app.clone()).await;
+    writer.wait_acked(50).await;
+    let target = ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .rev()
+        .find(|p| *p != primary)
+        .expect("a replica");
+
+    // The claim deleted (held by its pod until the pod is gone), then the
+    // pod: it comes back on a new, empty volume. Meanwhile the primary's
+    // binary logs stop reaching back to the start.
+    let claim = format!("data-{target}");
+    let deleted = sb
+        .kubectl()
+        .run(&["delete", "pvc", &claim, "--wait=false"], None);
+    assert_eq!(deleted.code, 0, "kubectl delete pvc: {}", deleted.stderr);
+    let uid = sb.pods().await.get(target).await.expect("pod").metadata.uid;
+    let deleted = sb.kubectl().run(&["delete", "pod", target], None);
+    assert_eq!(deleted.code, 0, "kubectl delete pod: {}", deleted.stderr);
+    sql(&pkey, &root, "FLUSH BINARY LOGS").await;
+    let newest = {
+        let mut c = orca::mysql::connect(&pkey, &root, Timeouts::default())
+            .await
+            .expect("connect to the primary");
+        let row: Option<mysql_async::Row> =
+            c.query_first("SHOW MASTER STATUS").await.expect("status");
+        let _ = c.disconnect().await;
+        row.and_then(|r| r.get::<String, _>(0))
+            .expect("a binary log")
+    };
+    sql(&pkey, &root, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+    // As on a real cluster, the pod made again at once still names the
+    // claim being deleted, which it then holds: it is deleted again until
+    // the claim is gone and a new one made.
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(sb.client().await, "default");
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let p = sb.pods().await.get_opt(target).await.expect("get pod");
+        let c = claims.get_opt(&claim).await.expect("get claim");
+        let renewed = c
+            .as_ref()
+            .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
+        match (p, renewed) {
+            (Some(p), true) if p.metadata.uid != uid => break,
+            (Some(p), false)
+                if p.metadata.uid != uid && p.metadata.deletion_timestamp.is_none() =>
+            {
+                sb.kubectl()
+                    .run(&["delete", "pod", target, "--wait=false"], None);
+            }
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{target} is not back on a new claim:\n{}",
+            sb.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let r = reprovisioned(&sb, target).await;
+    assert_eq!(r.reason, "SourceCannotSend", "{r:#?}");
+    sb.wait_source("db", target, &primary).await;
+    writer.wait_acked(writer.count() + 20).await;
+    let acked = writer.finish().await;
+    assert_acked(&pkey, &app, &acked).await;
+    assert_acked_replicated(&sb.pod_ip(target).await, &app, &acked).await;
+    sb.stop_operator();
+}

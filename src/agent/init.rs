@@ -82,6 +82,8 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
         .map(|p| p.attempt)
         .unwrap_or(0);
     let mut last_error = String::from("no source");
+    // Why the attempt before failed, shown with the next one's progress.
+    let mut failed: Option<String> = None;
     // Each source in turn, three rounds at most, within the time limit.
     'rounds: for _round in 0..3 {
         for source in &arming.sources {
@@ -97,6 +99,7 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                 attempt,
                 t0,
                 estimated: None,
+                previous: failed.clone(),
             };
             match one_attempt(&cfg, &http, &mut rep, deadline).await {
                 Ok(bytes) => {
@@ -122,6 +125,7 @@ pub async fn run(cfg: InitConfig) -> Result<(), AgentError> {
                     last_error = e.to_string();
                     tracing::warn!(id = %arming.id, %source, attempt, "the copy failed: {e}");
                     rep.report(0, CopyPhase::Failed, Some(last_error.clone()));
+                    failed = Some(format!("from {source}: {last_error}"));
                 }
             }
         }
@@ -142,6 +146,8 @@ struct Reporter<'a> {
     attempt: u32,
     t0: Instant,
     estimated: Option<u64>,
+    /// Why the attempt before this one failed.
+    previous: Option<String>,
 }
 
 impl Reporter<'_> {
@@ -157,7 +163,7 @@ impl Reporter<'_> {
             rate: (bytes as f64 / secs) as u64,
             started_at: now().saturating_sub(self.t0.elapsed().as_secs()),
             updated_at: now(),
-            error,
+            error: error.or_else(|| self.previous.clone()),
         };
         if let Err(e) = self.files.write(PROGRESS, &p) {
             tracing::warn!("the copy's progress: {e}");
