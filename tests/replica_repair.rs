@@ -14,6 +14,8 @@ use orca::k8s::crd::cluster::ReprovisionStatus;
 use orca::mysql::Credentials;
 use orca::mysql::conn::Timeouts;
 use orca::topology::InstanceKey;
+use serde_json::json;
+use support::api::{ApiClient, account, token};
 use support::cluster::cluster_yaml;
 use support::eventually;
 use support::sandbox::Sandbox;
@@ -26,7 +28,8 @@ const BOOT: Duration = Duration::from_secs(180);
 /// A copy of a small data directory, the pod's restart and the join.
 const REPAIR: Duration = Duration::from_secs(300);
 
-/// The operator with the agent, its records in `store`.
+/// The operator with the agent, its records in `store`, its API on
+/// loopback.
 fn start_operator(sb: &mut Sandbox, store: &StoreServer) {
     let file = sb.dir.path().join("store-password");
     std::fs::write(&file, format!("{}\n", store.password())).expect("the password file");
@@ -36,6 +39,7 @@ fn start_operator(sb: &mut Sandbox, store: &StoreServer) {
         "only",
         &[
             ("ORCA_AGENT_IMAGE", IMAGE),
+            ("ORCA_LISTEN", "127.0.0.1:0"),
             ("ORCA_STORE_DSN", dsn.as_str()),
             ("ORCA_STORE_PASSWORD_FILE", file.as_str()),
         ],
@@ -445,5 +449,133 @@ async fn a_replica_whose_volume_was_lost_while_it_was_down_is_provisioned_by_a_c
     let acked = writer.finish().await;
     assert_acked(&pkey, &app, &acked).await;
     assert_acked_replicated(&sb.pod_ip(target).await, &app, &acked).await;
+    sb.stop_operator();
+}
+
+/// Waits for an Event of `reason` that names `pod`; returns its message.
+async fn event_for(sb: &Sandbox, reason: &str, pod: &str) -> String {
+    eventually(Duration::from_secs(60), reason, || async {
+        sb.event_reasons("db")
+            .lines()
+            .find(|l| l.starts_with(reason) && l.contains(pod))
+            .map(str::to_string)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_manual_repair_a_copy_waits_for_the_annotation_or_the_apis_reprovision() {
+    let store = StoreServer::start().await;
+    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
+    sb.wait_crds_or_install().await;
+    start_operator(&mut sb, &store);
+    let yaml = cluster_yaml("db", 3, false).replace("spec:\n", "spec:\n  replicaRepair: manual\n");
+    sb.kubectl().apply(&yaml);
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let (root, app) = (sb.root("db").await, sb.app("db").await);
+    let pkey = sb.primary_endpoint("db", None).await;
+    app_ready(&sb, &pkey, &app).await;
+    let writer = Writer::start_as(pkey.clone(), app.clone()).await;
+    writer.wait_acked(50).await;
+    let replicas: Vec<&str> = ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .filter(|p| *p != primary)
+        .collect();
+
+    // Reported, not repaired.
+    let (first, second) = (replicas[0], replicas[1]);
+    sql(
+        &sb.pod_ip(first).await,
+        &root,
+        "CREATE DATABASE orca_errant",
+    )
+    .await;
+    let needed = event_for(&sb, "ReprovisionNeeded", first).await;
+    assert!(needed.contains("orca.dev/reprovision"), "{needed}");
+    let c = sb.mysql_cluster("db").await;
+    assert!(
+        c.status.and_then(|s| s.reprovision).is_none(),
+        "a copy started under manual repair"
+    );
+
+    // Asked for by the annotation.
+    let annotated = sb.kubectl().run(
+        &[
+            "annotate",
+            "mysqlcluster",
+            "db",
+            &format!("orca.dev/reprovision={first}"),
+        ],
+        None,
+    );
+    assert_eq!(annotated.code, 0, "kubectl annotate: {}", annotated.stderr);
+    let r = reprovisioned(&sb, first).await;
+    assert_eq!(r.reason, "Requested", "{r:#?}");
+    // Asked for, what it discards is still recorded and saved first.
+    let started = event_for(&sb, "ReprovisionStarted", first).await;
+    assert!(
+        started.contains("transactions the primary lacks"),
+        "{started}"
+    );
+    event_for(&sb, "TailSaved", first).await;
+    let c = sb.mysql_cluster("db").await;
+    assert!(
+        !c.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("orca.dev/reprovision"),
+        "the annotation was not consumed"
+    );
+
+    // Asked for through the API (a healthy replica, even: a person may).
+    sb.kubectl()
+        .apply(&account("alice", &["get", "list", "update"], &[]));
+    let api = ApiClient::new(sb.operator_api("only").await, Some(&token(&sb, "alice")));
+    let ops = "/api/v1/clusters/default/db/operations";
+    let (s, dry) = api
+        .post(
+            ops,
+            &json!({"kind": "reprovision", "target": second, "dryRun": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{dry}");
+    assert_eq!(dry["dryRun"], true, "{dry}");
+    let (s, bad) = api
+        .post(ops, &json!({"kind": "reprovision", "target": "db-9"}))
+        .await;
+    assert!((400..500).contains(&s), "{s} {bad}");
+    let (s, asked) = api
+        .post(ops, &json!({"kind": "reprovision", "target": second}))
+        .await;
+    assert_eq!(s, 200, "{asked}");
+    assert_eq!(asked["outcome"], "accepted", "{asked}");
+    let r = eventually(REPAIR, "the second re-provisioning", || async {
+        let c = sb.mysql_cluster("db").await;
+        c.status
+            .and_then(|s| s.reprovision)
+            .filter(|r| r.pod == second && r.phase == "Succeeded")
+    })
+    .await;
+    assert_eq!(r.reason, "Requested", "{r:#?}");
+    assert_eq!(r.source.as_deref(), Some(first), "{r:#?}");
+    let by = store
+        .column(
+            "orca",
+            &format!("SELECT requested_by FROM audit WHERE action = 'reprovision' AND target = '{second}'"),
+        )
+        .await;
+    assert!(
+        by.iter().flatten().any(|b| b.contains("alice")),
+        "the API's caller is not in the record: {by:?}"
+    );
+
+    sb.wait_source("db", first, &primary).await;
+    sb.wait_source("db", second, &primary).await;
+    writer.wait_acked(writer.count() + 20).await;
+    let acked = writer.finish().await;
+    assert_acked(&pkey, &app, &acked).await;
+    for pod in [first, second] {
+        assert_acked_replicated(&sb.pod_ip(pod).await, &app, &acked).await;
+    }
     sb.stop_operator();
 }

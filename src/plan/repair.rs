@@ -233,6 +233,15 @@ pub fn decide(
     })
 }
 
+/// The transactions `target` holds that the primary lacks, whatever the
+/// repair's reason: what a copy discards, and so what is recorded (and
+/// saved) first.
+pub fn discarded(topo: &Topology, primary: &InstanceKey, target: &InstanceKey) -> Option<GtidSet> {
+    let psnap = topo.get(primary)?.snapshot.as_ref()?;
+    let snap = topo.get(target)?.snapshot.as_ref()?;
+    extra_transactions(snap, psnap)
+}
+
 /// How a member just provisioned by a copy joins the primary: from the
 /// GTID position the copy carries (not the `gtid_slave_pos` it may have
 /// brought from its source), replication started and awaited.
@@ -456,5 +465,22 @@ mod tests {
         assert!(plan.steps.iter().all(|s| s.target() == Some(&key("x"))));
         let changing = plan.steps.iter().filter(|s| s.mutates()).count();
         assert_eq!(changing, 3, "all but the wait change the server");
+    }
+
+    #[test]
+    fn what_a_copy_discards_is_what_the_target_has_and_the_primary_lacks() {
+        let topo = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                ro(with_gtid(replica_of("a", 2, "p"), "0-1-10")),
+                ro(with_gtid(replica_of("x", 3, "p"), "0-1-10,1-7-3")),
+            ],
+            vec![],
+        );
+        assert_eq!(discarded(&topo, &key("p"), &key("a")), None);
+        assert!(
+            discarded(&topo, &key("p"), &key("x")).is_some_and(|g| g.to_string().contains("1-7-3"))
+        );
+        assert_eq!(discarded(&topo, &key("p"), &key("nobody")), None);
     }
 }

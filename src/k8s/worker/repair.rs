@@ -343,7 +343,7 @@ impl Worker {
             Some((_, who)) => (who.clone(), Door::Annotation),
             None => ("orca".to_string(), Door::Engine),
         };
-        self.start(cluster, pods, r, target, old_uid, token, &who, door)
+        self.start(cluster, pods, pkey, r, target, old_uid, token, &who, door)
             .await;
         Ok(())
     }
@@ -353,6 +353,7 @@ impl Worker {
         &mut self,
         cluster: &MySQLCluster,
         pods: &[PodView],
+        pkey: &InstanceKey,
         r: repair::Repair,
         target: String,
         old_uid: Option<String>,
@@ -371,9 +372,15 @@ impl Worker {
         );
         let sources: Vec<String> = r.sources.iter().map(|k| agent_at(&k.host)).collect();
         let source_pods: Vec<String> = r.sources.iter().map(|k| pod_of(pods, k)).collect();
+        // What the copy discards, whatever the reason (a person's request
+        // too): recorded, and saved, first.
         let errant = match &r.reason {
             RepairReason::Errant(g) => Some(g.to_string()),
-            _ => None,
+            _ => repair::discarded(self.engine.topology(), pkey, &r.target).map(|g| g.to_string()),
+        };
+        let discards = match (&r.reason, &errant) {
+            (RepairReason::Errant(_), _) | (_, None) => String::new(),
+            (_, Some(g)) => format!("; it holds transactions the primary lacks ({g})"),
         };
         let mut status = ReprovisionStatus {
             id: id.clone(),
@@ -385,7 +392,7 @@ impl Worker {
             ..Default::default()
         };
         let detail = format!(
-            "id {id}; {target}: {}; copied from {} (in that order)",
+            "id {id}; {target}: {}{discards}; copied from {} (in that order)",
             r.reason.describe(),
             source_pods.join(", ")
         );
@@ -402,7 +409,7 @@ impl Worker {
             "ReprovisionStarted",
             "Reprovision",
             format!(
-                "{target} is re-provisioned by a physical copy ({}): {}; from {}",
+                "{target} is re-provisioned by a physical copy ({}): {}{discards}; from {}",
                 r.reason.name(),
                 r.reason.describe(),
                 source_pods.join(", then ")
