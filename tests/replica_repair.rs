@@ -579,3 +579,120 @@ async fn under_manual_repair_a_copy_waits_for_the_annotation_or_the_apis_reprovi
     }
     sb.stop_operator();
 }
+
+/// The files under `dir` whose name starts with `prefix`.
+fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_named(&p, prefix));
+        } else if name.starts_with(prefix) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_former_primary_has_its_tail_saved_then_is_reprovisioned() {
+    let store = StoreServer::start().await;
+    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
+    sb.wait_crds_or_install().await;
+    start_operator(&mut sb, &store);
+    sb.kubectl().apply(&cluster_yaml("db", 3, false));
+    let old = sb.wait_healthy("db", BOOT).await;
+    let (root, app) = (sb.root("db").await, sb.app("db").await);
+    let pkey = sb.primary_endpoint("db", None).await;
+    app_ready(&sb, &pkey, &app).await;
+    let before = Writer::start_as(pkey.clone(), app.clone()).await;
+    before.wait_acked(50).await;
+    let before = before.finish().await;
+
+    // The replicas stop receiving; the primary acknowledges writes that
+    // never replicate: its tail. Then a forced failover discards them.
+    for pod in ["db-0", "db-1", "db-2"].into_iter().filter(|p| *p != old) {
+        let k = sb.pod_ip(pod).await;
+        assert_acked_replicated(&k, &app, &before).await;
+        sql(&k, &root, "STOP SLAVE IO_THREAD").await;
+    }
+    let tail: Vec<u64> = (900_001..=900_010).collect();
+    for id in &tail {
+        sql(
+            &pkey,
+            &app,
+            &format!("INSERT INTO app.w (id) VALUES ({id})"),
+        )
+        .await;
+    }
+    let forced = sb.kubectl().run(
+        &[
+            "annotate",
+            "mysqlcluster",
+            "db",
+            "orca.dev/force-failover=true",
+        ],
+        None,
+    );
+    assert_eq!(forced.code, 0, "kubectl annotate: {}", forced.stderr);
+    let new = eventually(Duration::from_secs(60), "a new primary", || async {
+        let p = sb.mysql_cluster("db").await.status?.primary?;
+        (p != old).then_some(p)
+    })
+    .await;
+
+    // The former primary: its tail saved on its volume, named in the
+    // record, then copied over from a replica.
+    let r = reprovisioned(&sb, &old).await;
+    assert_eq!(r.reason, "ErrantTransactions", "{r:#?}");
+    let saved = event_for(&sb, "TailSaved", &old).await;
+    let records = files_named(sb.dir.path(), &format!(".orca-tail-{}.json", r.id));
+    assert_eq!(records.len(), 1, "the tail's record: {records:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&records[0]).expect("the record"))
+            .expect("json");
+    let gtids = record["gtids"].as_str().expect("gtids").to_string();
+    assert!(
+        !gtids.is_empty() && saved.contains(&gtids),
+        "{saved} / {record}"
+    );
+    let sql_file = records[0].with_file_name(record["file"].as_str().expect("file"));
+    let events = std::fs::read_to_string(&sql_file).expect("the tail's events");
+    for id in &tail {
+        assert!(
+            events.contains(&format!("@1={id}")),
+            "the discarded write {id} is not in the saved tail"
+        );
+    }
+    let details = store
+        .column(
+            "orca",
+            &format!("SELECT detail FROM audit WHERE action IN ('reprovision', 'save-tail') AND target = '{old}'"),
+        )
+        .await;
+    assert!(
+        details.iter().flatten().any(|d| d.contains(&gtids)),
+        "the tail's GTIDs are not in the store's record: {details:?}"
+    );
+
+    // It replicates from the new primary with what the new primary has.
+    sb.wait_source("db", &old, &new).await;
+    let npkey = sb.primary_endpoint("db", Some(&pkey)).await;
+    let after = Writer::start_as(npkey.clone(), app.clone()).await;
+    after.wait_acked(50).await;
+    let after = after.finish().await;
+    let okey = sb.pod_ip(&old).await;
+    let all: Vec<u64> = before.iter().chain(&after).copied().collect();
+    assert_acked(&npkey, &app, &all).await;
+    assert_acked_replicated(&okey, &app, &all).await;
+    let on_old = support::writer::ids_on(&okey, &app).await;
+    assert!(
+        tail.iter().all(|id| !on_old.contains(id)),
+        "the discarded tail is still on the re-provisioned former primary"
+    );
+    sb.stop_operator();
+}

@@ -84,6 +84,9 @@ pub async fn save(
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     let mut cmd = tokio::process::Command::new(tool);
+    // Row events also as commented pseudo-SQL (`### INSERT INTO ...`), so
+    // that a person can read what the tail holds.
+    cmd.arg("--verbose");
     if !after.is_empty() {
         cmd.arg(format!("--start-position={after}"));
     }
