@@ -230,6 +230,13 @@ fn rules() -> Vec<Rule> {
         ),
         r(
             manager,
+            &["networkpolicies"],
+            "the agent's NetworkPolicies are watched and applied",
+            Trigger::Restart,
+            ("networkpolicies", "networkpolicies"),
+        ),
+        r(
+            manager,
             &["jobs"],
             "a Job hook runs",
             Trigger::HookedTakeover,

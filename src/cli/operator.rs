@@ -40,6 +40,11 @@ pub struct OperatorArgs {
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// The namespace the operator runs in: with the agent, each cluster's
+    /// NetworkPolicy admits it (and the cluster's own) to the agent's
+    /// port.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub operator_namespace: String,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "orca-operator")]
     pub lease_name: String,
@@ -180,6 +185,7 @@ pub async fn serve(
         if let Some(ns) = &args.watch_namespace {
             let _ = ctx.scope.set(ns.clone());
         }
+        let _ = ctx.namespace.set(args.operator_namespace.clone());
         if let Some(image) = &args.agent_image {
             let _ = ctx.agent.set(crate::k8s::objects::AgentSpec {
                 image: image.clone(),

@@ -1,7 +1,7 @@
 //! The operator's watch caches: one reflector per kind it reads
 //! (MySQLClusters, FailoverPolicies, Secrets, and the pods, Services,
-//! StatefulSets, ConfigMaps and PodDisruptionBudgets labelled
-//! `orca.dev/cluster`), started once by [`super::operator::run`] and
+//! StatefulSets, ConfigMaps, PodDisruptionBudgets and NetworkPolicies
+//! labelled `orca.dev/cluster`), started once by [`super::operator::run`] and
 //! shared by the reconciler and every worker: a round reads the cluster,
 //! its Secret, its pods and its policy from memory, not from the API
 //! server. The same watch streams drive the controller
@@ -22,6 +22,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -98,6 +99,8 @@ pub struct Caches {
     pub stateful_sets: Store<StatefulSet>,
     pub config_maps: Store<ConfigMap>,
     pub disruption_budgets: Store<PodDisruptionBudget>,
+    /// The agent's NetworkPolicies (see [`super::objects::network_policy`]).
+    pub network_policies: Store<NetworkPolicy>,
     health: Vec<(&'static str, Arc<Health>)>,
 }
 
@@ -114,6 +117,7 @@ pub struct Triggers {
     pub stateful_sets: Events<StatefulSet>,
     pub config_maps: Events<ConfigMap>,
     pub disruption_budgets: Events<PodDisruptionBudget>,
+    pub network_policies: Events<NetworkPolicy>,
 }
 
 fn reflected<K>(api: Api<K>, config: watcher::Config, health: Arc<Health>) -> (Store<K>, Events<K>)
@@ -206,6 +210,8 @@ impl Caches {
         let (config_maps, cm_s) = reflected(scoped(client, scope), owned(), h("ConfigMaps"));
         let (disruption_budgets, pdb_s) =
             reflected(scoped(client, scope), owned(), h("PodDisruptionBudgets"));
+        let (network_policies, np_s) =
+            reflected(scoped(client, scope), owned(), h("NetworkPolicies"));
         let caches = Arc::new(Caches {
             clusters,
             policies,
@@ -216,6 +222,7 @@ impl Caches {
             stateful_sets,
             config_maps,
             disruption_budgets,
+            network_policies,
             health,
         });
         let triggers = Triggers {
@@ -227,6 +234,7 @@ impl Caches {
             stateful_sets: sts_s,
             config_maps: cm_s,
             disruption_budgets: pdb_s,
+            network_policies: np_s,
         };
         (caches, triggers)
     }

@@ -1,6 +1,8 @@
 //! The Kubernetes objects of one `MySQLCluster`, built from its spec: the
-//! configuration, the StatefulSet, the Services and the
-//! PodDisruptionBudget. Pure: applying them is the reconciler's job.
+//! configuration, the StatefulSet, the Services, the
+//! PodDisruptionBudget and, when the pods carry the orca agent, the
+//! NetworkPolicy that keeps the agent's port to the cluster's namespace
+//! and the operator's. Pure: applying them is the reconciler's job.
 //!
 //! The pods run the official image's conventions: datadir
 //! `/var/lib/mysql`, configuration from `/etc/mysql/conf.d`, the root
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -56,6 +59,13 @@ pub const AGENT_SCRATCH_VOLUME: &str = "agent-tmp";
 /// owns it (the backup) and writes into it; what it copies in it gives to
 /// the data directory's owner (see [`crate::agent::copy::swap_in`]).
 pub const AGENT_UID: i64 = 0;
+
+/// The port `mysqld` listens on in every pod (`mysql`).
+pub const MYSQL_PORT: u16 = 3306;
+
+/// The label every namespace carries with its own name (set by the API
+/// server), by which a NetworkPolicy admits a namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// The replication account orca creates on the primary.
 pub const REPL_USER: &str = "orca_repl";
@@ -437,9 +447,9 @@ pub fn stateful_set(
             { "name": "MARIADB_ROOT_PASSWORD", "valueFrom": root_pw.clone() },
             { "name": "MYSQL_ROOT_PASSWORD", "valueFrom": root_pw },
         ],
-        "ports": [{ "name": "mysql", "containerPort": 3306 }],
+        "ports": [{ "name": "mysql", "containerPort": MYSQL_PORT }],
         "readinessProbe": {
-            "tcpSocket": { "port": 3306 },
+            "tcpSocket": { "port": MYSQL_PORT },
             "periodSeconds": 2,
             "failureThreshold": 3,
         },
@@ -565,6 +575,50 @@ pub fn pod_disruption_budget(c: &MySQLCluster) -> Result<PodDisruptionBudget, Ob
             "spec": {
                 "maxUnavailable": 1,
                 "selector": { "matchLabels": pod_selector(c) },
+            },
+        }),
+    )
+}
+
+/// The name of the agent's NetworkPolicy: `<cluster>-orca-agent`.
+pub fn network_policy_name(c: &MySQLCluster) -> String {
+    format!("{}-{AGENT_CONTAINER}", c.name_any())
+}
+
+/// The NetworkPolicy of a cluster whose pods carry the orca agent
+/// ([`network_policy_name`]), over the cluster's pods ([`pod_selector`]),
+/// for their ingress only: `mysqld`'s port ([`MYSQL_PORT`]) stays open to
+/// every client, as without a policy; the agent's
+/// ([`crate::agent::PORT`]) admits the pods of the cluster's own
+/// namespace and those of the operator's, `operator_namespace`, by its
+/// [`NAMESPACE_NAME_LABEL`]. Those are every port the pods expose
+/// ([`stateful_set`]); any other ingress to the pods is refused where
+/// policies are enforced. Egress is left alone.
+pub fn network_policy(
+    c: &MySQLCluster,
+    operator_namespace: &str,
+) -> Result<NetworkPolicy, ObjectError> {
+    build(
+        "the NetworkPolicy",
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(c, network_policy_name(c))?,
+            "spec": {
+                "podSelector": { "matchLabels": pod_selector(c) },
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    { "ports": [{ "protocol": "TCP", "port": MYSQL_PORT }] },
+                    {
+                        "from": [
+                            { "podSelector": {} },
+                            { "namespaceSelector": { "matchLabels": {
+                                (NAMESPACE_NAME_LABEL): operator_namespace,
+                            } } },
+                        ],
+                        "ports": [{ "protocol": "TCP", "port": crate::agent::PORT }],
+                    },
+                ],
             },
         }),
     )
@@ -839,5 +893,118 @@ mod tests {
         let app = app_credentials(&secret(&[(pw, "mine")], &[])).unwrap();
         assert_eq!(app.user, "app");
         assert!(app_credentials(&secret(&[(user, "shop")], &[])).is_none());
+    }
+
+    #[test]
+    fn the_network_policy_keeps_the_agent_to_the_namespace_and_the_operators() {
+        let named = |name: &str, ns: &str| {
+            let mut c = cluster("image: mariadb:10.11\n");
+            c.metadata.name = Some(name.into());
+            c.metadata.namespace = Some(ns.into());
+            c
+        };
+        // (cluster, its namespace, the operator's, the policy's name)
+        let cases = [
+            ("db", "ns", "orca-system", "db-orca-agent"),
+            ("shop", "prod", "orca", "shop-orca-agent"),
+            // the operator beside the cluster: the same namespace twice
+            ("db", "orca", "orca", "db-orca-agent"),
+        ];
+        for (name, ns, operator, policy) in cases {
+            let c = named(name, ns);
+            let v = serde_json::to_value(network_policy(&c, operator).unwrap()).unwrap();
+            let what = format!("{name} in {ns}, the operator in {operator}");
+            assert_eq!(v["apiVersion"], "networking.k8s.io/v1", "{what}");
+            assert_eq!(v["kind"], "NetworkPolicy", "{what}");
+            assert_eq!(v["metadata"]["name"], policy, "{what}");
+            assert_eq!(v["metadata"]["namespace"], ns, "{what}");
+            assert_eq!(
+                v["metadata"]["labels"][label::CLUSTER],
+                name,
+                "the watch cache sees it: {what}"
+            );
+            let owner = &v["metadata"]["ownerReferences"][0];
+            assert_eq!(
+                (&owner["kind"], &owner["name"], &owner["controller"]),
+                (&json!("MySQLCluster"), &json!(name), &json!(true)),
+                "{what}"
+            );
+            assert_eq!(
+                v["spec"],
+                json!({
+                    // the StatefulSet's pods, every one of them
+                    "podSelector": { "matchLabels": { (label::CLUSTER): name } },
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        { "ports": [{ "protocol": "TCP", "port": 3306 }] },
+                        {
+                            "from": [
+                                { "podSelector": {} },
+                                { "namespaceSelector": { "matchLabels": {
+                                    "kubernetes.io/metadata.name": operator,
+                                } } },
+                            ],
+                            "ports": [{ "protocol": "TCP", "port": 3309 }],
+                        },
+                    ],
+                }),
+                "{what}"
+            );
+        }
+        assert!(network_policy(&named("db", "ns"), "orca").is_ok());
+        let mut homeless = named("db", "ns");
+        homeless.metadata.namespace = None;
+        assert!(matches!(
+            network_policy(&homeless, "orca"),
+            Err(ObjectError::NoNamespace)
+        ));
+    }
+
+    #[test]
+    fn the_network_policy_covers_every_port_the_pods_expose() {
+        let c = cluster("image: mariadb:10.11\n");
+        let agent = AgentSpec {
+            image: "ghcr.io/orca/orca:1.2".into(),
+        };
+        let sts = serde_json::to_value(stateful_set(&c, Some(&agent)).unwrap()).unwrap();
+        let policy = serde_json::to_value(network_policy(&c, "orca").unwrap()).unwrap();
+        assert_eq!(
+            sts["spec"]["selector"]["matchLabels"], policy["spec"]["podSelector"]["matchLabels"],
+            "the policy selects the StatefulSet's pods"
+        );
+        let rules = policy["spec"]["ingress"].as_array().unwrap();
+        let rule_of = |port: &serde_json::Value| {
+            rules
+                .iter()
+                .find(|r| {
+                    r["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p["port"] == *port)
+                })
+                .unwrap_or_else(|| panic!("no rule for port {port}: {policy}"))
+        };
+        let mut seen = Vec::new();
+        for ctr in sts["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            for p in ctr["ports"].as_array().into_iter().flatten() {
+                let rule = rule_of(&p["containerPort"]);
+                if p["name"] == "agent" {
+                    // restricted
+                    assert!(
+                        rule["from"].as_array().is_some_and(|f| f.len() == 2),
+                        "{rule}"
+                    );
+                } else {
+                    // open to anyone, as without a policy
+                    assert!(rule.get("from").is_none(), "{}: {rule}", p["name"]);
+                }
+                seen.push(p["name"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(seen, ["mysql", "agent"]);
     }
 }

@@ -1,6 +1,7 @@
 //! `orca operator`: the controller of `MySQLCluster` resources. The
 //! reconciler keeps each cluster's objects in shape (credentials, config,
-//! StatefulSet, Services, PodDisruptionBudget, all owned by the cluster)
+//! StatefulSet, Services, PodDisruptionBudget and, when the pods carry
+//! the orca agent, the agent's NetworkPolicy, all owned by the cluster)
 //! and runs one [`Worker`] per cluster for everything that needs the
 //! servers; a finalizer stops the worker when the cluster goes.
 //!
@@ -11,9 +12,11 @@
 //! when what orca would apply differs from what it applied last: the hash
 //! of the desired object is kept in its `orca.dev/applied-hash`
 //! annotation, and the cached object that carries the same hash is left
-//! alone ([`needs_apply`]). The primary Service has one writer, the
-//! worker, which pins its selector; the reconciler only creates it when
-//! it is missing.
+//! alone ([`needs_apply`]); the NetworkPolicy is applied again also when
+//! its spec or owner was edited ([`policy_drifted`]): what guards the
+//! agent's port is not loosened by hand. The primary Service has one
+//! writer, the worker, which pins its selector; the reconciler only
+//! creates it when it is missing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
@@ -22,8 +25,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
@@ -91,7 +95,14 @@ pub struct Context {
     /// The orca agent the database pods carry, when the operator knows
     /// its image.
     pub agent: std::sync::OnceLock<objects::AgentSpec>,
+    /// The namespace the operator runs in (`POD_NAMESPACE`), which the
+    /// agent's NetworkPolicy admits; [`DEFAULT_NAMESPACE`] when unset.
+    pub namespace: std::sync::OnceLock<String>,
 }
+
+/// The operator's namespace when it is not told
+/// ([`Context::namespace`]), as `POD_NAMESPACE`'s default.
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 impl Context {
     pub fn new(client: Client, identity: &str, epoch: Option<i64>) -> Arc<Context> {
@@ -122,7 +133,15 @@ impl Context {
             metrics: std::sync::OnceLock::new(),
             scope: std::sync::OnceLock::new(),
             agent: std::sync::OnceLock::new(),
+            namespace: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The namespace the operator runs in ([`Context::namespace`]).
+    pub fn own_namespace(&self) -> &str {
+        self.namespace
+            .get()
+            .map_or(DEFAULT_NAMESPACE, String::as_str)
     }
 
     /// The watch caches ([`run`] starts them).
@@ -199,13 +218,47 @@ pub fn needs_apply<K: Resource + serde::Serialize>(desired: &K, cached: Option<&
         != Some(&desired_hash(desired))
 }
 
+/// Whether the cached NetworkPolicy was changed by someone else since
+/// orca applied `desired`: its spec is not what orca applies (the
+/// server's defaults, `protocol: TCP` and `policyTypes`, orca writes
+/// itself), or it lost orca's owner reference. Its hash alone would not
+/// tell: an edit keeps the annotation.
+pub fn policy_drifted(desired: &NetworkPolicy, cached: &NetworkPolicy) -> bool {
+    let owners = cached.metadata.owner_references.as_deref().unwrap_or(&[]);
+    cached.spec != desired.spec
+        || desired
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| !owners.contains(o))
+}
+
 /// Applies `desired` (server-side, orca's field manager) unless the
 /// cached object says it is applied already ([`needs_apply`]); whether it
 /// was applied.
 async fn apply_if_changed<K>(
     api: &Api<K>,
     store: &Store<K>,
+    desired: K,
+) -> Result<bool, OperatorError>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    apply_unless_kept(api, store, desired, |_, _| false).await
+}
+
+/// [`apply_if_changed`], applying also when `drifted(desired, cached)`
+/// says the cached object was changed by someone else.
+async fn apply_unless_kept<K>(
+    api: &Api<K>,
+    store: &Store<K>,
     mut desired: K,
+    drifted: impl Fn(&K, &K) -> bool,
 ) -> Result<bool, OperatorError>
 where
     K: Resource<DynamicType = ()>
@@ -217,7 +270,10 @@ where
     let name = desired.meta().name.clone().unwrap_or_default();
     let ns = desired.meta().namespace.clone().unwrap_or_default();
     let cached = store.get(&ObjectRef::new(&name).within(&ns));
-    if !needs_apply(&desired, cached.as_deref()) {
+    let kept = cached
+        .as_deref()
+        .is_some_and(|cached| !drifted(&desired, cached));
+    if kept && !needs_apply(&desired, cached.as_deref()) {
         return Ok(false);
     }
     let hash = desired_hash(&desired);
@@ -389,6 +445,19 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     apply_if_changed(&services, &caches.services, objects::headless_service(c)?).await?;
     apply_if_changed(&services, &caches.services, objects::replicas_service(c)?).await?;
     ensure_primary_service(c, &services, &caches, &ns).await?;
+    // The agent's port guarded before the pods that open it.
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    if ctx.agent.get().is_some() {
+        apply_unless_kept(
+            &policies,
+            &caches.network_policies,
+            objects::network_policy(c, ctx.own_namespace())?,
+            policy_drifted,
+        )
+        .await?;
+    } else {
+        remove_network_policy(c, &policies, &caches, &ns).await?;
+    }
     let primary = c.status.as_ref().and_then(|s| s.primary.clone());
     let mut sts = objects::stateful_set(c, ctx.agent.get())?;
     // Never scale the primary away: keep its pod until the worker has
@@ -416,6 +485,45 @@ async fn apply_objects(c: &MySQLCluster, ctx: &Context) -> Result<Action, Operat
     .await?;
     ensure_worker(c, ctx, &caches).await;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Without the agent, no NetworkPolicy: the one orca made while the pods
+/// carried the agent (in the cache, owned by this cluster) is deleted.
+async fn remove_network_policy(
+    c: &MySQLCluster,
+    policies: &Api<NetworkPolicy>,
+    caches: &Caches,
+    ns: &str,
+) -> Result<(), OperatorError> {
+    let name = objects::network_policy_name(c);
+    let Some(cached) = caches
+        .network_policies
+        .get(&ObjectRef::new(&name).within(ns))
+    else {
+        return Ok(());
+    };
+    let uid = c.metadata.uid.as_deref();
+    let owned = cached
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true));
+    if !owned {
+        return Ok(());
+    }
+    tracing::info!(cluster = %c.name_any(), policy = %name, "the pods carry no agent: its NetworkPolicy is deleted");
+    match bounded(
+        "deleting the NetworkPolicy",
+        policies.delete(&name, &DeleteParams::default()),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        // gone already (a cache behind)
+        Err(OperatorError::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
@@ -557,6 +665,12 @@ pub async fn run(
             refs(caches.clusters_with_policy(&p.namespace().unwrap_or_default(), &p.name_any()))
         }
     };
+    let by_label = |p: NetworkPolicy| {
+        let ns = p.namespace().unwrap_or_default();
+        p.labels()
+            .get(label::CLUSTER)
+            .map(|name| ObjectRef::<MySQLCluster>::new(name).within(&ns))
+    };
     let clusters = t
         .clusters
         .applied_objects()
@@ -566,6 +680,9 @@ pub async fn run(
         .owns_stream(t.services.touched_objects())
         .owns_stream(t.config_maps.touched_objects())
         .owns_stream(t.disruption_budgets.touched_objects())
+        // by label, not owner: one whose owner reference was taken off
+        // is still its cluster's, and put back
+        .watches_stream(t.network_policies.touched_objects(), by_label)
         .watches_stream(t.secrets.touched_objects(), by_secret)
         .watches_stream_with(
             t.policies.touched_objects(),
@@ -636,6 +753,57 @@ mod tests {
         ];
         for (i, (d, cached, want)) in cases.iter().enumerate() {
             assert_eq!(needs_apply(*d, *cached), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn an_edited_or_disowned_network_policy_is_applied_again() {
+        let spec = serde_yaml_ng::from_str("image: mariadb:10.11\n").unwrap();
+        let mut c = MySQLCluster::new("db", spec);
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.uid = Some("uid-1".into());
+        let desired = objects::network_policy(&c, "orca").unwrap();
+        let hash = desired_hash(&desired);
+        let applied = {
+            let mut p = desired.clone();
+            p.metadata.annotations = Some([(APPLIED_HASH.to_string(), hash)].into());
+            // what the server adds
+            p.metadata.resource_version = Some("7".into());
+            p
+        };
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = serde_json::to_value(&applied).unwrap();
+            f(&mut v);
+            serde_json::from_value::<NetworkPolicy>(v).unwrap()
+        };
+        // the agent's port opened to everyone: its `from` taken off
+        let opened = edit(&|v| {
+            v["spec"]["ingress"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("from");
+        });
+        let widened = edit(&|v| {
+            v["spec"]["ingress"][1]["from"][1]["namespaceSelector"] = json!({});
+        });
+        let no_types = edit(&|v| v["spec"]["policyTypes"] = json!(["Ingress", "Egress"]));
+        let disowned = edit(&|v| v["metadata"]["ownerReferences"] = json!([]));
+        let labelled = edit(&|v| v["metadata"]["labels"]["team"] = json!("db"));
+        // (cached, applied again)
+        let cases: &[(&str, &NetworkPolicy, bool)] = &[
+            ("as applied", &applied, false),
+            ("someone's label", &labelled, false),
+            ("the agent's port opened", &opened, true),
+            ("another namespace admitted", &widened, true),
+            ("egress denied too", &no_types, true),
+            ("the owner reference taken off", &disowned, true),
+        ];
+        for (what, cached, want) in cases {
+            assert_eq!(policy_drifted(&desired, cached), *want, "{what}");
+            assert!(
+                !needs_apply(&desired, Some(*cached)),
+                "{what}: the hash kept"
+            );
         }
     }
 

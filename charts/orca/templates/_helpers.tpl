@@ -89,6 +89,11 @@ app.kubernetes.io/component: operator
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch"]
+# the agent's NetworkPolicy: applied while the pods carry the agent,
+# deleted when they no longer do
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "create"]

@@ -628,6 +628,11 @@ pub fn apply(
         .iter()
         .filter(|p| !new_set.0.contains(*p) && !others.has_descendant_or_self(p))
         .collect();
+    // What goes with a dropped map or list item goes with it: removed
+    // first, a keyed item's key fields would leave the item unfound (and
+    // in the object, without its key).
+    let whole: Vec<&FieldPath> = dropped.clone();
+    dropped.retain(|p| !whole.iter().any(|q| q.len() < p.len() && p.starts_with(q)));
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let mut obj = live.clone();
     for p in dropped {
@@ -839,6 +844,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
+    }
+
+    #[test]
+    fn a_keyed_item_no_longer_applied_goes_whole() {
+        let containers = |names: &[&str]| {
+            let list: Vec<Value> = names
+                .iter()
+                .map(|n| json!({"name": n, "image": "i", "args": ["x"]}))
+                .collect();
+            json!({"metadata": {"name": "x"}, "spec": {"containers": list}})
+        };
+        let live = apply(None, &containers(&["a", "b"]), false, &writer("alice")).unwrap();
+        // the server's defaults, owned by nobody
+        let mut live = live;
+        live["spec"]["containers"][1]["imagePullPolicy"] = json!("IfNotPresent");
+        let out = apply(Some(&live), &containers(&["a"]), false, &writer("alice")).unwrap();
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "a", "image": "i", "args": ["x"]}])
+        );
     }
 
     #[test]

@@ -206,6 +206,7 @@ pub async fn serve(args: RunArgs) -> u8 {
             kubeconfig: None,
             identity: "orca-sandbox".into(),
             lease_namespace: "default".into(),
+            operator_namespace: "default".into(),
             lease_name: "orca-operator".into(),
             no_leader_election: false,
             store: Default::default(),
