@@ -71,9 +71,11 @@ app.kubernetes.io/component: operator
 - apiGroups: ["orca.dev"]
   resources: ["failoverpolicies"]
   verbs: ["list", "watch"]
+# pods: delete restarts a replica to be re-provisioned by a copy (its
+# init container copies before mysqld starts)
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]
