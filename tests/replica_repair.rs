@@ -164,6 +164,8 @@ async fn an_errant_replica_is_recorded_then_reprovisioned_by_a_copy_and_replicat
     for reason in ["ReprovisionStarted", "TailSaved", "ReplicaReprovisioned"] {
         assert!(events.contains(reason), "no {reason} Event:\n{events}");
     }
+    // The pod restarted for its copy is not taken for a dead primary.
+    assert!(!events.contains("DeadPrimary"), "{events}");
     let started = events
         .lines()
         .find(|l| l.starts_with("ReprovisionStarted"))

@@ -466,7 +466,15 @@ impl Worker {
         engine.executor.config.app = app.clone();
         engine.executor.set_fence(self.fence.clone());
         resolved.apply(engine, &pods);
-        let pod_keys: BTreeSet<InstanceKey> = pods.iter().filter_map(|p| p.key.clone()).collect();
+        // The pod being re-provisioned is probed once its server is up on
+        // the copy (its init container copies first): a server that has
+        // not started is no dead primary.
+        let copying = self.repairs.target();
+        let pod_keys: BTreeSet<InstanceKey> = pods
+            .iter()
+            .filter(|p| p.ready || copying != Some(p.name.as_str()))
+            .filter_map(|p| p.key.clone())
+            .collect();
         for k in &pod_keys {
             engine.inventory.add(k.clone());
         }
