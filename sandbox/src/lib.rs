@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod kubelet;
 pub mod loopback;
 pub mod mysqld;
+pub mod mysqlsim;
 pub mod replication;
 pub mod statefulset;
 
