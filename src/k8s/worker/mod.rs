@@ -48,6 +48,7 @@ const ROUND_BUDGET: Duration = Duration::from_secs(3);
 pub const MANAGER: &str = "orca-operator";
 
 mod bootstrap;
+mod clone;
 mod decide;
 mod guarded;
 mod members;

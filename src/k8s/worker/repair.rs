@@ -16,6 +16,13 @@
 //! 5. once the server answers on the copy, it joins the primary from the
 //!    GTID position the copy carries, and the agent forgets the copy.
 //!
+//! On MySQL, steps 2 to 4 are the clone plugin's instead
+//! ([`super::clone`]): the plugin made ready on donor and recipient, the
+//! donor list set, and `CLONE INSTANCE` run on the recipient in a task of
+//! its own while the rounds read `clone_progress`; the recipient restarts
+//! itself on the copy (or its pod is restarted, when `mysqld` has no
+//! supervisor), and `clone_status` gives the verdict and the position.
+//!
 //! One copy at a time per cluster, bounded by [`COPY_TIMEOUT`]; a failed
 //! one is tried again after [`RETRY_AFTER`] (automatic repairs only). A
 //! run survives an operator restart: it is taken up from
@@ -26,12 +33,16 @@ use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, Preconditions};
 
+use super::clone::{self as cloning, Baseline, CloneRun, Ended, Next, Observed, Seen};
 use super::*;
 use crate::agent::client::AgentClient;
-use crate::agent::{self, AgentState, CopyPhase};
+use crate::agent::{self, AgentState, CopyPhase, CopyProgress};
 use crate::k8s::crd::cluster::ReprovisionStatus;
 use crate::k8s::crd::names::annotation;
+use crate::mysql::Dialect;
+use crate::mysql::clone as mc;
 use crate::plan::repair::{self, Hold, RepairReason};
+use crate::topology::Flavor;
 
 /// The time limit of one re-provisioning, all attempts together.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -65,6 +76,17 @@ pub(super) struct RepairRun {
     status: ReprovisionStatus,
     last_event: Instant,
     last_seen: Option<(CopyPhase, u32)>,
+    /// Who copies.
+    copy: Copier,
+}
+
+/// Who carries a run's copy out.
+#[derive(Debug)]
+enum Copier {
+    /// The target's agent, in its init container (`mariadb-backup`).
+    Agent,
+    /// The worker, with MySQL's clone plugin.
+    Clone(Box<CloneRun>),
 }
 
 /// The repair state a worker keeps between rounds.
@@ -126,7 +148,7 @@ impl Worker {
         let cached: Vec<std::sync::Arc<Pod>> = self.caches.pods_of(&self.namespace, &self.name);
         let pkey = primary.and_then(|n| key_of(pods, n));
         if self.repairs.run.is_none() {
-            self.repairs.run = self.run_from_status(cluster);
+            self.repairs.run = self.run_from_status(cluster, pods, pkey.as_ref());
         }
         if let Some(run) = self.repairs.run.take() {
             let (Some(pkey), Some(token)) = (pkey.as_ref(), token) else {
@@ -172,12 +194,51 @@ impl Worker {
         self.write_reprovision().await
     }
 
-    /// A run left by an earlier worker (or operator), from status.
-    fn run_from_status(&self, cluster: &MySQLCluster) -> Option<RepairRun> {
+    /// A run left by an earlier worker (or operator), from status. On
+    /// MySQL it is a clone whose statement's connection went with the
+    /// operator: it is judged by the recipient's clone tables. Taken up
+    /// once the flavor is known (from the primary's or the pod's probe).
+    fn run_from_status(
+        &self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        pkey: Option<&InstanceKey>,
+    ) -> Option<RepairRun> {
         let s = cluster.status.as_ref()?.reprovision.clone()?;
         if s.phase != phase::COPYING && s.phase != phase::JOINING {
             return None;
         }
+        let flavor_of = |k: &InstanceKey| {
+            self.engine
+                .topology()
+                .get(k)
+                .and_then(|n| n.snapshot.as_ref())
+                .map(|snap| snap.flavor)
+        };
+        let flavor = pkey
+            .and_then(flavor_of)
+            .or_else(|| key_of(pods, &s.pod).as_ref().and_then(flavor_of))?;
+        let copy = match flavor {
+            Flavor::MariaDb => Copier::Agent,
+            Flavor::MySql => {
+                let donors: Vec<InstanceKey> = s
+                    .source
+                    .as_deref()
+                    .and_then(|p| key_of(pods, p))
+                    .into_iter()
+                    .collect();
+                let mut c = CloneRun::new(donors, time::now().as_second().max(0) as u64);
+                c.attempt = s.attempt.max(1);
+                c.baseline = Baseline::Unknown {
+                    started_utc: s
+                        .started_at
+                        .as_deref()
+                        .and_then(time::parse)
+                        .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).datetime()),
+                };
+                Copier::Clone(Box::new(c))
+            }
+        };
         tracing::info!(cluster = %self.name, id = %s.id, pod = %s.pod, "taking up the re-provisioning under way");
         Some(RepairRun {
             id: s.id.clone(),
@@ -187,6 +248,7 @@ impl Worker {
             status: s,
             last_event: Instant::now(),
             last_seen: None,
+            copy,
         })
     }
 
@@ -416,6 +478,12 @@ impl Worker {
             ),
         )
         .await;
+        // MySQL copies with the clone plugin: the donors it can clone
+        // from, checked before anything is saved or changed.
+        let clone_from = match self.clone_donors(&r) {
+            Ok(d) => d,
+            Err(why) => return self.start_failed(cluster, status, why).await,
+        };
         let client = match AgentClient::new(token) {
             Ok(c) => c,
             Err(e) => {
@@ -466,6 +534,11 @@ impl Worker {
                 }
             }
         }
+        if let Some(donors) = clone_from {
+            return self
+                .start_clone(cluster, pods, r.target, donors, target, id, status)
+                .await;
+        }
         if let Err(e) = client.arm(&at, &id, &sources, COPY_TIMEOUT).await {
             let m = format!("arming the copy on {target}: {e}");
             return self.start_failed(cluster, status, m).await;
@@ -503,7 +576,151 @@ impl Worker {
             status,
             last_event: Instant::now(),
             last_seen: None,
+            copy: Copier::Agent,
         });
+    }
+
+    /// `None` when the target is no MySQL server (the agent copies);
+    /// else the sources a clone can come from, in their order: those
+    /// whose version fits the target's ([`mc::compatible`]), an error
+    /// with the first source's reason when none does.
+    fn clone_donors(&self, r: &repair::Repair) -> Result<Option<Vec<InstanceKey>>, String> {
+        let topo = self.engine.topology();
+        let dialect = |k: &InstanceKey| {
+            topo.get(k)
+                .and_then(|n| n.snapshot.as_ref())
+                .map(|s| Dialect {
+                    flavor: s.flavor,
+                    version: s.version.clone(),
+                })
+        };
+        let Some(recipient) = dialect(&r.target) else {
+            return Err(format!(
+                "{} has not been probed: its server is unknown",
+                r.target
+            ));
+        };
+        if recipient.flavor != Flavor::MySql {
+            return Ok(None);
+        }
+        mc::supported(&recipient)
+            .map_err(|e| format!("{} cannot be cloned into: {e}", r.target))?;
+        let mut first_reason = None;
+        let mut donors = Vec::new();
+        for k in &r.sources {
+            let fits = match dialect(k) {
+                None => Err(format!("{k} has not been probed")),
+                Some(d) => mc::compatible(&d, &recipient),
+            };
+            match fits {
+                Ok(()) => donors.push(k.clone()),
+                Err(e) => {
+                    first_reason.get_or_insert(format!("{k} cannot be cloned from: {e}"));
+                }
+            }
+        }
+        if donors.is_empty() {
+            return Err(first_reason.unwrap_or_else(|| "no donor to clone from".into()));
+        }
+        Ok(Some(donors))
+    }
+
+    /// The MySQL path of [`Self::start`], once the tail is saved: the
+    /// clone started from the first donor, the run kept.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_clone(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        recipient: InstanceKey,
+        donors: Vec<InstanceKey>,
+        target: String,
+        id: String,
+        mut status: ReprovisionStatus,
+    ) {
+        let mut c = CloneRun::new(donors, time::now().as_second().max(0) as u64);
+        match self.launch_clone(&recipient, &mut c).await {
+            Ok(()) => {}
+            Err(Some(why)) => return self.start_failed(cluster, status, why).await,
+            Err(None) => return,
+        }
+        let donor = c.donor().map(|d| pod_of(pods, d)).unwrap_or_default();
+        status.phase = phase::COPYING.into();
+        status.source = Some(donor.clone());
+        status.attempt = c.attempt;
+        status.message = Some(format!(
+            "{target} clones from {donor} (CLONE INSTANCE): its data directory is replaced, then it restarts on the copy"
+        ));
+        self.repairs.run = Some(RepairRun {
+            id,
+            pod: target,
+            old_uid: None,
+            started: Instant::now(),
+            status,
+            last_event: Instant::now(),
+            last_seen: None,
+            copy: Copier::Clone(Box::new(c)),
+        });
+    }
+
+    /// Starts the clone of `c`'s donor into `recipient`: the plugin made
+    /// ready on both, the donor list set, then `CLONE INSTANCE` in a task
+    /// of its own (the fence checked before each change). `Err(None)`:
+    /// this operator no longer leads, and stops there, silent.
+    async fn launch_clone(
+        &self,
+        recipient: &InstanceKey,
+        c: &mut CloneRun,
+    ) -> Result<(), Option<String>> {
+        let r = self.launch_clone_steps(recipient, c).await;
+        match r {
+            Err(_) if !self.leads() => Err(None),
+            r => r.map_err(Some),
+        }
+    }
+
+    async fn launch_clone_steps(
+        &self,
+        recipient: &InstanceKey,
+        c: &mut CloneRun,
+    ) -> Result<(), String> {
+        let Some(donor) = c.donor().cloned() else {
+            return Err("no donor to clone from".into());
+        };
+        let creds = self.engine.executor.config.admin.clone();
+        let t = self.engine.executor.config.timeouts;
+        if !self.leads() {
+            return Err("not the leader of the current epoch".into());
+        }
+        cloning::ensure_plugin(&donor, &creds, t, || self.leads())
+            .await
+            .map_err(|e| format!("the clone plugin on the donor {donor}: {e}"))?;
+        cloning::ensure_plugin(recipient, &creds, t, || self.leads())
+            .await
+            .map_err(|e| format!("the clone plugin on {recipient}: {e}"))?;
+        c.baseline = cloning::prepare_recipient(recipient, &creds, t, &c.donors, || self.leads())
+            .await
+            .map_err(|e| format!("preparing {recipient} for the clone: {e}"))?;
+        let statement = mc::clone_instance(&donor, &creds, mc::Ssl::Default)
+            .map_err(|e| format!("the clone from {donor}: {e}"))?;
+        // The destructive step: the fence checked right before it.
+        if !self.leads() {
+            return Err("not the leader of the current epoch".into());
+        }
+        tracing::info!(cluster = %self.name, recipient = %recipient, statement = %statement, "cloning");
+        c.task = Some(cloning::spawn(
+            recipient.clone(),
+            creds,
+            t,
+            statement,
+            COPY_TIMEOUT,
+        ));
+        c.ended = Ended::Running;
+        c.last_stage = None;
+        c.sample = None;
+        c.restarted = false;
+        c.started_at = time::now().as_second().max(0) as u64;
+        Ok(())
     }
 
     /// The fence of the epoch, checked before a step that changes
@@ -586,6 +803,9 @@ impl Worker {
         else {
             return Ok(Some(run));
         };
+        if matches!(run.copy, Copier::Clone(_)) {
+            return self.clone_round(cluster, pods, cached, pkey, ip, run).await;
+        }
         let client = match AgentClient::new(token) {
             Ok(c) => c,
             Err(e) => {
@@ -604,22 +824,16 @@ impl Worker {
         };
         if let Some(done) = state.provisioned.clone().filter(|p| p.id == run.id) {
             return self
-                .join_copy(cluster, pods, pkey, &client, &at, &ip, done, run)
+                .join_copy(cluster, pods, pkey, Some((&client, &at)), &ip, done, run)
                 .await;
         }
         match state.copy.clone().filter(|c| c.id == run.id) {
             Some(c) => {
-                run.status.bytes = c.bytes;
-                run.status.estimated_bytes = c.estimated_bytes;
-                run.status.rate = c.rate;
-                run.status.attempt = c.attempt;
-                run.status.source = Some(source_pod(pods, &c.source));
-                run.status.message = c
+                let message = c
                     .error
                     .clone()
                     .map(|e| format!("attempt {} failed: {e}", c.attempt));
-                let seen = (c.phase, c.attempt);
-                let changed = run.last_seen != Some(seen);
+                record_progress(&mut run, pods, &c, message);
                 if c.phase == CopyPhase::Failed && state.armed.is_none() {
                     let why = c
                         .error
@@ -627,32 +841,7 @@ impl Worker {
                     self.run_failed(cluster, run, format!("the copy failed on every source ({why}); {} starts on its own data directory, untouched", source_pod(pods, &c.source))).await;
                     return Ok(None);
                 }
-                if changed
-                    || (c.phase == CopyPhase::Streaming
-                        && run.last_event.elapsed() >= PROGRESS_EVENTS)
-                {
-                    run.last_seen = Some(seen);
-                    run.last_event = Instant::now();
-                    let of = c
-                        .estimated_bytes
-                        .map(|e| format!(" of about {e}"))
-                        .unwrap_or_default();
-                    let m = format!(
-                        "{}: copy {:?} from {} (attempt {}): {} bytes{of}, {} bytes/s{}",
-                        run.pod,
-                        c.phase,
-                        source_pod(pods, &c.source),
-                        c.attempt,
-                        c.bytes,
-                        c.rate,
-                        c.error
-                            .as_ref()
-                            .map(|e| format!("; the last attempt failed: {e}"))
-                            .unwrap_or_default()
-                    );
-                    self.event(cluster, false, "ReprovisionProgress", "Reprovision", m)
-                        .await;
-                }
+                self.progress_event(cluster, pods, &mut run, &c, "").await;
                 Ok(Some(run))
             }
             None if state.armed.is_none() && state.mode == "serve" => {
@@ -668,14 +857,279 @@ impl Worker {
         }
     }
 
+    /// A `ReprovisionProgress` Event at each phase and attempt, and every
+    /// [`PROGRESS_EVENTS`] while the copy streams; `detail` ends it.
+    async fn progress_event(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        run: &mut RepairRun,
+        c: &CopyProgress,
+        detail: &str,
+    ) {
+        let seen = (c.phase, c.attempt);
+        let changed = run.last_seen != Some(seen);
+        if !(changed
+            || (c.phase == CopyPhase::Streaming && run.last_event.elapsed() >= PROGRESS_EVENTS))
+        {
+            return;
+        }
+        run.last_seen = Some(seen);
+        run.last_event = Instant::now();
+        let of = c
+            .estimated_bytes
+            .map(|e| format!(" of about {e}"))
+            .unwrap_or_default();
+        let m = format!(
+            "{}: copy {:?} from {} (attempt {}): {} bytes{of}, {} bytes/s{}{detail}",
+            run.pod,
+            c.phase,
+            source_pod(pods, &c.source),
+            c.attempt,
+            c.bytes,
+            c.rate,
+            c.error
+                .as_ref()
+                .map(|e| format!("; the last attempt failed: {e}"))
+                .unwrap_or_default()
+        );
+        self.event(cluster, false, "ReprovisionProgress", "Reprovision", m)
+            .await;
+    }
+
+    /// One round of a clone under way (MySQL): its statement's end read
+    /// when its task ended, the recipient's clone tables read on a short
+    /// connection, and [`cloning::next`]'s verdict carried out.
+    async fn clone_round(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        cached: &[std::sync::Arc<Pod>],
+        pkey: &InstanceKey,
+        ip: String,
+        mut run: RepairRun,
+    ) -> Result<Option<RepairRun>, WorkerError> {
+        let Copier::Clone(mut c) = std::mem::replace(&mut run.copy, Copier::Agent) else {
+            return Ok(Some(run));
+        };
+        if c.task.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = c.task.take()
+        {
+            // A task that panicked or was cancelled: its answer is lost,
+            // the recipient's tables judge.
+            c.ended = h.await.unwrap_or(Ended::Unknown);
+            tracing::info!(cluster = %self.name, pod = %run.pod, ended = ?c.ended, "CLONE INSTANCE ended");
+        }
+        let recipient = InstanceKey::new(ip.clone(), 3306);
+        let creds = self.engine.executor.config.admin.clone();
+        let t = self.engine.executor.config.timeouts;
+        let read = cloning::read_tables(&recipient, &creds, t).await;
+        let tables = match read {
+            Ok((status, progress)) => Some(cloning::fresh(status, progress, &c.baseline)),
+            Err(e) => {
+                tracing::debug!(cluster = %self.name, pod = %run.pod, error = %e, "the recipient does not answer");
+                None
+            }
+        };
+        let seen = match &tables {
+            None => Seen::Unreachable,
+            Some((status, progress)) => Seen::Tables {
+                status: status.as_ref(),
+                progress,
+            },
+        };
+        let now_ms = u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = cloning::next(Observed {
+            ended: &c.ended,
+            seen,
+            last_stage: c.last_stage,
+            restarted: c.restarted,
+            now_ms,
+            previous: c.sample,
+        });
+        if let Some((_, progress)) = &tables {
+            c.last_stage = progress.stage().max(c.last_stage);
+        }
+        let status = tables.as_ref().and_then(|(s, _)| s.clone());
+        let bytes = tables
+            .as_ref()
+            .map(|(_, p)| p.bytes())
+            .filter(|b| *b > 0)
+            .unwrap_or(run.status.bytes);
+        let donor = c.donor().cloned();
+        let donor_name = donor
+            .as_ref()
+            .map(|d| pod_of(pods, d))
+            .or_else(|| run.status.source.clone())
+            .unwrap_or_default();
+        let attempt = mc::Attempt {
+            id: &run.id,
+            donor: donor.as_ref().unwrap_or(&recipient),
+            attempt: c.attempt,
+            started_at: c.started_at,
+            updated_at: time::now().as_second().max(0) as u64,
+        };
+        match next {
+            Next::Copying { summary, .. } => {
+                let cp = mc::copy_progress(&attempt, status.as_ref(), &summary);
+                c.sample = Some(summary.sample);
+                let stage = summary
+                    .stage
+                    .map(|s| format!("; stage {s}"))
+                    .unwrap_or_default();
+                let percent = summary
+                    .percent()
+                    .map(|p| format!(", {p}%"))
+                    .unwrap_or_default();
+                record_progress(
+                    &mut run,
+                    pods,
+                    &cp,
+                    Some(format!(
+                        "cloning from {donor_name} (attempt {}){stage}{percent}",
+                        c.attempt
+                    )),
+                );
+                run.status.source = Some(donor_name);
+                self.progress_event(cluster, pods, &mut run, &cp, &stage)
+                    .await;
+            }
+            Next::Restarting => {
+                run.status.message = Some(format!(
+                    "cloned from {donor_name}; waiting for {} to restart on the copy and answer",
+                    run.pod
+                ));
+                let cp = CopyProgress {
+                    phase: CopyPhase::Swapping,
+                    bytes: run.status.bytes,
+                    estimated_bytes: run.status.estimated_bytes,
+                    rate: 0,
+                    ..mc::copy_progress(
+                        &attempt,
+                        None,
+                        &mc::CloneProgress::default().summary(now_ms, None),
+                    )
+                };
+                self.progress_event(cluster, pods, &mut run, &cp, "; the recipient restarts")
+                    .await;
+            }
+            Next::RestartPod => {
+                // The copy is whole, mysqld has no supervisor to restart
+                // it: the pod is restarted (the fence checked first).
+                if !self.leads() {
+                    run.copy = Copier::Clone(c);
+                    return Ok(Some(run));
+                }
+                let uid = cached
+                    .iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(run.pod.as_str()))
+                    .and_then(|p| p.metadata.uid.clone());
+                match self.delete_pod(&run.pod, uid.clone()).await {
+                    Ok(()) => {
+                        c.restarted = true;
+                        run.old_uid = uid;
+                        let m = format!(
+                            "{}: the clone from {donor_name} is whole, but mysqld has no supervisor to restart it (3707): the pod is deleted, to start on the copy",
+                            run.pod
+                        );
+                        run.status.message = Some(m.clone());
+                        self.event(cluster, false, "ReprovisionProgress", "Reprovision", m)
+                            .await;
+                    }
+                    Err(e) => {
+                        run.status.message =
+                            Some(format!("restarting {} on its copy: {e}", run.pod));
+                    }
+                }
+            }
+            Next::Completed(pos) => {
+                c.abort();
+                let seconds = status
+                    .as_ref()
+                    .and_then(|s| cloning::seconds(s.begin, s.end))
+                    .unwrap_or_else(|| run.started.elapsed().as_secs_f64());
+                let done = agent::Provisioned {
+                    id: run.id.clone(),
+                    source: donor.as_ref().map(|d| d.to_string()).unwrap_or(donor_name),
+                    gtid: pos.gtid_executed.to_string(),
+                    bytes,
+                    seconds,
+                    finished_at: time::now().as_second().max(0) as u64,
+                };
+                run.copy = Copier::Clone(c);
+                return self
+                    .join_copy(cluster, pods, pkey, None, &ip, done, run)
+                    .await;
+            }
+            Next::Failed(e) => {
+                c.abort();
+                let failed = format!(
+                    "the clone from {donor_name} (attempt {}) failed: {e}",
+                    c.attempt
+                );
+                let next_donor = c.donors.get(c.donor + 1).cloned();
+                if let (true, Some(d)) = (e.try_another_donor(), next_donor) {
+                    c.donor += 1;
+                    c.attempt += 1;
+                    match self.launch_clone(&recipient, &mut c).await {
+                        Ok(()) => {
+                            let m = format!(
+                                "{}: {failed}; cloning again from {}",
+                                run.pod,
+                                pod_of(pods, &d)
+                            );
+                            run.status.attempt = c.attempt;
+                            run.status.source = Some(pod_of(pods, &d));
+                            run.status.message = Some(m.clone());
+                            run.last_seen = None;
+                            self.event(cluster, true, "ReprovisionProgress", "Reprovision", m)
+                                .await;
+                        }
+                        Err(None) => {}
+                        Err(Some(why)) => {
+                            self.run_failed(
+                                cluster,
+                                run,
+                                format!("{failed}; the next donor: {why}"),
+                            )
+                            .await;
+                            return Ok(None);
+                        }
+                    }
+                } else {
+                    self.run_failed(cluster, run, failed).await;
+                    return Ok(None);
+                }
+            }
+        }
+        run.copy = Copier::Clone(c);
+        Ok(Some(run))
+    }
+
+    /// Deletes `pod` (its uid as precondition, when known).
+    async fn delete_pod(&self, pod: &str, uid: Option<String>) -> Result<(), WorkerError> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        guarded::bounded(
+            "deleting the pod to re-provision",
+            self.pods().delete(pod, &params),
+        )
+        .await
+        .map(|_| ())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn join_copy(
         &mut self,
         cluster: &MySQLCluster,
         pods: &[PodView],
         pkey: &InstanceKey,
-        client: &AgentClient,
-        at: &str,
+        agent: Option<(&AgentClient, &str)>,
         ip: &str,
         done: agent::Provisioned,
         mut run: RepairRun,
@@ -714,7 +1168,9 @@ impl Worker {
                 return Ok(Some(run));
             }
         }
-        if let Err(e) = client.forget_copy(at, &run.id).await {
+        if let Some((client, at)) = agent
+            && let Err(e) = client.forget_copy(at, &run.id).await
+        {
             tracing::warn!(cluster = %self.name, pod = %run.pod, error = %e, "the agent keeps the copy's result");
         }
         let rate = if done.seconds > 0.0 {
@@ -755,9 +1211,28 @@ impl Worker {
         Ok(None)
     }
 
-    async fn run_failed(&mut self, cluster: &MySQLCluster, run: RepairRun, why: String) {
+    async fn run_failed(&mut self, cluster: &MySQLCluster, mut run: RepairRun, why: String) {
+        if let Copier::Clone(c) = &mut run.copy {
+            c.abort();
+        }
         self.start_failed(cluster, run.status, why).await;
     }
+}
+
+/// A copy's progress into the run's status (`message` replaces its
+/// message).
+fn record_progress(
+    run: &mut RepairRun,
+    pods: &[PodView],
+    c: &CopyProgress,
+    message: Option<String>,
+) {
+    run.status.bytes = c.bytes;
+    run.status.estimated_bytes = c.estimated_bytes;
+    run.status.rate = c.rate;
+    run.status.attempt = c.attempt;
+    run.status.source = Some(source_pod(pods, &c.source));
+    run.status.message = message;
 }
 
 /// The pod behind an agent address (`ip:port`), or the address.
