@@ -83,10 +83,34 @@ pub(super) struct RepairRun {
 /// Who carries a run's copy out.
 #[derive(Debug)]
 enum Copier {
+    /// Not yet: the target's agent saves its tail first, in a task of
+    /// its own (reading the binary logs may take a while, and the round
+    /// goes on meanwhile); then the copy starts.
+    Saving(Box<Saving>),
     /// The target's agent, in its init container (`mariadb-backup`).
     Agent,
     /// The worker, with MySQL's clone plugin.
     Clone(Box<CloneRun>),
+}
+
+/// A run whose target's tail is being saved, and what the copy needs
+/// once it is.
+#[derive(Debug)]
+struct Saving {
+    task: tokio::task::JoinHandle<Result<crate::agent::tail::Tail, crate::agent::AgentError>>,
+    gtids: String,
+    next: Proceed,
+}
+
+/// What starts the copy, once what it discards is recorded.
+#[derive(Debug)]
+struct Proceed {
+    r: repair::Repair,
+    clone_from: Option<Vec<InstanceKey>>,
+    sources: Vec<String>,
+    source_pods: Vec<String>,
+    old_uid: Option<String>,
+    token: String,
 }
 
 /// The repair state a worker keeps between rounds.
@@ -493,47 +517,127 @@ impl Worker {
             }
         };
         let at = agent_at(&r.target.host);
-        if let Some(gtids) = &errant {
-            match client.save_tail(&at, &id, "", gtids).await {
-                Ok(t) => {
-                    let m = format!(
-                        "{target}'s binary log events ({} bytes, from {}) are saved in {} on its volume, with the record .orca-tail-{id}.json; its transactions the primary lacks: {gtids}",
-                        t.bytes,
-                        t.binlogs.join(", "),
-                        t.file
-                    );
-                    self.feed_audit(
-                        "save-tail",
-                        Some(target.clone()),
-                        "orca",
-                        Door::Engine,
-                        m.clone(),
-                    );
-                    self.event(cluster, false, "TailSaved", "Reprovision", m)
-                        .await;
-                }
-                Err(e) if e.to_string().contains("no binary log") => {
-                    let m = format!(
-                        "{target} has no binary log: its transactions the primary lacks ({gtids}) are recorded by their GTIDs only"
-                    );
-                    self.feed_audit(
-                        "save-tail",
-                        Some(target.clone()),
-                        "orca",
-                        Door::Engine,
-                        m.clone(),
-                    );
-                    self.event(cluster, true, "TailSaved", "Reprovision", m)
-                        .await;
-                }
-                Err(e) => {
-                    let m = format!(
-                        "{target}'s binary log events cannot be saved ({e}): nothing is discarded, it is not re-provisioned"
-                    );
-                    return self.start_failed(cluster, status, m).await;
-                }
+        let next = Proceed {
+            r,
+            clone_from,
+            sources,
+            source_pods,
+            old_uid,
+            token: token.to_string(),
+        };
+        let Some(gtids) = errant else {
+            return self.proceed(cluster, pods, id, status, next).await;
+        };
+        let tail_id = id.clone();
+        let tail_gtids = gtids.clone();
+        let task =
+            tokio::spawn(async move { client.save_tail(&at, &tail_id, "", &tail_gtids).await });
+        status.message = Some(format!(
+            "{target}'s binary log events are being saved on its volume before the copy"
+        ));
+        self.repairs.run = Some(RepairRun {
+            id,
+            pod: target,
+            old_uid: None,
+            started: Instant::now(),
+            status,
+            last_event: Instant::now(),
+            last_seen: None,
+            copy: Copier::Saving(Box::new(Saving { task, gtids, next })),
+        });
+    }
+
+    /// The tail saved (or not): recorded, then the copy starts, or the
+    /// run fails when the tail could not be saved.
+    async fn saved(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        run: RepairRun,
+        saving: Saving,
+    ) -> Result<Option<RepairRun>, WorkerError> {
+        let RepairRun { id, status, .. } = run;
+        let target = status.pod.clone();
+        let gtids = saving.gtids;
+        let result = match saving.task.await {
+            Ok(r) => r,
+            Err(e) => Err(crate::agent::AgentError::Copy(format!("the task: {e}"))),
+        };
+        match result {
+            Ok(t) => {
+                let m = format!(
+                    "{target}'s binary log events ({} bytes, from {}) are saved in {} on its volume, with the record .orca-tail-{id}.json; its transactions the primary lacks: {gtids}",
+                    t.bytes,
+                    t.binlogs.join(", "),
+                    t.file
+                );
+                self.feed_audit(
+                    "save-tail",
+                    Some(target.clone()),
+                    "orca",
+                    Door::Engine,
+                    m.clone(),
+                );
+                self.event(cluster, false, "TailSaved", "Reprovision", m)
+                    .await;
+            }
+            Err(e) if e.to_string().contains("no binary log") => {
+                let m = format!(
+                    "{target} has no binary log: its transactions the primary lacks ({gtids}) are recorded by their GTIDs only"
+                );
+                self.feed_audit(
+                    "save-tail",
+                    Some(target.clone()),
+                    "orca",
+                    Door::Engine,
+                    m.clone(),
+                );
+                self.event(cluster, true, "TailSaved", "Reprovision", m)
+                    .await;
+            }
+            Err(e) => {
+                let m = format!(
+                    "{target}'s binary log events cannot be saved ({e}): nothing is discarded, it is not re-provisioned"
+                );
+                self.start_failed(cluster, status, m).await;
+                return Ok(None);
             }
         }
+        self.proceed(cluster, pods, id, status, saving.next).await;
+        Ok(self.repairs.run.take())
+    }
+
+    /// Starts the copy: a clone on MySQL, else the agent armed and the
+    /// pod restarted (the fence checked before each).
+    async fn proceed(
+        &mut self,
+        cluster: &MySQLCluster,
+        pods: &[PodView],
+        id: String,
+        mut status: ReprovisionStatus,
+        next: Proceed,
+    ) {
+        let Proceed {
+            r,
+            clone_from,
+            sources,
+            source_pods,
+            old_uid,
+            token,
+        } = next;
+        let target = status.pod.clone();
+        if !self.leads() {
+            return;
+        }
+        let client = match AgentClient::new(token) {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .start_failed(cluster, status, format!("the agent client: {e}"))
+                    .await;
+            }
+        };
+        let at = agent_at(&r.target.host);
         if let Some(donors) = clone_from {
             return self
                 .start_clone(cluster, pods, r.target, donors, target, id, status)
@@ -783,6 +887,15 @@ impl Worker {
             let why = format!("not done in {} s", (COPY_TIMEOUT + JOIN_MARGIN).as_secs());
             self.run_failed(cluster, run, why).await;
             return Ok(None);
+        }
+        if let Copier::Saving(saving) = &run.copy {
+            if !saving.task.is_finished() {
+                return Ok(Some(run));
+            }
+            let Copier::Saving(saving) = std::mem::replace(&mut run.copy, Copier::Agent) else {
+                return Ok(Some(run));
+            };
+            return self.saved(cluster, pods, run, *saving).await;
         }
         let Some(pod) = cached
             .iter()
