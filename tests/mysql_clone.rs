@@ -14,8 +14,10 @@
 //! shows after the restart (PID 0, `LOCAL INSTANCE`), and MySQL's error
 //! texts.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use orca::agent::CopyPhase;
 use orca::mysql::Credentials;
@@ -67,25 +69,12 @@ struct ServerError {
     message: String,
 }
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql/clone")
-}
-
 fn load(name: &str) -> Fixture {
-    let path = dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixtures::load(&fixtures::dir("mysql/clone"), name)
 }
 
 fn all() -> Vec<(String, Fixture)> {
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names.into_iter().map(|n| (n.clone(), load(&n))).collect()
+    fixtures::all(&fixtures::dir("mysql/clone"))
 }
 
 fn status(name: &str) -> Option<clone::CloneStatus> {

@@ -11,8 +11,10 @@
 //! probe's own queries; the MySQL ones follow the column sets and value
 //! formats of MySQL 8.0.21, 8.0.36 and 8.4.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use orca::analysis::{Problem, instance_problems};
 use orca::mysql::Dialect;
@@ -86,25 +88,12 @@ impl Fixture {
     }
 }
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql")
-}
-
 fn load(name: &str) -> Fixture {
-    let path = fixture_dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixtures::load(&fixtures::dir("mysql"), name)
 }
 
 fn all_fixtures() -> Vec<(String, Fixture)> {
-    let mut names: Vec<String> = std::fs::read_dir(fixture_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names.into_iter().map(|n| (n.clone(), load(&n))).collect()
+    fixtures::all(&fixtures::dir("mysql"))
 }
 
 fn key(s: &str) -> InstanceKey {

@@ -90,6 +90,46 @@ async fn app_ready(sb: &Sandbox, key: &InstanceKey, app: &Credentials) {
     }
 }
 
+/// A sandbox whose operator carries the agent (and a store), with the
+/// cluster `db` of `yaml` healthy and the application account ready:
+/// the store, the sandbox, the primary, root, the application account
+/// and the primary Service's address.
+type Booted = (
+    StoreServer,
+    Sandbox,
+    String,
+    Credentials,
+    Credentials,
+    InstanceKey,
+);
+
+async fn boot(yaml: &str) -> Booted {
+    let store = StoreServer::start().await;
+    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
+    sb.wait_crds_or_install().await;
+    start_operator(&mut sb, &store);
+    sb.kubectl().apply(yaml);
+    let primary = sb.wait_healthy("db", BOOT).await;
+    let (root, app) = (sb.root("db").await, sb.app("db").await);
+    let pkey = sb.primary_endpoint("db", None).await;
+    app_ready(&sb, &pkey, &app).await;
+    (store, sb, primary, root, app, pkey)
+}
+
+/// The primary's binary logs made to stop reaching back to the start.
+async fn purge_binary_logs(pkey: &InstanceKey, root: &Credentials) {
+    sql(pkey, root, "FLUSH BINARY LOGS").await;
+    let mut c = orca::mysql::connect(pkey, root, Timeouts::default())
+        .await
+        .expect("connect to the primary");
+    let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await.expect("status");
+    let _ = c.disconnect().await;
+    let newest = row
+        .and_then(|r| r.get::<String, _>(0))
+        .expect("a binary log");
+    sql(pkey, root, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+}
+
 /// Waits until the last re-provisioning of `pod` ended; returns it.
 async fn reprovisioned(sb: &Sandbox, pod: &str) -> ReprovisionStatus {
     let r = eventually(REPAIR, "the re-provisioning to end", || async {
@@ -117,15 +157,7 @@ async fn reprovisioned(sb: &Sandbox, pod: &str) -> ReprovisionStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_errant_replica_is_recorded_then_reprovisioned_by_a_copy_and_replicates_again() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    sb.kubectl().apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (store, mut sb, primary, root, app, pkey) = boot(&cluster_yaml("db", 3, false)).await;
     let writer = Writer::start_as(pkey, app.clone()).await;
     writer.wait_acked(50).await;
 
@@ -210,31 +242,12 @@ async fn an_errant_replica_is_recorded_then_reprovisioned_by_a_copy_and_replicat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_up_after_the_primary_purged_its_binary_logs_is_provisioned_by_a_copy() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    sb.kubectl().apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (_store, mut sb, primary, root, app, pkey) = boot(&cluster_yaml("db", 3, false)).await;
     let writer = Writer::start_as(pkey.clone(), app.clone()).await;
     writer.wait_acked(50).await;
 
     // The primary's binary logs no longer reach back to the start.
-    sql(&pkey, &root, "FLUSH BINARY LOGS").await;
-    let newest = {
-        let mut c = orca::mysql::connect(&pkey, &root, Timeouts::default())
-            .await
-            .expect("connect to the primary");
-        let row: Option<mysql_async::Row> =
-            c.query_first("SHOW MASTER STATUS").await.expect("status");
-        let _ = c.disconnect().await;
-        row.and_then(|r| r.get::<String, _>(0))
-            .expect("a binary log")
-    };
-    sql(&pkey, &root, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+    purge_binary_logs(&pkey, &root).await;
     writer.wait_acked(writer.count() + 20).await;
 
     let scaled = sb.kubectl().run(
@@ -294,15 +307,7 @@ async fn restarts(sb: &Sandbox, pod: &str) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_source_killed_mid_stream_the_copy_is_taken_again_from_another_replica() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    sb.kubectl().apply(&cluster_yaml("db", 4, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (_store, mut sb, primary, root, app, pkey) = boot(&cluster_yaml("db", 4, false)).await;
     fill(&pkey, &app, 160).await;
     let writer = Writer::start_as(pkey.clone(), app.clone()).await;
     writer.wait_acked(50).await;
@@ -374,15 +379,7 @@ async fn the_source_killed_mid_stream_the_copy_is_taken_again_from_another_repli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_volume_was_lost_while_it_was_down_is_provisioned_by_a_copy() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    sb.kubectl().apply(&cluster_yaml("db", 3, false));
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (_store, mut sb, primary, root, app, pkey) = boot(&cluster_yaml("db", 3, false)).await;
     let writer = Writer::start_as(pkey.clone(), app.clone()).await;
     writer.wait_acked(50).await;
     let target = ["db-0", "db-1", "db-2"]
@@ -402,18 +399,7 @@ async fn a_replica_whose_volume_was_lost_while_it_was_down_is_provisioned_by_a_c
     let uid = sb.pods().await.get(target).await.expect("pod").metadata.uid;
     let deleted = sb.kubectl().run(&["delete", "pod", target], None);
     assert_eq!(deleted.code, 0, "kubectl delete pod: {}", deleted.stderr);
-    sql(&pkey, &root, "FLUSH BINARY LOGS").await;
-    let newest = {
-        let mut c = orca::mysql::connect(&pkey, &root, Timeouts::default())
-            .await
-            .expect("connect to the primary");
-        let row: Option<mysql_async::Row> =
-            c.query_first("SHOW MASTER STATUS").await.expect("status");
-        let _ = c.disconnect().await;
-        row.and_then(|r| r.get::<String, _>(0))
-            .expect("a binary log")
-    };
-    sql(&pkey, &root, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+    purge_binary_logs(&pkey, &root).await;
     // As on a real cluster, the pod made again at once still names the
     // claim being deleted, which it then holds: it is deleted again until
     // the claim is gone and a new one made.
@@ -467,16 +453,9 @@ async fn event_for(sb: &Sandbox, reason: &str, pod: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_manual_repair_a_copy_waits_for_the_annotation_or_the_apis_reprovision() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    let yaml = cluster_yaml("db", 3, false).replace("spec:\n", "spec:\n  replicaRepair: manual\n");
-    sb.kubectl().apply(&yaml);
-    let primary = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (store, mut sb, primary, root, app, pkey) =
+        boot(&cluster_yaml("db", 3, false).replace("spec:\n", "spec:\n  replicaRepair: manual\n"))
+            .await;
     let writer = Writer::start_as(pkey.clone(), app.clone()).await;
     writer.wait_acked(50).await;
     let replicas: Vec<&str> = ["db-0", "db-1", "db-2"]
@@ -602,15 +581,7 @@ fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverged_former_primary_has_its_tail_saved_then_is_reprovisioned() {
-    let store = StoreServer::start().await;
-    let mut sb = Sandbox::cluster(&["--no-operator"]).await;
-    sb.wait_crds_or_install().await;
-    start_operator(&mut sb, &store);
-    sb.kubectl().apply(&cluster_yaml("db", 3, false));
-    let old = sb.wait_healthy("db", BOOT).await;
-    let (root, app) = (sb.root("db").await, sb.app("db").await);
-    let pkey = sb.primary_endpoint("db", None).await;
-    app_ready(&sb, &pkey, &app).await;
+    let (store, mut sb, old, root, app, pkey) = boot(&cluster_yaml("db", 3, false)).await;
     let before = Writer::start_as(pkey.clone(), app.clone()).await;
     before.wait_acked(50).await;
     let before = before.finish().await;

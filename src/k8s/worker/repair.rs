@@ -80,6 +80,22 @@ pub(super) struct RepairRun {
     copy: Copier,
 }
 
+impl RepairRun {
+    /// A run of `status`'s id and pod, starting now.
+    fn new(status: ReprovisionStatus, old_uid: Option<String>, copy: Copier) -> RepairRun {
+        RepairRun {
+            id: status.id.clone(),
+            pod: status.pod.clone(),
+            old_uid,
+            started: Instant::now(),
+            status,
+            last_event: Instant::now(),
+            last_seen: None,
+            copy,
+        }
+    }
+}
+
 /// Who carries a run's copy out.
 #[derive(Debug)]
 enum Copier {
@@ -141,6 +157,11 @@ fn has_agent(pod: &Pod) -> bool {
             .iter()
             .any(|c| c.name == objects::AGENT_CONTAINER)
     })
+}
+
+/// The client of the agents, with the cluster's token.
+fn agent_client(token: &str) -> Result<AgentClient, String> {
+    AgentClient::new(token).map_err(|e| format!("the agent client: {e}"))
 }
 
 fn agent_at(host: &str) -> String {
@@ -264,16 +285,7 @@ impl Worker {
             }
         };
         tracing::info!(cluster = %self.name, id = %s.id, pod = %s.pod, "taking up the re-provisioning under way");
-        Some(RepairRun {
-            id: s.id.clone(),
-            pod: s.pod.clone(),
-            old_uid: None,
-            started: Instant::now(),
-            status: s,
-            last_event: Instant::now(),
-            last_seen: None,
-            copy,
-        })
+        Some(RepairRun::new(s, None, copy))
     }
 
     async fn write_reprovision(&mut self) -> Result<(), WorkerError> {
@@ -508,13 +520,9 @@ impl Worker {
             Ok(d) => d,
             Err(why) => return self.start_failed(cluster, status, why).await,
         };
-        let client = match AgentClient::new(token) {
+        let client = match agent_client(token) {
             Ok(c) => c,
-            Err(e) => {
-                return self
-                    .start_failed(cluster, status, format!("the agent client: {e}"))
-                    .await;
-            }
+            Err(m) => return self.start_failed(cluster, status, m).await,
         };
         let at = agent_at(&r.target.host);
         let next = Proceed {
@@ -535,16 +543,11 @@ impl Worker {
         status.message = Some(format!(
             "{target}'s binary log events are being saved on its volume before the copy"
         ));
-        self.repairs.run = Some(RepairRun {
-            id,
-            pod: target,
-            old_uid: None,
-            started: Instant::now(),
+        self.repairs.run = Some(RepairRun::new(
             status,
-            last_event: Instant::now(),
-            last_seen: None,
-            copy: Copier::Saving(Box::new(Saving { task, gtids, next })),
-        });
+            None,
+            Copier::Saving(Box::new(Saving { task, gtids, next })),
+        ));
     }
 
     /// The tail saved (or not): recorded, then the copy starts, or the
@@ -629,18 +632,14 @@ impl Worker {
         if !self.leads() {
             return;
         }
-        let client = match AgentClient::new(token) {
+        let client = match agent_client(&token) {
             Ok(c) => c,
-            Err(e) => {
-                return self
-                    .start_failed(cluster, status, format!("the agent client: {e}"))
-                    .await;
-            }
+            Err(m) => return self.start_failed(cluster, status, m).await,
         };
         let at = agent_at(&r.target.host);
         if let Some(donors) = clone_from {
             return self
-                .start_clone(cluster, pods, r.target, donors, target, id, status)
+                .start_clone(cluster, pods, r.target, donors, target, status)
                 .await;
         }
         if let Err(e) = client.arm(&at, &id, &sources, COPY_TIMEOUT).await {
@@ -672,16 +671,7 @@ impl Worker {
             "{target} deleted: its init container copies from {} before the server starts",
             source_pods.join(", then ")
         ));
-        self.repairs.run = Some(RepairRun {
-            id,
-            pod: target,
-            old_uid,
-            started: Instant::now(),
-            status,
-            last_event: Instant::now(),
-            last_seen: None,
-            copy: Copier::Agent,
-        });
+        self.repairs.run = Some(RepairRun::new(status, old_uid, Copier::Agent));
     }
 
     /// `None` when the target is no MySQL server (the agent copies);
@@ -739,7 +729,6 @@ impl Worker {
         recipient: InstanceKey,
         donors: Vec<InstanceKey>,
         target: String,
-        id: String,
         mut status: ReprovisionStatus,
     ) {
         let mut c = CloneRun::new(donors, time::now().as_second().max(0) as u64);
@@ -755,16 +744,7 @@ impl Worker {
         status.message = Some(format!(
             "{target} clones from {donor} (CLONE INSTANCE): its data directory is replaced, then it restarts on the copy"
         ));
-        self.repairs.run = Some(RepairRun {
-            id,
-            pod: target,
-            old_uid: None,
-            started: Instant::now(),
-            status,
-            last_event: Instant::now(),
-            last_seen: None,
-            copy: Copier::Clone(Box::new(c)),
-        });
+        self.repairs.run = Some(RepairRun::new(status, None, Copier::Clone(Box::new(c))));
     }
 
     /// Starts the clone of `c`'s donor into `recipient`: the plugin made
