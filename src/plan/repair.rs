@@ -152,7 +152,8 @@ pub fn needing_copy(
 
 /// The members `target` can be copied from, best first: replicas of the
 /// primary that replicate with no errant transaction, least behind first
-/// (then by key); the primary only when there is no such replica.
+/// (then by key); the primary only when it is alone (every other member
+/// needs a copy too); none while another member may become a source.
 pub fn copy_sources(
     topo: &Topology,
     primary: &InstanceKey,
@@ -178,7 +179,18 @@ pub fn copy_sources(
         .collect();
     healthy.sort();
     let mut out: Vec<InstanceKey> = healthy.into_iter().map(|(_, k)| k).collect();
-    if out.is_empty() {
+    // The primary only when it is alone: no other member, or every other
+    // one needs a copy itself. A replica unseen or not replicating this
+    // round may be a source the next: the copy waits for it.
+    let broken: BTreeSet<InstanceKey> = needing_copy(topo, primary, members, leaving)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let alone = members
+        .iter()
+        .filter(|k| *k != primary && *k != target && !leaving.contains(*k))
+        .all(|k| broken.contains(k));
+    if out.is_empty() && alone {
         out.push(primary.clone());
     }
     out
@@ -451,6 +463,41 @@ mod tests {
         )
         .expect("a repair");
         assert_eq!(r.sources, vec![key("a")]);
+        // A replica unseen this round may be a source the next: no copy
+        // from the primary meanwhile.
+        let unseen = set(&["p", "x", "z"]);
+        assert_eq!(
+            decide(
+                &topo,
+                &key("p"),
+                &unseen,
+                &none,
+                RepairPolicy::Auto,
+                false,
+                None
+            ),
+            Err(Hold::NoSource(key("x")))
+        );
+        // Every other replica broken too: the primary is alone.
+        let both = topology(
+            vec![
+                with_gtid(mariadb("p", 1), "0-1-10"),
+                ro(with_gtid(replica_of("x", 4, "p"), "0-1-10,0-4-1")),
+                ro(with_gtid(replica_of("y", 5, "p"), "0-1-10,0-5-1")),
+            ],
+            vec![],
+        );
+        let r = decide(
+            &both,
+            &key("p"),
+            &set(&["p", "x", "y"]),
+            &none,
+            RepairPolicy::Auto,
+            false,
+            None,
+        )
+        .expect("a repair");
+        assert_eq!((r.target, r.sources), (key("x"), vec![key("p")]));
     }
 
     #[test]
