@@ -608,6 +608,8 @@ async fn a_diverged_former_primary_has_its_tail_saved_then_is_reprovisioned() {
         )
         .await;
     }
+    // A writer at the former primary's own address through the failover.
+    let stale = Writer::persistent_on(pkey.clone(), app.clone()).await;
     let forced = sb.kubectl().run(
         &[
             "annotate",
@@ -663,6 +665,16 @@ async fn a_diverged_former_primary_has_its_tail_saved_then_is_reprovisioned() {
     let npkey = sb.primary_endpoint("db", Some(&pkey)).await;
     let after = Writer::start_as(npkey.clone(), app.clone()).await;
     after.wait_acked(50).await;
+    let first = after
+        .first_ack()
+        .expect("the new primary acknowledged a write");
+    let late = stale.acked_after(first);
+    let _ = stale.finish().await;
+    assert!(
+        late.is_empty(),
+        "the former primary acknowledged {} writes after the new primary's first: {late:?}",
+        late.len()
+    );
     let after = after.finish().await;
     let okey = sb.pod_ip(&old).await;
     let all: Vec<u64> = before.iter().chain(&after).copied().collect();

@@ -566,38 +566,22 @@ impl Worker {
             Ok(r) => r,
             Err(e) => Err(crate::agent::AgentError::Copy(format!("the task: {e}"))),
         };
-        match result {
-            Ok(t) => {
-                let m = format!(
+        let (warning, m) = match result {
+            Ok(t) => (
+                false,
+                format!(
                     "{target}'s binary log events ({} bytes, from {}) are saved in {} on its volume, with the record .orca-tail-{id}.json; its transactions the primary lacks: {gtids}",
                     t.bytes,
                     t.binlogs.join(", "),
                     t.file
-                );
-                self.feed_audit(
-                    "save-tail",
-                    Some(target.clone()),
-                    "orca",
-                    Door::Engine,
-                    m.clone(),
-                );
-                self.event(cluster, false, "TailSaved", "Reprovision", m)
-                    .await;
-            }
-            Err(e) if e.to_string().contains("no binary log") => {
-                let m = format!(
+                ),
+            ),
+            Err(e) if e.to_string().contains("no binary log") => (
+                true,
+                format!(
                     "{target} has no binary log: its transactions the primary lacks ({gtids}) are recorded by their GTIDs only"
-                );
-                self.feed_audit(
-                    "save-tail",
-                    Some(target.clone()),
-                    "orca",
-                    Door::Engine,
-                    m.clone(),
-                );
-                self.event(cluster, true, "TailSaved", "Reprovision", m)
-                    .await;
-            }
+                ),
+            ),
             Err(e) => {
                 let m = format!(
                     "{target}'s binary log events cannot be saved ({e}): nothing is discarded, it is not re-provisioned"
@@ -605,7 +589,16 @@ impl Worker {
                 self.start_failed(cluster, status, m).await;
                 return Ok(None);
             }
-        }
+        };
+        self.feed_audit(
+            "save-tail",
+            Some(target.clone()),
+            "orca",
+            Door::Engine,
+            m.clone(),
+        );
+        self.event(cluster, warning, "TailSaved", "Reprovision", m)
+            .await;
         self.proceed(cluster, pods, id, status, saving.next).await;
         Ok(self.repairs.run.take())
     }
