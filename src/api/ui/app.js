@@ -49,6 +49,9 @@ function headers(extra) {
 async function api(path, options) {
   const o = Object.assign({}, options || {});
   o.headers = headers(o.body ? { 'Content-Type': 'application/json' } : {});
+  // A little past the API's own bounds (10 s to read, 300 s for an
+  // operation), so a lost answer is reported instead of awaited forever.
+  o.signal = AbortSignal.timeout(o.method === 'POST' ? 320000 : 20000);
   let r;
   try {
     r = await fetch('api/v1/' + path, o);
@@ -189,19 +192,23 @@ function clusterPage(main, ns, name) {
   const path = encodeURIComponent(ns) + '/' + encodeURIComponent(name);
   crumbs(el('a', { href: '#/' }, 'Clusters'), el('a', { href: '#/clusters/' + path }, ns + '/' + name));
   main.replaceChildren(el('p', { class: 'muted' }, 'Waiting for the topology…'));
-  const ctx = { ns, name, path, view: null, drag: null, pending: null, verdicts: new Map() };
+  const ctx = { ns, name, path, view: null, drag: null, pressed: false, pending: null, verdicts: new Map() };
   ctx.redraw = () => {
-    if (!ctx.pending) return;
+    if (!ctx.pending || ctx.drag || ctx.pressed) return;
     ctx.view = ctx.pending;
     ctx.pending = null;
     ctx.verdicts.clear();
     drawCluster(main, ctx);
   };
-  return stream('stream/clusters/' + path, {
+  // A box pressed but not yet dragged must stay the same box, or the
+  // drag it starts never begins: a redraw waits for the button to go up.
+  const released = () => { if (!ctx.pressed) return; ctx.pressed = false; ctx.redraw(); };
+  window.addEventListener('mouseup', released, true);
+  const stop = stream('stream/clusters/' + path, {
     cluster: (view) => {
       // Redrawing under a drag would take its boxes away: the view
       // waits for the drag to end.
-      if (ctx.drag) { ctx.pending = view; return; }
+      if (ctx.drag || ctx.pressed) { ctx.pending = view; return; }
       ctx.view = view;
       ctx.verdicts.clear();
       drawCluster(main, ctx);
@@ -210,6 +217,7 @@ function clusterPage(main, ns, name) {
       notice('This cluster is no longer watched.', 'info');
     },
   });
+  return () => { window.removeEventListener('mouseup', released, true); stop(); };
 }
 
 function instanceName(i) {
@@ -276,7 +284,9 @@ function box(ctx, i) {
     dataset: { key: i.key, pod: i.pod || '', role: i.role },
     onclick: () => instanceDialog(ctx, i),
     onkeydown: (e) => { if (e.key === 'Enter') instanceDialog(ctx, i); },
+    onmousedown: (e) => { if (e.button === 0) ctx.pressed = true; },
     ondragstart: (e) => {
+      ctx.pressed = false;
       ctx.drag = i;
       e.dataTransfer.effectAllowed = 'move';
       e.dataTransfer.setData('text/plain', i.key);
