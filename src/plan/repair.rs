@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::step::{Plan, PlanKind, SourcePosition, Step};
-use crate::topology::errant::extra_transactions;
+use crate::topology::errant::extra_transactions_of_replica;
 use crate::topology::graph::Topology;
 use crate::topology::{GtidSet, InstanceKey};
 
@@ -136,7 +136,7 @@ pub fn needing_copy(
         if !snap.is_read_only() {
             continue;
         }
-        if let Some(extra) = extra_transactions(snap, psnap) {
+        if let Some(extra) = extra_transactions_of_replica(snap, psnap) {
             out.push((k.clone(), RepairReason::Errant(extra)));
         } else if let Some(r) = snap.replica.as_ref()
             && r.last_io_errno == SOURCE_CANNOT_SEND
@@ -173,7 +173,7 @@ pub fn copy_sources(
             let fit = &r.source == primary
                 && r.is_replicating()
                 && snap.is_read_only()
-                && extra_transactions(snap, psnap).is_none();
+                && extra_transactions_of_replica(snap, psnap).is_none();
             fit.then(|| (r.seconds_behind.unwrap_or(u64::MAX), k.clone()))
         })
         .collect();
@@ -251,7 +251,7 @@ pub fn decide(
 pub fn discarded(topo: &Topology, primary: &InstanceKey, target: &InstanceKey) -> Option<GtidSet> {
     let psnap = topo.get(primary)?.snapshot.as_ref()?;
     let snap = topo.get(target)?.snapshot.as_ref()?;
-    extra_transactions(snap, psnap)
+    extra_transactions_of_replica(snap, psnap)
 }
 
 /// How a member just provisioned by a copy joins the primary: from the
@@ -342,6 +342,13 @@ mod tests {
                 RepairPolicy::Auto,
                 None,
                 Ok(("ErrantTransactions", vec!["b", "a"])),
+            ),
+            (
+                "a replica probed after the primary's newest writes, auto",
+                ro(with_gtid(replica_of("x", 4, "p"), "0-1-14")),
+                RepairPolicy::Auto,
+                None,
+                Err(Hold::Nothing),
             ),
             (
                 "source cannot send (purged), auto",

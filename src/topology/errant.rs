@@ -566,6 +566,27 @@ mod tests {
 /// else by executed set; `None` when `primary` holds everything it does,
 /// or when either side's GTIDs are unknown.
 pub fn extra_transactions(instance: &Snapshot, primary: &Snapshot) -> Option<GtidSet> {
+    extra(instance, primary, false)
+}
+
+/// [`extra_transactions`] of a member that replicates from `primary`
+/// while `primary` is writable: the transactions `primary` wrote itself
+/// (its `server_id` on MariaDB, its server UUID on MySQL) are not counted.
+/// The two snapshots are not taken at the same instant, so under writes a
+/// replica probed after its primary already holds the primary's newest
+/// transactions, which the primary's snapshot does not show yet. Anything
+/// else (a read-only primary, say one restarted without the tail a replica
+/// received) is judged by [`extra_transactions`].
+pub fn extra_transactions_of_replica(instance: &Snapshot, primary: &Snapshot) -> Option<GtidSet> {
+    let live_source = !primary.is_read_only()
+        && instance
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.source == primary.key);
+    extra(instance, primary, live_source)
+}
+
+fn extra(instance: &Snapshot, primary: &Snapshot, skip_own: bool) -> Option<GtidSet> {
     let mine = instance
         .gtid
         .binlog_state
@@ -586,9 +607,20 @@ pub fn extra_transactions(instance: &Snapshot, primary: &Snapshot) -> Option<Gti
         let extra: Vec<_> = m
             .gtids()
             .into_iter()
+            .filter(|g| !skip_own || g.server_id != primary.server_id)
             .filter(|g| t.get(g.domain, g.server_id).is_none_or(|seq| seq < g.seq))
             .collect();
         return (!extra.is_empty()).then(|| GtidSet::MariaDb(MariaDbGtidPos::from_gtids(extra)));
+    }
+    if let (Some(m), Some(t)) = (mine.as_mysql(), theirs.as_mysql()) {
+        let own: Vec<&str> = primary
+            .server_uuid
+            .as_deref()
+            .filter(|_| skip_own)
+            .into_iter()
+            .collect();
+        let extra = m.subtract(t).without_sources(&own);
+        return (!extra.is_empty()).then_some(GtidSet::MySql(extra));
     }
     if theirs.contains(mine) == Some(true) {
         return None;
@@ -603,7 +635,8 @@ pub fn extra_transactions(instance: &Snapshot, primary: &Snapshot) -> Option<Gti
 #[cfg(test)]
 mod extra_tests {
     use super::*;
-    use crate::topology::testing::{mariadb, replica_of, with_gtid};
+    use crate::topology::instance::Flavor;
+    use crate::topology::testing::{mariadb, mysql, replica_of, with_gtid};
 
     #[test]
     fn extra_transactions_of_a_former_primary() {
@@ -616,6 +649,50 @@ mod extra_tests {
         assert_eq!(
             extra_transactions(&diverged, &p).map(|g| g.to_string()),
             Some("0-1-11".into())
+        );
+    }
+
+    #[test]
+    fn the_primarys_own_newest_writes_are_not_extra() {
+        // Probed after the primary, a replica already holds writes the
+        // primary's snapshot does not show yet.
+        let p = with_gtid(mariadb("p", 10), "0-10-100");
+        let ahead = with_gtid(replica_of("r", 12, "p"), "0-10-104");
+        let own = with_gtid(replica_of("w", 12, "p"), "0-10-104,0-12-1");
+        let elsewhere = with_gtid(replica_of("x", 12, "q"), "0-10-104");
+        assert_eq!(extra_transactions_of_replica(&ahead, &p), None);
+        assert_eq!(
+            extra_transactions_of_replica(&own, &p).map(|g| g.to_string()),
+            Some("0-12-1".into())
+        );
+        // Not its replica, or a read-only primary: every transaction counts
+        // (a primary restarted without the tail its replica received).
+        assert_eq!(
+            extra_transactions_of_replica(&elsewhere, &p).map(|g| g.to_string()),
+            Some("0-10-104".into())
+        );
+        let mut fenced = p.clone();
+        fenced.read_only = true;
+        assert_eq!(
+            extra_transactions_of_replica(&ahead, &fenced).map(|g| g.to_string()),
+            Some("0-10-104".into())
+        );
+        assert_eq!(
+            extra_transactions(&ahead, &p).map(|g| g.to_string()),
+            Some("0-10-104".into())
+        );
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let w = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let mut mp = mysql("mp", 1, u);
+        mp.gtid.executed = GtidSet::parse(Flavor::MySql, &format!("{u}:1-100")).ok();
+        let mut mr = mysql("mr", 2, w);
+        mr.replica = replica_of("mr", 2, "mp").replica;
+        mr.gtid.executed = GtidSet::parse(Flavor::MySql, &format!("{u}:1-104")).ok();
+        assert_eq!(extra_transactions_of_replica(&mr, &mp), None);
+        mr.gtid.executed = GtidSet::parse(Flavor::MySql, &format!("{u}:1-104,{w}:1-2")).ok();
+        assert_eq!(
+            extra_transactions_of_replica(&mr, &mp).map(|g| g.to_string()),
+            Some(format!("{w}:1-2"))
         );
     }
 }
