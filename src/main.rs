@@ -3,6 +3,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use orca::cli::plugin::{self, Invocation};
 
+/// See `mimalloc` in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `kubectl-orca` (and `orca kubectl ...`) is the kubectl plugin;
     // `kubectl_complete-orca` its completer.

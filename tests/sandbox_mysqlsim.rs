@@ -486,3 +486,62 @@ async fn two_thousand_instances_in_one_process_each_answer_a_probe() {
             .all(|r| r.replicas.len() == 3 && r.role == Role::Primary)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_statements_in_one_query_are_answered_in_turn_until_one_fails() {
+    let mut b = SimBuilder::new(ports());
+    let c = b.add_cluster(Flavor::MariaDb, 1, 1, 10, false);
+    let sim = b.start().await.unwrap();
+    let key = sim.key(c.primary).unwrap();
+    let mut conn = orca::mysql::connect(&key, &creds(), timeouts())
+        .await
+        .unwrap();
+    let stmts = vec![
+        "SELECT @@server_id".to_string(),
+        "SHOW SLAVE STATUS".to_string(),
+        orca::mysql::heartbeat::age_query(),
+        "SELECT @@version".to_string(),
+    ];
+    let (sets, failed) =
+        orca::mysql::conn::query_batch(&mut conn, &key, Duration::from_secs(2), "batch", &stmts)
+            .await
+            .unwrap();
+    // The server id, no replica status, then the heartbeat is missing
+    // (1146) and the last statement is not run.
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    assert_eq!(sets[0][0]["@@server_id"].as_deref(), Some("1"));
+    assert!(sets[1].is_empty());
+    assert_eq!(failed.and_then(|e| e.server_code()), Some(1146));
+    // The connection is still good for the next query.
+    let (sets, failed) = orca::mysql::conn::query_batch(
+        &mut conn,
+        &key,
+        Duration::from_secs(2),
+        "batch",
+        &stmts[..2],
+    )
+    .await
+    .unwrap();
+    assert_eq!((sets.len(), failed.is_none()), (2, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_probe_connection_to_a_hung_instance_times_out_and_is_dropped() {
+    let mut b = SimBuilder::new(ports());
+    let c = b.add_cluster(Flavor::MySql, 1, 1, 10, true);
+    let sim = b.start().await.unwrap();
+    let key = sim.key(c.primary).unwrap();
+    let (r, kept) = orca::mysql::probe::probe_kept(&key, &creds(), timeouts(), None).await;
+    assert_eq!(r.unwrap().server_id, 1);
+    assert!(kept.is_some());
+    let (r, kept) = orca::mysql::probe::probe_kept(&key, &creds(), timeouts(), kept).await;
+    assert!(r.is_ok());
+    sim.set_health(c.primary, Health::Hang).await.unwrap();
+    let (r, kept) = orca::mysql::probe::probe_kept(&key, &creds(), timeouts(), kept).await;
+    assert!(matches!(r, Err(MysqlError::Timeout { .. })), "{r:?}");
+    assert!(kept.is_none());
+    sim.set_health(c.primary, Health::Serving).await.unwrap();
+    let (r, kept) = orca::mysql::probe::probe_kept(&key, &creds(), timeouts(), kept).await;
+    assert_eq!(r.unwrap().server_id, 1);
+    assert!(kept.is_some());
+}

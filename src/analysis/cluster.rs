@@ -96,10 +96,12 @@ pub struct AnalysisContext {
     /// nothing — no event, no heartbeat — in milliseconds (the engine
     /// measures it across probes).
     pub stalled_ms: BTreeMap<InstanceKey, u64>,
-    /// A replica whose stream has been stalled this long counts as not
-    /// reaching its source even while its IO thread still says connected:
-    /// a hung source keeps the TCP connection open but sends nothing, not
-    /// even the heartbeat it owes every period.
+    /// A replica whose stream has been stalled this long, and for at least
+    /// [`STALL_PERIODS`] of its heartbeat periods, counts as not reaching
+    /// its source even while its IO thread still says connected: a hung
+    /// source keeps the TCP connection open but sends nothing, not even
+    /// the heartbeat it owes every period. A replica whose heartbeats are
+    /// off never counts as stalled: an idle healthy source sends nothing.
     pub stall_threshold_ms: u64,
     /// The instance orca knows as the primary (the one it promoted last,
     /// or the only writable one it saw): when two writable instances stand
@@ -115,6 +117,13 @@ pub struct AnalysisContext {
     pub last_seen: BTreeMap<InstanceKey, LastSeenPrimary>,
 }
 
+/// Heartbeat periods a replica's stream must stay silent for before it
+/// counts as stalled. The silence is measured from the first probe that
+/// saw the stream's last heartbeat, so it is never more than the real
+/// one; a healthy source sends one every period, so two in a row missed
+/// (on top of the probe's own timeout on the source) is no hiccup.
+pub const STALL_PERIODS: u64 = 2;
+
 impl Default for AnalysisContext {
     fn default() -> Self {
         AnalysisContext {
@@ -122,7 +131,7 @@ impl Default for AnalysisContext {
             downtimed: BTreeSet::new(),
             signals: BTreeMap::new(),
             stalled_ms: BTreeMap::new(),
-            stall_threshold_ms: 1_500,
+            stall_threshold_ms: 1_000,
             primary: None,
             last_seen: BTreeMap::new(),
         }
@@ -130,11 +139,16 @@ impl Default for AnalysisContext {
 }
 
 impl AnalysisContext {
-    /// Whether `key`'s replication stream has stalled past the threshold.
-    pub fn is_stalled(&self, key: &InstanceKey) -> bool {
-        self.stalled_ms
-            .get(key)
-            .is_some_and(|ms| *ms >= self.stall_threshold_ms)
+    /// Whether `key`'s replication stream has stalled past the threshold,
+    /// given the heartbeat period its source owes it (`None`: not known,
+    /// the threshold alone decides).
+    pub fn is_stalled(&self, key: &InstanceKey, heartbeat_period_ms: Option<u64>) -> bool {
+        let limit = match heartbeat_period_ms {
+            Some(0) => return false,
+            Some(p) => self.stall_threshold_ms.max(p.saturating_mul(STALL_PERIODS)),
+            None => self.stall_threshold_ms,
+        };
+        self.stalled_ms.get(key).is_some_and(|ms| *ms >= limit)
     }
 
     pub fn is_downtimed(&self, key: &InstanceKey) -> bool {

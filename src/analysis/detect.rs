@@ -90,7 +90,11 @@ impl Vote {
                 continue;
             };
             match snap.replica.as_ref() {
-                Some(st) if st.source_unreachable() || ctx.is_stalled(&k) => v.agree.push(k),
+                Some(st)
+                    if st.source_unreachable() || ctx.is_stalled(&k, st.heartbeat_period_ms) =>
+                {
+                    v.agree.push(k)
+                }
                 Some(st) if st.io_running == IoThreadState::Yes => {
                     v.connected.push((k, excess_lag(r, snap)));
                 }
@@ -691,7 +695,7 @@ fn structure_checks(topo: &Topology, root: &Node, members: &[&Node], out: &mut V
     let direct: Vec<&Snapshot> = root
         .replicas
         .iter()
-        .filter_map(|k| topo.get(k)?.snapshot.as_ref())
+        .filter_map(|k| topo.get(k)?.snapshot.as_deref())
         .collect();
     if !direct.is_empty() && !direct.iter().any(|s| s.log_bin && s.log_replica_updates) {
         let mut keys: Vec<InstanceKey> = direct.iter().map(|s| s.key.clone()).collect();
@@ -1768,5 +1772,86 @@ mod tests {
                 "description": "d",
             })
         );
+    }
+
+    /// A hung primary keeps its replicas' connections open: their streams'
+    /// silence, against the heartbeat period each replica was promised,
+    /// is the evidence. (silence of r1, of r2, their period) → finding.
+    #[test]
+    fn stalled_streams_count_against_their_heartbeat_period() {
+        let table: &[(&str, u64, u64, Option<u64>, Code)] = &[
+            (
+                "both past two periods",
+                1_000,
+                1_200,
+                Some(500),
+                Code::DeadPrimary,
+            ),
+            (
+                "one short of two periods",
+                1_000,
+                999,
+                Some(500),
+                Code::UnreachablePrimary,
+            ),
+            (
+                "unknown period: the threshold",
+                1_000,
+                1_000,
+                None,
+                Code::DeadPrimary,
+            ),
+            (
+                "unknown period, under it",
+                999,
+                1_000,
+                None,
+                Code::UnreachablePrimary,
+            ),
+            (
+                "a long period: 5 s is no stall",
+                5_000,
+                5_000,
+                Some(30_000),
+                Code::UnreachablePrimary,
+            ),
+            (
+                "a long period, two of them",
+                60_000,
+                60_000,
+                Some(30_000),
+                Code::DeadPrimary,
+            ),
+            (
+                "a short period: the threshold still",
+                900,
+                900,
+                Some(100),
+                Code::UnreachablePrimary,
+            ),
+            (
+                "heartbeats off: silence is no evidence",
+                600_000,
+                600_000,
+                Some(0),
+                Code::UnreachablePrimary,
+            ),
+        ];
+        for (name, r1, r2, period, want) in table {
+            let mut snaps = vec![replica_of("r1", 2, "p"), replica_of("r2", 3, "p")];
+            for s in &mut snaps {
+                if let Some(r) = s.replica.as_mut() {
+                    r.received_heartbeats = Some(7);
+                    r.heartbeat_period_ms = *period;
+                }
+            }
+            let ctx = AnalysisContext {
+                stalled_ms: BTreeMap::from([(key("r1"), *r1), (key("r2"), *r2)]),
+                ..AnalysisContext::default()
+            };
+            let got = run(snaps, vec![down("p", None)], &ctx);
+            let codes: Vec<Code> = got.iter().map(|f| f.code).collect();
+            assert_eq!(codes, vec![*want], "{name}");
+        }
     }
 }

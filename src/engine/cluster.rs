@@ -35,6 +35,11 @@ pub struct EngineConfig {
     /// interval.
     pub recheck_interval: Duration,
     pub probe_timeouts: Timeouts,
+    /// The bound on the probe of an instance whose last probe failed: it
+    /// had the whole connect timeout once; a recheck of a server that
+    /// hangs ends sooner, so the round sees its replicas' streams again
+    /// every recheck interval rather than every timeout.
+    pub recheck_timeout: Duration,
     /// Recover failures automatically.
     pub auto_recover: bool,
     /// No second automatic recovery within this period unless the first
@@ -52,6 +57,7 @@ impl EngineConfig {
             cluster: cluster.into(),
             probe_interval: Duration::from_secs(1),
             recheck_interval: Duration::from_millis(100),
+            recheck_timeout: Duration::from_millis(100),
             probe_timeouts: Timeouts {
                 connect: Duration::from_millis(500),
                 query: Duration::from_millis(2000),
@@ -82,6 +88,22 @@ pub struct RoundReport {
     /// The records of the fences that succeeded this round (one per
     /// instance in `fenced` that had to be fenced anew), for the store.
     pub fence_records: Vec<OperationRecord>,
+}
+
+/// The connection a heartbeat is written over.
+enum HeartbeatConn {
+    /// The probe's, given back to it after a heartbeat written.
+    Kept(crate::mysql::probe::KeptConn),
+    Own(mysql_async::Conn),
+}
+
+impl HeartbeatConn {
+    fn conn(&mut self) -> &mut mysql_async::Conn {
+        match self {
+            HeartbeatConn::Kept(k) => &mut k.conn,
+            HeartbeatConn::Own(c) => c,
+        }
+    }
 }
 
 /// The last automatic recovery, for anti-flapping.
@@ -202,6 +224,7 @@ impl ClusterEngine {
     }
 
     async fn probe_except(&mut self, skip: &BTreeSet<InstanceKey>) -> Round {
+        self.inventory.failing_timeout = Some(self.config.recheck_timeout);
         let round = self
             .inventory
             .probe_round_except(
@@ -212,6 +235,11 @@ impl ClusterEngine {
             .await;
         self.topology = round.topology.clone();
         self.context.stalled_ms = round.stalled_ms.clone();
+        for (k, ms) in &round.stalled_ms {
+            if *ms >= 500 {
+                tracing::debug!(cluster = %self.config.cluster, instance = %k, silent_ms = ms, "the replication stream brought nothing");
+            }
+        }
         round
     }
 
@@ -220,36 +248,58 @@ impl ClusterEngine {
     /// the probe saw it writable, and orca's account is not stopped by
     /// read_only), nor on one still to fence. A row written there would be
     /// a transaction the new primary lacks.
-    async fn write_heartbeats(&self, fenced: &[InstanceKey]) {
+    async fn write_heartbeats(&mut self, fenced: &[InstanceKey]) {
         let limit = self.config.probe_timeouts.query;
-        for n in self.topology.nodes.values() {
-            let writable = n.snapshot.as_ref().is_some_and(|s| !s.is_read_only());
-            let former = fenced.contains(&n.key) || self.pending_fence.contains(&n.key);
-            if n.role != Role::Primary || !writable || former {
-                continue;
-            }
-            let Ok(mut conn) = connect(
-                &n.key,
-                &self.executor.config.admin,
-                self.config.probe_timeouts,
-            )
-            .await
-            else {
-                continue;
+        let primaries: Vec<InstanceKey> = self
+            .topology
+            .nodes
+            .values()
+            .filter(|n| {
+                let writable = n.snapshot.as_ref().is_some_and(|s| !s.is_read_only());
+                let former = fenced.contains(&n.key) || self.pending_fence.contains(&n.key);
+                n.role == Role::Primary && writable && !former
+            })
+            .map(|n| n.key.clone())
+            .collect();
+        for key in primaries {
+            // Over the probe's connection (the same account) when it is
+            // open; else over one of its own.
+            let kept = self.inventory.take_conn(&key);
+            let mut conn = match kept {
+                Some(k) => HeartbeatConn::Kept(k),
+                None => match connect(
+                    &key,
+                    &self.executor.config.admin,
+                    self.config.probe_timeouts,
+                )
+                .await
+                {
+                    Ok(c) => HeartbeatConn::Own(c),
+                    Err(_) => continue,
+                },
             };
-            let r = match heartbeat::write(&mut conn, &n.key, limit).await {
+            let c = conn.conn();
+            let r = match heartbeat::write(c, &key, limit).await {
                 Err(e) if matches!(e.server_code(), Some(1049 | 1146)) => {
-                    match heartbeat::ensure_table(&mut conn, &n.key, limit).await {
-                        Ok(()) => heartbeat::write(&mut conn, &n.key, limit).await,
+                    match heartbeat::ensure_table(c, &key, limit).await {
+                        Ok(()) => heartbeat::write(c, &key, limit).await,
                         Err(e) => Err(e),
                     }
                 }
                 r => r,
             };
-            if let Err(e) = r {
-                tracing::debug!(cluster = %self.config.cluster, instance = %n.key, error = %e, "heartbeat not written");
+            if let Err(e) = &r {
+                tracing::debug!(cluster = %self.config.cluster, instance = %key, error = %e, "heartbeat not written");
             }
-            let _ = tokio::time::timeout(limit, conn.disconnect()).await;
+            match conn {
+                HeartbeatConn::Kept(k) if r.is_ok() => self.inventory.keep_conn(&key, k),
+                HeartbeatConn::Kept(k) => {
+                    crate::mysql::probe::close(k.conn, self.config.probe_timeouts).await
+                }
+                HeartbeatConn::Own(c) => {
+                    crate::mysql::probe::close(c, self.config.probe_timeouts).await
+                }
+            }
         }
     }
 
@@ -589,7 +639,7 @@ impl ClusterEngine {
             .inventory
             .known
             .values()
-            .filter_map(|k| k.last_snapshot.as_ref());
+            .filter_map(|k| k.last_snapshot.as_deref());
         Some(LastSeenPrimary::remembered(primary, others))
     }
 

@@ -2,22 +2,25 @@
 //! their answers name (sources, registered replicas) until nothing new
 //! turns up. Instances that stop answering stay known, with their last
 //! snapshot, so a dead primary is still in the picture with its replicas.
+//! Each instance's probe connection is kept open from one round to the
+//! next (one per instance at most, dropped on any error and when the
+//! instance is forgotten), so a steady round costs no connection set-up.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
 use crate::mysql::Credentials;
 use crate::mysql::conn::Timeouts;
-use crate::mysql::probe::probe;
+use crate::mysql::probe::{KeptConn, probe_kept};
 use crate::topology::graph::{Topology, Unreached};
 use crate::topology::{InstanceKey, Snapshot};
 
 /// What orca remembers of one instance across rounds.
 #[derive(Debug, Clone)]
 pub struct Known {
-    pub last_snapshot: Option<Snapshot>,
+    pub last_snapshot: Option<Box<Snapshot>>,
     pub last_seen: Option<Instant>,
     /// Failures in a row.
     pub failures: u32,
@@ -27,12 +30,39 @@ pub struct Known {
     progress: Option<(Option<u64>, Option<String>, Instant)>,
     /// How long the last probe took, answered or not (milliseconds).
     pub probe_ms: Option<u64>,
+    /// The same in microseconds.
+    pub probe_us: Option<u64>,
 }
 
 /// The instances of one cluster, as far as orca knows them.
 #[derive(Debug, Default)]
 pub struct Inventory {
     pub known: BTreeMap<InstanceKey, Known>,
+    /// The open connection each instance's last successful probe left.
+    conns: BTreeMap<InstanceKey, KeptConn>,
+    /// The bound on the probe of an instance whose last probe failed
+    /// (`None`: the round's timeouts). Its first failure had the whole
+    /// timeout; looking again at a server that hangs need not make the
+    /// round wait as long, and the round is what brings its replicas'
+    /// streams into view. Every [`FULL_PROBE_EVERY`]th probe in a row of
+    /// failures has the whole timeout again, so a server slower to answer
+    /// than the bound is not kept out for good.
+    pub failing_timeout: Option<Duration>,
+}
+
+/// See [`Inventory::failing_timeout`].
+pub const FULL_PROBE_EVERY: u32 = 4;
+
+/// The timeouts of one probe of an instance that failed `failures` times
+/// in a row.
+pub fn probe_timeouts(timeouts: Timeouts, failing: Option<Duration>, failures: u32) -> Timeouts {
+    match failing {
+        Some(bound) if failures > 0 && !failures.is_multiple_of(FULL_PROBE_EVERY) => Timeouts {
+            connect: timeouts.connect.min(bound),
+            query: timeouts.query.min(bound),
+        },
+        _ => timeouts,
+    }
 }
 
 impl Inventory {
@@ -57,14 +87,36 @@ impl Inventory {
                 last_error: None,
                 progress: None,
                 probe_ms: None,
+                probe_us: None,
             },
         );
         true
     }
 
-    /// Forgets an instance (removed from the cluster).
+    /// Forgets an instance (removed from the cluster), and closes its
+    /// probe connection.
     pub fn remove(&mut self, key: &InstanceKey) {
         self.known.remove(key);
+        self.conns.remove(key);
+    }
+
+    /// Takes the probe connection kept for `key`, to use it for something
+    /// else of the same account (the heartbeat); give it back with
+    /// [`Inventory::keep_conn`] when it is still good.
+    pub fn take_conn(&mut self, key: &InstanceKey) -> Option<KeptConn> {
+        self.conns.remove(key)
+    }
+
+    /// Keeps `conn` as `key`'s probe connection (an instance still known).
+    pub fn keep_conn(&mut self, key: &InstanceKey, conn: KeptConn) {
+        if self.known.contains_key(key) {
+            self.conns.insert(key.clone(), conn);
+        }
+    }
+
+    /// How many probe connections are open.
+    pub fn open_conns(&self) -> usize {
+        self.conns.len()
     }
 
     /// Probes every known instance and crawls to new ones. Returns the
@@ -113,15 +165,32 @@ impl Inventory {
                 .into_iter()
                 .filter(|k| !skip.contains(k) && done.insert(k.clone()))
                 .collect();
-            let results = join_all(wave.iter().map(|k| async move {
+            let kept: Vec<(Option<KeptConn>, Timeouts)> = wave
+                .iter()
+                .map(|k| {
+                    let failures = self.known.get(k).map_or(0, |k| k.failures);
+                    let t = probe_timeouts(timeouts, self.failing_timeout, failures);
+                    (self.conns.remove(k), t)
+                })
+                .collect();
+            let results = join_all(wave.iter().zip(kept).map(|(k, (conn, t))| async move {
                 let started = Instant::now();
-                let r = probe(k, creds, timeouts).await;
-                (r, started.elapsed().as_millis() as u64)
+                let (r, conn) = probe_kept(k, creds, t, conn).await;
+                let answered = Instant::now();
+                let took = answered.duration_since(started).as_micros() as u64;
+                (r, conn, took, answered)
             }))
             .await;
-            for (key, (result, took)) in wave.into_iter().zip(results) {
+            // `answered`: when this instance's answer came, not when the
+            // slowest of the wave's did (a hung one takes its timeout):
+            // the stream's silence counts from what each probe saw.
+            for (key, (result, conn, took, answered)) in wave.into_iter().zip(results) {
                 if let Some(k) = self.known.get_mut(&key) {
-                    k.probe_ms = Some(took);
+                    k.probe_ms = Some(took / 1000);
+                    k.probe_us = Some(took);
+                }
+                if let Some(c) = conn {
+                    self.keep_conn(&key, c);
                 }
                 match result {
                     Ok(snap) => {
@@ -148,20 +217,20 @@ impl Inventory {
                                     {
                                         *at
                                     }
-                                    _ => Instant::now(),
+                                    _ => answered,
                                 };
                                 // Only a stream that should be flowing can stall.
                                 if r.io_running == crate::topology::instance::IoThreadState::Yes
                                     && r.received_heartbeats.is_some()
                                 {
-                                    stalled_ms
-                                        .insert(key.clone(), since.elapsed().as_millis() as u64);
+                                    let silent = answered.saturating_duration_since(since);
+                                    stalled_ms.insert(key.clone(), silent.as_millis() as u64);
                                 }
                                 k.progress = Some((now_mark.0, now_mark.1, since));
                             } else {
                                 k.progress = None;
                             }
-                            k.last_snapshot = Some(snap.clone());
+                            k.last_snapshot = Some(Box::new(snap.clone()));
                             k.last_seen = Some(Instant::now());
                             k.failures = 0;
                             k.last_error = None;
@@ -207,4 +276,37 @@ pub struct Round {
     /// Replicas whose stream brought nothing since their last probe that
     /// saw it move, with how long, in milliseconds.
     pub stalled_ms: BTreeMap<InstanceKey, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (failures in a row, bound) → the probe's connect and query bounds.
+    #[test]
+    fn a_failing_instance_is_looked_at_again_under_a_shorter_bound() {
+        let full = Timeouts {
+            connect: Duration::from_millis(500),
+            query: Duration::from_millis(2000),
+        };
+        let ms = Duration::from_millis;
+        let table: &[(u32, Option<u64>, (u64, u64))] = &[
+            (0, Some(200), (500, 2000)),
+            (1, Some(200), (200, 200)),
+            (2, Some(200), (200, 200)),
+            (3, Some(200), (200, 200)),
+            (FULL_PROBE_EVERY, Some(200), (500, 2000)),
+            (FULL_PROBE_EVERY + 1, Some(200), (200, 200)),
+            (1, Some(1000), (500, 1000)),
+            (1, None, (500, 2000)),
+        ];
+        for (failures, bound, (connect, query)) in table {
+            let t = probe_timeouts(full, bound.map(ms), *failures);
+            assert_eq!(
+                (t.connect, t.query),
+                (ms(*connect), ms(*query)),
+                "{failures} failures, bound {bound:?}"
+            );
+        }
+    }
 }

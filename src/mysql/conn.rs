@@ -125,6 +125,54 @@ pub async fn query_rows(
     Ok(rows.into_iter().map(text_row).collect())
 }
 
+/// Several text-protocol statements sent as one query (one round trip;
+/// the driver asks for `CLIENT_MULTI_STATEMENTS`): the rows of each, in
+/// order, up to the first statement that failed, whose error is returned
+/// beside them (the server runs none after it). The whole is bounded by
+/// `limit`; `Err` only for a timeout or a connection that failed.
+pub async fn query_batch(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    limit: Duration,
+    what: &'static str,
+    stmts: &[String],
+) -> Result<(Vec<Vec<super::parse::TextRow>>, Option<MysqlError>), MysqlError> {
+    let sql = stmts.join("; ");
+    let run = async {
+        let mut sets = Vec::with_capacity(stmts.len());
+        let mut result = match conn.query_iter(sql).await {
+            Ok(r) => r,
+            Err(mysql_async::Error::Server(e)) => {
+                return Ok((sets, Some(mysql_async::Error::Server(e))));
+            }
+            Err(e) => return Err(e),
+        };
+        while sets.len() < stmts.len() {
+            // The error of a later statement waits in the driver as the
+            // next result: `is_empty` does not see it, a collect does.
+            let ended = !sets.is_empty() && result.is_empty();
+            match result.collect::<Row>().await {
+                Ok(_) if ended => break,
+                Ok(rows) => sets.push(rows.into_iter().map(text_row).collect()),
+                Err(mysql_async::Error::Server(e)) => {
+                    return Ok((sets, Some(mysql_async::Error::Server(e))));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((sets, None))
+    };
+    let (sets, failed) = bounded(key, limit, what, run).await?;
+    Ok((
+        sets,
+        failed.map(|source| MysqlError::Server {
+            key: key.clone(),
+            what,
+            source,
+        }),
+    ))
+}
+
 /// Runs a statement that returns no rows, bounded in time.
 pub async fn exec(
     conn: &mut Conn,

@@ -87,6 +87,7 @@ pub const PROBE_STATUS: &[&str] = &[
     "Rpl_semi_sync_master_clients",
     "Rpl_semi_sync_source_clients",
     "Slave_received_heartbeats",
+    "Slave_heartbeat_period",
     // MariaDB: the binlog position of the last commit, read where SHOW
     // MASTER STATUS would wait (see `parse::mariadb_binlog_status`).
     "Binlog_snapshot_file",

@@ -58,6 +58,27 @@ pub async fn write(conn: &mut Conn, key: &InstanceKey, limit: Duration) -> Resul
     .await
 }
 
+/// The statement [`read_age_ms`] runs.
+pub fn age_query() -> String {
+    format!(
+        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS age_us FROM {SCHEMA}.heartbeat WHERE id = 1"
+    )
+}
+
+/// The age in milliseconds from the rows of [`age_query`].
+pub fn age_from_rows(rows: &[super::parse::TextRow]) -> Option<u64> {
+    rows.first()
+        .and_then(|r| r.get("age_us").cloned().flatten())
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|us| (us.max(0) / 1000) as u64)
+}
+
+/// Whether `e` says only that orca never wrote a heartbeat here (its
+/// schema or table missing).
+pub fn is_missing(e: &MysqlError) -> bool {
+    matches!(e.server_code(), Some(ER_BAD_DB | ER_NO_SUCH_TABLE))
+}
+
 /// The age of the newest heartbeat this instance holds, in milliseconds by
 /// its own clock; `None` when orca has never written one here.
 pub async fn read_age_ms(
@@ -65,16 +86,9 @@ pub async fn read_age_ms(
     key: &InstanceKey,
     limit: Duration,
 ) -> Result<Option<u64>, MysqlError> {
-    let sql = format!(
-        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS age_us FROM {SCHEMA}.heartbeat WHERE id = 1"
-    );
-    match query_rows(conn, key, limit, "reading the heartbeat", &sql).await {
-        Ok(rows) => Ok(rows
-            .first()
-            .and_then(|r| r.get("age_us").cloned().flatten())
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|us| (us.max(0) / 1000) as u64)),
-        Err(e) if matches!(e.server_code(), Some(ER_BAD_DB | ER_NO_SUCH_TABLE)) => Ok(None),
+    match query_rows(conn, key, limit, "reading the heartbeat", &age_query()).await {
+        Ok(rows) => Ok(age_from_rows(&rows)),
+        Err(e) if is_missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

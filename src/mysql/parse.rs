@@ -125,6 +125,7 @@ pub fn replica_status(rows: &[TextRow]) -> Result<Option<ReplicaStatus>, ParseEr
         connect_retry: number(column(row, "Connect_Retry")),
         sql_state: non_empty(column(row, "Slave_SQL_Running_State")).map(String::from),
         received_heartbeats: None,
+        heartbeat_period_ms: None,
     }))
 }
 
@@ -291,6 +292,9 @@ pub fn snapshot(key: &InstanceKey, answers: &ProbeAnswers) -> Result<Snapshot, P
         semi_sync,
         replica: replica_status(&answers.replica_status)?.map(|mut r| {
             r.received_heartbeats = number(s("Slave_received_heartbeats"));
+            r.heartbeat_period_ms = number::<f64>(s("Slave_heartbeat_period"))
+                .filter(|p| p.is_finite() && *p >= 0.0)
+                .map(|p| (p * 1000.0).round() as u64);
             r
         }),
         registered_replicas: replica_hosts(&answers.replica_hosts),

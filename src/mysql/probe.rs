@@ -1,14 +1,25 @@
-//! The discovery queries: one probe reads everything a [`Snapshot`] holds,
-//! in a handful of bounded round trips.
+//! The discovery queries: one probe reads everything a [`Snapshot`] holds.
+//! Its statements go as one query where the server's dialect is known
+//! (one round trip over a connection kept from the last probe), else as
+//! two: the variables, which tell the dialect, then the rest together.
 
 use mysql_async::Conn;
 
-use super::conn::{Timeouts, connect, query_rows};
+use super::conn::{Timeouts, connect, query_batch, query_rows};
 use super::dialect::{self, Dialect};
 use super::heartbeat;
-use super::parse::{self, ProbeAnswers};
+use super::parse::{self, ProbeAnswers, TextRow};
 use super::{Credentials, MysqlError};
-use crate::topology::{InstanceKey, Snapshot};
+use crate::topology::{Flavor, InstanceKey, Snapshot};
+
+/// A probe connection kept open for the next probe of the same instance,
+/// with the dialect its server spoke (a server cannot change version
+/// without closing its connections).
+#[derive(Debug)]
+pub struct KeptConn {
+    pub conn: Conn,
+    dialect: Dialect,
+}
 
 /// Connects to `key` and probes it.
 pub async fn probe(
@@ -20,8 +31,134 @@ pub async fn probe(
     let result = probe_conn(&mut conn, key, timeouts).await;
     // A probe must not leave a connection behind; a failed disconnect of a
     // healthy probe is harmless, the server closes it on its side.
-    let _ = tokio::time::timeout(timeouts.query, conn.disconnect()).await;
+    close(conn, timeouts).await;
     result
+}
+
+/// Probes `key` over `kept`, the connection its last probe left open, if
+/// there is one, else over a new connection. Returns the connection to keep
+/// for the next probe: only one whose probe succeeded, so nothing is left
+/// half read on it.
+///
+/// On a kept connection the probe (one round trip) is bounded by the
+/// connect timeout, as a new connection's greeting would be, so a hung
+/// server is found as fast either way. A kept connection that fails
+/// without a timeout (the server restarted, a fence killed it, its idle
+/// timeout closed it: some servers say so with an error packet first) is
+/// replaced by a new one within the same probe; one that timed out is not:
+/// the server did not answer, and that is this probe's answer.
+pub async fn probe_kept(
+    key: &InstanceKey,
+    creds: &Credentials,
+    timeouts: Timeouts,
+    kept: Option<KeptConn>,
+) -> (Result<Snapshot, MysqlError>, Option<KeptConn>) {
+    if let Some(KeptConn { mut conn, dialect }) = kept {
+        let limit = timeouts.connect.min(timeouts.query);
+        match probe_bounded(&mut conn, key, limit, limit, Some(&dialect)).await {
+            Ok((snap, dialect)) => return (Ok(snap), Some(KeptConn { conn, dialect })),
+            Err(e) => {
+                close(conn, timeouts).await;
+                if matches!(e, MysqlError::Timeout { .. }) {
+                    return (Err(e), None);
+                }
+            }
+        }
+    }
+    let mut conn = match connect(key, creds, timeouts).await {
+        Ok(c) => c,
+        Err(e) => return (Err(e), None),
+    };
+    match probe_bounded(&mut conn, key, timeouts.query, timeouts.query, None).await {
+        Ok((snap, dialect)) => (Ok(snap), Some(KeptConn { conn, dialect })),
+        Err(e) => {
+            close(conn, timeouts).await;
+            (Err(e), None)
+        }
+    }
+}
+
+/// Closes a connection, bounded in time: a server that does not answer
+/// cannot hold the prober (the socket is closed either way).
+pub async fn close(conn: Conn, timeouts: Timeouts) {
+    let _ = tokio::time::timeout(timeouts.query, conn.disconnect()).await;
+}
+
+/// The statements after the variables, for `d`: status, replica status,
+/// (MySQL) binlog status, replica hosts, and last the heartbeat's age,
+/// the one that may fail on a server orca never wrote a heartbeat to.
+fn rest_statements(d: &Dialect) -> Vec<String> {
+    let mut v = vec![dialect::status_query(), d.replica_status().to_string()];
+    if d.flavor == Flavor::MySql {
+        v.push(d.binlog_status().to_string());
+    }
+    v.push(d.replica_hosts().to_string());
+    v.push(heartbeat::age_query());
+    v
+}
+
+/// The answers to [`rest_statements`] (in their order), with the variables.
+fn assemble(
+    d: &Dialect,
+    key: &InstanceKey,
+    variables: Vec<TextRow>,
+    sets: Vec<Vec<TextRow>>,
+    failed: Option<MysqlError>,
+) -> Result<ProbeAnswers, MysqlError> {
+    let want = rest_statements(d).len();
+    // Everything but the heartbeat answered, and it is only missing.
+    let heartbeat_missing =
+        sets.len() + 1 == want && failed.as_ref().is_some_and(heartbeat::is_missing);
+    if let Some(e) = failed
+        && !heartbeat_missing
+    {
+        return Err(e);
+    }
+    if sets.len() + usize::from(heartbeat_missing) != want {
+        return Err(MysqlError::Answer {
+            key: key.clone(),
+            what: "the probe's statements",
+            detail: format!("{} answers to {want} statements", sets.len()),
+        });
+    }
+    let mut sets = sets.into_iter();
+    let mut next = || sets.next().unwrap_or_default();
+    let status = next();
+    let replica_status = next();
+    let binlog_status = if d.flavor == Flavor::MariaDb {
+        parse::mariadb_binlog_status(&status, parse::log_bin_on(&variables))
+    } else {
+        next()
+    };
+    let replica_hosts = next();
+    let heartbeat_age_ms = if heartbeat_missing {
+        None
+    } else {
+        heartbeat::age_from_rows(&next())
+    };
+    Ok(ProbeAnswers {
+        variables,
+        status,
+        replica_status,
+        binlog_status,
+        replica_hosts,
+        heartbeat_age_ms,
+    })
+}
+
+fn detect(key: &InstanceKey, variables: &[TextRow]) -> Result<Dialect, MysqlError> {
+    let vars = parse::name_values(variables);
+    let version = vars.get("version").ok_or_else(|| MysqlError::Answer {
+        key: key.clone(),
+        what: "SHOW GLOBAL VARIABLES",
+        detail: "no version".into(),
+    })?;
+    Dialect::detect(version, vars.get("version_comment").map(String::as_str)).map_err(|source| {
+        MysqlError::Parse {
+            key: key.clone(),
+            source,
+        }
+    })
 }
 
 /// Reads the server's answers over an open connection.
@@ -30,67 +167,55 @@ pub async fn read_answers(
     key: &InstanceKey,
     timeouts: Timeouts,
 ) -> Result<(Dialect, ProbeAnswers), MysqlError> {
-    let q = timeouts.query;
+    read_answers_bounded(conn, key, timeouts.query, timeouts.query, None).await
+}
+
+/// [`read_answers`] with the first round trip bounded by `first`, the
+/// second (if any) by `q`; in one round trip when `known` is the server's
+/// dialect.
+async fn read_answers_bounded(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    first: std::time::Duration,
+    q: std::time::Duration,
+    known: Option<&Dialect>,
+) -> Result<(Dialect, ProbeAnswers), MysqlError> {
+    if let Some(d) = known {
+        let mut stmts = vec![dialect::variables_query()];
+        stmts.extend(rest_statements(d));
+        let (mut sets, failed) = query_batch(conn, key, first, "probing", &stmts).await?;
+        if sets.is_empty() {
+            return Err(failed.unwrap_or_else(|| MysqlError::Answer {
+                key: key.clone(),
+                what: "the probe's statements",
+                detail: "no answer".into(),
+            }));
+        }
+        let variables = sets.remove(0);
+        let dialect = detect(key, &variables)?;
+        if &dialect == d {
+            let answers = assemble(d, key, variables, sets, failed)?;
+            return Ok((dialect, answers));
+        }
+        // Not the server it was (it cannot be, on the same connection):
+        // asked again in its own dialect.
+        let (sets, failed) =
+            query_batch(conn, key, q, "probing", &rest_statements(&dialect)).await?;
+        let answers = assemble(&dialect, key, variables, sets, failed)?;
+        return Ok((dialect, answers));
+    }
     let variables = query_rows(
         conn,
         key,
-        q,
+        first,
         "reading variables",
         &dialect::variables_query(),
     )
     .await?;
-    let vars = parse::name_values(&variables);
-    let version = vars.get("version").ok_or_else(|| MysqlError::Answer {
-        key: key.clone(),
-        what: "SHOW GLOBAL VARIABLES",
-        detail: "no version".into(),
-    })?;
-    let dialect = Dialect::detect(version, vars.get("version_comment").map(String::as_str))
-        .map_err(|source| MysqlError::Parse {
-            key: key.clone(),
-            source,
-        })?;
-    let status = query_rows(conn, key, q, "reading status", &dialect::status_query()).await?;
-    let replica_status = query_rows(
-        conn,
-        key,
-        q,
-        "reading replica status",
-        dialect.replica_status(),
-    )
-    .await?;
-    let binlog_status = if dialect.flavor == crate::topology::Flavor::MariaDb {
-        parse::mariadb_binlog_status(&status, parse::log_bin_on(&variables))
-    } else {
-        query_rows(
-            conn,
-            key,
-            q,
-            "reading binlog status",
-            dialect.binlog_status(),
-        )
-        .await?
-    };
-    let replica_hosts = query_rows(
-        conn,
-        key,
-        q,
-        "reading replica hosts",
-        dialect.replica_hosts(),
-    )
-    .await?;
-    let heartbeat_age_ms = heartbeat::read_age_ms(conn, key, q).await?;
-    Ok((
-        dialect,
-        ProbeAnswers {
-            variables,
-            status,
-            replica_status,
-            binlog_status,
-            replica_hosts,
-            heartbeat_age_ms,
-        },
-    ))
+    let dialect = detect(key, &variables)?;
+    let (sets, failed) = query_batch(conn, key, q, "probing", &rest_statements(&dialect)).await?;
+    let answers = assemble(&dialect, key, variables, sets, failed)?;
+    Ok((dialect, answers))
 }
 
 /// Probes over an open connection.
@@ -99,9 +224,22 @@ pub async fn probe_conn(
     key: &InstanceKey,
     timeouts: Timeouts,
 ) -> Result<Snapshot, MysqlError> {
-    let (_, answers) = read_answers(conn, key, timeouts).await?;
-    parse::snapshot(key, &answers).map_err(|source| MysqlError::Parse {
+    probe_bounded(conn, key, timeouts.query, timeouts.query, None)
+        .await
+        .map(|(snap, _)| snap)
+}
+
+async fn probe_bounded(
+    conn: &mut Conn,
+    key: &InstanceKey,
+    first: std::time::Duration,
+    q: std::time::Duration,
+    known: Option<&Dialect>,
+) -> Result<(Snapshot, Dialect), MysqlError> {
+    let (dialect, answers) = read_answers_bounded(conn, key, first, q, known).await?;
+    let snap = parse::snapshot(key, &answers).map_err(|source| MysqlError::Parse {
         key: key.clone(),
         source,
-    })
+    })?;
+    Ok((snap, dialect))
 }

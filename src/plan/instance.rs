@@ -295,7 +295,7 @@ fn reachable<'a>(topo: &'a Topology, instance: &InstanceKey) -> Result<&'a Snaps
         .get(instance)
         .ok_or_else(|| PlanError::not_found(instance))?;
     node.snapshot
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| PlanError::refused(instance, Refusal::Unreachable(instance.clone())))
 }
 

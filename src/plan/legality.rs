@@ -154,7 +154,7 @@ pub(crate) fn locate<'a>(topo: &'a Topology, key: &InstanceKey) -> Result<&'a Sn
         .get(key)
         .ok_or_else(|| Refusal::UnknownInstance(key.clone()))?;
     node.snapshot
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| Refusal::Unreachable(key.clone()))
 }
 

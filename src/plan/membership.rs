@@ -113,7 +113,7 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
         .nodes
         .values()
         .filter(|n| &n.key != primary)
-        .filter_map(|n| n.snapshot.as_ref())
+        .filter_map(|n| n.snapshot.as_deref())
         .collect();
     let detached = |o: &Snapshot| o.is_read_only() && o.replica.is_none();
     if others

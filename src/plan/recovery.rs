@@ -198,7 +198,7 @@ fn failover(
 ) -> Result<Plan, PlanError> {
     check_top(topo, failed)?;
     let (replicas, _) = direct_replicas(topo, failed);
-    let old = topo.get(failed).and_then(|n| n.snapshot.as_ref());
+    let old = topo.get(failed).and_then(|n| n.snapshot.as_deref());
     let last = last_seen(old, failed, opts);
     // A semi-sync cluster (the primary's side on when it was last seen, or
     // any replica's): the candidate must hold what any replica received.
@@ -473,7 +473,7 @@ pub fn force_takeover(
         ));
     }
     let (replicas, _) = direct_replicas(topo, primary);
-    let old = topo.get(primary).and_then(|n| n.snapshot.as_ref());
+    let old = topo.get(primary).and_then(|n| n.snapshot.as_deref());
     // What the target will have: its own transactions, and all of a
     // reachable old primary's once it has caught up.
     let reference = match old {
@@ -786,7 +786,7 @@ mod tests {
             let snaps = t
                 .nodes
                 .values()
-                .filter_map(|n| n.snapshot.clone())
+                .filter_map(|n| n.snapshot.as_deref().cloned())
                 .map(|mut s| {
                     s.semi_sync.replica_enabled = s.is_replica();
                     s

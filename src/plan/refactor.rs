@@ -129,7 +129,7 @@ pub fn take_siblings(topo: &Topology, instance: &InstanceKey) -> Result<Plan, Pl
         check(topo, sib, instance, &LegalityOptions::default())?;
         let snap = topo
             .get(sib)
-            .and_then(|n| n.snapshot.as_ref())
+            .and_then(|n| n.snapshot.as_deref())
             .ok_or_else(|| PlanError::refused(sib, Refusal::Unreachable(sib.clone())))?;
         moves.push((snap, instance.clone()));
     }

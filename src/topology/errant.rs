@@ -176,6 +176,7 @@ mod tests {
             connect_retry: None,
             sql_state: None,
             received_heartbeats: None,
+            heartbeat_period_ms: None,
         }
     }
 

@@ -47,7 +47,7 @@ impl std::fmt::Display for Role {
 pub struct Node {
     pub key: InstanceKey,
     /// The probe's snapshot; `None` when the instance did not answer.
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<Box<Snapshot>>,
     /// Why the instance did not answer.
     pub error: Option<String>,
     /// The instance it replicates from, as its replica status says.
@@ -108,7 +108,7 @@ impl Topology {
                 snap.key.clone(),
                 Node {
                     key: snap.key.clone(),
-                    snapshot: Some(snap),
+                    snapshot: Some(Box::new(snap)),
                     error: None,
                     source,
                     replicas: Vec::new(),
@@ -282,7 +282,7 @@ impl Topology {
                     .ancestors(&n.key)
                     .iter()
                     .skip(1)
-                    .filter_map(|k| self.nodes.get(k)?.snapshot.as_ref())
+                    .filter_map(|k| self.nodes.get(k)?.snapshot.as_deref())
                     .collect();
                 Some((n.key.clone(), errant_gtids(snap, source, &ancestors)))
             })

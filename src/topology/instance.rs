@@ -268,6 +268,11 @@ pub struct ReplicaStatus {
     /// whether the stream still brings anything.
     #[serde(default)]
     pub received_heartbeats: Option<u64>,
+    /// The period the source owes a heartbeat in, when it has nothing
+    /// else to send (MariaDB's `Slave_heartbeat_period`), in
+    /// milliseconds; 0 when heartbeats are off.
+    #[serde(default)]
+    pub heartbeat_period_ms: Option<u64>,
 }
 
 impl ReplicaStatus {

@@ -57,6 +57,7 @@ pub fn replica_of(host: &str, server_id: u32, source: &str) -> Snapshot {
         connect_retry: Some(1),
         sql_state: None,
         received_heartbeats: None,
+        heartbeat_period_ms: None,
     });
     s
 }

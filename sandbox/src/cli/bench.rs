@@ -5,7 +5,8 @@
 //! sustains, and the kill -9 failover with the store down; and
 //! `orca-sandbox bench idle`: what idle clusters cost the API server
 //! ([`super::idle`]); `orca-sandbox bench copy`: a physical copy under
-//! writes ([`super::copybench`]). Not a test: the
+//! writes ([`super::copybench`]); `orca-sandbox bench probe`: thousands of
+//! simulated instances watched ([`super::probebench`]). Not a test: the
 //! figures go to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub enum Scenario {
     Kill,
     /// SIGSTOP (a hung primary), measured the same way.
     Stop,
+    /// SIGSTOP with asynchronous replicas (no semi-sync): without the
+    /// second a semi-sync replica's IO thread takes to stop.
+    StopAsync,
     /// Graceful takeover: first write refused on the old primary to first
     /// write accepted on the new one.
     Takeover,
@@ -80,6 +84,10 @@ pub enum BenchCommand {
     /// A replica re-provisioned by the agent's physical copy while the
     /// primary takes writes.
     Copy(super::copybench::CopyArgs),
+    /// Thousands of simulated instances watched by one process: probe
+    /// rounds, CPU, memory, probe latency, and a real dead primary's
+    /// recovery while they are watched.
+    Probe(super::probebench::ProbeArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -140,11 +148,25 @@ async fn prepare(c: &LocalCluster) -> Result<(), String> {
 /// primary followed by the other replica.
 /// With `store_down`, the engine's rounds feed a store whose server is
 /// killed (kill -9) right before the primary.
-async fn failover_run(stop: bool, store_down: bool) -> Result<Duration, String> {
+pub(crate) async fn failover_run(stop: bool, store_down: bool) -> Result<Duration, String> {
+    failover_run_with(stop, store_down, true).await
+}
+
+/// [`failover_run`], with semi-sync replicas or asynchronous ones.
+async fn failover_run_with(
+    stop: bool,
+    store_down: bool,
+    semi_sync: bool,
+) -> Result<Duration, String> {
     let shape = Shape::primary_with_replicas(2);
-    let mut c = LocalCluster::start_with(shape, |_, o: MysqldOptions| o.with_semi_sync())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut c = LocalCluster::start_with(
+        shape,
+        |_, o: MysqldOptions| {
+            if semi_sync { o.with_semi_sync() } else { o }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     prepare(&c).await?;
     let mut store_server = None;
     let mut feed = None;
@@ -399,10 +421,16 @@ pub async fn run(args: BenchArgs) -> u8 {
     match args.what {
         Some(BenchCommand::Idle(a)) => return super::idle::run(a).await,
         Some(BenchCommand::Copy(a)) => return super::copybench::run(a).await,
+        Some(BenchCommand::Probe(a)) => return super::probebench::run(a).await,
         None => {}
     }
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Kill, Scenario::Stop, Scenario::Takeover]
+        vec![
+            Scenario::Kill,
+            Scenario::Stop,
+            Scenario::StopAsync,
+            Scenario::Takeover,
+        ]
     } else {
         args.scenario.clone()
     };
@@ -415,6 +443,7 @@ pub async fn run(args: BenchArgs) -> u8 {
             let r = match s {
                 Scenario::Kill => failover_run(false, false).await,
                 Scenario::Stop => failover_run(true, false).await,
+                Scenario::StopAsync => failover_run_with(true, false, false).await,
                 Scenario::KillStoreDown => failover_run(false, true).await,
                 Scenario::Takeover => takeover_run().await,
                 Scenario::StoreAudit => store_run(false, args.store_records).await,
@@ -447,6 +476,9 @@ pub async fn run(args: BenchArgs) -> u8 {
             }
             Scenario::Stop => {
                 "SIGSTOP of the primary → writable new primary, other replica following"
+            }
+            Scenario::StopAsync => {
+                "SIGSTOP of the primary, asynchronous replicas → writable new primary, other replica following"
             }
             Scenario::Takeover => {
                 "graceful takeover: write outage (first refused → first accepted)"

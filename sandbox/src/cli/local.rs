@@ -77,6 +77,14 @@ pub async fn run(args: LocalArgs) -> u8 {
             m.data_dir().display()
         );
     }
+    // SIGTERM (kill, a service manager) stops the servers as Ctrl-C does.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orca-sandbox local: cannot handle SIGTERM: {e}");
+            return EXIT_FAILED;
+        }
+    };
     let mut last = String::new();
     loop {
         let report = discover(&seed, &creds, Timeouts::default(), Thresholds::default()).await;
@@ -90,6 +98,10 @@ pub async fn run(args: LocalArgs) -> u8 {
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopping the local servers");
+                return EXIT_OK;
+            }
+            _ = term.recv() => {
                 eprintln!("stopping the local servers");
                 return EXIT_OK;
             }

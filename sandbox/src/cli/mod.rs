@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod copybench;
 pub mod idle;
 pub mod local;
+pub mod probebench;
 
 use std::process::ExitCode;
 

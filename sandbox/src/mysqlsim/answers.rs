@@ -270,6 +270,11 @@ fn status(shared: &Shared, n: usize, me: &View) -> BTreeMap<&'static str, String
     v.insert("Threads_connected", "1".into());
     if s.flavor == Flavor::MariaDb {
         v.insert("Slave_received_heartbeats", me.received.to_string());
+        let period = s
+            .replication
+            .as_ref()
+            .map_or(0.0, |r| r.heartbeat_period.as_secs_f64());
+        v.insert("Slave_heartbeat_period", format!("{period:.3}"));
         let (file, pos) = match (&s.binlog, s.log_bin) {
             (Some(c), true) => (c.file.clone(), c.pos.to_string()),
             _ => (String::new(), "0".into()),

@@ -51,7 +51,7 @@ pub enum Addressing {
 
 impl Addressing {
     /// The address of the `n`th instance.
-    fn addr(&self, n: usize) -> Result<SocketAddr, SimError> {
+    pub fn addr(&self, n: usize) -> Result<SocketAddr, SimError> {
         match *self {
             Addressing::LoopbackAliases { first, port } => {
                 let mut a = u32::from(first);

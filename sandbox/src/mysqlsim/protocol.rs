@@ -1,7 +1,9 @@
 //! The little of the MySQL client/server protocol the simulator speaks:
 //! the v10 greeting with `mysql_native_password` (any password is taken),
 //! OK and ERR packets, and text result sets with classic EOF packets
-//! (`CLIENT_DEPRECATE_EOF` is not offered).
+//! (`CLIENT_DEPRECATE_EOF` is not offered); several statements in one
+//! query (`CLIENT_MULTI_STATEMENTS`), each answer but the last flagged
+//! `SERVER_MORE_RESULTS_EXISTS`, as a real server answers them.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -17,6 +19,7 @@ const CLIENT_CONNECT_WITH_DB: u32 = 0x0000_0008;
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_TRANSACTIONS: u32 = 0x0000_2000;
 const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
+const CLIENT_MULTI_STATEMENTS: u32 = 0x0001_0000;
 const CLIENT_MULTI_RESULTS: u32 = 0x0002_0000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const CLIENT_PLUGIN_AUTH_LENENC: u32 = 0x0020_0000;
@@ -28,11 +31,21 @@ pub const CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_PROTOCOL_41
     | CLIENT_TRANSACTIONS
     | CLIENT_SECURE_CONNECTION
+    | CLIENT_MULTI_STATEMENTS
     | CLIENT_MULTI_RESULTS
     | CLIENT_PLUGIN_AUTH
     | CLIENT_PLUGIN_AUTH_LENENC;
 
 const SERVER_STATUS_AUTOCOMMIT: u16 = 0x0002;
+const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
+
+fn status(more: bool) -> u16 {
+    if more {
+        SERVER_STATUS_AUTOCOMMIT | SERVER_MORE_RESULTS_EXISTS
+    } else {
+        SERVER_STATUS_AUTOCOMMIT
+    }
+}
 /// utf8mb4_general_ci.
 const CHARSET: u8 = 45;
 /// The largest command the simulator reads (queries are short).
@@ -101,10 +114,15 @@ pub fn greeting(version: &str, id: u32, scramble: &[u8; 20]) -> Vec<u8> {
 
 /// An OK packet.
 pub fn ok(out: &mut Vec<u8>, seq: &mut u8) {
+    ok_then(out, seq, false)
+}
+
+/// An OK packet; `more`: another statement's answer follows.
+pub fn ok_then(out: &mut Vec<u8>, seq: &mut u8, more: bool) {
     let mut p = vec![0x00];
     lenenc_int(&mut p, 0);
     lenenc_int(&mut p, 0);
-    p.extend_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
+    p.extend_from_slice(&status(more).to_le_bytes());
     p.extend_from_slice(&0u16.to_le_bytes());
     packet(out, seq, &p);
 }
@@ -123,10 +141,10 @@ pub fn err(out: &mut Vec<u8>, seq: &mut u8, code: u16, state: &str, message: &st
     packet(out, seq, &p);
 }
 
-fn eof(out: &mut Vec<u8>, seq: &mut u8) {
+fn eof(out: &mut Vec<u8>, seq: &mut u8, more: bool) {
     let mut p = vec![0xfe];
     p.extend_from_slice(&0u16.to_le_bytes());
-    p.extend_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
+    p.extend_from_slice(&status(more).to_le_bytes());
     packet(out, seq, &p);
 }
 
@@ -155,12 +173,13 @@ impl Column {
 }
 
 /// A text-protocol result set: column definitions, EOF, rows (NULL as
-/// `None`), EOF.
+/// `None`), EOF; `more`: another statement's answer follows.
 pub fn result_set(
     out: &mut Vec<u8>,
     seq: &mut u8,
     columns: &[Column],
     rows: &[Vec<Option<String>>],
+    more: bool,
 ) {
     let mut p = Vec::with_capacity(64);
     lenenc_int(&mut p, columns.len() as u64);
@@ -186,7 +205,7 @@ pub fn result_set(
         p.extend_from_slice(&[0, 0]);
         packet(out, seq, &p);
     }
-    eof(out, seq);
+    eof(out, seq, false);
     for row in rows {
         p.clear();
         for v in row {
@@ -197,7 +216,37 @@ pub fn result_set(
         }
         packet(out, seq, &p);
     }
-    eof(out, seq);
+    eof(out, seq, more);
+}
+
+/// The statements of one query, split at the semicolons outside quotes
+/// and comments; empty ones left out.
+pub fn statements(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quote: Option<u8> = None;
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == b'\\' && q != b'`' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, b'\'' | b'"' | b'`') => quote = Some(c),
+            None if c == b';' => {
+                out.push(&sql[start..i]);
+                start = i + 1;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out.push(&sql[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Reads one packet into `buf` (cleared first); returns its sequence id.
@@ -239,6 +288,20 @@ pub async fn flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Vec<u8>) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_splits_into_its_statements_at_semicolons_outside_quotes() {
+        assert_eq!(
+            statements("SHOW SLAVE STATUS; SELECT 'a;b', \"c;\\\"d\" ;; SELECT `x;y`;"),
+            vec![
+                "SHOW SLAVE STATUS",
+                "SELECT 'a;b', \"c;\\\"d\"",
+                "SELECT `x;y`"
+            ]
+        );
+        assert_eq!(statements("SELECT 1"), vec!["SELECT 1"]);
+        assert!(statements(" ; ").is_empty());
+    }
 
     #[test]
     fn lengths_are_encoded_as_the_protocol_says() {

@@ -190,16 +190,29 @@ async fn talk(
             }
             protocol::COM_QUERY => {
                 let sql = String::from_utf8_lossy(body);
-                match answers::answer(shared, n, &sql) {
-                    Answer::Done => protocol::ok(&mut out, &mut seq),
-                    Answer::Rows { columns, rows } => {
-                        protocol::result_set(&mut out, &mut seq, &columns, &rows)
+                let stmts = protocol::statements(&sql);
+                if stmts.is_empty() {
+                    protocol::err(&mut out, &mut seq, 1065, "42000", "Query was empty");
+                }
+                // One answer per statement, as a server with
+                // CLIENT_MULTI_STATEMENTS gives them: the first error ends
+                // the query.
+                for (i, stmt) in stmts.iter().enumerate() {
+                    let more = i + 1 < stmts.len();
+                    match answers::answer(shared, n, stmt) {
+                        Answer::Done => protocol::ok_then(&mut out, &mut seq, more),
+                        Answer::Rows { columns, rows } => {
+                            protocol::result_set(&mut out, &mut seq, &columns, &rows, more)
+                        }
+                        Answer::Error {
+                            code,
+                            state,
+                            message,
+                        } => {
+                            protocol::err(&mut out, &mut seq, code, state, &message);
+                            break;
+                        }
                     }
-                    Answer::Error {
-                        code,
-                        state,
-                        message,
-                    } => protocol::err(&mut out, &mut seq, code, state, &message),
                 }
             }
             other => protocol::err(
