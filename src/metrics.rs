@@ -334,7 +334,7 @@ impl Metrics {
                 .inventory
                 .known
                 .iter()
-                .filter_map(|(k, v)| v.probe_ms.map(|ms| (k, ms))),
+                .filter_map(|(k, v)| v.probe_took.map(|t| (k, t.as_millis() as u64))),
         );
         for r in report.recovery.iter().chain(&report.fence_records) {
             self.observe_operation(namespace, cluster, r);

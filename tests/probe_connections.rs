@@ -8,6 +8,7 @@
 use mysql_async::prelude::Queryable;
 use orca::engine::prober::Inventory;
 use orca::mysql::conn::Timeouts;
+use orca::mysql::heartbeat;
 use orca::mysql::probe::{KeptConn, probe_kept};
 use orca_sandbox::mysqld::admin_credentials;
 use orca_sandbox::{Mysqld, MysqldOptions};
@@ -44,22 +45,22 @@ async fn a_probe_connection_is_kept_and_replaced_when_it_fails() {
         "the second probe used the same connection"
     );
 
-    // With the heartbeat there, its age comes over the same connection.
-    server
-        .exec(
-            "CREATE DATABASE orca_meta; CREATE TABLE orca_meta.heartbeat (id TINYINT UNSIGNED NOT NULL PRIMARY KEY, server_id INT UNSIGNED NOT NULL, ts DATETIME(6) NOT NULL); REPLACE INTO orca_meta.heartbeat VALUES (1, 31, UTC_TIMESTAMP(6))",
-        )
+    // With the heartbeat there (written over another connection), its
+    // age comes over the same connection.
+    let mut root = orca::mysql::connect(&key, &admin, timeouts())
         .await
         .unwrap();
+    let limit = timeouts().query;
+    heartbeat::ensure_table(&mut root, &key, limit)
+        .await
+        .unwrap();
+    heartbeat::write(&mut root, &key, limit).await.unwrap();
     let (third, kept) = probe_kept(&key, &admin, timeouts(), kept).await;
     assert!(third.unwrap().heartbeat_age_ms.is_some());
     assert_eq!(id(&kept), conn_id);
 
     // Killed on the server (as a fence kills every client): the probe
     // answers over a new connection.
-    let mut root = orca::mysql::connect(&key, &admin, timeouts())
-        .await
-        .unwrap();
     root.query_drop(format!("KILL CONNECTION {conn_id}"))
         .await
         .unwrap();

@@ -16,7 +16,7 @@ use orca::mysql::{Credentials, MysqlError, dialect};
 use orca::topology::graph::{Role, Unreached};
 use orca::topology::instance::{GtidChannelMode, IoThreadState};
 use orca::topology::{Flavor, GtidSet, InstanceKey, Snapshot, Topology};
-use orca_sandbox::mysqlsim::{Addressing, Health, InstanceId, Sim, SimBuilder};
+use orca_sandbox::mysqlsim::{Addressing, ClusterIds, Health, InstanceId, Sim, SimBuilder};
 
 fn creds() -> Credentials {
     Credentials::new("orca", "anything")
@@ -41,6 +41,19 @@ async fn snap(sim: &Sim, id: InstanceId) -> Snapshot {
     probe(&key, &creds(), timeouts())
         .await
         .unwrap_or_else(|e| panic!("probing {key}: {e}"))
+}
+
+/// A simulated MariaDB primary with one replica, and a connection to the
+/// primary.
+async fn mariadb_pair() -> (Sim, ClusterIds, InstanceKey, mysql_async::Conn) {
+    let mut b = SimBuilder::new(ports());
+    let c = b.add_cluster(Flavor::MariaDb, 1, 1, 10, false);
+    let sim = b.start().await.unwrap();
+    let key = sim.key(c.primary).unwrap();
+    let conn = orca::mysql::connect(&key, &creds(), timeouts())
+        .await
+        .unwrap();
+    (sim, c, key, conn)
 }
 
 fn gtid(flavor: Flavor, s: &str) -> Option<GtidSet> {
@@ -407,13 +420,7 @@ async fn faults_look_to_the_prober_as_on_a_real_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_writer_and_reader_work() {
-    let mut b = SimBuilder::new(ports());
-    let c = b.add_cluster(Flavor::MariaDb, 1, 1, 10, false);
-    let sim = b.start().await.unwrap();
-    let pk = sim.key(c.primary).unwrap();
-    let mut conn = orca::mysql::connect(&pk, &creds(), timeouts())
-        .await
-        .unwrap();
+    let (sim, c, pk, mut conn) = mariadb_pair().await;
     let q = Duration::from_millis(500);
     // No table yet: the write fails as on a real server, then creating it
     // makes it work; the replica reads the row through replication.
@@ -489,13 +496,7 @@ async fn two_thousand_instances_in_one_process_each_answer_a_probe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_statements_in_one_query_are_answered_in_turn_until_one_fails() {
-    let mut b = SimBuilder::new(ports());
-    let c = b.add_cluster(Flavor::MariaDb, 1, 1, 10, false);
-    let sim = b.start().await.unwrap();
-    let key = sim.key(c.primary).unwrap();
-    let mut conn = orca::mysql::connect(&key, &creds(), timeouts())
-        .await
-        .unwrap();
+    let (_sim, _, key, mut conn) = mariadb_pair().await;
     let stmts = vec![
         "SELECT @@server_id".to_string(),
         "SHOW SLAVE STATUS".to_string(),

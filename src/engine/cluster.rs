@@ -104,6 +104,13 @@ impl HeartbeatConn {
             HeartbeatConn::Own(c) => c,
         }
     }
+
+    fn into_conn(self) -> mysql_async::Conn {
+        match self {
+            HeartbeatConn::Kept(k) => k.conn,
+            HeartbeatConn::Own(c) => c,
+        }
+    }
 }
 
 /// The last automatic recovery, for anti-flapping.
@@ -224,22 +231,17 @@ impl ClusterEngine {
     }
 
     async fn probe_except(&mut self, skip: &BTreeSet<InstanceKey>) -> Round {
-        self.inventory.failing_timeout = Some(self.config.recheck_timeout);
         let round = self
             .inventory
             .probe_round_except(
                 &self.executor.config.admin,
                 self.config.probe_timeouts,
+                Some(self.config.recheck_timeout),
                 skip,
             )
             .await;
         self.topology = round.topology.clone();
         self.context.stalled_ms = round.stalled_ms.clone();
-        for (k, ms) in &round.stalled_ms {
-            if *ms >= 500 {
-                tracing::debug!(cluster = %self.config.cluster, instance = %k, silent_ms = ms, "the replication stream brought nothing");
-            }
-        }
         round
     }
 
@@ -280,7 +282,7 @@ impl ClusterEngine {
             };
             let c = conn.conn();
             let r = match heartbeat::write(c, &key, limit).await {
-                Err(e) if matches!(e.server_code(), Some(1049 | 1146)) => {
+                Err(e) if heartbeat::is_missing(&e) => {
                     match heartbeat::ensure_table(c, &key, limit).await {
                         Ok(()) => heartbeat::write(c, &key, limit).await,
                         Err(e) => Err(e),
@@ -293,11 +295,8 @@ impl ClusterEngine {
             }
             match conn {
                 HeartbeatConn::Kept(k) if r.is_ok() => self.inventory.keep_conn(&key, k),
-                HeartbeatConn::Kept(k) => {
-                    crate::mysql::probe::close(k.conn, self.config.probe_timeouts).await
-                }
-                HeartbeatConn::Own(c) => {
-                    crate::mysql::probe::close(c, self.config.probe_timeouts).await
+                other => {
+                    crate::mysql::probe::close(other.into_conn(), self.config.probe_timeouts).await
                 }
             }
         }

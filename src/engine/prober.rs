@@ -28,10 +28,8 @@ pub struct Known {
     /// What the replication stream had brought at the last probe that saw
     /// it move (heartbeats received, read position), and when.
     progress: Option<(Option<u64>, Option<String>, Instant)>,
-    /// How long the last probe took, answered or not (milliseconds).
-    pub probe_ms: Option<u64>,
-    /// The same in microseconds.
-    pub probe_us: Option<u64>,
+    /// How long the last probe took, answered or not.
+    pub probe_took: Option<Duration>,
 }
 
 /// The instances of one cluster, as far as orca knows them.
@@ -40,21 +38,19 @@ pub struct Inventory {
     pub known: BTreeMap<InstanceKey, Known>,
     /// The open connection each instance's last successful probe left.
     conns: BTreeMap<InstanceKey, KeptConn>,
-    /// The bound on the probe of an instance whose last probe failed
-    /// (`None`: the round's timeouts). Its first failure had the whole
-    /// timeout; looking again at a server that hangs need not make the
-    /// round wait as long, and the round is what brings its replicas'
-    /// streams into view. Every [`FULL_PROBE_EVERY`]th probe in a row of
-    /// failures has the whole timeout again, so a server slower to answer
-    /// than the bound is not kept out for good.
-    pub failing_timeout: Option<Duration>,
 }
 
-/// See [`Inventory::failing_timeout`].
+/// See [`probe_timeouts`].
 pub const FULL_PROBE_EVERY: u32 = 4;
 
 /// The timeouts of one probe of an instance that failed `failures` times
-/// in a row.
+/// in a row, with `failing` the bound on the probe of one that fails
+/// (`None`: the round's timeouts). Its first failure had the whole
+/// timeout; looking again at a server that hangs need not make the round
+/// wait as long, and the round is what brings its replicas' streams into
+/// view. Every [`FULL_PROBE_EVERY`]th probe in a row of failures has the
+/// whole timeout again, so a server slower to answer than the bound is
+/// not kept out for good.
 pub fn probe_timeouts(timeouts: Timeouts, failing: Option<Duration>, failures: u32) -> Timeouts {
     match failing {
         Some(bound) if failures > 0 && !failures.is_multiple_of(FULL_PROBE_EVERY) => Timeouts {
@@ -86,8 +82,7 @@ impl Inventory {
                 failures: 0,
                 last_error: None,
                 progress: None,
-                probe_ms: None,
-                probe_us: None,
+                probe_took: None,
             },
         );
         true
@@ -123,17 +118,20 @@ impl Inventory {
     /// topology of this round and the instances that answered last round
     /// but not this one.
     pub async fn probe_round(&mut self, creds: &Credentials, timeouts: Timeouts) -> Round {
-        self.probe_round_except(creds, timeouts, &BTreeSet::new())
+        self.probe_round_except(creds, timeouts, None, &BTreeSet::new())
             .await
     }
 
-    /// Like [`Inventory::probe_round`], but the instances in `skip` are not
-    /// probed and count as unreachable (an instance being failed over,
-    /// which a hung server would make every probe wait for).
+    /// Like [`Inventory::probe_round`], but an instance whose last probe
+    /// failed is probed under `failing` (see [`probe_timeouts`]), and the
+    /// instances in `skip` are not probed and count as unreachable (an
+    /// instance being failed over, which a hung server would make every
+    /// probe wait for).
     pub async fn probe_round_except(
         &mut self,
         creds: &Credentials,
         timeouts: Timeouts,
+        failing: Option<Duration>,
         skip: &BTreeSet<InstanceKey>,
     ) -> Round {
         let mut todo: Vec<InstanceKey> = self
@@ -169,7 +167,7 @@ impl Inventory {
                 .iter()
                 .map(|k| {
                     let failures = self.known.get(k).map_or(0, |k| k.failures);
-                    let t = probe_timeouts(timeouts, self.failing_timeout, failures);
+                    let t = probe_timeouts(timeouts, failing, failures);
                     (self.conns.remove(k), t)
                 })
                 .collect();
@@ -177,8 +175,7 @@ impl Inventory {
                 let started = Instant::now();
                 let (r, conn) = probe_kept(k, creds, t, conn).await;
                 let answered = Instant::now();
-                let took = answered.duration_since(started).as_micros() as u64;
-                (r, conn, took, answered)
+                (r, conn, answered.duration_since(started), answered)
             }))
             .await;
             // `answered`: when this instance's answer came, not when the
@@ -186,8 +183,7 @@ impl Inventory {
             // the stream's silence counts from what each probe saw.
             for (key, (result, conn, took, answered)) in wave.into_iter().zip(results) {
                 if let Some(k) = self.known.get_mut(&key) {
-                    k.probe_ms = Some(took / 1000);
-                    k.probe_us = Some(took);
+                    k.probe_took = Some(took);
                 }
                 if let Some(c) = conn {
                     self.keep_conn(&key, c);

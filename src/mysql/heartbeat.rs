@@ -9,7 +9,7 @@ use std::time::Duration;
 use mysql_async::Conn;
 
 use super::MysqlError;
-use super::conn::{exec, query_rows};
+use super::conn::exec;
 use crate::topology::InstanceKey;
 
 pub const SCHEMA: &str = "orca_meta";
@@ -58,7 +58,9 @@ pub async fn write(conn: &mut Conn, key: &InstanceKey, limit: Duration) -> Resul
     .await
 }
 
-/// The statement [`read_age_ms`] runs.
+/// The statement that reads the age of the newest heartbeat an instance
+/// holds, in microseconds by its own clock (the probe's last; it fails with
+/// [`is_missing`] where orca never wrote one).
 pub fn age_query() -> String {
     format!(
         "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS age_us FROM {SCHEMA}.heartbeat WHERE id = 1"
@@ -77,18 +79,4 @@ pub fn age_from_rows(rows: &[super::parse::TextRow]) -> Option<u64> {
 /// schema or table missing).
 pub fn is_missing(e: &MysqlError) -> bool {
     matches!(e.server_code(), Some(ER_BAD_DB | ER_NO_SUCH_TABLE))
-}
-
-/// The age of the newest heartbeat this instance holds, in milliseconds by
-/// its own clock; `None` when orca has never written one here.
-pub async fn read_age_ms(
-    conn: &mut Conn,
-    key: &InstanceKey,
-    limit: Duration,
-) -> Result<Option<u64>, MysqlError> {
-    match query_rows(conn, key, limit, "reading the heartbeat", &age_query()).await {
-        Ok(rows) => Ok(age_from_rows(&rows)),
-        Err(e) if is_missing(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
 }

@@ -55,7 +55,7 @@ pub async fn probe_kept(
 ) -> (Result<Snapshot, MysqlError>, Option<KeptConn>) {
     if let Some(KeptConn { mut conn, dialect }) = kept {
         let limit = timeouts.connect.min(timeouts.query);
-        match probe_bounded(&mut conn, key, limit, limit, Some(&dialect)).await {
+        match probe_bounded(&mut conn, key, limit, Some(&dialect)).await {
             Ok((snap, dialect)) => return (Ok(snap), Some(KeptConn { conn, dialect })),
             Err(e) => {
                 close(conn, timeouts).await;
@@ -69,7 +69,7 @@ pub async fn probe_kept(
         Ok(c) => c,
         Err(e) => return (Err(e), None),
     };
-    match probe_bounded(&mut conn, key, timeouts.query, timeouts.query, None).await {
+    match probe_bounded(&mut conn, key, timeouts.query, None).await {
         Ok((snap, dialect)) => (Ok(snap), Some(KeptConn { conn, dialect })),
         Err(e) => {
             close(conn, timeouts).await;
@@ -161,59 +161,44 @@ fn detect(key: &InstanceKey, variables: &[TextRow]) -> Result<Dialect, MysqlErro
     })
 }
 
-/// Reads the server's answers over an open connection.
-pub async fn read_answers(
+/// Reads the server's answers over an open connection, each round trip
+/// bounded by `limit`: one when `known` is the server's dialect (every
+/// statement sent at once), else two (the variables, which tell the
+/// dialect, then the rest).
+async fn read_answers(
     conn: &mut Conn,
     key: &InstanceKey,
-    timeouts: Timeouts,
-) -> Result<(Dialect, ProbeAnswers), MysqlError> {
-    read_answers_bounded(conn, key, timeouts.query, timeouts.query, None).await
-}
-
-/// [`read_answers`] with the first round trip bounded by `first`, the
-/// second (if any) by `q`; in one round trip when `known` is the server's
-/// dialect.
-async fn read_answers_bounded(
-    conn: &mut Conn,
-    key: &InstanceKey,
-    first: std::time::Duration,
-    q: std::time::Duration,
+    limit: std::time::Duration,
     known: Option<&Dialect>,
 ) -> Result<(Dialect, ProbeAnswers), MysqlError> {
-    if let Some(d) = known {
-        let mut stmts = vec![dialect::variables_query()];
-        stmts.extend(rest_statements(d));
-        let (mut sets, failed) = query_batch(conn, key, first, "probing", &stmts).await?;
-        if sets.is_empty() {
-            return Err(failed.unwrap_or_else(|| MysqlError::Answer {
-                key: key.clone(),
-                what: "the probe's statements",
-                detail: "no answer".into(),
-            }));
+    let (variables, asked) = match known {
+        Some(d) => {
+            let mut stmts = vec![dialect::variables_query()];
+            stmts.extend(rest_statements(d));
+            let (mut sets, failed) = query_batch(conn, key, limit, "probing", &stmts).await?;
+            if sets.is_empty() {
+                return Err(failed.unwrap_or_else(|| MysqlError::Answer {
+                    key: key.clone(),
+                    what: "the probe's statements",
+                    detail: "no answer".into(),
+                }));
+            }
+            let variables = sets.remove(0);
+            (variables, Some((d, sets, failed)))
         }
-        let variables = sets.remove(0);
-        let dialect = detect(key, &variables)?;
-        if &dialect == d {
-            let answers = assemble(d, key, variables, sets, failed)?;
-            return Ok((dialect, answers));
+        None => {
+            let sql = dialect::variables_query();
+            let variables = query_rows(conn, key, limit, "reading variables", &sql).await?;
+            (variables, None)
         }
-        // Not the server it was (it cannot be, on the same connection):
-        // asked again in its own dialect.
-        let (sets, failed) =
-            query_batch(conn, key, q, "probing", &rest_statements(&dialect)).await?;
-        let answers = assemble(&dialect, key, variables, sets, failed)?;
-        return Ok((dialect, answers));
-    }
-    let variables = query_rows(
-        conn,
-        key,
-        first,
-        "reading variables",
-        &dialect::variables_query(),
-    )
-    .await?;
+    };
     let dialect = detect(key, &variables)?;
-    let (sets, failed) = query_batch(conn, key, q, "probing", &rest_statements(&dialect)).await?;
+    let (sets, failed) = match asked {
+        Some((d, sets, failed)) if *d == dialect => (sets, failed),
+        // Not asked yet, or asked in a dialect the server does not speak
+        // (it cannot change on one connection): asked in its own.
+        _ => query_batch(conn, key, limit, "probing", &rest_statements(&dialect)).await?,
+    };
     let answers = assemble(&dialect, key, variables, sets, failed)?;
     Ok((dialect, answers))
 }
@@ -224,19 +209,20 @@ pub async fn probe_conn(
     key: &InstanceKey,
     timeouts: Timeouts,
 ) -> Result<Snapshot, MysqlError> {
-    probe_bounded(conn, key, timeouts.query, timeouts.query, None)
+    probe_bounded(conn, key, timeouts.query, None)
         .await
         .map(|(snap, _)| snap)
 }
 
+/// Probes over an open connection, each round trip bounded by `limit`
+/// (see [`read_answers`]).
 async fn probe_bounded(
     conn: &mut Conn,
     key: &InstanceKey,
-    first: std::time::Duration,
-    q: std::time::Duration,
+    limit: std::time::Duration,
     known: Option<&Dialect>,
 ) -> Result<(Snapshot, Dialect), MysqlError> {
-    let (dialect, answers) = read_answers_bounded(conn, key, first, q, known).await?;
+    let (dialect, answers) = read_answers(conn, key, limit, known).await?;
     let snap = parse::snapshot(key, &answers).map_err(|source| MysqlError::Parse {
         key: key.clone(),
         source,

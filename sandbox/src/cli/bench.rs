@@ -405,7 +405,8 @@ fn rate_row(s: Scenario, per_run: usize, times: Vec<Duration>) -> String {
     )
 }
 
-fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
+/// The median and the worst of `v` (zero when empty).
+pub(crate) fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     let median = if v.is_empty() {
         Duration::ZERO

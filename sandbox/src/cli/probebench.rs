@@ -363,8 +363,8 @@ fn start_load(clusters: Vec<Vec<InstanceKey>>) -> Load {
                         .findings
                         .fetch_add(report.new_findings.len() as u64, Ordering::Relaxed);
                     for k in engine.inventory.known.values() {
-                        if let Some(us) = k.probe_us {
-                            latency.record(us);
+                        if let Some(t) = k.probe_took {
+                            latency.record(t.as_micros() as u64);
                         }
                         if k.failures > 0 {
                             counters.failed_probes.fetch_add(1, Ordering::Relaxed);
@@ -430,24 +430,21 @@ fn ms(d: &[Duration]) -> String {
     v.join(", ")
 }
 
-fn median(v: &[Duration]) -> Option<Duration> {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied()
-}
-
 impl Figures {
     fn markdown(&self) -> String {
-        let dead = match (median(&self.unloaded), median(&self.loaded)) {
-            (Some(u), Some(l)) => format!(
+        let dead = if self.unloaded.is_empty() || self.loaded.is_empty() {
+            "not measured".to_string()
+        } else {
+            let (u, _) = super::bench::stats(self.unloaded.clone());
+            let (l, _) = super::bench::stats(self.loaded.clone());
+            format!(
                 "{} ms → {} ms ({:+.0}%; runs {} / {})",
                 u.as_millis(),
                 l.as_millis(),
                 100.0 * (l.as_secs_f64() / u.as_secs_f64().max(1e-9) - 1.0),
                 ms(&self.unloaded),
                 ms(&self.loaded)
-            ),
-            _ => "not measured".into(),
+            )
         };
         format!(
             "| {} | {} | {:.3} | {:.2} ({:.3} per 1,000) | {:.1} KiB ({} MiB) | {:.2} ms / {:.2} ms | {} ({} failed) | {} | {:.2} | {dead} |\n",

@@ -219,8 +219,8 @@ pub fn result_set(
     eof(out, seq, more);
 }
 
-/// The statements of one query, split at the semicolons outside quotes
-/// and comments; empty ones left out.
+/// The statements of one query, split at the semicolons outside quoted
+/// strings and names (comments are not looked into); empty ones left out.
 pub fn statements(sql: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
