@@ -68,6 +68,40 @@ async fn string(key: &InstanceKey, creds: &Credentials, query: &str) -> String {
     v.unwrap_or_default()
 }
 
+/// `SHOW SLAVE STATUS` at `key` (its replication fields), or why not.
+async fn replica_status(key: &InstanceKey, root: &Credentials) -> String {
+    let mut c = match orca::mysql::connect(key, root, Timeouts::default()).await {
+        Ok(c) => c,
+        Err(e) => return format!("connect: {e}"),
+    };
+    let row: Result<Option<mysql_async::Row>, _> = c.query_first("SHOW SLAVE STATUS").await;
+    let _ = c.disconnect().await;
+    match row {
+        Ok(Some(row)) => {
+            let fields = [
+                "Master_Host",
+                "Slave_IO_Running",
+                "Slave_SQL_Running",
+                "Last_IO_Errno",
+                "Last_IO_Error",
+                "Last_SQL_Error",
+                "Gtid_IO_Pos",
+                "Using_Gtid",
+            ];
+            fields
+                .iter()
+                .map(|f| {
+                    let v: Option<String> = row.get_opt(*f).and_then(|v| v.ok());
+                    format!("{f}={}", v.unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        Ok(None) => "no replication".to_string(),
+        Err(e) => format!("SHOW SLAVE STATUS: {e}"),
+    }
+}
+
 /// Waits until the application account (made by the operator once the
 /// primary is writable) connects at `key`.
 async fn app_ready(sb: &Sandbox, key: &InstanceKey, app: &Credentials) {
@@ -117,28 +151,69 @@ async fn boot(yaml: &str) -> Booted {
 }
 
 /// The primary's binary logs made to stop reaching back to the start.
+/// The server keeps a log a replica's dump thread still reads (the one
+/// just rotated, until the replicas reach its end): purged again until
+/// the newest is the only one left.
 async fn purge_binary_logs(pkey: &InstanceKey, root: &Credentials) {
     sql(pkey, root, "FLUSH BINARY LOGS").await;
     let mut c = orca::mysql::connect(pkey, root, Timeouts::default())
         .await
         .expect("connect to the primary");
     let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await.expect("status");
-    let _ = c.disconnect().await;
     let newest = row
         .and_then(|r| r.get::<String, _>(0))
         .expect("a binary log");
-    sql(pkey, root, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        c.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
+            .await
+            .expect("PURGE BINARY LOGS");
+        let logs: Vec<String> = c
+            .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+                row.get::<String, _>(0).unwrap_or_default()
+            })
+            .await
+            .expect("SHOW BINARY LOGS");
+        if logs == [newest.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the primary keeps {logs:?} (purged to {newest})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = c.disconnect().await;
 }
 
 /// Waits until the last re-provisioning of `pod` ended; returns it.
-async fn reprovisioned(sb: &Sandbox, pod: &str) -> ReprovisionStatus {
-    let r = eventually(REPAIR, "the re-provisioning to end", || async {
-        let c = sb.mysql_cluster("db").await;
-        c.status
-            .and_then(|s| s.reprovision)
-            .filter(|r| r.pod == pod && (r.phase == "Succeeded" || r.phase == "Failed"))
-    })
+async fn reprovisioned(sb: &Sandbox, pod: &str, root: &Credentials) -> ReprovisionStatus {
+    let ended = tokio::time::timeout(
+        REPAIR,
+        eventually(REPAIR * 2, "the re-provisioning to end", || async {
+            let c = sb.mysql_cluster("db").await;
+            c.status
+                .and_then(|s| s.reprovision)
+                .filter(|r| r.pod == pod && (r.phase == "Succeeded" || r.phase == "Failed"))
+        }),
+    )
     .await;
+    let Ok(r) = ended else {
+        // What the target's server says, for the report.
+        let key = sb.pod_ip(pod).await;
+        let replica = replica_status(&key, root).await;
+        panic!(
+            "timed out waiting for the re-provisioning of {pod} to end\n{pod}: {replica}\nstatus: {:#?}\nevents: {}\n{}",
+            sb.mysql_cluster("db").await.status.map(|s| s.reprovision),
+            sb.event_reasons("db"),
+            sb.operator_log("only")
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
     assert_eq!(
         r.phase,
         "Succeeded",
@@ -182,7 +257,7 @@ async fn an_errant_replica_is_recorded_then_reprovisioned_by_a_copy_and_replicat
     let _ = c.disconnect().await;
     assert!(!errant.is_empty(), "no GTID for the errant transaction");
 
-    let r = reprovisioned(&sb, target).await;
+    let r = reprovisioned(&sb, target, &root).await;
     assert_eq!(r.reason, "ErrantTransactions", "{r:#?}");
     assert!(r.bytes > 0, "nothing copied: {r:#?}");
     assert_ne!(
@@ -263,7 +338,7 @@ async fn a_scale_up_after_the_primary_purged_its_binary_logs_is_provisioned_by_a
         None,
     );
     assert_eq!(scaled.code, 0, "kubectl patch: {}", scaled.stderr);
-    let r = reprovisioned(&sb, "db-3").await;
+    let r = reprovisioned(&sb, "db-3", &root).await;
     // Its source cannot send what it needs. (Under writes it is probed
     // holding the primary's newest transactions before the primary's own
     // snapshot shows them: that is not errant.)
@@ -344,7 +419,7 @@ async fn the_source_killed_mid_stream_the_copy_is_taken_again_from_another_repli
     );
     assert_eq!(killed.code, 0, "kubectl delete pod: {}", killed.stderr);
 
-    let r = reprovisioned(&sb, target).await;
+    let r = reprovisioned(&sb, target, &root).await;
     assert!(r.attempt >= 2, "the copy was not taken again: {r:#?}");
     let second = r.source.clone().expect("a source");
     assert_ne!(second, first, "{r:#?}");
@@ -433,7 +508,7 @@ async fn a_replica_whose_volume_was_lost_while_it_was_down_is_provisioned_by_a_c
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let r = reprovisioned(&sb, target).await;
+    let r = reprovisioned(&sb, target, &root).await;
     assert_eq!(r.reason, "SourceCannotSend", "{r:#?}");
     sb.wait_source("db", target, &primary).await;
     writer.wait_acked(writer.count() + 20).await;
@@ -493,7 +568,7 @@ async fn under_manual_repair_a_copy_waits_for_the_annotation_or_the_apis_reprovi
         None,
     );
     assert_eq!(annotated.code, 0, "kubectl annotate: {}", annotated.stderr);
-    let r = reprovisioned(&sb, first).await;
+    let r = reprovisioned(&sb, first, &root).await;
     assert_eq!(r.reason, "Requested", "{r:#?}");
     // Asked for, what it discards is still recorded and saved first.
     let started = event_for(&sb, "ReprovisionStarted", first).await;
@@ -625,7 +700,7 @@ async fn a_diverged_former_primary_has_its_tail_saved_then_is_reprovisioned() {
 
     // The former primary: its tail saved on its volume, named in the
     // record, then copied over from a replica.
-    let r = reprovisioned(&sb, &old).await;
+    let r = reprovisioned(&sb, &old, &root).await;
     assert_eq!(r.reason, "ErrantTransactions", "{r:#?}");
     let saved = event_for(&sb, "TailSaved", &old).await;
     let records = files_named(sb.dir.path(), &format!(".orca-tail-{}.json", r.id));

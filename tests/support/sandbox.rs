@@ -246,7 +246,10 @@ impl Sandbox {
             .open(self.dir.path().join(format!("{identity}.log")))
             .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_orca"))
-            .args(["--log", "orca=info", "operator", "--kubeconfig"])
+            // ORCA_TEST_LOG (say `orca=debug`) for a closer look at a run.
+            .arg("--log")
+            .arg(std::env::var("ORCA_TEST_LOG").unwrap_or_else(|_| "orca=info".to_string()))
+            .args(["operator", "--kubeconfig"])
             .arg(kubeconfig)
             .args(["--identity", identity])
             .envs(env.iter().copied())
