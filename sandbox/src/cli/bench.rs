@@ -88,6 +88,9 @@ pub enum BenchCommand {
     /// rounds, CPU, memory, probe latency, and a real dead primary's
     /// recovery while they are watched.
     Probe(super::probebench::ProbeArgs),
+    /// Failover as an application sees it through the primary Service:
+    /// a crashed or hung primary's pod, writes following the Endpoints.
+    Service(super::servicebench::ServiceArgs),
 }
 
 fn engine_for(c: &LocalCluster) -> ClusterEngine {
@@ -423,6 +426,7 @@ pub async fn run(args: BenchArgs) -> u8 {
         Some(BenchCommand::Idle(a)) => return super::idle::run(a).await,
         Some(BenchCommand::Copy(a)) => return super::copybench::run(a).await,
         Some(BenchCommand::Probe(a)) => return super::probebench::run(a).await,
+        Some(BenchCommand::Service(a)) => return super::servicebench::run(a).await,
         None => {}
     }
     let scenarios = if args.scenario.is_empty() {

@@ -36,7 +36,7 @@ pub struct IdleArgs {
     pub keep: bool,
 }
 
-struct Sandbox {
+pub(super) struct Sandbox {
     child: Child,
     dir: PathBuf,
     keep: bool,
@@ -72,8 +72,10 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("a free port: {e}"))
 }
 
-async fn start(keep: bool) -> Result<(Sandbox, Client), String> {
-    let dir = std::env::temp_dir().join(format!("orca-bench-idle-{}", uuid::Uuid::new_v4()));
+/// The sandbox cluster with its operator, as a child process of this
+/// binary with `extra` arguments, in a directory of its own; its client.
+pub(super) async fn start(keep: bool, extra: &[&str]) -> Result<(Sandbox, Client), String> {
+    let dir = std::env::temp_dir().join(format!("orca-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log = std::fs::File::create(dir.join("sandbox.log")).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -82,6 +84,7 @@ async fn start(keep: bool) -> Result<(Sandbox, Client), String> {
         .args(["--log", "orca=info,orca_sandbox=info", "--dir"])
         .arg(&dir)
         .args(["--addr", &addr])
+        .args(extra)
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .stdin(Stdio::null())
@@ -115,7 +118,7 @@ fn cluster(name: &str) -> Result<MySQLCluster, String> {
     .map_err(|e| e.to_string())
 }
 
-fn healthy(c: &MySQLCluster) -> bool {
+pub(super) fn healthy(c: &MySQLCluster) -> bool {
     c.status.as_ref().is_some_and(|s| {
         ["Available", "Healthy"].iter().all(|t| {
             s.conditions
@@ -238,7 +241,7 @@ async fn measure(args: &IdleArgs, client: &Client) -> Result<String, String> {
 }
 
 pub async fn run(args: IdleArgs) -> u8 {
-    let (sb, client) = match start(args.keep).await {
+    let (sb, client) = match start(args.keep, &[]).await {
         Ok(x) => x,
         Err(e) => {
             eprintln!("orca-sandbox bench idle: {e}");

@@ -10,6 +10,7 @@ pub mod copybench;
 pub mod idle;
 pub mod local;
 pub mod probebench;
+pub mod servicebench;
 
 use std::process::ExitCode;
 
