@@ -131,7 +131,7 @@ impl Default for AnalysisContext {
             downtimed: BTreeSet::new(),
             signals: BTreeMap::new(),
             stalled_ms: BTreeMap::new(),
-            stall_threshold_ms: 1_000,
+            stall_threshold_ms: 500,
             primary: None,
             last_seen: BTreeMap::new(),
         }

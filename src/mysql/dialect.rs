@@ -44,6 +44,11 @@ pub struct SemiSyncNames {
     pub replica_enabled: &'static str,
 }
 
+/// The heartbeat period (seconds) orca points replicas with: an idle
+/// source sends a heartbeat this often, so a stream silent for two of
+/// them (with the source's own probe failing) is a hung source.
+pub const HEARTBEAT_PERIOD: &str = "0.25";
+
 /// Global variables a probe reads, in one `SHOW GLOBAL VARIABLES` round
 /// trip (names a server lacks are simply absent from the answer).
 pub const PROBE_VARIABLES: &[&str] = &[
@@ -324,8 +329,8 @@ impl Dialect {
 
     /// Points this instance at `source` with GTID positioning
     /// (MariaDB `MASTER_USE_GTID=slave_pos`, MySQL auto-position), a
-    /// connect retry of 1 s and a heartbeat of 1 s so that a dead source is
-    /// noticed fast.
+    /// connect retry of 1 s and a heartbeat every [`HEARTBEAT_PERIOD`]
+    /// seconds so that a dead or hung source is noticed fast.
     pub fn change_source_gtid(&self, source: &InstanceKey, creds: &Credentials) -> String {
         self.change_source(source, creds, false)
     }
@@ -410,12 +415,12 @@ impl Dialect {
             Flavor::MariaDb => format!(
                 "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
                  MASTER_PASSWORD={pass}, MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, \
-                 MASTER_HEARTBEAT_PERIOD=0.5"
+                 MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}"
             ),
             Flavor::MySql if self.mysql_at_least(8, 0, 23) => format!(
                 "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
                  SOURCE_USER={user}, SOURCE_PASSWORD={pass}, SOURCE_AUTO_POSITION=1, \
-                 SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=0.5, GET_SOURCE_PUBLIC_KEY=1"
+                 SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}, GET_SOURCE_PUBLIC_KEY=1"
             ),
             Flavor::MySql => {
                 // 8.0.4 made caching_sha2_password the default: without TLS
@@ -428,7 +433,7 @@ impl Dialect {
                 format!(
                     "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
                      MASTER_PASSWORD={pass}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
-                     MASTER_HEARTBEAT_PERIOD=0.5{public_key}"
+                     MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}{public_key}"
                 )
             }
         }
