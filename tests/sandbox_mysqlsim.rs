@@ -321,7 +321,7 @@ async fn faults_look_to_the_prober_as_on_a_real_server() {
 
     // Hang: connecting times out (the greeting never comes), and so does
     // a query on a connection opened before.
-    let mut open = orca::mysql::connect(&key(r1), &creds(), timeouts())
+    let mut open = orca::mysql::probe::ProbeConn::connect(&key(r1), &creds(), timeouts())
         .await
         .unwrap();
     sim.set_health(r1, Health::Hang).await.unwrap();
@@ -369,9 +369,10 @@ async fn faults_look_to_the_prober_as_on_a_real_server() {
     // Die: open connections are closed, connecting is refused, and the
     // replicas report their IO thread reconnecting with errno 2003.
     for c in [&maria, &my] {
-        let mut open = orca::mysql::connect(&key(c.primary), &creds(), timeouts())
-            .await
-            .unwrap();
+        let mut open =
+            orca::mysql::probe::ProbeConn::connect(&key(c.primary), &creds(), timeouts())
+                .await
+                .unwrap();
         sim.set_health(c.primary, Health::Dead).await.unwrap();
         let e = orca::mysql::probe::probe_conn(&mut open, &key(c.primary), timeouts())
             .await

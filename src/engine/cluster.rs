@@ -12,7 +12,7 @@ use super::prober::{Inventory, Round};
 use crate::analysis::{
     AnalysisContext, ClusterProblemCode, Finding, analyze, primary_and_former, writable_tops,
 };
-use crate::mysql::conn::{Timeouts, connect};
+use crate::mysql::conn::Timeouts;
 use crate::mysql::heartbeat;
 use crate::plan::loss::LastSeenPrimary;
 use crate::plan::recovery::{
@@ -94,18 +94,18 @@ pub struct RoundReport {
 enum HeartbeatConn {
     /// The probe's, given back to it after a heartbeat written.
     Kept(crate::mysql::probe::KeptConn),
-    Own(mysql_async::Conn),
+    Own(crate::mysql::probe::ProbeConn),
 }
 
 impl HeartbeatConn {
-    fn conn(&mut self) -> &mut mysql_async::Conn {
+    fn conn(&mut self) -> &mut crate::mysql::probe::ProbeConn {
         match self {
             HeartbeatConn::Kept(k) => &mut k.conn,
             HeartbeatConn::Own(c) => c,
         }
     }
 
-    fn into_conn(self) -> mysql_async::Conn {
+    fn into_conn(self) -> crate::mysql::probe::ProbeConn {
         match self {
             HeartbeatConn::Kept(k) => k.conn,
             HeartbeatConn::Own(c) => c,
@@ -269,7 +269,7 @@ impl ClusterEngine {
             let kept = self.inventory.take_conn(&key);
             let mut conn = match kept {
                 Some(k) => HeartbeatConn::Kept(k),
-                None => match connect(
+                None => match crate::mysql::probe::ProbeConn::connect(
                     &key,
                     &self.executor.config.admin,
                     self.config.probe_timeouts,
@@ -295,9 +295,7 @@ impl ClusterEngine {
             }
             match conn {
                 HeartbeatConn::Kept(k) if r.is_ok() => self.inventory.keep_conn(&key, k),
-                other => {
-                    crate::mysql::probe::close(other.into_conn(), self.config.probe_timeouts).await
-                }
+                other => other.into_conn().close(self.config.probe_timeouts).await,
             }
         }
     }

@@ -174,6 +174,30 @@ pub async fn query_batch(
 }
 
 /// Runs a statement that returns no rows, bounded in time.
+/// What runs a statement whose answer is no rows, bounded by `limit`:
+/// the driver's connection, or a probe's (see `probe::ProbeConn`).
+pub trait Execute {
+    fn execute(
+        &mut self,
+        key: &InstanceKey,
+        limit: Duration,
+        what: &'static str,
+        sql: &str,
+    ) -> impl Future<Output = Result<(), MysqlError>> + Send;
+}
+
+impl Execute for Conn {
+    async fn execute(
+        &mut self,
+        key: &InstanceKey,
+        limit: Duration,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<(), MysqlError> {
+        exec(self, key, limit, what, sql).await
+    }
+}
+
 pub async fn exec(
     conn: &mut Conn,
     key: &InstanceKey,

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use mysql_async::Conn;
-
 use super::MysqlError;
-use super::conn::exec;
+use super::conn::Execute;
 use crate::topology::InstanceKey;
 
 pub const SCHEMA: &str = "orca_meta";
@@ -19,20 +17,18 @@ const ER_NO_SUCH_TABLE: u16 = 1146;
 
 /// Creates the heartbeat table on a primary if it is missing.
 pub async fn ensure_table(
-    conn: &mut Conn,
+    conn: &mut impl Execute,
     key: &InstanceKey,
     limit: Duration,
 ) -> Result<(), MysqlError> {
-    exec(
-        conn,
+    conn.execute(
         key,
         limit,
         "creating the orca schema",
         &format!("CREATE DATABASE IF NOT EXISTS {SCHEMA}"),
     )
     .await?;
-    exec(
-        conn,
+    conn.execute(
         key,
         limit,
         "creating the heartbeat table",
@@ -47,9 +43,12 @@ pub async fn ensure_table(
 }
 
 /// Writes one heartbeat with the primary's current time.
-pub async fn write(conn: &mut Conn, key: &InstanceKey, limit: Duration) -> Result<(), MysqlError> {
-    exec(
-        conn,
+pub async fn write(
+    conn: &mut impl Execute,
+    key: &InstanceKey,
+    limit: Duration,
+) -> Result<(), MysqlError> {
+    conn.execute(
         key,
         limit,
         "writing the heartbeat",

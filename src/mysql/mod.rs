@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod heartbeat;
 pub mod parse;
 pub mod probe;
+pub mod wire;
 
 pub use conn::{Credentials, connect};
 pub use dialect::Dialect;

@@ -3,12 +3,15 @@
 //! (one round trip over a connection kept from the last probe), else as
 //! two: the variables, which tell the dialect, then the rest together.
 
+use std::time::Duration;
+
 use mysql_async::Conn;
 
-use super::conn::{Timeouts, connect, query_batch, query_rows};
+use super::conn::{Execute, Timeouts, connect, exec};
 use super::dialect::{self, Dialect};
 use super::heartbeat;
 use super::parse::{self, ProbeAnswers, TextRow};
+use super::wire::{self, WireConn};
 use super::{Credentials, MysqlError};
 use crate::topology::{Flavor, InstanceKey, Snapshot};
 
@@ -17,8 +20,95 @@ use crate::topology::{Flavor, InstanceKey, Snapshot};
 /// without closing its connections).
 #[derive(Debug)]
 pub struct KeptConn {
-    pub conn: Conn,
+    pub conn: ProbeConn,
     dialect: Dialect,
+}
+
+/// A probe's connection: orca's lean client ([`wire`]), which holds no
+/// buffer between probes (a kept connection costs its socket, not the
+/// driver's 16 KiB of buffers), or the driver where the lean client
+/// cannot authenticate (a plugin it does not speak, a MySQL account whose
+/// password is not cached yet: tried again at the next connect).
+#[derive(Debug)]
+pub enum ProbeConn {
+    Lean(WireConn),
+    Driver(Conn),
+}
+
+impl ProbeConn {
+    /// Connects to `key`, bounded by the connect timeout.
+    pub async fn connect(
+        key: &InstanceKey,
+        creds: &Credentials,
+        timeouts: Timeouts,
+    ) -> Result<ProbeConn, MysqlError> {
+        match WireConn::connect(key, creds, timeouts).await {
+            Ok(c) => Ok(ProbeConn::Lean(c)),
+            Err(e) if wire::needs_fallback(&e) => {
+                tracing::debug!(instance = %key, error = %e, "probing over the driver");
+                connect(key, creds, timeouts).await.map(ProbeConn::Driver)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The server's id of this connection.
+    pub fn id(&self) -> u32 {
+        match self {
+            ProbeConn::Lean(c) => c.id(),
+            ProbeConn::Driver(c) => c.id(),
+        }
+    }
+
+    async fn query_batch(
+        &mut self,
+        key: &InstanceKey,
+        limit: Duration,
+        what: &'static str,
+        stmts: &[String],
+    ) -> Result<(Vec<Vec<TextRow>>, Option<MysqlError>), MysqlError> {
+        match self {
+            ProbeConn::Lean(c) => c.query_batch(key, limit, what, stmts).await,
+            ProbeConn::Driver(c) => super::conn::query_batch(c, key, limit, what, stmts).await,
+        }
+    }
+
+    async fn query_rows(
+        &mut self,
+        key: &InstanceKey,
+        limit: Duration,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Vec<TextRow>, MysqlError> {
+        match self {
+            ProbeConn::Lean(c) => c.query_rows(key, limit, what, sql).await,
+            ProbeConn::Driver(c) => super::conn::query_rows(c, key, limit, what, sql).await,
+        }
+    }
+
+    /// Closes it, bounded in time: a server that does not answer cannot
+    /// hold the prober (the socket is closed either way).
+    pub async fn close(self, timeouts: Timeouts) {
+        match self {
+            ProbeConn::Lean(c) => c.close(timeouts.query).await,
+            ProbeConn::Driver(c) => close(c, timeouts).await,
+        }
+    }
+}
+
+impl Execute for ProbeConn {
+    async fn execute(
+        &mut self,
+        key: &InstanceKey,
+        limit: Duration,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<(), MysqlError> {
+        match self {
+            ProbeConn::Lean(c) => c.query_drop(key, limit, what, sql).await,
+            ProbeConn::Driver(c) => exec(c, key, limit, what, sql).await,
+        }
+    }
 }
 
 /// Connects to `key` and probes it.
@@ -27,11 +117,11 @@ pub async fn probe(
     creds: &Credentials,
     timeouts: Timeouts,
 ) -> Result<Snapshot, MysqlError> {
-    let mut conn = connect(key, creds, timeouts).await?;
+    let mut conn = ProbeConn::connect(key, creds, timeouts).await?;
     let result = probe_conn(&mut conn, key, timeouts).await;
     // A probe must not leave a connection behind; a failed disconnect of a
     // healthy probe is harmless, the server closes it on its side.
-    close(conn, timeouts).await;
+    conn.close(timeouts).await;
     result
 }
 
@@ -58,21 +148,21 @@ pub async fn probe_kept(
         match probe_bounded(&mut conn, key, limit, Some(&dialect)).await {
             Ok((snap, dialect)) => return (Ok(snap), Some(KeptConn { conn, dialect })),
             Err(e) => {
-                close(conn, timeouts).await;
+                conn.close(timeouts).await;
                 if matches!(e, MysqlError::Timeout { .. }) {
                     return (Err(e), None);
                 }
             }
         }
     }
-    let mut conn = match connect(key, creds, timeouts).await {
+    let mut conn = match ProbeConn::connect(key, creds, timeouts).await {
         Ok(c) => c,
         Err(e) => return (Err(e), None),
     };
     match probe_bounded(&mut conn, key, timeouts.query, None).await {
         Ok((snap, dialect)) => (Ok(snap), Some(KeptConn { conn, dialect })),
         Err(e) => {
-            close(conn, timeouts).await;
+            conn.close(timeouts).await;
             (Err(e), None)
         }
     }
@@ -166,7 +256,7 @@ fn detect(key: &InstanceKey, variables: &[TextRow]) -> Result<Dialect, MysqlErro
 /// statement sent at once), else two (the variables, which tell the
 /// dialect, then the rest).
 async fn read_answers(
-    conn: &mut Conn,
+    conn: &mut ProbeConn,
     key: &InstanceKey,
     limit: std::time::Duration,
     known: Option<&Dialect>,
@@ -175,7 +265,7 @@ async fn read_answers(
         Some(d) => {
             let mut stmts = vec![dialect::variables_query()];
             stmts.extend(rest_statements(d));
-            let (mut sets, failed) = query_batch(conn, key, limit, "probing", &stmts).await?;
+            let (mut sets, failed) = conn.query_batch(key, limit, "probing", &stmts).await?;
             if sets.is_empty() {
                 return Err(failed.unwrap_or_else(|| MysqlError::Answer {
                     key: key.clone(),
@@ -188,7 +278,9 @@ async fn read_answers(
         }
         None => {
             let sql = dialect::variables_query();
-            let variables = query_rows(conn, key, limit, "reading variables", &sql).await?;
+            let variables = conn
+                .query_rows(key, limit, "reading variables", &sql)
+                .await?;
             (variables, None)
         }
     };
@@ -197,7 +289,10 @@ async fn read_answers(
         Some((d, sets, failed)) if *d == dialect => (sets, failed),
         // Not asked yet, or asked in a dialect the server does not speak
         // (it cannot change on one connection): asked in its own.
-        _ => query_batch(conn, key, limit, "probing", &rest_statements(&dialect)).await?,
+        _ => {
+            conn.query_batch(key, limit, "probing", &rest_statements(&dialect))
+                .await?
+        }
     };
     let answers = assemble(&dialect, key, variables, sets, failed)?;
     Ok((dialect, answers))
@@ -205,7 +300,7 @@ async fn read_answers(
 
 /// Probes over an open connection.
 pub async fn probe_conn(
-    conn: &mut Conn,
+    conn: &mut ProbeConn,
     key: &InstanceKey,
     timeouts: Timeouts,
 ) -> Result<Snapshot, MysqlError> {
@@ -217,7 +312,7 @@ pub async fn probe_conn(
 /// Probes over an open connection, each round trip bounded by `limit`
 /// (see [`read_answers`]).
 async fn probe_bounded(
-    conn: &mut Conn,
+    conn: &mut ProbeConn,
     key: &InstanceKey,
     limit: std::time::Duration,
     known: Option<&Dialect>,

@@ -123,10 +123,10 @@ fn endpoint(ep: &Endpoints) -> Option<InstanceKey> {
 /// Follows the primary Service's Endpoints, as kube-proxy does: the
 /// address they name (none while they name none or several), and when
 /// each change was seen.
-fn follow(
-    client: Client,
-    moves: Arc<Mutex<Vec<(Instant, Option<InstanceKey>)>>>,
-) -> (watch::Receiver<Option<InstanceKey>>, Abort) {
+/// When the Endpoints were seen naming what (none: no single address).
+type Moves = Arc<Mutex<Vec<(Instant, Option<InstanceKey>)>>>;
+
+fn follow(client: Client, moves: Moves) -> (watch::Receiver<Option<InstanceKey>>, Abort) {
     let (tx, rx) = watch::channel(None);
     let api: Api<Endpoints> = Api::namespaced(client, NS);
     let service = format!("{NAME}-primary");
