@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -348,6 +348,16 @@ fn decode_policy(p: &DynamicObject) -> Result<FailoverPolicy, kube::Error> {
             .or_insert_with(|| FailoverPolicy::kind(&()).into());
     }
     serde_json::from_value(v).map_err(kube::Error::SerdeError)
+}
+
+/// Drives a stream to its end, ignoring its items (errors are logged).
+pub async fn drive<T, E: std::fmt::Display>(s: impl Stream<Item = Result<T, E>>, kind: &str) {
+    s.for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(kind, error = %e, "watch error");
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ pub mod operator;
 pub mod ordinal;
 pub mod policy;
 pub mod time;
-pub mod wake;
 pub mod worker;
 
 pub use client::{

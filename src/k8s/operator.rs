@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -38,7 +38,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use super::cache::Caches;
+use super::cache::{self, Caches};
 use super::crd::cluster::MySQLCluster;
 use super::crd::names::label;
 use super::objects::{self, ObjectError};
@@ -73,9 +73,6 @@ pub struct Context {
     pub client: Client,
     pub reporter: Reporter,
     workers: Mutex<HashMap<(String, String), JoinHandle<()>>>,
-    /// What wakes each cluster's worker before its next round is due (a
-    /// pod's health changed: see [`super::wake`]).
-    wakes: std::sync::Mutex<HashMap<(String, String), Arc<tokio::sync::Notify>>>,
     /// Turned true to stop every worker after its current round.
     stopping: watch::Sender<bool>,
     /// The watch caches of the running [`run`].
@@ -127,7 +124,6 @@ impl Context {
             client,
             reporter,
             workers: Mutex::new(HashMap::new()),
-            wakes: std::sync::Mutex::new(HashMap::new()),
             stopping: watch::Sender::new(false),
             caches: std::sync::Mutex::new(None),
             epoch,
@@ -160,24 +156,6 @@ impl Context {
     /// finishes the round it is in (an operation ends at a step boundary,
     /// its journal written), within [`STOP_GRACE`]; those still running
     /// then are aborted.
-    /// The notification that wakes the worker of `key` (made once).
-    fn wake_of(&self, key: &(String, String)) -> Arc<tokio::sync::Notify> {
-        self.wakes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default()
-            .clone()
-    }
-
-    /// Starts the next round of cluster `name` in `namespace` now.
-    fn wake(&self, namespace: &str, name: &str) {
-        let wakes = self.wakes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = wakes.get(&(namespace.to_string(), name.to_string())) {
-            n.notify_one();
-        }
-    }
-
     pub async fn stop_all(&self) {
         self.stopping.send_replace(true);
         let handles: Vec<_> = self.workers.lock().await.drain().collect();
@@ -572,7 +550,6 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
     let metrics = worker.metrics.clone();
     let name = c.name_any();
     let mut stop = ctx.stopping.subscribe();
-    let wake = ctx.wake_of(&key);
     let handle = tokio::spawn(async move {
         // Rounds run whole; a stop is seen between them.
         while !*stop.borrow_and_update() {
@@ -589,7 +566,6 @@ async fn ensure_worker(c: &MySQLCluster, ctx: &Context, caches: &Arc<Caches>) {
             };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = wake.notified() => {}
                 r = stop.changed() => if r.is_err() { return },
             }
         }
@@ -603,10 +579,6 @@ async fn cleanup(c: &MySQLCluster, ctx: &Context) -> Result<Action, OperatorErro
     if let Some(h) = ctx.workers.lock().await.remove(&key) {
         h.abort();
     }
-    ctx.wakes
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&key);
     if let Some(p) = ctx.published.get() {
         p.remove(&crate::api::ClusterId::new(key.0.clone(), key.1.clone()));
     }
@@ -671,42 +643,6 @@ fn error_policy(c: Arc<MySQLCluster>, e: &OperatorError, _ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Drives the pods' watch (which fills their cache) and wakes the worker
-/// of a cluster whose pod's health changed ([`super::wake`]).
-async fn watch_pods(
-    events: impl futures::Stream<
-        Item = Result<kube::runtime::watcher::Event<Pod>, kube::runtime::watcher::Error>,
-    >,
-    ctx: Arc<Context>,
-) {
-    use kube::runtime::watcher::Event;
-    let mut marks: HashMap<String, super::wake::HealthMark> = HashMap::new();
-    let mut events = std::pin::pin!(events);
-    while let Some(e) = events.next().await {
-        let (pod, gone, listing) = match e {
-            Ok(Event::Apply(p)) => (p, false, false),
-            Ok(Event::InitApply(p)) => (p, false, true),
-            Ok(Event::Delete(p)) => (p, true, false),
-            Ok(Event::Init | Event::InitDone) => continue,
-            Err(e) => {
-                tracing::debug!(kind = "Pods", error = %e, "watch error");
-                continue;
-            }
-        };
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let wake = if gone {
-            marks.remove(&uid).is_some()
-        } else {
-            let mark = super::wake::health_mark(&pod);
-            let before = marks.insert(uid, mark.clone());
-            !listing && super::wake::wakes(before.as_ref(), &mark)
-        };
-        if wake && let Some(cluster) = pod.labels().get(label::CLUSTER) {
-            ctx.wake(&pod.namespace().unwrap_or_default(), cluster);
-        }
-    }
-}
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -715,9 +651,8 @@ pub async fn run(
     ctx.stopping.send_replace(false);
     let (caches, t) = Caches::start(&ctx.client, ctx.scope.get().map(String::as_str));
     *ctx.caches.lock().unwrap_or_else(PoisonError::into_inner) = Some(caches.clone());
-    // The pods' cache fills as this runs; nothing is reconciled from it,
-    // but a pod whose health changed wakes its cluster's worker.
-    let pods = tokio::spawn(watch_pods(t.pods, ctx.clone()));
+    // The pods' cache fills as this runs; nothing is reconciled from it.
+    let pods = tokio::spawn(cache::drive(t.pods, "Pods"));
     let by_secret = {
         let caches = caches.clone();
         move |s: Secret| {
