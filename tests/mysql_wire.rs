@@ -106,6 +106,24 @@ async fn compare_batch(
     (d, df)
 }
 
+/// The same batch over the lean client and over the driver, each of
+/// which must fail: their errors.
+async fn both_fail(
+    wire: &mut WireConn,
+    driver: &mut mysql_async::Conn,
+    key: &InstanceKey,
+    stmts: &[String],
+) -> (MysqlError, MysqlError) {
+    let w = wire
+        .query_batch(key, LIMIT, "probing", stmts)
+        .await
+        .unwrap_err();
+    let d = conn::query_batch(driver, key, LIMIT, "probing", stmts)
+        .await
+        .unwrap_err();
+    (w, d)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_batch_answers_as_over_the_driver() {
     let c = LocalCluster::start(Shape::primary_with_replicas(1))
@@ -350,13 +368,7 @@ async fn a_hung_server_times_out_and_a_dead_one_is_unreachable() {
         .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let w = wire
-        .query_batch(&key, LIMIT, "probing", &stmts)
-        .await
-        .unwrap_err();
-    let d = conn::query_batch(&mut driver, &key, LIMIT, "probing", &stmts)
-        .await
-        .unwrap_err();
+    let (w, d) = both_fail(&mut wire, &mut driver, &key, &stmts).await;
     assert_eq!(w.is_unreachable(), d.is_unreachable(), "{w:?} / {d:?}");
     assert_eq!(w.server_code(), d.server_code(), "{w:?} / {d:?}");
     let _ = killer.disconnect().await;
@@ -366,13 +378,7 @@ async fn a_hung_server_times_out_and_a_dead_one_is_unreachable() {
     let mut wire = WireConn::connect(&key, &admin, timeouts()).await.unwrap();
     let mut driver = conn::connect(&key, &admin, timeouts()).await.unwrap();
     server.kill().unwrap();
-    let w = wire
-        .query_batch(&key, LIMIT, "probing", &stmts)
-        .await
-        .unwrap_err();
-    let d = conn::query_batch(&mut driver, &key, LIMIT, "probing", &stmts)
-        .await
-        .unwrap_err();
+    let (w, d) = both_fail(&mut wire, &mut driver, &key, &stmts).await;
     assert!(w.is_unreachable() && d.is_unreachable(), "{w:?} / {d:?}");
     assert_eq!(w.server_code(), d.server_code());
     let w = WireConn::connect(&key, &admin, timeouts())

@@ -79,13 +79,29 @@ pub async fn bounded<T, F>(
 where
     F: Future<Output = Result<T, mysql_async::Error>>,
 {
+    bounded_with(key, limit, what, fut, |source| MysqlError::Server {
+        key: key.clone(),
+        what,
+        source,
+    })
+    .await
+}
+
+/// [`bounded`] for any client's errors, turned into a [`MysqlError`] by
+/// `error`; a timeout is [`MysqlError::Timeout`].
+pub async fn bounded_with<T, E, F>(
+    key: &InstanceKey,
+    limit: Duration,
+    what: &'static str,
+    fut: F,
+    error: impl FnOnce(E) -> MysqlError,
+) -> Result<T, MysqlError>
+where
+    F: Future<Output = Result<T, E>>,
+{
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(MysqlError::Server {
-            key: key.clone(),
-            what,
-            source,
-        }),
+        Ok(Err(e)) => Err(error(e)),
         Err(_) => Err(MysqlError::Timeout {
             key: key.clone(),
             what,

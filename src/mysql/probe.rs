@@ -170,7 +170,7 @@ pub async fn probe_kept(
 
 /// Closes a connection, bounded in time: a server that does not answer
 /// cannot hold the prober (the socket is closed either way).
-pub async fn close(conn: Conn, timeouts: Timeouts) {
+async fn close(conn: Conn, timeouts: Timeouts) {
     let _ = tokio::time::timeout(timeouts.query, conn.disconnect()).await;
 }
 

@@ -288,15 +288,7 @@ async fn bounded<T, F>(
 where
     F: Future<Output = Result<T, Fail>>,
 {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.into_error(key, what)),
-        Err(_) => Err(MysqlError::Timeout {
-            key: key.clone(),
-            what,
-            millis: limit.as_millis(),
-        }),
-    }
+    super::conn::bounded_with(key, limit, what, fut, |e: Fail| e.into_error(key, what)).await
 }
 
 fn malformed(what: &str) -> Fail {

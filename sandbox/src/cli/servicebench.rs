@@ -107,14 +107,7 @@ fn cluster(semi_sync: bool) -> Result<MySQLCluster, String> {
 
 /// The one address of the primary Service's Endpoints, if one.
 fn endpoint(ep: &Endpoints) -> Option<InstanceKey> {
-    let addrs: Vec<String> = ep
-        .subsets
-        .iter()
-        .flatten()
-        .flat_map(|s| s.addresses.iter().flatten())
-        .map(|a| a.ip.clone())
-        .collect();
-    match addrs.as_slice() {
+    match crate::kubelet::endpoint_ips(ep).as_slice() {
         [ip] => Some(InstanceKey::new(ip.clone(), 3306)),
         _ => None,
     }

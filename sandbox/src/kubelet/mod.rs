@@ -61,6 +61,16 @@ pub const NODE_NAME: &str = "sandbox-node";
 const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
 const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 
+/// The ready addresses of an Endpoints object, in its order.
+pub fn endpoint_ips(ep: &k8s_openapi::api::core::v1::Endpoints) -> Vec<String> {
+    ep.subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| a.ip.clone())
+        .collect()
+}
+
 /// Tunables of the kubelet.
 #[derive(Debug, Clone)]
 pub struct KubeletOptions {

@@ -551,13 +551,7 @@ impl Worker {
         };
         let mut services = Vec::new();
         for ep in &list.items {
-            let mut ips: Vec<String> = ep
-                .subsets
-                .iter()
-                .flatten()
-                .flat_map(|s| s.addresses.iter().flatten())
-                .map(|a| a.ip.clone())
-                .collect();
+            let mut ips = super::endpoint_ips(ep);
             ips.sort();
             if let Some(ip) = ips.into_iter().next() {
                 let ns = ep.namespace().unwrap_or_default();
