@@ -186,6 +186,16 @@ async fn purge_binary_logs(pkey: &InstanceKey, root: &Credentials) {
     let _ = c.disconnect().await;
 }
 
+/// The operator's last 40 log lines, newest first, for a report.
+fn operator_tail(sb: &Sandbox) -> String {
+    sb.operator_log("only")
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Waits until the last re-provisioning of `pod` ended; returns it.
 async fn reprovisioned(sb: &Sandbox, pod: &str, root: &Credentials) -> ReprovisionStatus {
     let ended = tokio::time::timeout(
@@ -206,12 +216,7 @@ async fn reprovisioned(sb: &Sandbox, pod: &str, root: &Credentials) -> Reprovisi
             "timed out waiting for the re-provisioning of {pod} to end\n{pod}: {replica}\nstatus: {:#?}\nevents: {}\n{}",
             sb.mysql_cluster("db").await.status.map(|s| s.reprovision),
             sb.event_reasons("db"),
-            sb.operator_log("only")
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .join("\n")
+            operator_tail(sb)
         );
     };
     assert_eq!(
@@ -219,12 +224,7 @@ async fn reprovisioned(sb: &Sandbox, pod: &str, root: &Credentials) -> Reprovisi
         "Succeeded",
         "{r:#?}\n{}\n{}",
         sb.event_reasons("db"),
-        sb.operator_log("only")
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+        operator_tail(sb)
     );
     eprintln!("re-provisioned: {r:?}");
     r
