@@ -444,6 +444,7 @@ impl ClusterEngine {
                 let mut fencer = Executor::new(config, Default::default());
                 fencer.write_locks = self.executor.write_locks.clone();
                 fencer.fence = self.executor.fence.clone();
+                fencer.background = self.executor.background.clone();
                 let record = fencer.execute(&plan, &meta).await;
                 if !record.outcome.succeeded() {
                     continue;

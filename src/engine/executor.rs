@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
 
+use super::background::{Background, Detour};
 use super::fence::WriteLocks;
 use super::hooks::{HookPayload, Hooks};
 use crate::ha::{Epoch, HaError, NotLeader};
@@ -274,6 +275,16 @@ pub fn operation_id(cluster: &str, kind: PlanKind) -> String {
     format!("{cluster}-{}-{ms}", kind.name())
 }
 
+/// How long a stopping IO thread must have been signalled (the stopping
+/// statement in state [`STOP_SIGNALLED`]) before its stop goes on in the
+/// background: the event it was queueing when signalled, if any, is then
+/// in the relay log.
+const DETACH_AFTER: Duration = Duration::from_millis(100);
+
+/// The processlist state of a `STOP SLAVE` that has signalled the
+/// replication threads (MariaDB).
+const STOP_SIGNALLED: &str = "Killing slave";
+
 /// How many steps from the start of `steps` may run side by side: a run of
 /// IO-thread stops, or of relay-log waits, each on another instance.
 fn parallel_group(steps: &[Step]) -> usize {
@@ -358,6 +369,8 @@ pub struct Executor {
     /// Told before every step that changes something, after the fence
     /// check; `None` journals nothing.
     pub journal: Option<std::sync::Arc<dyn Journal>>,
+    /// IO-thread stops that go on after their step (shared by clones).
+    pub background: Background,
 }
 
 /// How a step ended, before it is recorded.
@@ -445,6 +458,7 @@ impl Executor {
             write_locks: WriteLocks::default(),
             fence: None,
             journal: None,
+            background: Background::default(),
         }
     }
 
@@ -584,10 +598,232 @@ impl Executor {
         step: &Step,
         epoch: Option<Epoch>,
     ) -> Ran {
+        if let Some(on) = step.target()
+            && let Some(detour) = self.background.detour(on)
+            && let Some(ran) = self.beside_a_stop(sessions, plan, step, on, detour).await
+        {
+            return ran;
+        }
+        if let Step::SettleReplica { .. } = step {
+            return Ran::Skipped("no IO thread stops in the background here".into());
+        }
         if let Step::RecordEpoch { on } = step {
             return self.record_epoch(sessions, on, epoch).await;
         }
         self.take_step(sessions, plan, meta, step).await.into()
+    }
+
+    /// A step on `on`, whose IO thread still stops in the background
+    /// (see [`Background`]): `Some` when it is taken here, `None` when it
+    /// runs as usual (first after the stop has ended and `on` replicates
+    /// through its default connection again, unless it needs neither).
+    async fn beside_a_stop(
+        &self,
+        sessions: &mut Sessions<'_>,
+        plan: &Plan,
+        step: &Step,
+        on: &InstanceKey,
+        detour: Detour,
+    ) -> Option<Ran> {
+        let secrets = [self.config.repl.password(), self.config.admin.password()];
+        let redact = |e: MysqlError| crate::mysql::conn::redact(&e.to_string(), &secrets);
+        let limit = self.config.timeouts.query;
+        match (step, &detour) {
+            // Reads, and what a new primary needs before it takes writes:
+            // its default connection receives nothing any more.
+            (
+                Step::RunHooks { .. }
+                | Step::WaitRelayApplied { .. }
+                | Step::WaitReceivedApplied { .. }
+                | Step::WaitCaughtUp { .. }
+                | Step::RecordEpoch { .. }
+                | Step::SetSemiSyncPrimary { .. }
+                | Step::SetReadOnly { .. }
+                | Step::KillClientConnections { .. }
+                | Step::LockWrites { .. }
+                | Step::UnlockWrites { .. },
+                _,
+            ) => None,
+            // A replica to repoint that has applied all it received goes
+            // through the second connection instead of waiting.
+            (Step::StopReplica { .. }, Detour::No) if plan.successor.as_ref() != Some(on) => {
+                let ready = async {
+                    let (conn, dialect) = sessions.get(on).await?;
+                    if dialect.flavor != Flavor::MariaDb {
+                        return Ok(false);
+                    }
+                    Session {
+                        conn,
+                        key: on,
+                        dialect,
+                        limit,
+                    }
+                    .relay_applied()
+                    .await
+                }
+                .await;
+                match ready {
+                    Ok(true) => {
+                        self.background.set_detour(on, Detour::Wanted);
+                        Some(Ran::Skipped(
+                            "its IO thread still stops in the background (its source hangs) and it has applied all it received: it replicates through a second connection until the stop ends".into(),
+                        ))
+                    }
+                    Ok(false) => self.settle(sessions, on).await.err().map(Ran::Failed),
+                    Err(e) => {
+                        sessions.forget(on);
+                        Some(Ran::Failed(redact(e)))
+                    }
+                }
+            }
+            (
+                Step::ChangeSource {
+                    source,
+                    position: SourcePosition::Gtid,
+                    ..
+                },
+                Detour::Wanted,
+            ) => {
+                let started = async {
+                    let (conn, dialect) = sessions.get(on).await?;
+                    Session {
+                        conn,
+                        key: on,
+                        dialect,
+                        limit,
+                    }
+                    .start_detour(source, &self.config.repl)
+                    .await
+                }
+                .await;
+                Some(match started {
+                    Ok(()) => {
+                        self.background
+                            .set_detour(on, Detour::Through(source.clone()));
+                        tracing::info!(instance = %on, source = %source, "replicating through the second connection while the IO thread's stop ends");
+                        Ran::Done
+                    }
+                    Err(e) => {
+                        sessions.forget(on);
+                        Ran::Failed(redact(e))
+                    }
+                })
+            }
+            (Step::StartReplica { .. }, Detour::Through(_)) => Some(Ran::Skipped(
+                "it replicates through the second connection already".into(),
+            )),
+            (Step::SettleReplica { .. }, _) => Some(match self.settle(sessions, on).await {
+                Ok(()) => Ran::Done,
+                Err(e) => Ran::Failed(e),
+            }),
+            _ => self.settle(sessions, on).await.err().map(Ran::Failed),
+        }
+    }
+
+    /// Waits for the background stop of `on` to end, then moves its
+    /// replication back to the default connection if it went through the
+    /// second one.
+    async fn settle(&self, sessions: &mut Sessions<'_>, on: &InstanceKey) -> Result<(), String> {
+        let t = self.config.timeouts;
+        if let Some(stop) = self.background.take_stop(on) {
+            // The stop's own statement is bounded by the query limit.
+            let ended = tokio::time::timeout(t.query + t.connect + Duration::from_secs(2), stop)
+                .await
+                .map_err(|_| "the IO thread's stop did not end in time".to_string())
+                .and_then(|joined| joined.map_err(|e| format!("the IO thread's stop: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = ended {
+                let through = match self.background.remove(on) {
+                    Some(Detour::Through(s)) => {
+                        format!(
+                            "; it replicates from {s} through the second connection '{}'",
+                            crate::mysql::dialect::DETOUR
+                        )
+                    }
+                    _ => String::new(),
+                };
+                return Err(format!("{e}{through}"));
+            }
+        }
+        let Some(Detour::Through(source)) = self.background.remove(on) else {
+            return Ok(());
+        };
+        let folded = async {
+            let (conn, dialect) = sessions.get(on).await?;
+            Session {
+                conn,
+                key: on,
+                dialect,
+                limit: t.query,
+            }
+            .fold_detour(&source, &self.config.repl)
+            .await
+        }
+        .await;
+        folded.map_err(|e| {
+            sessions.forget(on);
+            let secrets = [self.config.repl.password(), self.config.admin.password()];
+            crate::mysql::conn::redact(&e.to_string(), &secrets)
+        })
+    }
+
+    /// Stops the IO thread of `s`'s instance. On MariaDB the statement
+    /// runs on a connection of its own: when it has not ended after a
+    /// moment but the server shows it signalling the thread (`Killing
+    /// slave`), the thread receives nothing more and the stop goes on in
+    /// the background ([`Background`]).
+    async fn stop_replica_io(&self, s: &mut Session<'_>) -> Result<(), MysqlError> {
+        if s.dialect.flavor != Flavor::MariaDb {
+            return s.stop_replica_io().await;
+        }
+        s.prepare_io_stop().await?;
+        let t = self.config.timeouts;
+        let mut stopper = connect(s.key, &self.config.admin, t).await?;
+        let id = stopper.id();
+        let key = s.key.clone();
+        let sql = s.dialect.stop_io_thread();
+        let secrets = [
+            self.config.repl.password().to_string(),
+            self.config.admin.password().to_string(),
+        ];
+        let mut stop = tokio::spawn(async move {
+            let r = exec(&mut stopper, &key, t.query, "stopping the IO thread", &sql).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stopper.disconnect()).await;
+            r.map_err(|e| {
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                crate::mysql::conn::redact(&e.to_string(), &secrets)
+            })
+        });
+        let mut signalled: Option<Instant> = None;
+        loop {
+            if let Ok(joined) = tokio::time::timeout(Duration::from_millis(20), &mut stop).await {
+                return joined
+                    .map_err(|e| MysqlError::Answer {
+                        key: s.key.clone(),
+                        what: "stopping the IO thread",
+                        detail: e.to_string(),
+                    })?
+                    .map_err(|detail| MysqlError::Answer {
+                        key: s.key.clone(),
+                        what: "stopping the IO thread",
+                        detail,
+                    });
+            }
+            match signalled {
+                Some(at) if at.elapsed() >= DETACH_AFTER => {
+                    tracing::info!(instance = %s.key, "the IO thread receives nothing more; its stop goes on in the background");
+                    self.background.insert(s.key, stop);
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => {
+                    let state = s.connection_state(id).await?;
+                    if state.is_some_and(|st| st.eq_ignore_ascii_case(STOP_SIGNALLED)) {
+                        signalled = Some(Instant::now());
+                    }
+                }
+            }
+        }
     }
 
     /// Records `epoch` on `on` (see [`Step::RecordEpoch`]).
@@ -712,7 +948,7 @@ impl Executor {
             };
             match step {
                 Step::RunHooks { .. } => Ok(()),
-                Step::StopReplicaIo { .. } => s.stop_replica_io().await,
+                Step::StopReplicaIo { .. } => self.stop_replica_io(&mut s).await,
                 Step::WaitRelayApplied { timeout, .. } => s.wait_relay_applied(*timeout).await,
                 Step::ApplyRelayNow { timeout, .. } => s.apply_relay_now(*timeout).await,
                 Step::StopReplica { .. } => s.stop_replica().await,
@@ -761,6 +997,8 @@ impl Executor {
                         .await
                 }
                 Step::WaitReplicating { timeout, .. } => s.wait_replicating(*timeout).await,
+                // Taken before (see `run_step`).
+                Step::SettleReplica { .. } => Ok(()),
             }
         }
         .await;

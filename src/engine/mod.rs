@@ -3,6 +3,7 @@
 //! step by step with timeouts and a record of every step. It does not know
 //! Kubernetes: instances come from a topology source.
 
+pub mod background;
 pub mod cluster;
 pub mod executor;
 pub mod fence;

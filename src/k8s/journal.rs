@@ -218,8 +218,11 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
     // promoted successor may not answer, its writes waiting for a
     // semi-sync acknowledgement no replica sends yet), and the successor
     // does not answer now: it is never replaced by another promotion.
+    // A failover makes its successor writable before it forgets its
+    // source: writable, or past the point of no return (the epoch
+    // recorded), it rolls forward too.
     let reset_ran = match target {
-        Some(t) if t.reachable => t.source.is_none(),
+        Some(t) if t.reachable => t.source.is_none() || t.writable || j.point_of_no_return_passed,
         _ => j.point_of_no_return_passed || j.at_point_of_no_return,
     };
     if let (true, Some(primary)) = (reset_ran, j.target.clone()) {
@@ -446,6 +449,17 @@ mod tests {
             ],
             vec![],
         );
+        // ... and the successor made writable before it forgot its source
+        // (a failover resets it last).
+        let mut writable_successor = stopped(replica_of("r1", 2, "p"));
+        writable_successor.read_only = false;
+        let writable_dead = topology(
+            vec![
+                g(writable_successor, "0-1-10"),
+                g(stopped(replica_of("r2", 3, "p")), "0-1-9"),
+            ],
+            vec![down("p", None)],
+        );
         let successor_down = topology(
             vec![g(stopped(replica_of("r2", 3, "p")), "0-1-9")],
             vec![down("p", None), down("r1", Some("p"))],
@@ -461,6 +475,18 @@ mod tests {
                 "the reset ran: roll forward",
                 Some(failover(false)),
                 &reset_dead,
+                forward("p"),
+            ),
+            (
+                "the successor writable, its source still set: roll forward",
+                Some(failover(false)),
+                &writable_dead,
+                forward("p"),
+            ),
+            (
+                "past the point of no return (the epoch), the successor read only with its source: roll forward",
+                Some(failover(true)),
+                &fenced_dead,
                 forward("p"),
             ),
             (

@@ -81,6 +81,14 @@ impl Session<'_> {
     /// relay log of a GTID replica whose threads are started from both
     /// stopped.
     pub async fn stop_replica_io(&mut self) -> Result<(), MysqlError> {
+        self.prepare_io_stop().await?;
+        let sql = self.dialect.stop_io_thread();
+        self.exec("stopping the IO thread", &sql).await
+    }
+
+    /// What comes before an IO thread is stopped: a SQL thread stopped
+    /// without an error is started (see [`Session::stop_replica_io`]).
+    pub async fn prepare_io_stop(&mut self) -> Result<(), MysqlError> {
         if let Some(r) = self.replica_status().await?
             && !r.sql_running
             && r.last_sql_errno == 0
@@ -89,8 +97,62 @@ impl Session<'_> {
             let sql = format!("{} SQL_THREAD", self.dialect.start_replica());
             self.exec("starting the SQL thread", &sql).await?;
         }
-        let sql = format!("{} IO_THREAD", self.dialect.stop_replica());
-        self.exec("stopping the IO thread", &sql).await
+        Ok(())
+    }
+
+    /// The processlist state of connection `id` (`None`: no such
+    /// connection).
+    pub async fn connection_state(&mut self, id: u32) -> Result<Option<String>, MysqlError> {
+        self.scalar(
+            "reading a connection's state",
+            &format!("SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = {id}"),
+        )
+        .await
+    }
+
+    /// Whether the replica has applied everything its default connection
+    /// received (true when it is not a replica).
+    pub async fn relay_applied(&mut self) -> Result<bool, MysqlError> {
+        let Some(r) = self.replica_status().await? else {
+            return Ok(true);
+        };
+        let executed = self.applied_gtids().await?;
+        Ok(r.relay_applied(executed.as_ref()))
+    }
+
+    /// MariaDB: points orca's named second connection at `source` and
+    /// starts it (see [`Dialect::change_detour_gtid`]).
+    pub async fn start_detour(
+        &mut self,
+        source: &InstanceKey,
+        repl: &Credentials,
+    ) -> Result<(), MysqlError> {
+        let what = "replicating through a second connection";
+        let Some(sql) = self.dialect.change_detour_gtid(source, repl) else {
+            return Err(self.answer(what, "a second connection is a MariaDB one"));
+        };
+        self.exec(what, &sql).await?;
+        let start = format!("START SLAVE '{}'", super::dialect::DETOUR);
+        self.exec(what, &start).await
+    }
+
+    /// MariaDB: moves replication from orca's second connection back to
+    /// the default one, from `source`: the second connection stopped and
+    /// forgotten, the default one pointed at `source` and started, from
+    /// what was applied (`gtid_slave_pos`).
+    pub async fn fold_detour(
+        &mut self,
+        source: &InstanceKey,
+        repl: &Credentials,
+    ) -> Result<(), MysqlError> {
+        let name = super::dialect::DETOUR;
+        let what = "folding the second connection back";
+        self.exec(what, &format!("STOP SLAVE '{name}'")).await?;
+        self.exec(what, &format!("RESET SLAVE '{name}' ALL"))
+            .await?;
+        self.stop_replica().await?;
+        self.change_source_gtid(source, repl).await?;
+        self.start_replica().await
     }
 
     pub async fn start_replica(&mut self) -> Result<(), MysqlError> {

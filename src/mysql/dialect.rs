@@ -49,6 +49,12 @@ pub struct SemiSyncNames {
 /// them (with the source's own probe failing) is a hung source.
 pub const HEARTBEAT_PERIOD: &str = "0.25";
 
+/// The name of orca's second replication connection on MariaDB
+/// (multi-source), used only while a replica's default connection
+/// finishes stopping; it is folded back into the default connection
+/// before the operation ends.
+pub const DETOUR: &str = "orca_detour";
+
 /// Global variables a probe reads, in one `SHOW GLOBAL VARIABLES` round
 /// trip (names a server lacks are simply absent from the answer).
 pub const PROBE_VARIABLES: &[&str] = &[
@@ -292,6 +298,10 @@ impl Dialect {
         }
     }
 
+    pub fn stop_io_thread(&self) -> String {
+        format!("{} IO_THREAD", self.stop_replica())
+    }
+
     pub fn stop_sql_thread(&self) -> &'static str {
         if self.new_terms() {
             "STOP REPLICA SQL_THREAD"
@@ -403,6 +413,21 @@ impl Dialect {
         }
         out.push("SET gtid_next='AUTOMATIC'".to_string());
         Ok(out)
+    }
+
+    /// MariaDB only: the statement that points orca's second, named
+    /// replication connection ([`DETOUR`]) at `source` with GTID
+    /// positioning. It carries a replica while its default connection is
+    /// still stopping (a semi-sync IO thread stopping against a hung
+    /// source waits out `rpl_semi_sync_slave_kill_conn_timeout`).
+    pub fn change_detour_gtid(&self, source: &InstanceKey, creds: &Credentials) -> Option<String> {
+        (self.flavor == Flavor::MariaDb).then(|| {
+            self.change_source(source, creds, false).replacen(
+                "CHANGE MASTER TO",
+                &format!("CHANGE MASTER '{DETOUR}' TO"),
+                1,
+            )
+        })
     }
 
     fn change_source(&self, source: &InstanceKey, creds: &Credentials, own: bool) -> String {

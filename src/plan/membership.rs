@@ -143,6 +143,43 @@ pub fn reopen_primary(topo: &Topology, primary: &InstanceKey, semi_sync: bool) -
     Some(plan)
 }
 
+/// What a failover interrupted past its point of no return still owes
+/// its successor `primary`: forgetting its source, if it still has one
+/// (a failover makes it writable first), then writable as
+/// [`reopen_primary`] makes it, if it is not yet.
+pub fn roll_forward_primary(
+    topo: &Topology,
+    primary: &InstanceKey,
+    semi_sync: bool,
+) -> Option<Plan> {
+    let snap = topo.get(primary)?.snapshot.as_deref()?;
+    if snap.replica.is_none() {
+        return reopen_primary(topo, primary, semi_sync);
+    }
+    let mut forgotten = topo.clone();
+    if let Some(s) = forgotten
+        .nodes
+        .get_mut(primary)
+        .and_then(|n| n.snapshot.as_deref_mut())
+    {
+        s.replica = None;
+    }
+    let mut plan = Plan::new(PlanKind::ForceTakeover);
+    plan.successor = Some(primary.clone());
+    plan.steps = vec![
+        Step::StopReplica {
+            on: primary.clone(),
+        },
+        Step::ResetReplicaAll {
+            on: primary.clone(),
+        },
+    ];
+    if let Some(reopen) = reopen_primary(&forgotten, primary, semi_sync) {
+        plan.steps.extend(reopen.steps);
+    }
+    Some(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +358,45 @@ mod tests {
             vec![],
         );
         assert!(reopen_primary(&diverged, &key("p"), false).is_some());
+    }
+
+    #[test]
+    fn an_interrupted_successor_forgets_its_source_and_is_made_writable() {
+        let p = || with_gtid(replica_of("p", 2, "old"), "0-1-10");
+        let r = || with_gtid(replica_of("r", 3, "old"), "0-1-10");
+        // Read only, its source still set: forgotten, then reopened.
+        let topo = Topology::build(vec![ro(p()), r()], vec![]);
+        let plan = roll_forward_primary(&topo, &key("p"), false).unwrap();
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::StopReplica { on: key("p") },
+                Step::ResetReplicaAll { on: key("p") },
+                Step::RecordEpoch { on: key("p") },
+                Step::SetReadOnly {
+                    on: key("p"),
+                    read_only: false,
+                },
+            ]
+        );
+        // Writable already (the failover made it so before the reset):
+        // only forgotten.
+        let mut writable = p();
+        writable.read_only = false;
+        let topo = Topology::build(vec![writable, r()], vec![]);
+        let plan = roll_forward_primary(&topo, &key("p"), false).unwrap();
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::StopReplica { on: key("p") },
+                Step::ResetReplicaAll { on: key("p") },
+            ]
+        );
+        // No source: as a restarted primary.
+        let topo = Topology::build(vec![with_gtid(ro(mariadb("p", 2)), "0-2-10")], vec![]);
+        assert_eq!(
+            roll_forward_primary(&topo, &key("p"), false),
+            reopen_primary(&topo, &key("p"), false)
+        );
     }
 }

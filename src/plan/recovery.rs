@@ -397,10 +397,13 @@ fn promote_and_repoint(
         on: chosen.clone(),
         timeout: relay_apply_timeout,
     });
-    plan.steps.push(Step::StopReplica { on: chosen.clone() });
+    // The point of no return is the epoch, the first write on the
+    // candidate: its default connection receives nothing any more (the
+    // fence stopped its IO thread), so it is made writable first and
+    // forgets its source after the others replicate from it. A semi-sync
+    // IO thread of a hung source may still be stopping in the background
+    // (MariaDB), and every statement on the connection waits for it.
     plan.point_of_no_return = plan.steps.len();
-    plan.steps
-        .push(Step::ResetReplicaAll { on: chosen.clone() });
     // The epoch before it can take writes, and before semi-sync: with its
     // primary side on and no replica yet, the write would wait for an
     // acknowledgement nobody sends.
@@ -418,14 +421,22 @@ fn promote_and_repoint(
         read_only: false,
     });
     let is_lost = |k: &InstanceKey| lost.iter().any(|(l, _)| l == k);
-    for r in replicas
+    let repointed: Vec<&InstanceKey> = replicas
         .iter()
         .filter(|r| &r.key != chosen && !is_lost(&r.key))
-    {
-        repoint(plan, &r.key, chosen);
+        .map(|r| &r.key)
+        .collect();
+    for r in &repointed {
+        repoint(plan, r, chosen);
     }
+    plan.steps.push(Step::StopReplica { on: chosen.clone() });
+    plan.steps
+        .push(Step::ResetReplicaAll { on: chosen.clone() });
     for r in replicas.iter().filter(|r| is_lost(&r.key)) {
         plan.steps.push(Step::StopReplica { on: r.key.clone() });
+    }
+    for r in repointed {
+        plan.steps.push(Step::SettleReplica { on: r.clone() });
     }
     if let Some(node) = topo.get(failed) {
         let unreachable: Vec<InstanceKey> = node
@@ -878,8 +889,6 @@ mod tests {
                 "r2:3306: wait until the relay log is applied (at most 30s)",
                 "r3:3306: wait until the relay log is applied (at most 30s)",
                 "r2:3306: wait until it has executed everything it received (at most 30s)",
-                "r2:3306: stop replication",
-                "r2:3306: reset all replication settings",
                 "r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r2:3306: set read_only=OFF",
                 "r1:3306: stop replication",
@@ -888,10 +897,14 @@ mod tests {
                 "r3:3306: stop replication",
                 "r3:3306: replicate from r2:3306 (GTID)",
                 "r3:3306: start replication",
+                "r2:3306: stop replication",
+                "r2:3306: reset all replication settings",
+                "r1:3306: wait until its IO thread has stopped, then replicate through its default connection",
+                "r3:3306: wait until its IO thread has stopped, then replicate through its default connection",
                 "run postFailover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 9);
+        assert_eq!(plan.point_of_no_return, 8);
         assert_eq!(
             rollback(&plan),
             vec![
@@ -909,14 +922,17 @@ mod tests {
             &plan,
             "  note: candidate r2:3306 chosen among 3 (ranking: r2:3306, r3:3306, r1:3306)",
         );
-        has_line(&plan, "   9. r2:3306: stop replication (undone on failure)");
-        has_line(&plan, "  10. r2:3306: reset all replication settings");
         has_line(
             &plan,
-            "  11. r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
+            "   8. r2:3306: wait until it has executed everything it received (at most 30s) (undone on failure)",
         );
-        has_line(&plan, "  14. r1:3306: replicate from r2:3306 (GTID)");
-        has_line(&plan, "  on failure before step 10:");
+        has_line(
+            &plan,
+            "   9. r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
+        );
+        has_line(&plan, "  12. r1:3306: replicate from r2:3306 (GTID)");
+        has_line(&plan, "  18. r2:3306: reset all replication settings");
+        has_line(&plan, "  on failure before step 9:");
         has_line(&plan, "      - r3:3306: start replication");
     }
 
@@ -992,12 +1008,12 @@ mod tests {
             "r3:3306: stop the replica IO thread",
             "r3:3306: apply the relay log now, delay removed (at most 30s)",
             "r3:3306: wait until it has executed everything it received (at most 30s)",
-            "r3:3306: stop replication",
+            "r3:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
         ];
         assert_eq!(steps(&plan)[..5].to_vec(), applied_first);
         // Applying comes after the fence, before the point of no return.
         assert_eq!(fence_len(&plan), 2);
-        assert_eq!(plan.point_of_no_return, 5);
+        assert_eq!(plan.point_of_no_return, 4);
         // A delayed replica, alone, likewise.
         let mut delayed = r("r3", 13, "p", "0-1-12");
         if let Some(st) = delayed.replica.as_mut() {
@@ -1112,12 +1128,12 @@ mod tests {
             steps(&rest)[..2].to_vec(),
             vec![
                 "r2:3306: wait until it has executed everything it received (at most 30s)",
-                "r2:3306: stop replication",
+                "r2:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
             ]
         );
         assert_eq!(
             rest.steps[rest.point_of_no_return],
-            Step::ResetReplicaAll { on: key("r2") }
+            Step::RecordEpoch { on: key("r2") }
         );
         assert_eq!(rest.rollback, plan.rollback);
         assert_eq!(rest.steps.len() + 7, plan.steps.len());
@@ -1150,14 +1166,15 @@ mod tests {
             steps(&plan)[7..].to_vec(),
             vec![
                 "r3:3306: wait until it has executed everything it received (at most 5s)",
-                "r3:3306: stop replication",
-                "r3:3306: reset all replication settings",
                 "r3:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r3:3306: set read_only=OFF",
                 "r1:3306: stop replication",
                 "r1:3306: replicate from r3:3306 (GTID)",
                 "r1:3306: start replication",
+                "r3:3306: stop replication",
+                "r3:3306: reset all replication settings",
                 "r2:3306: stop replication",
+                "r1:3306: wait until its IO thread has stopped, then replicate through its default connection",
                 "run postFailover hooks",
             ]
         );
@@ -1180,14 +1197,14 @@ mod tests {
                 "a:3306: stop the replica IO thread",
                 "a:3306: wait until the relay log is applied (at most 30s)",
                 "a:3306: wait until it has executed everything it received (at most 30s)",
-                "a:3306: stop replication",
-                "a:3306: reset all replication settings",
                 "a:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "a:3306: set read_only=OFF",
+                "a:3306: stop replication",
+                "a:3306: reset all replication settings",
                 "run postFailover hooks",
             ]
         );
-        assert_eq!(plan.point_of_no_return, 5);
+        assert_eq!(plan.point_of_no_return, 4);
         // Not for an intermediate primary.
         let err = dead_primary(&chain(&["a"]), &key("a"), &RecoveryOptions::default()).unwrap_err();
         assert!(matches!(err, PlanError::Invalid(_)), "{err}");
@@ -1235,9 +1252,9 @@ mod tests {
         );
         assert_eq!(
             plan.steps[plan.point_of_no_return],
-            Step::ResetReplicaAll { on: key("r2") }
+            Step::RecordEpoch { on: key("r2") }
         );
-        assert_eq!(plan.point_of_no_return, 13);
+        assert_eq!(plan.point_of_no_return, 12);
         assert!(
             !plan
                 .steps
@@ -1293,8 +1310,6 @@ mod tests {
                 "r2:3306: stop the replica IO thread",
                 "r3:3306: stop the replica IO thread",
                 "r1:3306: wait until it has executed everything it received (at most 30s)",
-                "r1:3306: stop replication",
-                "r1:3306: reset all replication settings",
                 "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r1:3306: set read_only=OFF",
                 "r2:3306: stop replication",
@@ -1303,12 +1318,16 @@ mod tests {
                 "r3:3306: stop replication",
                 "r3:3306: replicate from r1:3306 (GTID)",
                 "r3:3306: start replication",
+                "r1:3306: stop replication",
+                "r1:3306: reset all replication settings",
+                "r2:3306: wait until its IO thread has stopped, then replicate through its default connection",
+                "r3:3306: wait until its IO thread has stopped, then replicate through its default connection",
                 "run postFailover hooks",
             ]
         );
         // r2 is ahead of r1 now, but r1 catches up with p first.
         assert!(plan.lost_replicas.is_empty());
-        assert_eq!(plan.point_of_no_return, 11);
+        assert_eq!(plan.point_of_no_return, 10);
         has_line(
             &plan,
             "plan: force-takeover, replacing p:3306, successor r1:3306",
@@ -1330,7 +1349,7 @@ mod tests {
                 "r2:3306: stop the replica IO thread",
                 "r3:3306: stop the replica IO thread",
                 "r1:3306: wait until it has executed everything it received (at most 30s)",
-                "r1:3306: stop replication",
+                "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
             ]
         );
         assert_eq!(
@@ -1343,9 +1362,9 @@ mod tests {
         assert_eq!(
             steps(&plan)[6..].to_vec(),
             vec![
-                "r1:3306: reset all replication settings",
-                "r1:3306: record the leader's epoch in orca_meta.epoch (refused if a newer one is there)",
                 "r1:3306: set read_only=OFF",
+                "r1:3306: stop replication",
+                "r1:3306: reset all replication settings",
                 "r2:3306: stop replication",
                 "r3:3306: stop replication",
                 "run postFailover hooks",

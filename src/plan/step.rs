@@ -210,6 +210,11 @@ pub enum Step {
     /// the source's transactions of the same sequence numbers. What it
     /// replicated (`gtid_slave_pos`) is kept. MariaDB only.
     ResetBinaryLogs { on: InstanceKey },
+    /// Wait until an IO thread's stop that went on in the background (a
+    /// semi-sync replica of a hung source, on MariaDB) has ended, then,
+    /// if `on` replicates meanwhile through orca's second connection,
+    /// move it back to its default connection. Nothing to do otherwise.
+    SettleReplica { on: InstanceKey },
 }
 
 /// The fence of a primary that must take no more writes: its clients
@@ -287,7 +292,8 @@ impl Step {
             | Step::EnsureReplicationAccount { on }
             | Step::EnsureAppAccount { on, .. }
             | Step::InjectEmptyTransactions { on, .. }
-            | Step::ResetBinaryLogs { on } => Some(on),
+            | Step::ResetBinaryLogs { on }
+            | Step::SettleReplica { on } => Some(on),
         }
     }
 
@@ -318,7 +324,8 @@ impl Step {
             | Step::EnsureReplicationAccount { .. }
             | Step::EnsureAppAccount { .. }
             | Step::InjectEmptyTransactions { .. }
-            | Step::ResetBinaryLogs { .. } => true,
+            | Step::ResetBinaryLogs { .. }
+            | Step::SettleReplica { .. } => true,
         }
     }
 }
@@ -442,6 +449,10 @@ impl fmt::Display for Step {
             Step::ResetBinaryLogs { on } => {
                 write!(f, "{on}: delete its binary logs (RESET MASTER)")
             }
+            Step::SettleReplica { on } => write!(
+                f,
+                "{on}: wait until its IO thread has stopped, then replicate through its default connection"
+            ),
         }
     }
 }
@@ -603,11 +614,6 @@ pub(crate) fn check_epoch_placement(plan: &Plan) -> Result<(), String> {
         return Err("the epoch is recorded before the point of no return".into());
     }
     let on_successor = |s: &Step| s.target() == Some(successor);
-    if let Some(reset) = at(&|s| matches!(s, Step::ResetReplicaAll { .. }) && on_successor(s))
-        && reset > record
-    {
-        return Err("the epoch is recorded before the reset".into());
-    }
     let writable = at(&|s| {
         on_successor(s)
             && matches!(

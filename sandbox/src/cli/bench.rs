@@ -125,16 +125,39 @@ async fn writable(key: &InstanceKey, creds: &Credentials) -> bool {
     ok
 }
 
+/// Whether `replica` replicates from `source` through any of its
+/// connections: while a semi-sync replica's IO thread stops against a
+/// hung source, orca has it follow the new primary through a second,
+/// named connection (`SHOW ALL SLAVES STATUS` lists both).
 async fn replicates_from(replica: &InstanceKey, source: &InstanceKey) -> bool {
     let t = Timeouts {
         connect: Duration::from_millis(200),
         query: Duration::from_millis(500),
     };
-    probe(replica, &admin_credentials(), t)
+    if probe(replica, &admin_credentials(), t)
         .await
         .ok()
         .and_then(|s| s.replica)
         .is_some_and(|r| &r.source == source && r.is_replicating())
+    {
+        return true;
+    }
+    let Ok(mut conn) = connect(replica, &admin_credentials(), t).await else {
+        return false;
+    };
+    let rows: Vec<mysql_async::Row> =
+        match tokio::time::timeout(t.query, conn.query("SHOW ALL SLAVES STATUS")).await {
+            Ok(Ok(rows)) => rows,
+            _ => Vec::new(),
+        };
+    let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
+    rows.iter().any(|r| {
+        let text = |c: &str| -> Option<String> { r.get_opt::<String, _>(c).and_then(Result::ok) };
+        text("Master_Host").as_deref() == Some(source.host.as_str())
+            && text("Master_Port").and_then(|p| p.parse::<u16>().ok()) == Some(source.port)
+            && text("Slave_IO_Running").as_deref() == Some("Yes")
+            && text("Slave_SQL_Running").as_deref() == Some("Yes")
+    })
 }
 
 async fn prepare(c: &LocalCluster) -> Result<(), String> {

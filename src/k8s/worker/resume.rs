@@ -59,7 +59,7 @@ impl Worker {
                 };
                 let old_key = old.as_deref().and_then(|o| key_of(pods, o));
                 // Writable (the epoch recorded first), if not yet.
-                if let Some(plan) = membership::reopen_primary(&topo, &pk, semi_sync) {
+                if let Some(plan) = membership::roll_forward_primary(&topo, &pk, semi_sync) {
                     self.run_resumed(&plan, "ResumeRollForward").await;
                 }
                 let repoint = journal::repoint_plan(&topo, &pk, old_key.as_ref());
