@@ -451,6 +451,12 @@ impl Sessions<'_> {
 }
 
 impl Executor {
+    /// `e` as text, without the passwords orca uses.
+    fn redacted(&self, e: &impl std::fmt::Display) -> String {
+        let secrets = [self.config.repl.password(), self.config.admin.password()];
+        crate::mysql::conn::redact(&e.to_string(), &secrets)
+    }
+
     pub fn new(config: ExecutorConfig, hooks: Hooks) -> Self {
         Executor {
             config,
@@ -625,8 +631,7 @@ impl Executor {
         on: &InstanceKey,
         detour: Detour,
     ) -> Option<Ran> {
-        let secrets = [self.config.repl.password(), self.config.admin.password()];
-        let redact = |e: MysqlError| crate::mysql::conn::redact(&e.to_string(), &secrets);
+        let redact = |e: MysqlError| self.redacted(&e);
         let limit = self.config.timeouts.query;
         match (step, &detour) {
             // Reads, and what a new primary needs before it takes writes:
@@ -762,8 +767,7 @@ impl Executor {
         .await;
         folded.map_err(|e| {
             sessions.forget(on);
-            let secrets = [self.config.repl.password(), self.config.admin.password()];
-            crate::mysql::conn::redact(&e.to_string(), &secrets)
+            self.redacted(&e)
         })
     }
 
@@ -859,8 +863,7 @@ impl Executor {
             crate::ha::record_epoch(conn, on, limit, epoch).await
         }
         .await;
-        let secrets = [self.config.repl.password(), self.config.admin.password()];
-        let redact = |e: &HaError| crate::mysql::conn::redact(&e.to_string(), &secrets);
+        let redact = |e: &HaError| self.redacted(e);
         match recorded {
             Ok(()) => Ran::Done,
             Err(e) => {
@@ -1017,8 +1020,7 @@ impl Executor {
         if let (Err(MysqlError::Timeout { .. }), Some(id)) = (&result, conn_id) {
             self.kill_query(&on, id).await;
         }
-        let secrets = [self.config.repl.password(), self.config.admin.password()];
-        result.map_err(|e| crate::mysql::conn::redact(&e.to_string(), &secrets))
+        result.map_err(|e| self.redacted(&e))
     }
 
     /// Takes the global read lock on `on` with the operation's session,
@@ -1052,8 +1054,7 @@ impl Executor {
                 if let Some((conn, _)) = conn {
                     let _ = tokio::time::timeout(limit, conn.disconnect()).await;
                 }
-                let secrets = [self.config.repl.password(), self.config.admin.password()];
-                Err(crate::mysql::conn::redact(&e.to_string(), &secrets))
+                Err(self.redacted(&e))
             }
         }
     }

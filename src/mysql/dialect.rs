@@ -421,16 +421,28 @@ impl Dialect {
     /// still stopping (a semi-sync IO thread stopping against a hung
     /// source waits out `rpl_semi_sync_slave_kill_conn_timeout`).
     pub fn change_detour_gtid(&self, source: &InstanceKey, creds: &Credentials) -> Option<String> {
-        (self.flavor == Flavor::MariaDb).then(|| {
-            self.change_source(source, creds, false).replacen(
-                "CHANGE MASTER TO",
-                &format!("CHANGE MASTER '{DETOUR}' TO"),
-                1,
-            )
-        })
+        (self.flavor == Flavor::MariaDb)
+            .then(|| self.change_source_on(DETOUR, source, creds, false))
     }
 
     fn change_source(&self, source: &InstanceKey, creds: &Credentials, own: bool) -> String {
+        self.change_source_on("", source, creds, own)
+    }
+
+    /// The change of source of the replication connection `name` (`""`:
+    /// the default one; a named one is MariaDB's).
+    fn change_source_on(
+        &self,
+        name: &str,
+        source: &InstanceKey,
+        creds: &Credentials,
+        own: bool,
+    ) -> String {
+        let connection = if name.is_empty() {
+            String::new()
+        } else {
+            format!("'{name}' ")
+        };
         let use_gtid = if own { "current_pos" } else { "slave_pos" };
         let host = quote(&source.host);
         let user = quote(&creds.user);
@@ -438,7 +450,7 @@ impl Dialect {
         let port = source.port;
         match self.flavor {
             Flavor::MariaDb => format!(
-                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                "CHANGE MASTER {connection}TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
                  MASTER_PASSWORD={pass}, MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, \
                  MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}"
             ),
@@ -750,5 +762,23 @@ mod tests {
                 .len(),
             30_001
         );
+    }
+
+    #[test]
+    fn the_second_connection_is_a_mariadb_one() {
+        let creds = Credentials::new("repl", "pw");
+        let src = InstanceKey::new("db-1", 3306);
+        let maria = d("10.11.6-MariaDB-0+deb12u1", "Debian 12");
+        let sql = maria.change_detour_gtid(&src, &creds).unwrap();
+        assert!(
+            sql.starts_with("CHANGE MASTER 'orca_detour' TO MASTER_HOST='db-1'"),
+            "{sql}"
+        );
+        assert_eq!(
+            sql.replacen("'orca_detour' ", "", 1),
+            maria.change_source_gtid(&src, &creds)
+        );
+        let mysql = d("8.0.36", "MySQL Community Server - GPL");
+        assert_eq!(mysql.change_detour_gtid(&src, &creds), None);
     }
 }
