@@ -54,13 +54,15 @@ async fn kill_9_with_a_delayed_replica_and_a_stopped_sql_thread() {
     delayed_only_as_a_last_resort(&record, &keys[2]);
     // The fence was not undone on the way to the promotion.
     assert!(record.rollback.is_empty(), "rollback ran: {record:#?}");
-    let reset = record
+    // The promotion begins with the epoch, the first write on the
+    // successor.
+    let promoted = record
         .steps
         .iter()
-        .position(|s| matches!(s.step, Step::ResetReplicaAll { .. }))
+        .position(|s| matches!(s.step, Step::RecordEpoch { .. }))
         .expect("a promotion");
     assert!(
-        !record.steps[..reset]
+        !record.steps[..promoted]
             .iter()
             .any(|s| matches!(s.step, Step::StartReplica { .. })),
         "replication restarted before the promotion: {record:#?}"

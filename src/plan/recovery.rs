@@ -792,6 +792,76 @@ mod tests {
     }
 
     #[test]
+    fn traffic_may_move_once_the_successor_is_writable() {
+        let d = RecoveryOptions::default();
+        let cases: Vec<(&str, Plan)> = vec![
+            (
+                "dead primary",
+                dead_primary(&star(false), &key("p"), &d).unwrap(),
+            ),
+            (
+                "dead primary in a chain",
+                dead_primary(&chain(&["p"]), &key("p"), &d).unwrap(),
+            ),
+            (
+                "force failover",
+                force_failover(&star(true), &key("p"), &d).unwrap(),
+            ),
+            (
+                "force takeover of a live primary",
+                force_takeover(&star(true), &key("p"), &key("r1"), &d).unwrap(),
+            ),
+        ];
+        for (name, plan) in cases {
+            let successor = plan.successor.clone().unwrap();
+            let writable = plan
+                .steps
+                .iter()
+                .position(
+                    |s| matches!(s, Step::SetReadOnly { on, read_only: false } if *on == successor),
+                )
+                .unwrap_or_else(|| panic!("{name}: the successor is never made writable"));
+            assert!(writable >= plan.point_of_no_return, "{name}");
+            for i in 0..=plan.steps.len() {
+                let want = (i > writable).then_some(&successor);
+                assert_eq!(
+                    plan.writable_successor_before(i),
+                    want,
+                    "{name}: before step {}",
+                    i + 1
+                );
+            }
+        }
+        // Made writable before the point of no return (undone by a
+        // rollback), or another instance made writable: no move.
+        let mut early = dead_primary(&star(false), &key("p"), &d).unwrap();
+        early.point_of_no_return = early.steps.len();
+        let other = Step::SetReadOnly {
+            on: key("r1"),
+            read_only: false,
+        };
+        let mut elsewhere = Plan::new(early.kind);
+        elsewhere.successor = Some(key("r2"));
+        elsewhere.steps = vec![other.clone(), other];
+        for (name, plan) in [
+            ("before the point of no return", &early),
+            ("another instance", &elsewhere),
+        ] {
+            for i in 0..=plan.steps.len() {
+                assert_eq!(
+                    plan.writable_successor_before(i),
+                    None,
+                    "{name}: step {}",
+                    i + 1
+                );
+            }
+        }
+        let mut none = elsewhere.clone();
+        none.successor = None;
+        assert_eq!(none.writable_successor_before(2), None);
+    }
+
+    #[test]
     fn every_promotion_records_the_epoch_before_writes() {
         let semi = |t: Topology| {
             let snaps = t

@@ -547,6 +547,23 @@ impl Plan {
             lost_transactions: None,
         }
     }
+
+    /// Where the traffic may go before `steps[index]` runs: the successor,
+    /// once an earlier step past the point of no return has made it
+    /// writable (nothing undoes that). `None` before that, and for a plan
+    /// that makes no successor writable. What is left of the plan (the
+    /// repoints, the successor forgetting its source) needs no traffic
+    /// kept away from it.
+    pub fn writable_successor_before(&self, index: usize) -> Option<&InstanceKey> {
+        let successor = self.successor.as_ref()?;
+        let made_writable = self
+            .steps
+            .iter()
+            .take(index)
+            .skip(self.point_of_no_return)
+            .any(|s| matches!(s, Step::SetReadOnly { on, read_only: false } if on == successor));
+        made_writable.then_some(successor)
+    }
 }
 
 impl fmt::Display for Plan {

@@ -247,23 +247,101 @@ struct JournalState {
     pods: BTreeMap<InstanceKey, String>,
     /// The operation journaled last and when it started.
     started: Option<(String, String)>,
+    /// The cluster as last seen and the leadership, for moving the
+    /// traffic.
+    traffic: Option<(MySQLCluster, Option<crate::ha::Fence>)>,
+    /// The operation whose traffic was last moved early, and the move
+    /// until the worker has waited for it.
+    moving: Option<(String, Option<tokio::task::JoinHandle<Option<String>>>)>,
 }
 
 /// The journal the worker hands its executor: `status.operation`,
 /// written through the worker's [`StatusWriter`] where
 /// [`journal::journal_write`] says.
+///
+/// It also moves the primary Service's traffic to an operation's
+/// successor as soon as the plan has made it writable
+/// ([`crate::plan::Plan::writable_successor_before`]), beside the steps
+/// left (repointing the replicas, the successor forgetting its source):
+/// the writes go to the new primary while they run.
 #[derive(Clone)]
 pub(super) struct WorkerJournal {
     writer: StatusWriter,
+    client: kube::Client,
+    namespace: String,
     state: Arc<Mutex<JournalState>>,
 }
 
 impl WorkerJournal {
-    pub(super) fn new(writer: StatusWriter) -> WorkerJournal {
+    pub(super) fn new(
+        writer: StatusWriter,
+        client: kube::Client,
+        namespace: String,
+    ) -> WorkerJournal {
         WorkerJournal {
             writer,
+            client,
+            namespace,
             state: Arc::default(),
         }
+    }
+
+    /// The cluster as this round sees it and the leadership, for moving
+    /// the traffic.
+    pub(super) fn set_cluster(&self, cluster: MySQLCluster, fence: Option<crate::ha::Fence>) {
+        self.state().traffic = Some((cluster, fence));
+    }
+
+    /// Starts moving the traffic to the successor when the step about to
+    /// run comes after the one that made it writable; once per operation,
+    /// only while armed.
+    fn move_traffic_early(&self, point: &JournalPoint<'_>) {
+        if point.rollback {
+            return;
+        }
+        let Some(successor) = point.plan.writable_successor_before(point.index) else {
+            return;
+        };
+        let mut s = self.state();
+        let moved = s
+            .moving
+            .as_ref()
+            .is_some_and(|(id, _)| *id == point.meta.id);
+        if s.armed.is_none() || moved {
+            return;
+        }
+        let (Some((cluster, fence)), Some(pod)) =
+            (s.traffic.clone(), s.pods.get(successor).cloned())
+        else {
+            return;
+        };
+        let pods = Api::namespaced(self.client.clone(), &self.namespace);
+        let services = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = cluster.name_any();
+        let task = tokio::spawn(async move {
+            if let Some(Err(e)) = fence.as_ref().map(|f| f.check(Duration::ZERO)) {
+                tracing::warn!(cluster = %name, reason = %e, "not the leader any more: the traffic stays");
+                return None;
+            }
+            match super::members::move_traffic(&pods, &services, &cluster, &pod).await {
+                Ok(()) => {
+                    tracing::info!(cluster = %name, pod = %pod, "the primary Service sends the writes to the new primary");
+                    Some(pod)
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %name, error = %e, "the traffic could not be moved before the operation ended");
+                    None
+                }
+            }
+        });
+        s.moving = Some((point.meta.id.clone(), Some(task)));
+    }
+
+    /// Waits for the traffic move of the last operation, once: the pod it
+    /// labelled the primary and pinned the Service to, if it did.
+    pub(super) async fn traffic_moved(&self) -> Option<String> {
+        let task = self.state().moving.as_mut().and_then(|(_, t)| t.take())?;
+        task.await.ok().flatten()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, JournalState> {
@@ -342,6 +420,7 @@ impl Journal for WorkerJournal {
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.write(point).await?;
+            self.move_traffic_early(&point);
             let armed = self.state().armed.is_some();
             if let Some((pause, at)) = test_pause(&point).filter(|_| armed) {
                 tracing::warn!(

@@ -218,7 +218,7 @@ impl Worker {
     /// is the one writer of the role labels and of the primary Service's
     /// selector.
     pub(super) async fn apply_roles(
-        &self,
+        &mut self,
         cluster: &MySQLCluster,
         pods: &[PodView],
         primary: Option<&str>,
@@ -236,33 +236,66 @@ impl Worker {
                 .await?;
             }
         }
+        // Moved early this round (the caches may not show it yet): done.
+        let moved = self
+            .moved_early
+            .take()
+            .is_some_and(|m| Some(m.as_str()) == primary);
         if let Some(pp) = primary.and_then(|n| pods.iter().find(|p| p.name == n))
             && pp.role_label.as_deref() != Some(label::ROLE_PRIMARY)
+            && !moved
         {
-            guarded::bounded(
-                "labelling the primary",
-                api.patch(&pp.name, &PatchParams::default(), &set(label::ROLE_PRIMARY)),
-            )
-            .await?;
+            label_primary(&api, &pp.name).await?;
         }
         let svc = objects::primary_service(cluster, primary)?;
         let name = objects::primary_service_name(cluster);
         let cached = self.caches.service(&self.namespace, &name);
-        if !selector_differs(&svc, cached.as_deref()) {
+        if moved || !selector_differs(&svc, cached.as_deref()) {
             return Ok(());
         }
         let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
-        guarded::bounded(
-            "pinning the primary Service",
-            services.patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&svc),
-            ),
-        )
-        .await?;
-        Ok(())
+        pin_primary_service(&services, &svc).await
     }
+}
+
+/// Labels the pod `pod` as the primary.
+async fn label_primary(pods: &Api<Pod>, pod: &str) -> Result<(), WorkerError> {
+    let role =
+        Patch::Merge(json!({ "metadata": { "labels": { label::ROLE: label::ROLE_PRIMARY } } }));
+    guarded::bounded(
+        "labelling the primary",
+        pods.patch(pod, &PatchParams::default(), &role),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the primary Service `svc` (its selector pins the primary pod).
+async fn pin_primary_service(services: &Api<Service>, svc: &Service) -> Result<(), WorkerError> {
+    guarded::bounded(
+        "pinning the primary Service",
+        services.patch(
+            &svc.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(svc),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sends the primary Service's traffic to the pod `pod`: labelled the
+/// primary, and pinned by the Service's selector. The former primary
+/// keeps its label until [`Worker::apply_roles`]: the pin alone takes it
+/// out of the Service.
+pub(super) async fn move_traffic(
+    pods: &Api<Pod>,
+    services: &Api<Service>,
+    cluster: &MySQLCluster,
+    pod: &str,
+) -> Result<(), WorkerError> {
+    label_primary(pods, pod).await?;
+    pin_primary_service(services, &objects::primary_service(cluster, Some(pod))?).await
 }
 
 /// Whether the primary Service as cached (`None`: not there) lacks the

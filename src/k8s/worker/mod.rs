@@ -159,6 +159,9 @@ pub struct Worker {
     volatile_written: Option<std::time::Instant>,
     /// Replica repair: the copy under way, and what was reported.
     repairs: repair::Repairs,
+    /// The pod an operation's traffic move labelled the primary and
+    /// pinned the primary Service to, this round: not written again.
+    moved_early: Option<String>,
 }
 
 impl Worker {
@@ -180,7 +183,8 @@ impl Worker {
         );
         let status_writer =
             guarded::StatusWriter::new(Api::namespaced(client.clone(), &namespace), name.clone());
-        let journal = guarded::WorkerJournal::new(status_writer.clone());
+        let journal =
+            guarded::WorkerJournal::new(status_writer.clone(), client.clone(), namespace.clone());
         let mut executor = executor;
         executor.set_journal(Some(std::sync::Arc::new(journal.clone())));
         let engine = ClusterEngine::new(
@@ -217,6 +221,7 @@ impl Worker {
             fences_written: None,
             volatile_written: None,
             repairs: Default::default(),
+            moved_early: None,
         }
     }
 

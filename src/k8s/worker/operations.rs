@@ -36,6 +36,9 @@ impl Worker {
         kind: OperationKind,
         primary: Option<String>,
     ) -> Result<Option<String>, WorkerError> {
+        if let Some(pod) = self.journal.traffic_moved().await {
+            self.moved_early = Some(pod);
+        }
         // Stopped at a step boundary, not finished: the journal stays in
         // status for whoever goes on (this worker's next round when it
         // still leads, else the new leader).

@@ -24,6 +24,8 @@ impl Worker {
                 .filter_map(|p| Some((p.key.clone()?, p.name.clone())))
                 .collect(),
         );
+        self.journal
+            .set_cluster(cluster.clone(), self.fence.clone());
         let first = !std::mem::replace(&mut self.started, true);
         if !first && !std::mem::take(&mut self.resume_pending) {
             return Ok(status.primary.clone());
