@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use orca::engine::executor::Outcome;
+use orca::engine::executor::{Outcome, StepOutcome};
 use orca::plan::Step;
 use orca::topology::InstanceKey;
 use orca::topology::instance::IoThreadState;
@@ -399,4 +399,187 @@ fn delayed_only_as_a_last_resort(
         applied.is_some() && applied < reset,
         "promoted without its relay log applied: {record:#?}"
     );
+}
+
+/// Every replication connection of `key` (`SHOW ALL SLAVES STATUS`): its
+/// name, source host and port, and whether its IO thread runs.
+async fn connections(key: &InstanceKey) -> Vec<(String, String, u16, String)> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = orca::mysql::connect(key, &admin_credentials(), Default::default())
+        .await
+        .unwrap();
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW ALL SLAVES STATUS").await.unwrap();
+    let _ = conn.disconnect().await;
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.get::<String, _>("Connection_name").unwrap_or_default(),
+                r.get::<String, _>("Master_Host").unwrap_or_default(),
+                r.get::<u16, _>("Master_Port").unwrap_or_default(),
+                r.get::<String, _>("Slave_IO_Running").unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `key` replicates from `source` through its default
+/// connection, and has no other.
+async fn only_the_default_connection(key: &InstanceKey, source: &InstanceKey) {
+    let want = vec![(
+        String::new(),
+        source.host.clone(),
+        source.port,
+        "Yes".to_string(),
+    )];
+    let mut last = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            last = connections(key).await;
+            // Connecting, the IO thread is "Preparing" or "Connecting".
+            let connecting = last.len() == 1 && last[0].0.is_empty() && last[0].3 != "No";
+            if last == want || !connecting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{key}: still connecting: {last:?}");
+    assert_eq!(last, want, "{key}: its replication connections");
+}
+
+/// SIGSTOP of a semi-sync primary, kept stopped through the failover:
+/// the replicas' IO threads take `rpl_semi_sync_slave_kill_conn_timeout`
+/// to stop against it, so the promotion runs beside those stops and a
+/// replica to repoint follows the new primary through a second
+/// connection until its stop has ended, then through its default one
+/// again. Afterwards no second connection is left, every acknowledged
+/// write is on the new primary, the new primary takes writes of the
+/// application account (acknowledged by the replicas), and the former
+/// primary, resumed, acknowledges no write the new primary lacks.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigstop_of_a_semi_sync_primary_repoints_beside_the_io_threads_stopping() {
+    let c = semi_sync_cluster(3).await;
+    let keys: Vec<_> = c.instances.iter().map(|m| m.key()).collect();
+    let app = orca_sandbox::mysqld::app_credentials();
+    let w = Writer::persistent(keys[0].clone(), app.clone()).await;
+    w.wait_acked(50).await;
+    let mut e = engine(&c);
+    e.round().await;
+    c.instances[0].pause().unwrap();
+    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
+        r.recovery.clone()
+    })
+    .await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    let new = record.successor.clone().expect("successor");
+    // At least one replica went through the second connection, and each
+    // that did was settled back into its default one.
+    let detoured: Vec<&InstanceKey> = record
+        .steps
+        .iter()
+        .filter_map(|s| match (&s.step, &s.outcome) {
+            (Step::StopReplica { on }, StepOutcome::Skipped(why))
+                if why.contains("second connection") =>
+            {
+                Some(on)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!detoured.is_empty(), "no detour: {record:#?}");
+    for on in &detoured {
+        assert!(
+            record.steps.iter().any(|s| matches!(
+                (&s.step, &s.outcome),
+                (Step::SettleReplica { on: o }, StepOutcome::Done) if o == *on
+            )),
+            "{on} not settled: {record:#?}"
+        );
+    }
+    for k in keys[1..].iter().filter(|k| **k != new) {
+        only_the_default_connection(k, &new).await;
+    }
+    let s = snapshot(&new).await;
+    assert!(!s.is_read_only() && s.replica.is_none(), "{s:#?}");
+    // The new primary takes writes; semi-sync needs a replica's ack.
+    let on_new = Writer::persistent(new.clone(), app.clone()).await;
+    on_new.wait_acked(20).await;
+    let first = on_new.first_ack().expect("a first write");
+    // The former primary resumes, and is fenced once it answers.
+    c.instances[0].resume().unwrap();
+    rounds_until(
+        &mut e,
+        Duration::from_secs(30),
+        "the resumed primary fenced",
+        |r| r.fenced.contains(&keys[0]).then_some(()),
+    )
+    .await;
+    rounds_for(&mut e, Duration::from_secs(2)).await;
+    // A late answer of the former primary is for a write the replicas
+    // had acknowledged, which the new primary has.
+    let on_new_primary = ids_on(&new, &admin_credentials()).await;
+    let diverged: Vec<u64> = w
+        .acked_after(first)
+        .into_iter()
+        .filter(|id| !on_new_primary.contains(id))
+        .collect();
+    assert!(
+        diverged.is_empty(),
+        "the former primary acknowledged writes after the new primary's first that it lacks: {diverged:?}"
+    );
+    let acked = w.finish().await;
+    let acked_new = on_new.finish().await;
+    assert_acked(&new, &admin_credentials(), &acked).await;
+    assert_acked(&new, &admin_credentials(), &acked_new).await;
+    assert!(
+        snapshot(&keys[0]).await.is_read_only(),
+        "the resumed primary is writable"
+    );
+    replicating_without_position_errors(&keys[1..], &new).await;
+}
+
+/// A second connection an operator left (it stopped before folding it
+/// back), to the source the replica is repointed to: the repoint forgets
+/// it first, where MariaDB would refuse the default connection to the
+/// same source; the replica ends with its default connection only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_connection_left_over_is_forgotten_by_the_next_repoint() {
+    use orca::engine::executor::OperationMeta;
+    use orca::plan::{Plan, PlanKind, SourcePosition};
+    let (c, [_p, r1, r2]) = primary_and_two_replicas().await;
+    let repl = orca_sandbox::mysqld::repl_credentials();
+    c.instances[2]
+        .exec(&format!(
+            "CHANGE MASTER 'orca_detour' TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', \
+             MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos; START SLAVE 'orca_detour'",
+            r1.host,
+            r1.port,
+            repl.user,
+            repl.password()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(connections(&r2).await.len(), 2, "the second connection");
+    let mut plan = Plan::new(PlanKind::MoveBelow);
+    plan.successor = Some(r1.clone());
+    plan.steps = vec![
+        Step::StopReplica { on: r2.clone() },
+        Step::ChangeSource {
+            on: r2.clone(),
+            source: r1.clone(),
+            position: SourcePosition::Gtid,
+        },
+        Step::StartReplica { on: r2.clone() },
+    ];
+    plan.point_of_no_return = plan.steps.len();
+    let e = engine(&c);
+    let meta = OperationMeta {
+        id: "test-leftover".into(),
+        cluster: "test".into(),
+        trigger: "test".into(),
+    };
+    let record = e.executor.execute(&plan, &meta).await;
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
+    only_the_default_connection(&r2, &r1).await;
 }

@@ -256,6 +256,9 @@ struct KillCase {
     /// How the operation ends, and whether the primary moves.
     phase: OperationPhase,
     moves: bool,
+    /// Whether the primary Service sends the writes to the successor at
+    /// the pause already (the plan has made it writable).
+    traffic_at_pause: bool,
 }
 
 /// One kill case on a healthy cluster whose operators are `leader` (with
@@ -325,6 +328,20 @@ async fn kill_case(
     let successor = journal.target.clone().expect("a successor in the journal");
     if let Trigger::Takeover = case.trigger {
         assert_eq!(successor, target, "{what}: {journal:?}");
+    }
+    // Made writable, the successor takes the writes while the plan goes
+    // on; not before.
+    let successor_ip = sb.pod_ip(&successor).await;
+    if case.traffic_at_pause {
+        let old_ip = sb.pod_ip(primary).await;
+        let ep = sb.primary_endpoint("db", Some(&old_ip)).await;
+        assert_eq!(ep, successor_ip, "{what}: the primary Service at the pause");
+    } else {
+        let eps = sb.endpoints("db-primary").await;
+        assert!(
+            !eps.contains(&successor_ip),
+            "{what}: the primary Service sends to the successor before it is writable: {eps:?}"
+        );
     }
     sb.kill_operator_named(leader);
     let killed = Instant::now();
@@ -430,6 +447,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause before the step",
             phase: OperationPhase::RolledBack,
             moves: false,
+            traffic_at_pause: false,
         },
         KillCase {
             name: "a takeover, the leader killed after the candidate stopped replicating",
@@ -441,6 +459,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause before the step",
             phase: OperationPhase::RolledBack,
             moves: false,
+            traffic_at_pause: false,
         },
         KillCase {
             name: "a takeover, the leader killed after the point of no return",
@@ -449,6 +468,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause after the point of no return",
             phase: OperationPhase::Succeeded,
             moves: true,
+            traffic_at_pause: false,
         },
         KillCase {
             name: "a takeover, the leader killed after the promotion",
@@ -457,6 +477,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause before the step",
             phase: OperationPhase::Succeeded,
             moves: true,
+            traffic_at_pause: true,
         },
         KillCase {
             name: "a failover, the leader killed after the promotion",
@@ -465,6 +486,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause before the step",
             phase: OperationPhase::Succeeded,
             moves: true,
+            traffic_at_pause: true,
         },
         KillCase {
             name: "a failover, the leader killed after the point of no return",
@@ -473,6 +495,7 @@ async fn the_leader_killed_after_each_step_of_a_takeover_and_a_failover() {
             pause_line: "test pause after the point of no return",
             phase: OperationPhase::Succeeded,
             moves: true,
+            traffic_at_pause: false,
         },
     ];
     // ORCA_HA_CASES=2,3 runs only those cases (by index), to debug one.

@@ -17,7 +17,8 @@ use support::writer::{Writer, assert_acked};
 
 const BOOT: Duration = Duration::from_secs(90);
 
-/// The operator's own log line when it stops right after the reset.
+/// The operator's own log line when it stops right after the point of no
+/// return (a failover's epoch, a graceful takeover's reset).
 const PAUSED: &str = "test pause after the point of no return";
 /// ... and right before it.
 const PAUSED_BEFORE: &str = "test pause before the point of no return";
@@ -72,8 +73,9 @@ async fn an_operator_killed_past_the_point_of_no_return_is_rolled_forward() {
         "the first operator past the point of no return",
     )
     .await;
-    // The journal it left: the failover, about to run (or having run) the
-    // successor's reset, not yet known to have passed it.
+    // The journal it left: the failover, about to record (or having
+    // recorded) the epoch on the successor, its point of no return, not
+    // yet known to have passed it.
     let journal = sb.journal("db", "paused past the point of no return").await;
     assert_eq!(journal.kind, OperationKind::Failover, "{journal:?}");
     assert_eq!(
@@ -86,7 +88,7 @@ async fn an_operator_killed_past_the_point_of_no_return_is_rolled_forward() {
         journal
             .step_name
             .as_deref()
-            .is_some_and(|s| s.contains("reset all replication settings")),
+            .is_some_and(|s| s.contains("record the leader's epoch")),
         "{journal:?}"
     );
     let target = journal.target.clone().expect("a successor");

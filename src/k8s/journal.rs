@@ -218,11 +218,19 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
     // promoted successor may not answer, its writes waiting for a
     // semi-sync acknowledgement no replica sends yet), and the successor
     // does not answer now: it is never replaced by another promotion.
-    // A failover makes its successor writable before it forgets its
-    // source: writable, or past the point of no return (the epoch
-    // recorded), it rolls forward too.
+    // A failover (every promotion but a graceful takeover) makes its
+    // successor writable before it forgets its source, and its point of
+    // no return is the epoch, the first write on the successor, after
+    // the fence and the relay wait: writable, past it, or at it (the
+    // write may be in the successor's binary log), it rolls forward too.
+    let epoch_first = j.kind != OperationKind::GracefulTakeover;
     let reset_ran = match target {
-        Some(t) if t.reachable => t.source.is_none() || t.writable || j.point_of_no_return_passed,
+        Some(t) if t.reachable => {
+            t.source.is_none()
+                || t.writable
+                || j.point_of_no_return_passed
+                || (epoch_first && j.at_point_of_no_return)
+        }
         _ => j.point_of_no_return_passed || j.at_point_of_no_return,
     };
     if let (true, Some(primary)) = (reset_ran, j.target.clone()) {
@@ -520,15 +528,25 @@ mod tests {
                 forward("p"),
             ),
             (
-                "at the reset, the successor answers, not reset: not forward",
+                "a failover at its epoch, the successor answers, read only with its source: forward",
                 Some(OperationJournal {
                     at_point_of_no_return: true,
                     ..failover(false)
                 }),
                 &fenced_dead,
-                Resume::Abandon {
-                    restart: vec!["r1".into(), "r2".into()],
-                    why: "the operation was interrupted before its point of no return and p does not answer".into(),
+                forward("p"),
+            ),
+            (
+                "a takeover at its reset, the successor answers, not reset: back",
+                Some(OperationJournal {
+                    at_point_of_no_return: true,
+                    ..takeover(false)
+                }),
+                &takeover_fenced,
+                Resume::RollBack {
+                    primary: Some("p".into()),
+                    restart: vec!["r1".into()],
+                    unfence: Some("p".into()),
                 },
             ),
             (

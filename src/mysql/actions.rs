@@ -177,8 +177,32 @@ impl Session<'_> {
         source: &InstanceKey,
         repl: &Credentials,
     ) -> Result<(), MysqlError> {
+        self.drop_leftover_detour().await?;
         let sql = self.dialect.change_source_gtid(source, repl);
         self.exec("changing the source", &sql).await
+    }
+
+    /// MariaDB: stops and forgets orca's second connection when one is
+    /// left (an operator stopped before it folded it back): the default
+    /// one is about to replicate, and MariaDB refuses two connections to
+    /// one source.
+    async fn drop_leftover_detour(&mut self) -> Result<(), MysqlError> {
+        if self.dialect.flavor != Flavor::MariaDb {
+            return Ok(());
+        }
+        let name = super::dialect::DETOUR;
+        let rows = self
+            .rows(
+                "reading the replication connections",
+                "SHOW ALL SLAVES STATUS",
+            )
+            .await?;
+        if !parse::has_connection(&rows, name) {
+            return Ok(());
+        }
+        let what = "forgetting a second connection left over";
+        self.exec(what, &format!("STOP SLAVE '{name}'")).await?;
+        self.exec(what, &format!("RESET SLAVE '{name}' ALL")).await
     }
 
     /// Commits one empty transaction for each GTID of `gtids` (see
@@ -458,6 +482,7 @@ impl Session<'_> {
         source: &InstanceKey,
         repl: &Credentials,
     ) -> Result<(), MysqlError> {
+        self.drop_leftover_detour().await?;
         let sql = self.dialect.change_source_gtid_own_binlog(source, repl);
         self.exec("changing the source", &sql).await
     }

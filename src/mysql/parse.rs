@@ -17,6 +17,16 @@ pub type TextRow = BTreeMap<String, Option<String>>;
 /// Name → value of `SHOW VARIABLES` / `SHOW STATUS` rows, names lower-cased.
 pub type NameValues = BTreeMap<String, String>;
 
+/// Whether `SHOW ALL SLAVES STATUS` rows (MariaDB) have the named
+/// connection `name`.
+pub fn has_connection(rows: &[TextRow], name: &str) -> bool {
+    rows.iter().any(|r| {
+        r.get("Connection_name")
+            .and_then(|v| v.as_deref())
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
 /// Reads `Variable_name` / `Value` rows.
 pub fn name_values(rows: &[TextRow]) -> NameValues {
     rows.iter()
@@ -306,6 +316,36 @@ pub fn snapshot(key: &InstanceKey, answers: &ProbeAnswers) -> Result<Snapshot, P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_replication_connections() {
+        let rows = |names: &[Option<&str>]| -> Vec<TextRow> {
+            names
+                .iter()
+                .map(|n| {
+                    TextRow::from([
+                        ("Connection_name".to_string(), n.map(str::to_string)),
+                        ("Master_Host".to_string(), Some("10.0.0.1".to_string())),
+                    ])
+                })
+                .collect()
+        };
+        let table: &[(&[Option<&str>], bool)] = &[
+            (&[], false),
+            (&[Some("")], false),
+            (&[None], false),
+            (&[Some(""), Some("orca_detour")], true),
+            (&[Some("ORCA_DETOUR")], true),
+            (&[Some("orca_detour2")], false),
+        ];
+        for (names, want) in table {
+            assert_eq!(
+                has_connection(&rows(names), "orca_detour"),
+                *want,
+                "{names:?}"
+            );
+        }
+    }
 
     fn nv(pairs: &[(&str, &str)]) -> Vec<TextRow> {
         pairs
