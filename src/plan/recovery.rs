@@ -794,24 +794,7 @@ mod tests {
     #[test]
     fn traffic_may_move_once_the_successor_is_writable() {
         let d = RecoveryOptions::default();
-        let cases: Vec<(&str, Plan)> = vec![
-            (
-                "dead primary",
-                dead_primary(&star(false), &key("p"), &d).unwrap(),
-            ),
-            (
-                "dead primary in a chain",
-                dead_primary(&chain(&["p"]), &key("p"), &d).unwrap(),
-            ),
-            (
-                "force failover",
-                force_failover(&star(true), &key("p"), &d).unwrap(),
-            ),
-            (
-                "force takeover of a live primary",
-                force_takeover(&star(true), &key("p"), &key("r1"), &d).unwrap(),
-            ),
-        ];
+        let cases = promotions();
         for (name, plan) in cases {
             let successor = plan.successor.clone().unwrap();
             let writable = plan
@@ -861,22 +844,24 @@ mod tests {
         assert_eq!(none.writable_successor_before(2), None);
     }
 
-    #[test]
-    fn every_promotion_records_the_epoch_before_writes() {
-        let semi = |t: Topology| {
-            let snaps = t
-                .nodes
-                .values()
-                .filter_map(|n| n.snapshot.as_deref().cloned())
-                .map(|mut s| {
-                    s.semi_sync.replica_enabled = s.is_replica();
-                    s
-                })
-                .collect();
-            topology(snaps, vec![down("p", None)])
-        };
+    /// p's semi-sync replicas: `t` with semi-sync on each replica, p down.
+    fn semi(t: Topology) -> Topology {
+        let snaps = t
+            .nodes
+            .values()
+            .filter_map(|n| n.snapshot.as_deref().cloned())
+            .map(|mut s| {
+                s.semi_sync.replica_enabled = s.is_replica();
+                s
+            })
+            .collect();
+        topology(snaps, vec![down("p", None)])
+    }
+
+    /// A plan of each kind that promotes after a fence.
+    fn promotions() -> Vec<(&'static str, Plan)> {
         let d = RecoveryOptions::default();
-        let cases: Vec<(&str, Plan)> = vec![
+        vec![
             (
                 "dead primary",
                 dead_primary(&star(false), &key("p"), &d).unwrap(),
@@ -901,7 +886,13 @@ mod tests {
                 "force takeover of a dead primary",
                 force_takeover(&star(false), &key("p"), &key("r1"), &d).unwrap(),
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_promotion_records_the_epoch_before_writes() {
+        let d = RecoveryOptions::default();
+        let cases = promotions();
         for (name, plan) in cases {
             assert_eq!(check_epoch_placement(&plan), Ok(()), "{name}:\n{plan}");
             // Cut in phases, the epoch is in the promotion, not the fence.
