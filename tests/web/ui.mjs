@@ -87,7 +87,14 @@ try {
   // the tree redraws with the new shape.
   const [moved, onto] = replicas;
   await page.dragAndDrop(`#tree .node[data-pod="${moved}"]`, `#tree .node[data-pod="${onto}"]`);
-  await page.locator('#dialog[open] #confirm').waitFor();
+  try {
+    await page.locator('#dialog[open] #confirm').waitFor();
+  } catch (e) {
+    // Say what the page showed instead: a refusal, or nothing at all.
+    const shown = await page.locator('#notice').innerText().catch(() => '');
+    const tree = JSON.stringify(await shape());
+    throw new Error(`no confirmation after the legal drop (notice: ${JSON.stringify(shown)}; tree: ${tree}): ${e.message}`);
+  }
   say({ step: 'plan', text: await page.locator('#dialog').innerText() });
   await page.screenshot({ path: shots + '/ui-confirm.png' });
   await page.locator('#dialog[open] #confirm').click();
