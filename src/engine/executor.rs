@@ -256,6 +256,22 @@ pub struct OperationRecord {
     pub outcome: Outcome,
 }
 
+impl OperationRecord {
+    /// The successor once a step of the operation made it writable: the
+    /// primary from then on, whatever a later step did (that step is past
+    /// the point of no return, and the former primary was fenced).
+    pub fn writable_successor(&self) -> Option<&InstanceKey> {
+        let successor = self.successor.as_ref()?;
+        self.steps
+            .iter()
+            .any(|r| {
+                r.outcome == StepOutcome::Done
+                    && matches!(&r.step, Step::SetReadOnly { on, read_only: false } if on == successor)
+            })
+            .then_some(successor)
+    }
+}
+
 /// Who and why, for records and hooks.
 #[derive(Debug, Clone)]
 pub struct OperationMeta {
@@ -1408,6 +1424,85 @@ mod tests {
 
     fn key(h: &str) -> InstanceKey {
         InstanceKey::new(h, 3306)
+    }
+
+    #[test]
+    fn the_successor_is_the_primary_once_made_writable() {
+        let step = |step: Step, outcome: StepOutcome| StepRecord {
+            index: 0,
+            description: step.to_string(),
+            step,
+            started_ms: 0,
+            duration_ms: 0,
+            outcome,
+        };
+        let writable = |on: &str| Step::SetReadOnly {
+            on: key(on),
+            read_only: false,
+        };
+        let failed = || StepOutcome::Failed("e".into());
+        let repoint_failed = step(Step::StartReplica { on: key("r2") }, failed());
+        let table: Vec<(&str, Vec<StepRecord>, Option<&str>)> = vec![
+            ("nothing ran", vec![], None),
+            (
+                "made writable, a later step failed",
+                vec![
+                    step(writable("r1"), StepOutcome::Done),
+                    repoint_failed.clone(),
+                ],
+                Some("r1"),
+            ),
+            (
+                "making it writable failed",
+                vec![step(writable("r1"), failed())],
+                None,
+            ),
+            (
+                "another instance made writable",
+                vec![step(writable("r2"), StepOutcome::Done), repoint_failed],
+                None,
+            ),
+            (
+                "read only set, not cleared",
+                vec![step(
+                    Step::SetReadOnly {
+                        on: key("r1"),
+                        read_only: true,
+                    },
+                    StepOutcome::Done,
+                )],
+                None,
+            ),
+        ];
+        for (what, steps, want) in table {
+            let record = OperationRecord {
+                id: "x".into(),
+                cluster: "c".into(),
+                kind: PlanKind::RecoverDeadPrimary,
+                trigger: "t".into(),
+                failed: Some(key("p")),
+                successor: Some(key("r1")),
+                lost_replicas: vec![],
+                lost_transactions: None,
+                notes: vec![],
+                started_at: 0,
+                duration_ms: 0,
+                steps,
+                rollback: vec![],
+                hook_errors: vec![],
+                outcome: Outcome::Failed("e".into()),
+            };
+            assert_eq!(
+                record.writable_successor(),
+                want.map(key).as_ref(),
+                "{what}"
+            );
+            let none = OperationRecord {
+                successor: None,
+                ..record
+            };
+            assert_eq!(none.writable_successor(), None, "{what}: no successor");
+        }
     }
 
     /// The leader for `valid` checks, then a follower.

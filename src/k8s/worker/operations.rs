@@ -55,9 +55,15 @@ impl Worker {
                 | PlanKind::ForceFailover
                 | PlanKind::ForceTakeover
         );
-        let new_primary = match (&record.successor, ok && promoted) {
-            (Some(k), true) => Some(pod_of(pods, k)),
-            _ => primary,
+        // A promotion that failed after making its successor writable
+        // promoted it all the same (its traffic went there already).
+        let promoted_to = match (&record.successor, ok && promoted) {
+            (Some(k), true) => Some(k),
+            _ => record.writable_successor().filter(|_| promoted),
+        };
+        let new_primary = match promoted_to {
+            Some(k) => Some(pod_of(pods, k)),
+            None => primary,
         };
         let target = record.successor.as_ref().map(|k| pod_of(pods, k));
         let message = match &record.outcome {
@@ -95,7 +101,7 @@ impl Worker {
             ),
             None => message,
         };
-        if ok && promoted {
+        if promoted_to.is_some() {
             self.apply_roles(cluster, pods, new_primary.as_deref())
                 .await?;
         }
