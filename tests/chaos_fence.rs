@@ -39,10 +39,7 @@ async fn kill_9_with_a_delayed_replica_and_a_stopped_sql_thread() {
     });
     e.round().await;
     c.instances[0].kill().unwrap();
-    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
-        r.recovery.clone()
-    })
-    .await;
+    let record = next_recovery(&mut e, Duration::from_secs(60)).await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     assert_eq!(record.failed.as_ref(), Some(&keys[0]));
     let new = record.successor.clone().expect("successor");
@@ -107,10 +104,7 @@ async fn a_former_primary_rejoins_after_the_failover() {
     let mut e = engine_with(&c, Default::default(), |cfg| cfg.heartbeat = false);
     e.round().await;
     c.instances[0].kill().unwrap();
-    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
-        r.recovery.clone()
-    })
-    .await;
+    let record = next_recovery(&mut e, Duration::from_secs(60)).await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     let new = record.successor.clone().expect("successor");
     c.instances[0].restart().await.unwrap();
@@ -185,10 +179,7 @@ async fn a_delayed_replica_alone_is_promoted_with_its_relay_log_applied() {
     let mut e = engine(&c);
     e.round().await;
     c.instances[0].kill().unwrap();
-    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
-        r.recovery.clone()
-    })
-    .await;
+    let record = next_recovery(&mut e, Duration::from_secs(60)).await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     assert_eq!(record.successor.as_ref(), Some(&keys[1]));
     assert!(record.rollback.is_empty(), "{record:#?}");
@@ -275,10 +266,7 @@ async fn sigstop_with_a_delayed_replica_and_a_stopped_sql_thread_resumed_during_
         )
         .expect("SIGCONT");
     });
-    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
-        r.recovery.clone()
-    })
-    .await;
+    let record = next_recovery(&mut e, Duration::from_secs(60)).await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     let new = record.successor.clone().expect("successor");
     delayed_only_as_a_last_resort(&record, &keys[2]);
@@ -402,50 +390,49 @@ fn delayed_only_as_a_last_resort(
 }
 
 /// Every replication connection of `key` (`SHOW ALL SLAVES STATUS`): its
-/// name, source host and port, and whether its IO thread runs.
-async fn connections(key: &InstanceKey) -> Vec<(String, String, u16, String)> {
-    use mysql_async::prelude::Queryable;
+/// name, source, and IO thread.
+async fn connections(key: &InstanceKey) -> Vec<(String, InstanceKey, IoThreadState)> {
     let mut conn = orca::mysql::connect(key, &admin_credentials(), Default::default())
         .await
         .unwrap();
-    let rows: Vec<mysql_async::Row> = conn.query("SHOW ALL SLAVES STATUS").await.unwrap();
+    let rows = orca::mysql::conn::query_rows(
+        &mut conn,
+        key,
+        Duration::from_secs(5),
+        "reading replication",
+        "SHOW ALL SLAVES STATUS",
+    )
+    .await
+    .unwrap();
     let _ = conn.disconnect().await;
-    rows.into_iter()
-        .map(|r| {
-            (
-                r.get::<String, _>("Connection_name").unwrap_or_default(),
-                r.get::<String, _>("Master_Host").unwrap_or_default(),
-                r.get::<u16, _>("Master_Port").unwrap_or_default(),
-                r.get::<String, _>("Slave_IO_Running").unwrap_or_default(),
-            )
-        })
+    orca::mysql::parse::replica_connections(&rows)
+        .unwrap()
+        .into_iter()
+        .map(|(name, r)| (name, r.source, r.io_running))
         .collect()
 }
 
 /// Waits until `key` replicates from `source` through its default
 /// connection, and has no other.
 async fn only_the_default_connection(key: &InstanceKey, source: &InstanceKey) {
-    let want = vec![(
-        String::new(),
-        source.host.clone(),
-        source.port,
-        "Yes".to_string(),
-    )];
-    let mut last = Vec::new();
-    let done = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            last = connections(key).await;
-            // Connecting, the IO thread is "Preparing" or "Connecting".
-            let connecting = last.len() == 1 && last[0].0.is_empty() && last[0].3 != "No";
-            if last == want || !connecting {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    let settled = eventually(
+        Duration::from_secs(30),
+        &format!("{key} connected"),
+        || async {
+            let conns = connections(key).await;
+            let connecting = matches!(
+                conns.as_slice(),
+                [(name, _, IoThreadState::Connecting)] if name.is_empty()
+            );
+            (!connecting).then_some(conns)
+        },
+    )
     .await;
-    assert!(done.is_ok(), "{key}: still connecting: {last:?}");
-    assert_eq!(last, want, "{key}: its replication connections");
+    assert_eq!(
+        settled,
+        vec![(String::new(), source.clone(), IoThreadState::Yes)],
+        "{key}: its replication connections"
+    );
 }
 
 /// SIGSTOP of a semi-sync primary, kept stopped through the failover:
@@ -467,10 +454,7 @@ async fn sigstop_of_a_semi_sync_primary_repoints_beside_the_io_threads_stopping(
     let mut e = engine(&c);
     e.round().await;
     c.instances[0].pause().unwrap();
-    let record = rounds_until(&mut e, Duration::from_secs(60), "a recovery", |r| {
-        r.recovery.clone()
-    })
-    .await;
+    let record = next_recovery(&mut e, Duration::from_secs(60)).await;
     assert_eq!(record.outcome, Outcome::Succeeded, "{record:#?}");
     let new = record.successor.clone().expect("successor");
     // At least one replica went through the second connection, and each

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::JoinHandle;
 
+use crate::mysql::MysqlError;
 use crate::topology::InstanceKey;
 
 /// Where a replica whose IO thread stops in the background replicates.
@@ -30,7 +31,7 @@ pub enum Detour {
 }
 
 struct Entry {
-    stop: Option<JoinHandle<Result<(), String>>>,
+    stop: Option<JoinHandle<Result<(), MysqlError>>>,
     detour: Detour,
 }
 
@@ -52,7 +53,7 @@ impl Background {
     }
 
     /// Records a stop that goes on in `stop`.
-    pub fn insert(&self, key: &InstanceKey, stop: JoinHandle<Result<(), String>>) {
+    pub fn insert(&self, key: &InstanceKey, stop: JoinHandle<Result<(), MysqlError>>) {
         self.lock().insert(
             key.clone(),
             Entry {
@@ -74,17 +75,13 @@ impl Background {
     }
 
     /// The stop of `key`, to wait for (taken: waited for once).
-    pub fn take_stop(&self, key: &InstanceKey) -> Option<JoinHandle<Result<(), String>>> {
+    pub fn take_stop(&self, key: &InstanceKey) -> Option<JoinHandle<Result<(), MysqlError>>> {
         self.lock().get_mut(key).and_then(|e| e.stop.take())
     }
 
     /// Forgets `key`, and says where it replicated.
     pub fn remove(&self, key: &InstanceKey) -> Option<Detour> {
         self.lock().remove(key).map(|e| e.detour)
-    }
-
-    pub fn keys(&self) -> Vec<InstanceKey> {
-        self.lock().keys().cloned().collect()
     }
 }
 
@@ -103,14 +100,14 @@ mod tests {
         let shared = bg.clone();
         assert_eq!(shared.detour(&k), Some(Detour::Wanted));
         let stop = shared.take_stop(&k).expect("a stop");
-        assert_eq!(stop.await.ok(), Some(Ok(())));
+        assert!(matches!(stop.await, Ok(Ok(()))));
         assert!(bg.take_stop(&k).is_none());
         bg.set_detour(&k, Detour::Through(InstanceKey::new("p", 3306)));
-        assert_eq!(bg.keys(), vec![k.clone()]);
         assert_eq!(
             bg.remove(&k),
             Some(Detour::Through(InstanceKey::new("p", 3306)))
         );
-        assert!(bg.keys().is_empty());
+        assert_eq!(bg.detour(&k), None);
+        assert_eq!(bg.remove(&k), None);
     }
 }

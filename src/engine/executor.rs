@@ -264,10 +264,7 @@ impl OperationRecord {
         let successor = self.successor.as_ref()?;
         self.steps
             .iter()
-            .any(|r| {
-                r.outcome == StepOutcome::Done
-                    && matches!(&r.step, Step::SetReadOnly { on, read_only: false } if on == successor)
-            })
+            .any(|r| r.outcome == StepOutcome::Done && r.step.makes_writable() == Some(successor))
             .then_some(successor)
     }
 }
@@ -452,6 +449,22 @@ impl Sessions<'_> {
             detail: "no session".into(),
         })?;
         Ok((conn, dialect))
+    }
+
+    /// The session of `key` (opened if need be), each statement bounded
+    /// by `limit`.
+    async fn session<'s>(
+        &'s mut self,
+        key: &'s InstanceKey,
+        limit: Duration,
+    ) -> Result<Session<'s>, MysqlError> {
+        let (conn, dialect) = self.get(key).await?;
+        Ok(Session {
+            conn,
+            key,
+            dialect,
+            limit,
+        })
     }
 
     /// Drops a session after an error, so the next step reconnects.
@@ -669,18 +682,11 @@ impl Executor {
             // through the second connection instead of waiting.
             (Step::StopReplica { .. }, Detour::No) if plan.successor.as_ref() != Some(on) => {
                 let ready = async {
-                    let (conn, dialect) = sessions.get(on).await?;
-                    if dialect.flavor != Flavor::MariaDb {
+                    let mut s = sessions.session(on, limit).await?;
+                    if s.dialect.flavor != Flavor::MariaDb {
                         return Ok(false);
                     }
-                    Session {
-                        conn,
-                        key: on,
-                        dialect,
-                        limit,
-                    }
-                    .relay_applied()
-                    .await
+                    s.relay_applied().await
                 }
                 .await;
                 match ready {
@@ -706,15 +712,8 @@ impl Executor {
                 Detour::Wanted,
             ) => {
                 let started = async {
-                    let (conn, dialect) = sessions.get(on).await?;
-                    Session {
-                        conn,
-                        key: on,
-                        dialect,
-                        limit,
-                    }
-                    .start_detour(source, &self.config.repl)
-                    .await
+                    let mut s = sessions.session(on, limit).await?;
+                    s.start_detour(source, &self.config.repl).await
                 }
                 .await;
                 Some(match started {
@@ -752,7 +751,7 @@ impl Executor {
                 .await
                 .map_err(|_| "the IO thread's stop did not end in time".to_string())
                 .and_then(|joined| joined.map_err(|e| format!("the IO thread's stop: {e}")))
-                .and_then(|r| r);
+                .and_then(|r| r.map_err(|e| self.redacted(&e)));
             if let Err(e) = ended {
                 let through = match self.background.remove(on) {
                     Some(Detour::Through(s)) => {
@@ -770,15 +769,8 @@ impl Executor {
             return Ok(());
         };
         let folded = async {
-            let (conn, dialect) = sessions.get(on).await?;
-            Session {
-                conn,
-                key: on,
-                dialect,
-                limit: t.query,
-            }
-            .fold_detour(&source, &self.config.repl)
-            .await
+            let mut s = sessions.session(on, t.query).await?;
+            s.fold_detour(&source, &self.config.repl).await
         }
         .await;
         folded.map_err(|e| {
@@ -802,32 +794,19 @@ impl Executor {
         let id = stopper.id();
         let key = s.key.clone();
         let sql = s.dialect.stop_io_thread();
-        let secrets = [
-            self.config.repl.password().to_string(),
-            self.config.admin.password().to_string(),
-        ];
         let mut stop = tokio::spawn(async move {
             let r = exec(&mut stopper, &key, t.query, "stopping the IO thread", &sql).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), stopper.disconnect()).await;
-            r.map_err(|e| {
-                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-                crate::mysql::conn::redact(&e.to_string(), &secrets)
-            })
+            r
         });
         let mut signalled: Option<Instant> = None;
         loop {
             if let Ok(joined) = tokio::time::timeout(Duration::from_millis(20), &mut stop).await {
-                return joined
-                    .map_err(|e| MysqlError::Answer {
-                        key: s.key.clone(),
-                        what: "stopping the IO thread",
-                        detail: e.to_string(),
-                    })?
-                    .map_err(|detail| MysqlError::Answer {
-                        key: s.key.clone(),
-                        what: "stopping the IO thread",
-                        detail,
-                    });
+                return joined.map_err(|e| MysqlError::Answer {
+                    key: s.key.clone(),
+                    what: "stopping the IO thread",
+                    detail: e.to_string(),
+                })?;
             }
             match signalled {
                 Some(at) if at.elapsed() >= DETACH_AFTER => {
@@ -917,13 +896,10 @@ impl Executor {
         let wait_for = match step {
             Step::WaitCaughtUp { of, .. } => {
                 let limit = self.config.timeouts.query;
-                let (conn, dialect) = sessions.get(of).await.map_err(|e| e.to_string())?;
-                let mut s = Session {
-                    conn,
-                    key: of,
-                    dialect,
-                    limit,
-                };
+                let mut s = sessions
+                    .session(of, limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Some(s.executed_gtids().await.map_err(|e| e.to_string())?)
             }
             _ => None,
@@ -1050,13 +1026,7 @@ impl Executor {
         let limit = self.config.timeouts.query;
         let spare: Vec<u32> = self.write_locks.connection_id(on).into_iter().collect();
         let locked = async {
-            let (conn, dialect) = sessions.get(on).await?;
-            let mut s = Session {
-                conn,
-                key: on,
-                dialect,
-                limit,
-            };
+            let mut s = sessions.session(on, limit).await?;
             s.lock_writes(&spare).await
         }
         .await;

@@ -224,7 +224,7 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
     // the fence and the relay wait: writable, past it, or at it (the
     // write may be in the successor's binary log), it rolls forward too.
     let epoch_first = j.kind != OperationKind::GracefulTakeover;
-    let reset_ran = match target {
+    let forward = match target {
         Some(t) if t.reachable => {
             t.source.is_none()
                 || t.writable
@@ -233,7 +233,7 @@ pub fn decide(journal: Option<&OperationJournal>, seen: &Observed) -> Resume {
         }
         _ => j.point_of_no_return_passed || j.at_point_of_no_return,
     };
-    if let (true, Some(primary)) = (reset_ran, j.target.clone()) {
+    if let (true, Some(primary)) = (forward, j.target.clone()) {
         return Resume::RollForward { primary, old };
     }
     // Before the point of no return: the successor too may have stopped

@@ -145,10 +145,7 @@ impl Session<'_> {
         source: &InstanceKey,
         repl: &Credentials,
     ) -> Result<(), MysqlError> {
-        let name = super::dialect::DETOUR;
-        let what = "folding the second connection back";
-        self.exec(what, &format!("STOP SLAVE '{name}'")).await?;
-        self.exec(what, &format!("RESET SLAVE '{name}' ALL"))
+        self.forget_detour("folding the second connection back")
             .await?;
         self.stop_replica().await?;
         self.change_source_gtid(source, repl).await?;
@@ -190,17 +187,22 @@ impl Session<'_> {
         if self.dialect.flavor != Flavor::MariaDb {
             return Ok(());
         }
-        let name = super::dialect::DETOUR;
         let rows = self
             .rows(
                 "reading the replication connections",
                 "SHOW ALL SLAVES STATUS",
             )
             .await?;
-        if !parse::has_connection(&rows, name) {
+        if !parse::has_connection(&rows, super::dialect::DETOUR) {
             return Ok(());
         }
-        let what = "forgetting a second connection left over";
+        self.forget_detour("forgetting a second connection left over")
+            .await
+    }
+
+    /// MariaDB: stops orca's second connection and forgets it.
+    async fn forget_detour(&mut self, what: &'static str) -> Result<(), MysqlError> {
+        let name = super::dialect::DETOUR;
         self.exec(what, &format!("STOP SLAVE '{name}'")).await?;
         self.exec(what, &format!("RESET SLAVE '{name}' ALL")).await
     }

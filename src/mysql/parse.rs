@@ -17,16 +17,6 @@ pub type TextRow = BTreeMap<String, Option<String>>;
 /// Name → value of `SHOW VARIABLES` / `SHOW STATUS` rows, names lower-cased.
 pub type NameValues = BTreeMap<String, String>;
 
-/// Whether `SHOW ALL SLAVES STATUS` rows (MariaDB) have the named
-/// connection `name`.
-pub fn has_connection(rows: &[TextRow], name: &str) -> bool {
-    rows.iter().any(|r| {
-        r.get("Connection_name")
-            .and_then(|v| v.as_deref())
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-    })
-}
-
 /// Reads `Variable_name` / `Value` rows.
 pub fn name_values(rows: &[TextRow]) -> NameValues {
     rows.iter()
@@ -80,15 +70,43 @@ fn coords(file: Option<&str>, pos: Option<&str>) -> Option<BinlogCoordinates> {
 /// The default channel of `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`;
 /// `None` when the instance is not a replica (no rows, or no source host).
 pub fn replica_status(rows: &[TextRow]) -> Result<Option<ReplicaStatus>, ParseError> {
-    // Multi-source setups list one row per channel; the default channel has
-    // an empty name (MySQL `Channel_Name`, MariaDB `Connection_name`).
-    let row = rows.iter().find(|r| {
-        non_empty(r.get("Channel_Name").and_then(|v| v.as_deref())).is_none()
-            && non_empty(r.get("Connection_name").and_then(|v| v.as_deref())).is_none()
-    });
-    let Some(row) = row else {
-        return Ok(None);
-    };
+    match rows.iter().find(|r| connection_name(r).is_empty()) {
+        Some(row) => replica_row(row),
+        None => Ok(None),
+    }
+}
+
+/// Every replication connection of `SHOW ALL SLAVES STATUS` (MariaDB) or
+/// channel of `SHOW REPLICA STATUS` (MySQL) that has a source: its name
+/// (`""`: the default one) and status.
+pub fn replica_connections(rows: &[TextRow]) -> Result<Vec<(String, ReplicaStatus)>, ParseError> {
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(r) = replica_row(row)? {
+            out.push((connection_name(row).to_string(), r));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the rows of [`replica_connections`] have the connection
+/// `name` (named connections are case-insensitive).
+pub fn has_connection(rows: &[TextRow], name: &str) -> bool {
+    rows.iter()
+        .any(|r| connection_name(r).eq_ignore_ascii_case(name))
+}
+
+/// Multi-source setups list one row per channel; the default channel has
+/// an empty name (MySQL `Channel_Name`, MariaDB `Connection_name`).
+fn connection_name(row: &TextRow) -> &str {
+    ["Channel_Name", "Connection_name"]
+        .iter()
+        .find_map(|c| non_empty(row.get(*c).and_then(|v| v.as_deref())))
+        .unwrap_or("")
+}
+
+/// One row of a replica status; `None` without a source host.
+fn replica_row(row: &TextRow) -> Result<Option<ReplicaStatus>, ParseError> {
     let Some(host) = non_empty(column(row, "Master_Host")) else {
         return Ok(None);
     };
@@ -345,6 +363,31 @@ mod tests {
                 "{names:?}"
             );
         }
+        // Each connection with a source, by name; the default one is the
+        // replica status.
+        let mut all = rows(&[Some(""), Some("orca_detour")]);
+        all[1].insert("Master_Host".into(), Some("10.0.0.2".into()));
+        all[1].insert("Slave_IO_Running".into(), Some("Yes".into()));
+        all.push(TextRow::from([(
+            "Connection_name".to_string(),
+            Some("gone".to_string()),
+        )]));
+        let conns = replica_connections(&all).unwrap();
+        let seen: Vec<(&str, &str, IoThreadState)> = conns
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.source.host.as_str(), r.io_running))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("", "10.0.0.1", IoThreadState::No),
+                ("orca_detour", "10.0.0.2", IoThreadState::Yes)
+            ]
+        );
+        assert_eq!(
+            replica_status(&all).unwrap().map(|r| r.source.host),
+            Some("10.0.0.1".to_string())
+        );
     }
 
     fn nv(pairs: &[(&str, &str)]) -> Vec<TextRow> {

@@ -800,9 +800,7 @@ mod tests {
             let writable = plan
                 .steps
                 .iter()
-                .position(
-                    |s| matches!(s, Step::SetReadOnly { on, read_only: false } if *on == successor),
-                )
+                .position(|s| s.makes_writable() == Some(&successor))
                 .unwrap_or_else(|| panic!("{name}: the successor is never made writable"));
             assert!(writable >= plan.point_of_no_return, "{name}");
             for i in 0..=plan.steps.len() {

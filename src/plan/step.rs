@@ -269,6 +269,17 @@ mod millis {
 }
 
 impl Step {
+    /// The instance this step makes writable (`read_only` off), if any.
+    pub fn makes_writable(&self) -> Option<&InstanceKey> {
+        match self {
+            Step::SetReadOnly {
+                on,
+                read_only: false,
+            } => Some(on),
+            _ => None,
+        }
+    }
+
     /// The instance the step acts on, if any.
     pub fn target(&self) -> Option<&InstanceKey> {
         match self {
@@ -337,15 +348,11 @@ pub fn writable_without_epoch(steps: &[Step]) -> Vec<InstanceKey> {
     let mut recorded = std::collections::BTreeSet::new();
     let mut missing = Vec::new();
     for s in steps {
-        match s {
-            Step::RecordEpoch { on } => {
-                recorded.insert(on);
-            }
-            Step::SetReadOnly {
-                on,
-                read_only: false,
-            } if !recorded.contains(on) => missing.push(on.clone()),
-            _ => {}
+        if let Step::RecordEpoch { on } = s {
+            recorded.insert(on);
+        }
+        if let Some(on) = s.makes_writable().filter(|on| !recorded.contains(on)) {
+            missing.push(on.clone());
         }
     }
     missing
@@ -561,7 +568,7 @@ impl Plan {
             .iter()
             .take(index)
             .skip(self.point_of_no_return)
-            .any(|s| matches!(s, Step::SetReadOnly { on, read_only: false } if on == successor));
+            .any(|s| s.makes_writable() == Some(successor));
         made_writable.then_some(successor)
     }
 }

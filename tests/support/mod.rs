@@ -172,6 +172,15 @@ pub async fn rounds_until<T>(
     }
 }
 
+/// Runs engine rounds until one recovers something, at most `limit`: its
+/// record.
+pub async fn next_recovery(
+    engine: &mut orca::engine::ClusterEngine,
+    limit: Duration,
+) -> orca::engine::executor::OperationRecord {
+    rounds_until(engine, limit, "a recovery", |r| r.recovery.clone()).await
+}
+
 /// Runs engine rounds (with the engine's own pacing) for `span`.
 pub async fn rounds_for(engine: &mut orca::engine::ClusterEngine, span: Duration) {
     let until = Instant::now() + span;

@@ -23,7 +23,8 @@ use orca::engine::executor::{
     operation_id,
 };
 use orca::engine::{ClusterEngine, EngineConfig};
-use orca::mysql::conn::Timeouts;
+use orca::mysql::conn::{Timeouts, query_rows};
+use orca::mysql::parse;
 use orca::mysql::probe::probe;
 use orca::mysql::{Credentials, connect};
 use orca::plan::takeover::{TakeoverOptions, graceful_takeover};
@@ -134,30 +135,25 @@ async fn replicates_from(replica: &InstanceKey, source: &InstanceKey) -> bool {
         connect: Duration::from_millis(200),
         query: Duration::from_millis(500),
     };
-    if probe(replica, &admin_credentials(), t)
-        .await
-        .ok()
-        .and_then(|s| s.replica)
-        .is_some_and(|r| &r.source == source && r.is_replicating())
-    {
-        return true;
-    }
     let Ok(mut conn) = connect(replica, &admin_credentials(), t).await else {
         return false;
     };
-    let rows: Vec<mysql_async::Row> =
-        match tokio::time::timeout(t.query, conn.query("SHOW ALL SLAVES STATUS")).await {
-            Ok(Ok(rows)) => rows,
-            _ => Vec::new(),
-        };
+    let rows = query_rows(
+        &mut conn,
+        replica,
+        t.query,
+        "reading replication",
+        "SHOW ALL SLAVES STATUS",
+    )
+    .await;
     let _ = tokio::time::timeout(t.query, conn.disconnect()).await;
-    rows.iter().any(|r| {
-        let text = |c: &str| -> Option<String> { r.get_opt::<String, _>(c).and_then(Result::ok) };
-        text("Master_Host").as_deref() == Some(source.host.as_str())
-            && text("Master_Port").and_then(|p| p.parse::<u16>().ok()) == Some(source.port)
-            && text("Slave_IO_Running").as_deref() == Some("Yes")
-            && text("Slave_SQL_Running").as_deref() == Some("Yes")
-    })
+    rows.ok()
+        .and_then(|rows| parse::replica_connections(&rows).ok())
+        .is_some_and(|conns| {
+            conns
+                .iter()
+                .any(|(_, r)| &r.source == source && r.is_replicating())
+        })
 }
 
 async fn prepare(c: &LocalCluster) -> Result<(), String> {

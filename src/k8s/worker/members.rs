@@ -218,7 +218,7 @@ impl Worker {
     /// is the one writer of the role labels and of the primary Service's
     /// selector.
     pub(super) async fn apply_roles(
-        &mut self,
+        &self,
         cluster: &MySQLCluster,
         pods: &[PodView],
         primary: Option<&str>,
@@ -236,11 +236,12 @@ impl Worker {
                 .await?;
             }
         }
-        // Moved early this round (the caches may not show it yet): done.
+        // Moved early this round (neither the round's pods nor the caches
+        // may show it yet): done.
         let moved = self
             .moved_early
-            .take()
-            .is_some_and(|m| Some(m.as_str()) == primary);
+            .as_deref()
+            .is_some_and(|m| Some(m) == primary);
         if let Some(pp) = primary.and_then(|n| pods.iter().find(|p| p.name == n))
             && pp.role_label.as_deref() != Some(label::ROLE_PRIMARY)
             && !moved

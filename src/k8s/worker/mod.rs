@@ -501,6 +501,7 @@ impl Worker {
         }
         // What an earlier operator left (an interrupted operation, fences,
         // a primary the servers contradict), before the engine acts.
+        self.moved_early = None;
         let resumed = self.resume(&mut cluster, &pods, &status).await?;
         self.journal.arm(None);
         let report = self.engine_mut().round().await;
